@@ -1,0 +1,159 @@
+"""Frozen, typed view of a validated profile.
+
+Built only by ``profile.load`` from data that passed the JSON Schema and the semantic checks, so
+every field here can be trusted.  ``Profile.where(keypath)`` gives the ``file:line`` that set a
+value (after ``extends:`` merging), which failure messages cite as the expectation's source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+Kind = Literal["text", "binary"]
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    """"6.16" -> (6, 16); "7.3.4+deb13-amd64" -> (7, 3, 4)."""
+    out: list[int] = []
+    for part in v.replace("-", ".").replace("+", ".").split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One allowed outcome with its era hints (hints only; never a gate)."""
+
+    value: str | int
+    since: str | None = None
+    until: str | None = None
+    commit: str | None = None
+
+    def hint(self) -> str:
+        bits = []
+        if self.since:
+            bits.append(f"since {self.since}")
+        if self.until:
+            bits.append(f"before {self.until}")
+        if self.commit:
+            bits.append(f"linux-git:{self.commit}")
+        return ", ".join(bits)
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    kind: Kind
+    mode: int  # permission bits, e.g. 0o444
+    visible: str  # "always" | "never" | "group:<name>"
+    since: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.mode & 0o444)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.mode & 0o222)
+
+    @property
+    def group(self) -> str | None:
+        return self.visible.split(":", 1)[1] if self.visible.startswith("group:") else None
+
+
+@dataclass(frozen=True)
+class Range:
+    min: int
+    max: int
+
+    def __contains__(self, n: object) -> bool:
+        return isinstance(n, int) and self.min <= n <= self.max
+
+
+@dataclass(frozen=True)
+class Field:
+    """Where the report carries an echo of an input: byte offset and length/width.
+
+    ``offset`` None means "anywhere in the outblob" (formats without a fixed offset)."""
+
+    offset: int | None
+    length: int
+
+
+@dataclass(frozen=True)
+class ExpectedFailure:
+    check: str
+    reason: str
+    tracking: str
+    kernels: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: str  # file the profile came from (the leaf of the extends chain)
+    abstract: bool
+    provider: str | None
+    description: str
+    since: str | None
+    item_mode: int
+    limits_inblob_max: int
+    limits_privlevel_max: int
+    limits_text_store_max: int
+    limits_name_max: int
+    limits_outblob_max: tuple[Alternative, ...]
+    attributes: Mapping[str, Attribute]
+    groups: Mapping[str, tuple[str, ...]]
+    match_groups: Mapping[str, bool]  # group name -> must be present (True) / absent (False)
+    errors: Mapping[str, tuple[Alternative, ...]]  # condition -> allowed errno names
+    generation_initial: int
+    # provider behaviour; None where the provider does not have the feature
+    inblob_report_lengths: Range | None
+    inblob_rejected_length_errno: str | None
+    privlevel_floor: int | None  # expected floor; None: any value 0..max is fine
+    privlevel_honoured: bool
+    report_min_length: int | None
+    report_nonce: Field | None
+    report_privlevel: Field | None
+    report_fresh_per_generation: bool
+    service_provider_values: tuple[str, ...]  # strings the provider reports on (empty: any/ignored)
+    service_provider_rejected_errno: str | None  # read() errno after any other string
+    expected_failures: tuple[ExpectedFailure, ...]
+    extends: tuple[str, ...] = ()  # chain of parent names, nearest first
+    marks: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, keypath: str) -> str:
+        """``file:line`` that set ``keypath`` (dotted, e.g. ``attributes.inblob.mode``).
+
+        Falls back to the nearest ancestor key that has a mark, then to the profile file."""
+        k = keypath
+        while k:
+            if k in self.marks:
+                return self.marks[k]
+            k = k.rpartition(".")[0]
+        return self.path
+
+    def errno(self, condition: str) -> tuple[str, ...]:
+        """Allowed errno names for a condition (alternatives in profile order)."""
+        return tuple(str(a.value) for a in self.errors[condition])
+
+    def visible_attributes(self, groups_present: Mapping[str, bool]) -> set[str]:
+        """The attribute set a fresh item must show, given which groups were probed present."""
+        out = set()
+        for a in self.attributes.values():
+            if a.visible == "always" or (a.group and groups_present.get(a.group, False)):
+                out.add(a.name)
+        return out
+
+    def outblob_max_for(self, release: str) -> int:
+        """The blob size limit for a kernel release (era hint; the largest value if unknown)."""
+        rel = version_tuple(release)
+        for alt in self.limits_outblob_max:
+            lo = version_tuple(alt.since) if alt.since else ()
+            hi = version_tuple(alt.until) if alt.until else None
+            if rel and rel >= lo and (hi is None or rel < hi):
+                return int(alt.value)
+        return max(int(a.value) for a in self.limits_outblob_max)

@@ -1,0 +1,85 @@
+"""The Tree protocol: the one interface every check, fuzzer and emulator frontend speaks.
+
+Paths are relative to the report group (``""`` is the group itself, ``"r0"`` an item,
+``"r0/inblob"`` an attribute).  Operations mirror syscalls one to one so that per-fd semantics
+(buffered binary writes committed at close, per-fd read snapshots) stay observable.  Every error is
+an ``OSError`` whose ``errno`` is what the kernel returned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+#: Largest single read() the helpers issue; bigger than any outblob limit we probe by default.
+READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Stat:
+    mode: int  # full st_mode, file type bits included
+    size: int
+
+    @property
+    def is_dir(self) -> bool:
+        return (self.mode & 0o170000) == 0o040000
+
+    @property
+    def perm(self) -> int:
+        return self.mode & 0o7777
+
+
+@runtime_checkable
+class Tree(Protocol):
+    """A configfs-tsm report group, real or emulated."""
+
+    #: "live", "emulated" or "fuse"; recorded in reports.
+    kind: str
+
+    def describe(self) -> str:
+        """One line naming the target, e.g. the root path or the emulator spec."""
+
+    def kernel_release(self) -> str:
+        """The kernel release the tree belongs to (``uname -r`` or the emulated era)."""
+
+    def mkdir(self, path: str) -> None: ...
+    def rmdir(self, path: str) -> None: ...
+    def listdir(self, path: str = "") -> list[str]: ...
+    def stat(self, path: str) -> Stat: ...
+    def open(self, path: str, flags: int) -> int: ...
+    def close(self, fd: int) -> None: ...
+    def read(self, fd: int, n: int) -> bytes: ...
+    def pread(self, fd: int, n: int, offset: int) -> bytes: ...
+    def write(self, fd: int, data: bytes) -> int: ...
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int: ...
+    def lseek(self, fd: int, offset: int, whence: int) -> int: ...
+
+
+def read_all(tree: Tree, path: str, chunk: int = READ_CHUNK) -> bytes:
+    """open + read() until EOF + close, as `cat` would."""
+    fd = tree.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        while True:
+            b = tree.read(fd, chunk)
+            if not b:
+                break
+            parts.append(b)
+        return b"".join(parts)
+    finally:
+        tree.close(fd)
+
+
+def read_text(tree: Tree, path: str) -> str:
+    return read_all(tree, path).decode("utf-8", "replace")
+
+
+def write_once(tree: Tree, path: str, data: bytes) -> int:
+    """open + one write() + close; returns write()'s count.  The write's errno propagates, but
+    close() still runs (a failed binary write still commits at close, abi.md §3)."""
+    fd = tree.open(path, os.O_WRONLY)
+    try:
+        return tree.write(fd, data)
+    finally:
+        tree.close(fd)
