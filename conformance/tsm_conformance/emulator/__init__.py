@@ -1,0 +1,31 @@
+"""In-process emulator of the kernel's configfs + configfs-tsm report core (see kernel.py)."""
+
+from __future__ import annotations
+
+from .era import Era
+from .kernel import Kernel, KernelOops
+from .providers import CONFIGS, Provider
+from .quirks import QUIRKS
+from .spec import EMULATOR_PARAMS, Spec, parse_spec
+
+
+def boot(spec: Spec | str) -> Kernel:
+    """A kernel at the spec's era with the spec's provider registered."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    cls, fixed, _ = CONFIGS[spec.config]
+    params = {**fixed, **{k: v for k, v in spec.params.items() if k not in EMULATOR_PARAMS}}
+    gen_bits = int(spec.params.get("gen_bits", 64))
+    if not 2 <= gen_bits <= 64:
+        raise ValueError("gen_bits must be 2..64")
+    k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=gen_bits,
+               init_on_alloc=spec.params.get("init_on_alloc", "1") != "0")
+    if cls.__name__ == "SevGuest":
+        provider: Provider = cls(params, hooks=spec.era.visibility_hooks)  # type: ignore[call-arg]
+    else:
+        provider = cls(params)
+    k.register(provider)
+    return k
+
+
+__all__ = ["Era", "Kernel", "KernelOops", "Spec", "parse_spec", "boot", "QUIRKS", "CONFIGS"]
