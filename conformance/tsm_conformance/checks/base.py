@@ -1,0 +1,310 @@
+"""Check catalogue machinery: registration, the per-check context, operation recording.
+
+Checks are plain functions taking a ``Ctx``; they never import pytest, so the plugin, the CLI and
+the fuzzers (as oracles) all run the same code.  Every tree operation goes through ``Recorder`` so
+a failure carries the exact operation sequence that reproduces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from .. import errnos
+from ..outcome import NotApplicable, TsmError, TsmFailure
+from ..profile.model import Profile
+from ..target.base import READ_CHUNK, Tree
+
+ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Probed once per session from a fresh item; reported in JUnit properties."""
+
+    provider: str
+    attributes: frozenset[str]
+    privlevel_floor: int | None
+    kernel_release: str
+    target: str
+    hints: dict[str, int] = field(default_factory=dict)
+
+    def groups_present(self, profile: Profile) -> dict[str, bool]:
+        """A visibility group counts as present if any member shows; attr.set then demands all."""
+        return {g: any(a in self.attributes for a in members) for g, members in profile.groups.items()}
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    rule: str  # one sentence: what the ABI requires
+    abi: str  # where the rule comes from (shared/abi.md section, kernel source)
+    func: Callable[["Ctx"], None]
+    needs: tuple[str, ...] = ()  # attributes the profile must show
+    order: int = 0  # cleanup checks run last
+
+    @property
+    def area(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+REGISTRY: dict[str, Check] = {}
+
+
+def check(id: str, rule: str, abi: str, needs: tuple[str, ...] = (), order: int = 0
+          ) -> Callable[[Callable[["Ctx"], None]], Callable[["Ctx"], None]]:
+    def deco(fn: Callable[["Ctx"], None]) -> Callable[["Ctx"], None]:
+        if id in REGISTRY:
+            raise RuntimeError(f"duplicate check id {id}")
+        REGISTRY[id] = Check(id, rule, abi, fn, needs, order)
+        return fn
+    return deco
+
+
+def all_checks() -> list[Check]:
+    from . import catalogue  # noqa: F401  (registers every check module)
+    return sorted(REGISTRY.values(), key=lambda c: (c.order, c.id))
+
+
+def not_applicable_reason(c: Check, profile: Profile, facts: Facts) -> str | None:
+    visible = profile.visible_attributes(facts.groups_present(profile))
+    missing = [a for a in c.needs if a not in visible]
+    if missing:
+        return f"not-applicable: {profile.name} does not show {', '.join(missing)}"
+    return None
+
+
+def _res(v: object) -> str:
+    if isinstance(v, bytes):
+        return f"{len(v)} bytes" if len(v) > 16 else repr(v)
+    return repr(v)
+
+
+class Recorder:
+    """A Tree wrapper that logs each operation and its result (kept cheap: tuples, formatted
+    only when a failure is rendered)."""
+
+    def __init__(self, tree: Tree, names: dict[str, str]) -> None:
+        self.t = tree
+        self.log: list[tuple[str, tuple, object]] = []
+        self.names = names  # real item name -> r0, r1 ...
+
+    def _do(self, op: str, fn: Callable, *args: object) -> object:
+        try:
+            r = fn(*args)
+        except OSError as e:
+            self.log.append((op, args, e))
+            raise
+        self.log.append((op, args, r))
+        return r
+
+    def mkdir(self, p: str) -> None: self._do("mkdir", self.t.mkdir, p)
+    def rmdir(self, p: str) -> None: self._do("rmdir", self.t.rmdir, p)
+    def listdir(self, p: str = "") -> list[str]: return self._do("listdir", self.t.listdir, p)  # type: ignore[return-value]
+    def stat(self, p: str): return self._do("stat", self.t.stat, p)  # noqa: ANN201
+    def open(self, p: str, flags: int) -> int: return self._do("open", self.t.open, p, flags)  # type: ignore[return-value]
+    def close(self, fd: int) -> None: self._do("close", self.t.close, fd)
+    def read(self, fd: int, n: int) -> bytes: return self._do("read", self.t.read, fd, n)  # type: ignore[return-value]
+    def pread(self, fd: int, n: int, off: int) -> bytes: return self._do("pread", self.t.pread, fd, n, off)  # type: ignore[return-value]
+    def write(self, fd: int, d: bytes) -> int: return self._do("write", self.t.write, fd, d)  # type: ignore[return-value]
+    def pwrite(self, fd: int, d: bytes, off: int) -> int: return self._do("pwrite", self.t.pwrite, fd, d, off)  # type: ignore[return-value]
+    def lseek(self, fd: int, off: int, wh: int) -> int: return self._do("lseek", self.t.lseek, fd, off, wh)  # type: ignore[return-value]
+
+    def _path(self, p: str) -> str:
+        head, sep, tail = p.partition("/")
+        return self.names.get(head, head) + sep + tail
+
+    def render(self) -> list[str]:
+        out = []
+        for op, args, r in self.log:
+            a = list(args)
+            if op in ("mkdir", "rmdir", "listdir", "stat", "open"):
+                a[0] = self._path(str(a[0])) or "."
+            if op == "open":
+                fl = int(a[1])
+                a[1] = ACC.get(fl & os.O_ACCMODE, str(fl)) + ("|O_CREAT" if fl & os.O_CREAT else "")
+            if op in ("write", "pwrite"):
+                d = a[1]
+                a[1] = repr(d) if len(d) <= 24 else f"<{len(d)} bytes sha1:{hashlib.sha1(d).hexdigest()[:8]}>"
+            res = errnos.name(r.errno) if isinstance(r, OSError) else _res(r)
+            if op == "listdir" and isinstance(r, list):
+                res = "[" + ", ".join(sorted(self.names.get(x, x) for x in r)) + "]"
+            out.append(f"{op}({', '.join(str(x) for x in a)}) -> {res}")
+        return out
+
+
+class Ctx:
+    """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
+
+    def __init__(self, check: Check, tree: Tree, profile: Profile, facts: Facts, prefix: str,
+                 counter: Iterator[int]) -> None:
+        self.check = check
+        self.profile = profile
+        self.facts = facts
+        self.names: dict[str, str] = {}
+        self.tree = Recorder(tree, self.names)
+        self.prefix = prefix
+        self._counter = counter  # session-wide, so names never repeat within a run
+        self._made: list[str] = []
+
+    # ---- items
+    def new_name(self, pad_to: int = 0) -> str:
+        """A unique report name with the session prefix; ``pad_to`` makes it exactly that long."""
+        name = f"{self.prefix}{next(self._counter)}"
+        if pad_to:
+            name = (name + "x" * pad_to)[:pad_to]
+        self.names.setdefault(name, f"r{len(self.names)}")
+        return name
+
+    @contextmanager
+    def item(self, name: str | None = None) -> Iterator[str]:
+        """mkdir a fresh report item and rmdir it afterwards, also on failure or Ctrl-C."""
+        name = name or self.new_name()
+        self.tree.mkdir(name)
+        self._made.append(name)
+        try:
+            yield name
+        finally:
+            self.remove(name)
+
+    def remove(self, name: str) -> None:
+        try:
+            self.tree.rmdir(name)
+        except OSError:
+            pass
+        if name in self._made:
+            self._made.remove(name)
+
+    def cleanup(self) -> None:
+        for name in list(self._made):
+            self.remove(name)
+
+    # ---- inputs
+    def nonce(self, n: int = 64, salt: int = 0) -> bytes:
+        """Deterministic, check-specific bytes: replays produce the same inputs."""
+        seed = hashlib.sha512(f"{self.check.id}:{salt}".encode()).digest()
+        return (seed * 2)[:n]
+
+    def report_len(self) -> int:
+        """An inblob length the provider makes reports for (the largest allowed)."""
+        r = self.profile.inblob_report_lengths
+        return r.max if r else self.profile.limits_inblob_max
+
+    # ---- operations returning value-or-errno
+    def attempt(self, fn: Callable, *args: object) -> object:
+        try:
+            return fn(*args)
+        except OSError as e:
+            return errnos.name(e.errno)
+
+    def write(self, path: str, data: bytes) -> object:
+        """open(O_WRONLY) + one write() + close(); the write's count or its errno name."""
+        fd = self.tree.open(path, os.O_WRONLY)
+        try:
+            return self.attempt(self.tree.write, fd, data)
+        finally:
+            self.tree.close(fd)
+
+    def read(self, path: str) -> bytes | str:
+        """open + read() to EOF + close; the bytes or the errno name of the failing call."""
+        try:
+            fd = self.tree.open(path, os.O_RDONLY)
+        except OSError as e:
+            return errnos.name(e.errno)
+        try:
+            parts = []
+            while True:
+                b = self.tree.read(fd, READ_CHUNK)
+                if not b:
+                    return b"".join(parts)
+                parts.append(b)
+        except OSError as e:
+            return errnos.name(e.errno)
+        finally:
+            self.tree.close(fd)
+
+    def read_ok(self, path: str, why: str) -> bytes:
+        r = self.read(path)
+        if isinstance(r, str):
+            self.fail(f"read({self.rel(path)}) -> bytes", f"read({self.rel(path)}) -> {r}", why)
+        return r  # type: ignore[return-value]
+
+    def generation(self, item: str) -> int:
+        txt = self.read(f"{item}/generation")
+        if isinstance(txt, str) or not re.fullmatch(rb"[0-9]+\n", txt):
+            self.fail(f'read({self.rel(item)}/generation) -> "<decimal>\\n"',
+                      f"read({self.rel(item)}/generation) -> {txt!r}", "generation")
+        return int(txt)  # type: ignore[arg-type]
+
+    def commit_inblob(self, item: str, data: bytes) -> None:
+        r = self.write(f"{item}/inblob", data)
+        if r != len(data):
+            self.fail(f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {len(data)}",
+                      f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {r}", "limits.inblob_max")
+
+    # ---- verdicts
+    def rel(self, path: str) -> str:
+        return self.tree._path(path)
+
+    def fail(self, expected: str, observed: str, keypath: str) -> None:
+        raise TsmFailure(self.check.id, self.check.rule, expected, observed,
+                         f"{self.profile.where(keypath)} {keypath}", self.tree.render())
+
+    def expect_errno(self, condition: str, op: str, result: object) -> None:
+        """``result`` (value or errno name) must be one of the profile's errnos for condition."""
+        allowed = self.profile.errno(condition)
+        if result not in allowed:
+            self.fail(f"{op} -> {' or '.join(allowed)}", f"{op} -> {result}", f"errors.{condition}")
+
+    def expect_equal(self, what: str, want: object, got: object, keypath: str) -> None:
+        if want != got:
+            self.fail(f"{what} = {want!r}", f"{what} = {got!r}", keypath)
+
+    def na(self, reason: str) -> None:
+        raise NotApplicable(f"not-applicable: {reason}")
+
+
+def probe(tree: Tree, prefix: str) -> Facts:
+    """mkdir one probe item, read what every check needs to decide applicability, rmdir it.
+
+    Raises TsmError with a one-line, actionable message when the tree is not usable."""
+    try:
+        st = tree.stat("")
+    except OSError as e:
+        raise TsmError(f"{tree.describe()}: cannot stat the report group ({errnos.name(e.errno)})") from e
+    if not st.is_dir:
+        raise TsmError(f"{tree.describe()}: not a directory")
+    name = f"{prefix}probe"
+    try:
+        tree.mkdir(name)
+    except OSError as e:
+        if e.errno == errnos.number("ENXIO"):
+            raise TsmError(f"{tree.describe()}: no report provider is registered (mkdir gives ENXIO): "
+                           "load the provider's driver (sev-guest, tdx-guest, arm-cca-guest) or use --emulate") from e
+        if e.errno == errnos.number("EACCES"):
+            raise TsmError(f"{tree.describe()}: mkdir gives EACCES: run as root") from e
+        raise TsmError(f"{tree.describe()}: mkdir of a probe item failed with {errnos.name(e.errno)}") from e
+    try:
+        attrs = frozenset(tree.listdir(name))
+        from ..target.base import read_text
+        try:
+            provider = read_text(tree, f"{name}/provider").rstrip("\n")
+        except OSError as e:
+            raise TsmError(f"{tree.describe()}: reading provider failed with {errnos.name(e.errno)}") from e
+        floor = None
+        if "privlevel_floor" in attrs:
+            try:
+                floor = int(read_text(tree, f"{name}/privlevel_floor").strip())
+            except (OSError, ValueError):
+                floor = None
+    finally:
+        try:
+            tree.rmdir(name)
+        except OSError:
+            pass
+    hints = tree.hints() if hasattr(tree, "hints") else {}
+    return Facts(provider, attrs, floor, tree.kernel_release(), tree.describe(), hints)

@@ -1,0 +1,32 @@
+"""discovery.*: the tree names the provider the profile describes (abi.md §1a, §7.5)."""
+
+from __future__ import annotations
+
+from .base import Ctx, check
+
+
+@check("discovery.provider.matches_profile",
+       "the provider attribute reads the profile's provider name followed by a newline",
+       "abi.md §1a provider: sysfs_emit(\"%s\\n\", ops->name)")
+def provider_name(ctx: Ctx) -> None:
+    with ctx.item() as r:
+        got = ctx.read(f"{r}/provider")
+        want = f"{ctx.profile.provider}\n".encode()
+        if got != want:
+            ctx.fail(f"read({ctx.rel(r)}/provider) -> {want!r}", f"read({ctx.rel(r)}/provider) -> {got!r}",
+                     "provider")
+
+
+@check("discovery.privlevel_floor.matches_profile",
+       "privlevel_floor reads \"%u\\n\" within 0..TSM_PRIVLEVEL_MAX and equal to the profile's floor",
+       "abi.md §1a privlevel_floor; §5.1 vmpck_id", needs=("privlevel_floor",))
+def floor_value(ctx: Ctx) -> None:
+    with ctx.item() as r:
+        got = ctx.read(f"{r}/privlevel_floor")
+        want = ctx.profile.privlevel_floor
+        ok = isinstance(got, bytes) and got.endswith(b"\n") and got[:-1].isdigit() and \
+            int(got) <= ctx.profile.limits_privlevel_max and (want is None or int(got) == want)
+        if not ok:
+            exp = f'"{want}\\n"' if want is not None else '"<0..3>\\n"'
+            ctx.fail(f"read({ctx.rel(r)}/privlevel_floor) -> {exp}",
+                     f"read({ctx.rel(r)}/privlevel_floor) -> {got!r}", "privlevel.floor")
