@@ -120,8 +120,11 @@ class Recorder:
 
     def render(self) -> list[str]:
         out = []
+        fds: dict[int, str] = {}  # fd numbers differ per run: show fd0, fd1, ... instead
         for op, args, r in self.log:
             a = list(args)
+            if op in ("close", "read", "pread", "write", "pwrite", "lseek"):
+                a[0] = fds.get(int(a[0]), a[0])
             if op in ("mkdir", "rmdir", "listdir", "stat", "open"):
                 a[0] = self._path(str(a[0])) or "."
             if op == "open":
@@ -131,6 +134,10 @@ class Recorder:
                 d = a[1]
                 a[1] = repr(d) if len(d) <= 24 else f"<{len(d)} bytes sha1:{hashlib.sha1(d).hexdigest()[:8]}>"
             res = errnos.name(r.errno) if isinstance(r, OSError) else _res(r)
+            if op == "open" and isinstance(r, int):
+                res = fds[r] = f"fd{len(fds)}"
+            if r is None:
+                res = "0"
             if op == "listdir" and isinstance(r, list):
                 res = "[" + ", ".join(sorted(self.names.get(x, x) for x in r)) + "]"
             out.append(f"{op}({', '.join(str(x) for x in a)}) -> {res}")
@@ -258,7 +265,8 @@ class Ctx:
         """``result`` (value or errno name) must be one of the profile's errnos for condition."""
         allowed = self.profile.errno(condition)
         if result not in allowed:
-            self.fail(f"{op} -> {' or '.join(allowed)}", f"{op} -> {result}", f"errors.{condition}")
+            shown = f"{len(result)} bytes" if isinstance(result, bytes) else result
+            self.fail(f"{op} -> {' or '.join(allowed)}", f"{op} -> {shown}", f"errors.{condition}")
 
     def expect_equal(self, what: str, want: object, got: object, keypath: str) -> None:
         if want != got:

@@ -148,7 +148,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             try:
                 return self._scalars.construct_object(node, deep=True)
-            except yaml.YAMLError as e:
+            except (yaml.YAMLError, ValueError, OverflowError) as e:  # e.g. 2024-13-45 as a date
                 raise self.fail(node, kp, f"cannot read value: {getattr(e, 'problem', e)}") from None
         if id(node) in self._open:  # an alias pointing at its own ancestor
             raise self.fail(node, kp, "recursive YAML alias")
@@ -350,7 +350,9 @@ def _entry_point_dirs() -> list[Path]:
                           stacklevel=2)
             continue
         f = getattr(obj, "__file__", None)
-        if f:
+        if isinstance(obj, (str, Path)):  # an attribute naming the directory itself
+            out.append(Path(obj).resolve())
+        elif f:
             out.append(Path(f).resolve().parent)
         else:  # namespace package
             out += [Path(p).resolve() for p in getattr(obj, "__path__", [])]

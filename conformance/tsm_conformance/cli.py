@@ -1,0 +1,161 @@
+"""``tsm-conformance``: run the suite, inspect profiles and quirks.
+
+Exit codes follow kselftest: 0 all passed, 1 any failure or error, 2 usage or profile error,
+4 nothing applicable ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
+
+
+class _Counter:
+    """Counts outcomes as pytest reports them (for the kselftest exit code)."""
+
+    def __init__(self) -> None:
+        self.counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0, "error": 0}
+
+    def pytest_runtest_logreport(self, report) -> None:  # noqa: ANN001
+        if report.when == "call":
+            if hasattr(report, "wasxfail"):
+                self.counts["xfailed" if report.skipped else "failed"] += 1
+            else:
+                self.counts[report.outcome] += 1
+        elif report.failed:
+            self.counts["error"] += 1
+        elif report.skipped and report.when == "setup":
+            self.counts["skipped"] += 1
+
+
+def _usage(msg: str) -> int:
+    print(f"tsm-conformance: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
+    try:
+        state = build_state(args.root, args.emulate, args.profile)
+    except SetupError as e:
+        return _usage(str(e))
+    ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
+    # -p is a no-op when the entry point already loaded the plugin under the same name
+    argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin",
+            "--tsm-exclusive", "-q", "-rfEsxX"]
+    if args.junit:
+        argv += ["--junitxml", args.junit]
+    argv += extra
+    counter = _Counter()
+    code = _main_with_state(argv, _StateCarrier(state), counter, STATE_PLUGIN)
+    c = counter.counts
+    if code in (pytest.ExitCode.USAGE_ERROR,):
+        return EXIT_USAGE
+    if code == pytest.ExitCode.INTERRUPTED:
+        return EXIT_FAIL
+    if c["failed"] or c["error"] or code == pytest.ExitCode.INTERNAL_ERROR:
+        return EXIT_FAIL
+    if c["passed"] + c["xfailed"] == 0:
+        print("tsm-conformance: nothing applicable ran", file=sys.stderr)
+        return EXIT_SKIP
+    return EXIT_OK
+
+
+def _main_with_state(argv: list[str], carrier: object, counter: object, name: str) -> int:
+    import pytest
+
+    class _Register:
+        """Registers the probed state under its well-known name before configure runs."""
+
+        def pytest_addoption(self, parser, pluginmanager) -> None:  # noqa: ANN001
+            if not pluginmanager.get_plugin(name):
+                pluginmanager.register(carrier, name)
+
+    return int(pytest.main(argv, plugins=[_Register(), counter]))
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from .profile.load import ProfileError, list_profiles, load_profile, render_profile, validate_paths
+    if args.action == "list":
+        for name, path in list_profiles():
+            try:
+                p = load_profile(name)
+                kind = "abstract" if p.abstract else f"provider {p.provider}"
+                print(f"{name:16} {kind:24} {path}")
+            except ProfileError as e:
+                print(f"{name:16} INVALID  {e}")
+        return EXIT_OK
+    if args.action == "show":
+        if len(args.names) != 1:
+            return _usage("profiles show takes one NAME")
+        try:
+            print(render_profile(load_profile(args.names[0])), end="")
+        except ProfileError as e:
+            return _usage(str(e))
+        return EXIT_OK
+    if not args.names:
+        return _usage("profiles validate takes one or more PATHs")
+    bad = 0
+    for path, err in validate_paths(args.names):
+        if err is None:
+            print(f"ok {path}")
+        else:
+            bad += 1
+            print(str(err), file=sys.stderr)
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+def cmd_quirks(_: argparse.Namespace) -> int:
+    from .emulator.quirks import QUIRKS
+    for q in QUIRKS.values():
+        print(f"{q.name}\t{','.join(q.applies_to)}\t{q.description}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tsm-conformance",
+                                 description="Conformance suite for the Linux configfs-tsm report ABI")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the checks against a live or emulated tree",
+                         description="Arguments after -- go to pytest.")
+    tgt = run.add_mutually_exclusive_group()
+    tgt.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
+    run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
+    run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    pr = sub.add_parser("profiles", help="list, show or validate profiles")
+    pr.add_argument("action", choices=("list", "show", "validate"))
+    pr.add_argument("names", nargs="*", metavar="NAME|PATH")
+    sub.add_parser("quirks", help="list the emulator's named faults")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse already printed one usage line
+        return EXIT_USAGE if e.code else EXIT_OK
+    try:
+        if args.cmd == "run":
+            return cmd_run(args, extra)
+        if args.cmd == "profiles":
+            return cmd_profiles(args)
+        return cmd_quirks(args)
+    except KeyboardInterrupt:
+        print("tsm-conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""pytest plugin (entry point ``pytest11``): collects profile x applicable checks as test items.
+
+Inactive unless a ``--tsm-*`` option or a ``tsm_*`` ini key is given, so installing the package
+changes nothing for other projects.  Collection: one collector per profile, one per check area,
+one item per check, with stable ids; classname in JUnit is ``tsm.<profile>.<area>``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Iterator
+
+import pytest
+
+from . import DEFAULT_ROOT, __version__
+from .checks.base import Check, all_checks
+from .outcome import Outcome, TsmFailure
+from .report_text import render_failure
+from .runstate import STATE_PLUGIN, SetupError, TsmState, build_state
+
+_OPTS = ("tsm_root", "tsm_emulate", "tsm_profile", "tsm_check")
+
+
+# ------------------------------------------------------------------ pytest hooks
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("tsm", "configfs-tsm conformance")
+    g.addoption("--tsm-root", help=f"live configfs-tsm report directory (default {DEFAULT_ROOT})")
+    g.addoption("--tsm-emulate", metavar="SPEC", help="run against the built-in emulator, e.g. sev_guest@6.16")
+    g.addoption("--tsm-profile", metavar="NAME|PATH", help="profile to hold the tree to (default: by provider)")
+    g.addoption("--tsm-check", metavar="GLOB", help="only checks whose id matches GLOB")
+    g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
+    for name in _OPTS:
+        parser.addini(name, f"default for --{name.replace('_', '-')}")
+
+
+def _opt(config: pytest.Config, name: str) -> Any:
+    return config.getoption(name) or config.getini(name) or None
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.pluginmanager.get_plugin(STATE_PLUGIN)) or any(_opt(config, n) for n in _OPTS) \
+        or bool(config.getoption("tsm_root", None)) or bool(config.getoption("tsm_exclusive"))
+
+
+_KEY = pytest.StashKey[TsmState]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _active(config):
+        return
+    carrier = config.pluginmanager.get_plugin(STATE_PLUGIN)
+    if carrier is not None:
+        state = carrier.state
+    else:
+        try:
+            state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"))
+        except SetupError as e:
+            raise pytest.UsageError(str(e)) from None
+    config.stash[_KEY] = state
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(_KEY, None)
+    if state is None:
+        return
+    try:
+        from _pytest.junitxml import xml_key  # the suite properties of --junitxml
+        xml = session.config.stash.get(xml_key, None)
+    except ImportError:  # pragma: no cover - older/newer pytest layout
+        xml = None
+    if xml is not None:
+        for k, v in properties(state).items():
+            xml.add_global_property(k, v)
+
+
+def properties(state: TsmState) -> dict[str, str]:
+    f = state.facts
+    return {
+        "tsm.suite_version": __version__,
+        "tsm.profile": state.profile.name,
+        "tsm.profile_path": state.profile.path,
+        "tsm.provider": f.provider,
+        "tsm.kernel_release": f.kernel_release,
+        "tsm.target_kind": state.tree.kind,
+        "tsm.target": f.target,
+        "tsm.attributes": " ".join(sorted(f.attributes)),
+    }
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = config.stash.get(_KEY, None)
+    if state is None:
+        return None
+    return [f"tsm: {state.facts.target}, provider {state.facts.provider}, profile {state.profile.name} "
+            f"({state.profile.path}), kernel {state.facts.kernel_release}"]
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    return True if config.getoption("tsm_exclusive") else None
+
+
+class ProfileCollector(pytest.Collector):
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        state: TsmState = self.config.stash[_KEY]
+        pattern = _opt(self.config, "tsm_check")
+        checks = [c for c in all_checks() if not pattern or fnmatch.fnmatch(c.id, pattern)]
+        if pattern and not checks:
+            raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+        areas: dict[str, list[Check]] = {}
+        for c in checks:
+            areas.setdefault(c.area, []).append(c)
+        for area, cs in areas.items():
+            yield AreaCollector.from_parent(self, name=area, checks=cs, state=state)
+
+
+class AreaCollector(pytest.Collector):
+    def __init__(self, *, checks: list[Check], state: TsmState, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.checks, self.state = checks, state
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for c in self.checks:
+            item = CheckItem.from_parent(self, name=c.id, check=c, state=self.state)
+            xf = self.state.session.expected_failure(c)
+            if xf:
+                item.add_marker(pytest.mark.xfail(strict=True, reason=f"{xf.tracking}: {xf.reason}"))
+            yield item
+
+
+class HarnessError(Exception):
+    """The check could not run (broken target or harness): reported as a pytest error."""
+
+
+class CheckItem(pytest.Item):
+    def __init__(self, *, check: Check, state: TsmState, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.check, self.state = check, state
+        self.result = None
+
+    def setup(self) -> None:
+        # The check runs here so that a broken harness surfaces as an error, not a failure.
+        self.result = self.state.session.execute(self.check)
+        if self.result.outcome == Outcome.ERROR:
+            raise HarnessError(f"{self.check.id}: could not run: {self.result.reason}")
+
+    def runtest(self) -> None:
+        r = self.result
+        assert r is not None
+        if r.outcome in (Outcome.SKIP_NA, Outcome.SKIP_UNSUPPORTED):
+            # report the check, not this line, as the skip's location
+            raise pytest.skip.Exception(r.reason, _use_item_location=True)
+        if r.outcome == Outcome.FAIL:
+            assert r.failure is not None
+            raise r.failure
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, TsmFailure):
+            return render_failure(excinfo.value)
+        if isinstance(excinfo.value, HarnessError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, 0, f"{self.check.id}: {self.check.rule}"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(_KEY, None)
+    if state is None:
+        return
+    from pathlib import Path
+    col = ProfileCollector.from_parent(session, name=f"tsm/{state.profile.name}",
+                                       nodeid=f"tsm/{state.profile.name}", path=Path(state.profile.path))
+    for node in col.collect():
+        items.extend(node.collect())  # type: ignore[union-attr]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(_KEY, None)
+    if state is None:
+        return
+    # Last line of defence: nothing with this run's prefix may stay behind.
+    prefix = state.session.prefix
+    try:
+        for name in state.tree.listdir(""):
+            if name.startswith(prefix):
+                try:
+                    state.tree.rmdir(name)
+                except OSError:
+                    pass
+    except OSError:
+        pass

@@ -1,0 +1,101 @@
+"""Run set-up shared by the CLI and the pytest plugin: target, probe, profile selection.
+
+Kept out of plugin.py so the CLI can prepare a run without importing the plugin module before
+pytest does (pytest would then warn that it cannot rewrite it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import DEFAULT_ROOT
+from .checks.base import Facts
+from .checks.runner import Session
+from .outcome import TsmError
+from .profile.load import ProfileError, load_profile, select_profile
+from .profile.model import Profile
+from .target.base import Tree
+
+STATE_PLUGIN = "tsm-state"
+
+
+class SetupError(Exception):
+    """A one-line, actionable reason the run cannot start (exit 2 from the CLI)."""
+
+
+@dataclass
+class TsmState:
+    tree: Tree
+    profile: Profile
+    session: Session
+
+    @property
+    def facts(self) -> Facts:
+        return self.session.facts
+
+
+class _StateCarrier:
+    """Registered by the CLI so the plugin reuses the tree it already probed."""
+
+    def __init__(self, state: TsmState) -> None:
+        self.state = state
+
+
+def build_state(root: str | None, emulate: str | None, profile: str | None) -> TsmState:
+    """Target + probe + profile selection; SetupError (one line) for every bad input."""
+    if root and emulate:
+        raise SetupError("give either --root or --emulate, not both")
+    tree: Tree
+    if emulate:
+        from .emulator import parse_spec
+        from .target.emulated import EmulatedTree
+        try:
+            tree = EmulatedTree(parse_spec(emulate))
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+    else:
+        from .target.live import LiveTree
+        path = root or DEFAULT_ROOT
+        if not os.path.exists(path):
+            if root:
+                raise SetupError(f"{path} does not exist: give the configfs-tsm report directory")
+            raise SetupError(f"{path} does not exist (no configfs-tsm here: Linux 6.7+ with "
+                             "CONFIG_TSM_REPORTS and configfs mounted); use --emulate PROVIDER, e.g. --emulate sev_guest")
+        if not os.path.isdir(path):
+            raise SetupError(f"{path} is not a directory")
+        tree = LiveTree(path)
+    prof: Profile | None = None
+    if profile:
+        try:
+            prof = load_profile(profile)
+        except ProfileError as e:
+            raise SetupError(str(e)) from None
+        if prof.abstract:
+            raise SetupError(f"profile {prof.name} is abstract (a base for providers); pick a provider profile")
+    try:
+        # a throwaway session only to probe; the real one below reuses the facts
+        facts = Session(tree, prof, facts=None).facts if prof else _probe_only(tree)
+    except TsmError as e:
+        raise SetupError(str(e)) from None
+    if prof is None:
+        try:
+            prof = select_profile(facts.provider, _groups_seen(facts))
+        except (LookupError, ProfileError) as e:
+            raise SetupError(str(e)) from None
+    return TsmState(tree, prof, Session(tree, prof, facts=facts))
+
+
+def _groups_seen(facts: Facts) -> dict[str, bool]:
+    """Every visibility group any shipped profile defines, marked present if a member shows."""
+    from .profile.load import list_profiles
+    out: dict[str, bool] = {}
+    for name, _ in list_profiles():
+        for g, members in load_profile(name).groups.items():
+            out[g] = out.get(g, False) or any(a in facts.attributes for a in members)
+    return out
+
+
+def _probe_only(tree: Tree) -> Facts:
+    from .checks.base import probe
+    return probe(tree, f"tsmct-{os.getpid()}-")
