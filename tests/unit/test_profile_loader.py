@@ -72,6 +72,32 @@ def test_shipped_profile_loads(name: str) -> None:
         assert p.report_nonce.length <= p.limits_inblob_max
 
 
+def test_entry_point_profiles_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vendor = tmp_path / "acme_tsm"
+    vendor.mkdir()
+    (vendor / "__init__.py").write_text("", encoding="utf-8")
+    (vendor / "acme_guest.yaml").write_text(
+        "schema: tsm-profile/1\nname: acme_guest\nextends: core\nprovider: acme_guest\n",
+        encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class FakeEntryPoint:
+        name, value = "acme_guest", "acme_tsm"
+
+        def load(self) -> object:
+            import acme_tsm  # type: ignore[import-not-found]
+            return acme_tsm
+
+    def fake_entry_points(group: str) -> list[FakeEntryPoint]:
+        return [FakeEntryPoint()] if group == load.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(load.metadata, "entry_points", fake_entry_points)
+    assert profile_dirs()[0] == vendor.resolve()
+    assert dict(list_profiles())["acme_guest"].endswith("acme_guest.yaml")
+    p = load_profile("acme_guest")
+    assert p.extends == ("core",) and select_profile("acme_guest", {}).name == "acme_guest"
+
+
 def test_validate_paths_accepts_the_profiles_dir() -> None:
     results = validate_paths([REPO / "profiles"])
     assert {Path(f).stem for f, _ in results} >= SHIPPED

@@ -36,7 +36,7 @@ from .model import Alternative, Attribute, ExpectedFailure, Field, Profile, Rang
 
 SCHEMA_VERSION = "tsm-profile/1"
 ENTRY_POINT_GROUP = "tsm_conformance.profiles"
-#: Checkout / editable install: <repo>/conformance/tsm_conformance/profile/load.py -> <repo>/profiles
+#: Checkout or editable install: <repo>/conformance/tsm_conformance/profile/ -> <repo>/profiles
 REPO_PROFILES = Path(__file__).resolve().parents[3] / "profiles"
 #: Keys that describe one file and are never inherited through ``extends:``.
 _PER_FILE_KEYS = ("name", "abstract", "extends")
@@ -61,9 +61,9 @@ class ProfileError(Exception):
     def __str__(self) -> str:
         if not self.file:
             return _one_line(self.message)
-        where = self.file
-        if self.line:
-            where += f":{self.line}:{self.col or 1}"
+        if not self.line:  # the file itself is the problem (unreadable, missing)
+            return _one_line(f"{self.file}: {self.message}")
+        where = f"{self.file}:{self.line}:{self.col or 1}"
         return _one_line(f"{where}: {self.keypath or '(top level)'}: {self.message}")
 
 
@@ -98,7 +98,7 @@ def _show(v: object) -> str:
     if isinstance(v, bool):
         s = "true" if v else "false"
     elif v is None:
-        s = "null (empty value)"
+        s = "null"
     elif isinstance(v, dict):
         s = "a mapping {" + ", ".join(map(str, v)) + "}"
     elif isinstance(v, list):
@@ -112,14 +112,13 @@ def _join(kp: str, key: object) -> str:
     return f"{kp}.{key}" if kp else str(key)
 
 
-def _error_at(marks: Marks, keypath: str, message: str, cls: type[ProfileError] = ProfileError
-              ) -> ProfileError:
+def _error_at(marks: Marks, keypath: str, message: str) -> ProfileError:
     """Error at the mark of ``keypath`` (or its nearest marked ancestor)."""
     k = keypath
     while k not in marks and k:
         k = k.rpartition(".")[0]
     m = marks.get(k) or marks[""]
-    return cls(message, file=m.file, line=m.line, col=m.col, keypath=keypath)
+    return ProfileError(message, file=m.file, line=m.line, col=m.col, keypath=keypath)
 
 
 # --------------------------------------------------------------------------- YAML with marks
@@ -149,7 +148,8 @@ class _Builder:
             try:
                 return self._scalars.construct_object(node, deep=True)
             except (yaml.YAMLError, ValueError, OverflowError) as e:  # e.g. 2024-13-45 as a date
-                raise self.fail(node, kp, f"cannot read value: {getattr(e, 'problem', e)}") from None
+                why = getattr(e, "problem", None) or e
+                raise self.fail(node, kp, f"cannot read value: {why}") from None
         if id(node) in self._open:  # an alias pointing at its own ancestor
             raise self.fail(node, kp, "recursive YAML alias")
         self._open.add(id(node))
@@ -167,7 +167,8 @@ class _Builder:
                 if not isinstance(knode, ScalarNode):
                     raise self.fail(knode, kp, "mapping keys must be plain names")
                 if knode.tag == "tag:yaml.org,2002:merge":
-                    raise self.fail(knode, kp, "YAML merge keys ('<<') are not supported; use extends:")
+                    raise self.fail(knode, kp, "YAML merge keys ('<<') are not supported; "
+                                               "use extends:")
                 key = str(knode.value)  # keys stay text: `on:` or `0x10:` must not change type
                 sub = _join(kp, key)
                 if key in out:
@@ -208,7 +209,8 @@ def _read_yaml(path: Path, display: str) -> tuple[dict[str, Any], Marks]:
     b.marks[""] = b.mark(root)
     data = b.build(root, "")
     if not isinstance(data, dict):
-        raise b.fail(root, "", f"the top level must be a mapping of profile keys, got {_show(data)}")
+        raise b.fail(root, "", f"the top level must be a mapping of profile keys, got "
+                               f"{_show(data)}")
     return data, b.marks
 
 
@@ -253,7 +255,8 @@ def _branch_words(sub: Mapping[str, Any]) -> str:
 
 
 def _descend(err: jsonschema.ValidationError) -> tuple[jsonschema.ValidationError, list[str]]:
-    """Step into oneOf/anyOf to the branch whose type fits, keeping the other branches' names."""
+    """Step into oneOf/anyOf to the branch whose type fits, keeping the other branches' names
+    (they are alternatives only for that same value, not for a value nested inside it)."""
     others: list[str] = []
     while err.validator in ("oneOf", "anyOf") and err.context:
         branches = err.validator_value
@@ -263,9 +266,13 @@ def _descend(err: jsonschema.ValidationError) -> tuple[jsonschema.ValidationErro
         if not fitting:
             break
         i = fitting[0]
-        others += [_branch_words(b) for j, b in enumerate(branches) if j != i]
         sub = [c for c in err.context if c.relative_schema_path[0] == i]
-        err = jsonschema.exceptions.best_match(sub) or sub[0]
+        best = jsonschema.exceptions.best_match(sub) or sub[0]
+        if best.relative_path:  # the problem is inside the value: other branches do not apply
+            others = []
+        else:
+            others += [_branch_words(b) for j, b in enumerate(branches) if j != i]
+        err = best
     return err, others
 
 
@@ -273,7 +280,9 @@ def _schema_message(err: jsonschema.ValidationError, marks: Marks) -> ProfileErr
     err, others = _descend(err)
     kp = ".".join(str(p) for p in err.absolute_path)
     v, inst, sch, val = err.validator, err.instance, err.schema, err.validator_value
-    hint = f" ({sch['description']})" if isinstance(sch, dict) and "description" in sch else ""
+    # The schema's description explains scalar formats ("0444", "6.10"); skip it for containers.
+    scalar = isinstance(sch, dict) and sch.get("type") not in ("object", "array")
+    hint = f" ({sch['description']})" if scalar and "description" in sch else ""
     alt = "".join(f", or {o}" for o in others)
     if v == "additionalProperties" and isinstance(inst, dict):
         props = list(sch.get("properties", {}))
@@ -431,7 +440,11 @@ def _merged_marks(data: Any, parent: Marks, child: Marks, kp: str = "",
     mark = child.get(kp) or parent.get(kp)
     if mark:
         out[kp] = mark
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
     for k, v in items:
         _merged_marks(v, parent, child, _join(kp, k), out)
     return out
@@ -746,7 +759,8 @@ def _profile_data(p: Profile) -> dict[str, Any]:
     if p.groups:
         d["groups"] = {g: list(m) for g, m in p.groups.items()}
     if p.match_groups:
-        d["match"] = {"groups": {g: "present" if w else "absent" for g, w in p.match_groups.items()}}
+        d["match"] = {"groups": {g: "present" if w else "absent"
+                                 for g, w in p.match_groups.items()}}
     d["generation"] = {"initial": p.generation_initial}
     if p.errors:
         d["errors"] = {c: _alts_data(a, "errno", False) for c, a in p.errors.items()}

@@ -1,0 +1,44 @@
+"""kstrtouint / guid_parse against the table observed on real 6.12 and 7.3 kernels (verified.md)."""
+
+import errno
+
+import pytest
+
+from tsm_conformance.emulator.kstrtox import guid_parse, kstrtouint
+
+ACCEPTED = {b"0x3": 3, b"03": 3, b"+3": 3, b"3\n": 3, b"0": 0, b"00000000000000000000002": 2,
+            b"1\0junk": 1, b"0X1f": 31, b"4294967295": 0xFFFFFFFF, b"010": 8}
+EINVAL = [b"3\n\n", b"-1", b"3x", b"08", b" 1", b"1 ", b"0x", b"\n", b"0b1", b"0o1", b"3\r", b"", b"++1"]
+ERANGE = [b"4294967296", b"18446744073709551616", b"99999999999999999999999"]
+
+
+@pytest.mark.parametrize("text,value", ACCEPTED.items())
+def test_accepted(text: bytes, value: int) -> None:
+    assert kstrtouint(text) == value
+
+
+@pytest.mark.parametrize("text", EINVAL)
+def test_einval(text: bytes) -> None:
+    with pytest.raises(OSError) as e:
+        kstrtouint(text)
+    assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("text", ERANGE)
+def test_erange(text: bytes) -> None:
+    with pytest.raises(OSError) as e:
+        kstrtouint(text)
+    assert e.value.errno == errno.ERANGE
+
+
+def test_guid_mixed_endian_and_trailing_ignored() -> None:
+    g = guid_parse(b"00112233-4455-6677-8899-aabbccddeeffJUNK")
+    assert g.hex() == "33221100554477668899aabbccddeeff"
+    assert guid_parse(b"00112233-4455-6677-8899-AABBCCDDEEFF\n") == g
+
+
+@pytest.mark.parametrize("text", [b"00000000-0000-0000-0000-000000", b"xyz", b"{00112233-4455-6677-8899-aabbccddeeff}"])
+def test_guid_rejected(text: bytes) -> None:
+    with pytest.raises(OSError) as e:
+        guid_parse(text)
+    assert e.value.errno == errno.EINVAL
