@@ -240,7 +240,7 @@ def test_missing_file_is_a_profile_error() -> None:
 def test_render_round_trips(name: str, tmp_path: Path) -> None:
     p = load_profile(name)
     text = render_profile(p)
-    assert f"name: {name}" in text and "# profiles/" in text
+    assert f"name: {name}" in text and f"profiles/{name}.yaml:" in text
     out = tmp_path / f"{name}.yaml"
     out.write_text(text, encoding="utf-8")
     again = load_profile(str(out))

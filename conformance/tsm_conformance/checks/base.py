@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Profile
-from ..target.base import READ_CHUNK, Tree
+from ..target.base import READ_CHUNK, Stat, Tree
 
 ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
 
@@ -79,6 +79,8 @@ def not_applicable_reason(c: Check, profile: Profile, facts: Facts) -> str | Non
 
 
 def _res(v: object) -> str:
+    if isinstance(v, Stat):
+        return f"mode {v.mode:06o} size {v.size}"
     if isinstance(v, bytes):
         return f"{len(v)} bytes" if len(v) > 16 else repr(v)
     return repr(v)
