@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -70,8 +69,9 @@ def all_checks() -> list[Check]:
     return sorted(REGISTRY.values(), key=lambda c: (c.order, c.id))
 
 
-def not_applicable_reason(c: Check, profile: Profile, facts: Facts) -> str | None:
-    visible = profile.visible_attributes(facts.groups_present(profile))
+def not_applicable_reason(c: Check, profile: Profile, facts: Facts, visible: set[str] | None = None) -> str | None:
+    if visible is None:
+        visible = profile.visible_attributes(facts.groups_present(profile))
     missing = [a for a in c.needs if a not in visible]
     if missing:
         return f"not-applicable: {profile.name} does not show {', '.join(missing)}"
@@ -90,31 +90,32 @@ class Recorder:
     """A Tree wrapper that logs each operation and its result (kept cheap: tuples, formatted
     only when a failure is rendered)."""
 
+    OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
+
     def __init__(self, tree: Tree, names: dict[str, str]) -> None:
         self.t = tree
         self.log: list[tuple[str, tuple, object]] = []
         self.names = names  # real item name -> r0, r1 ...
+        for op in self.OPS:  # one closure per operation: the recording costs one call
+            setattr(self, op, self._bind(op, getattr(tree, op)))
 
-    def _do(self, op: str, fn: Callable, *args: object) -> object:
-        try:
-            r = fn(*args)
-        except OSError as e:
-            self.log.append((op, args, e))
-            raise
-        self.log.append((op, args, r))
-        return r
+    def reset(self, names: dict[str, str]) -> None:
+        """Start a new check: an empty log (failures render theirs before this runs again)."""
+        self.log.clear()
+        self.names = names
 
-    def mkdir(self, p: str) -> None: self._do("mkdir", self.t.mkdir, p)
-    def rmdir(self, p: str) -> None: self._do("rmdir", self.t.rmdir, p)
-    def listdir(self, p: str = "") -> list[str]: return self._do("listdir", self.t.listdir, p)  # type: ignore[return-value]
-    def stat(self, p: str): return self._do("stat", self.t.stat, p)  # noqa: ANN201
-    def open(self, p: str, flags: int) -> int: return self._do("open", self.t.open, p, flags)  # type: ignore[return-value]
-    def close(self, fd: int) -> None: self._do("close", self.t.close, fd)
-    def read(self, fd: int, n: int) -> bytes: return self._do("read", self.t.read, fd, n)  # type: ignore[return-value]
-    def pread(self, fd: int, n: int, off: int) -> bytes: return self._do("pread", self.t.pread, fd, n, off)  # type: ignore[return-value]
-    def write(self, fd: int, d: bytes) -> int: return self._do("write", self.t.write, fd, d)  # type: ignore[return-value]
-    def pwrite(self, fd: int, d: bytes, off: int) -> int: return self._do("pwrite", self.t.pwrite, fd, d, off)  # type: ignore[return-value]
-    def lseek(self, fd: int, off: int, wh: int) -> int: return self._do("lseek", self.t.lseek, fd, off, wh)  # type: ignore[return-value]
+    def _bind(self, op: str, fn: Callable) -> Callable:
+        log = self.log
+
+        def call(*args: object) -> object:
+            try:
+                r = fn(*args)
+            except OSError as e:
+                log.append((op, args, e))
+                raise
+            log.append((op, args, r))
+            return r
+        return call
 
     def _path(self, p: str) -> str:
         head, sep, tail = p.partition("/")
@@ -149,13 +150,14 @@ class Recorder:
 class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
-    def __init__(self, check: Check, tree: Tree, profile: Profile, facts: Facts, prefix: str,
+    def __init__(self, check: Check, recorder: Recorder, profile: Profile, facts: Facts, prefix: str,
                  counter: Iterator[int]) -> None:
         self.check = check
         self.profile = profile
         self.facts = facts
         self.names: dict[str, str] = {}
-        self.tree = Recorder(tree, self.names)
+        self.tree = recorder
+        recorder.reset(self.names)
         self.prefix = prefix
         self._counter = counter  # session-wide, so names never repeat within a run
         self._made: list[str] = []
@@ -214,7 +216,9 @@ class Ctx:
         """open(O_WRONLY) + one write() + close(); the write's count or its errno name."""
         fd = self.tree.open(path, os.O_WRONLY)
         try:
-            return self.attempt(self.tree.write, fd, data)
+            return self.tree.write(fd, data)
+        except OSError as e:
+            return errnos.name(e.errno)
         finally:
             self.tree.close(fd)
 
@@ -244,7 +248,7 @@ class Ctx:
 
     def generation(self, item: str) -> int:
         txt = self.read(f"{item}/generation")
-        if isinstance(txt, str) or not re.fullmatch(rb"[0-9]+\n", txt):
+        if isinstance(txt, str) or txt[-1:] != b"\n" or not txt[:-1].isdigit():
             self.fail(f'read({self.rel(item)}/generation) -> "<decimal>\\n"',
                       f"read({self.rel(item)}/generation) -> {txt!r}", "generation")
         return int(txt)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Iterable
 from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
-from .base import Check, Ctx, Facts, all_checks, not_applicable_reason, probe
+from .base import Check, Ctx, Facts, Recorder, all_checks, not_applicable_reason, probe
 
 
 @dataclass
@@ -33,19 +33,21 @@ class Session:
         self.prefix = prefix or f"tsmct-{os.getpid()}-"
         self.counter = itertools.count()
         self.facts = facts or probe(tree, self.prefix)
+        self.visible = profile.visible_attributes(self.facts.groups_present(profile))
+        self.recorder = Recorder(tree, {})
 
     def expected_failure(self, c: Check) -> ExpectedFailure | None:
         return next((x for x in self.profile.expected_failures if x.check == c.id), None)
 
     def applicable(self, c: Check) -> str | None:
-        return not_applicable_reason(c, self.profile, self.facts)
+        return not_applicable_reason(c, self.profile, self.facts, self.visible)
 
     def execute(self, c: Check) -> Result:
         """Run one check: outcome pass / fail / skip-* / error (xfail mapping is the caller's)."""
         reason = self.applicable(c)
         if reason:
             return Result(c, Outcome.SKIP_NA, reason=reason)
-        ctx = Ctx(c, self.tree, self.profile, self.facts, self.prefix, self.counter)
+        ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter)
         t0 = time.perf_counter()
         try:
             try:

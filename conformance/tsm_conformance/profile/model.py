@@ -8,6 +8,7 @@ value (after ``extends:`` merging), which failure messages cite as the expectati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal, Mapping
 
 Kind = Literal["text", "binary"]
@@ -41,6 +42,11 @@ class Alternative:
         if self.commit:
             bits.append(f"linux-git:{self.commit}")
         return ", ".join(bits)
+
+
+@lru_cache(maxsize=256)
+def _errno_names(alternatives: tuple[Alternative, ...]) -> tuple[str, ...]:
+    return tuple(str(a.value) for a in alternatives)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ class Profile:
 
     def errno(self, condition: str) -> tuple[str, ...]:
         """Allowed errno names for a condition (alternatives in profile order)."""
-        return tuple(str(a.value) for a in self.errors[condition])
+        return _errno_names(self.errors[condition])
 
     def visible_attributes(self, groups_present: Mapping[str, bool]) -> set[str]:
         """The attribute set a fresh item must show, given which groups were probed present."""

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Print the emulated full-run figures the project tracks (goals: <= 5 s, <= 1.5x).
+
+1. Wall time of `tsm-conformance run --emulate CONFIG --junit ...` (a new process each time:
+   interpreter, pytest and plugin start-up included), median of N runs.
+2. Suite / raw ratio on the same operations: the catalogue run in-process (checks, recording,
+   profile lookups) against a plain loop that replays exactly the Tree operations the suite made,
+   with no check logic, on a fresh emulated kernel.  Medians of N runs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "conformance")]
+
+from tsm_conformance.checks.runner import Session  # noqa: E402
+from tsm_conformance.emulator import boot  # noqa: E402
+from tsm_conformance.profile.load import load_profile  # noqa: E402
+from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
+
+OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
+
+
+class Capture:
+    """Tree proxy that records (operation, args) at the protocol boundary."""
+
+    def __init__(self, tree: EmulatedTree) -> None:
+        self._t, self.ops = tree, []
+        self.kind = tree.kind
+        self.describe, self.kernel_release, self.hints = tree.describe, tree.kernel_release, tree.hints
+        for name in OPS:
+            setattr(self, name, self._wrap(name, getattr(tree, name)))
+
+    def _wrap(self, name, fn):  # noqa: ANN001, ANN202
+        ops = self.ops
+
+        def call(*args):  # noqa: ANN002, ANN202
+            ops.append((name, args))
+            return fn(*args)
+        return call
+
+
+def suite_once(config: str) -> tuple[float, list]:
+    cap = Capture(EmulatedTree(config))
+    profile = load_profile(config)
+    t0 = time.perf_counter()
+    Session(cap, profile, prefix="bench-").run()  # type: ignore[arg-type]
+    return time.perf_counter() - t0, cap.ops
+
+
+def raw_once(config: str, ops: list) -> float:
+    k = boot(config)
+    tree = EmulatedTree(config, kernel=k)
+    fns = {name: getattr(tree, name) for name in OPS}
+    t0 = time.perf_counter()
+    for name, args in ops:
+        try:
+            fns[name](*args)
+        except OSError:
+            pass
+    return time.perf_counter() - t0
+
+
+def cli_once(config: str) -> float:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", config,
+                            "--junit", f"{d}/junit.xml"], capture_output=True, env=env, cwd=d)
+        dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"run failed: {p.stdout.decode()[-500:]}")
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=7, help="repetitions (default 7)")
+    ap.add_argument("--config", action="append", help="emulated provider (default: all five)")
+    a = ap.parse_args()
+    configs = a.config or ["sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest", "tsm_test"]
+    print(f"{'config':16} {'cli wall s':>10} {'suite ms':>9} {'raw ms':>8} {'ratio':>6} {'ops':>5}")
+    for config in configs:
+        walls = [cli_once(config) for _ in range(a.n)]
+        suites, raws = [], []
+        for _ in range(a.n):
+            s, ops = suite_once(config)
+            suites.append(s)
+            raws.append(raw_once(config, ops))
+        ms, mr = statistics.median(suites), statistics.median(raws)
+        print(f"{config:16} {statistics.median(walls):10.2f} {ms * 1e3:9.2f} {mr * 1e3:8.2f} {ms / mr:6.2f} {len(ops):5}")
+    print("goals: cli wall <= 5 s; suite/raw ratio <= 1.5")
+
+
+if __name__ == "__main__":
+    main()

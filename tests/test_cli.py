@@ -1,0 +1,105 @@
+"""The command line as a user meets it: exit codes, one-line errors, JUnit, quirks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tsm_conformance.emulator.quirks import QUIRKS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), str(REPO / "fuzz"), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "tsm_conformance.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+def test_emulated_run_writes_junit(tmp_path: Path) -> None:
+    out = tmp_path / "out.xml"
+    p = cli("run", "--emulate", "sev_guest", "--junit", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    cases = list(ET.parse(out).getroot().iter("testcase"))
+    assert len(cases) >= 40
+    assert not [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+def test_each_quirk_exits_1_and_names_the_check(quirk: str, tmp_path: Path) -> None:
+    from tests.unit.test_quirk_matrix import CATCHES, quirk_spec
+    config = QUIRKS[quirk].applies_to[0]
+    # --profile: a leak of the SVSM attributes would otherwise select the sev_guest-svsm profile
+    p = cli("run", "--emulate", quirk_spec(config, quirk), "--profile", config, cwd=tmp_path)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr
+    assert f"{CATCHES[quirk]}: " in p.stdout
+
+
+def test_missing_default_root_suggests_emulate(tmp_path: Path) -> None:
+    if os.path.exists("/sys/kernel/config/tsm/report"):
+        pytest.skip("this machine has a live configfs-tsm tree")
+    assert "--emulate" in one_line_error(cli("run", cwd=tmp_path))
+
+
+def test_missing_given_root(tmp_path: Path) -> None:
+    assert "does not exist" in one_line_error(cli("run", "--root", str(tmp_path / "nope")))
+
+
+def test_root_without_the_abi(tmp_path: Path) -> None:
+    line = one_line_error(cli("run", "--root", str(tmp_path)))
+    assert "provider" in line
+    assert os.listdir(tmp_path) == []  # the probe item was removed
+
+
+def test_bad_specs_are_usage_errors() -> None:
+    assert "did you mean 'sev_guest'" in one_line_error(cli("run", "--emulate", "sev_gust"))
+    assert "does not apply to tdx_guest" in one_line_error(cli("run", "--emulate", "tdx_guest+vmpl-ignored"))
+    assert "unknown quirk" in one_line_error(cli("run", "--emulate", "sev_guest+nope"))
+
+
+def test_malformed_profile_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("schema: tsm-profile/1\nname: broken\nextends: sev_guest\nprivlevel:\n  flor: 1\n")
+    line = one_line_error(cli("run", "--emulate", "sev_guest", "--profile", str(bad)))
+    assert "broken.yaml:5:" in line and "did you mean 'floor'" in line
+    line = one_line_error(cli("profiles", "validate", str(bad)))
+    assert "broken.yaml:5:" in line
+
+
+def test_unknown_profile_name() -> None:
+    assert "sev_guest" in one_line_error(cli("run", "--emulate", "sev_guest", "--profile", "sev_gest"))
+
+
+def test_nothing_applicable_exits_4(tmp_path: Path) -> None:
+    p = cli("run", "--emulate", "sev_guest", "--", "--tsm-check", "service.*", cwd=tmp_path)
+    assert p.returncode == 4, p.stdout + p.stderr
+
+
+def test_quirks_listing() -> None:
+    p = cli("quirks")
+    rows = [line.split("\t") for line in p.stdout.splitlines()]
+    assert p.returncode == 0 and len(rows) == len(QUIRKS) >= 12
+    assert all(len(r) == 3 and r[2] for r in rows)
+
+
+def test_profiles_list_show_validate() -> None:
+    p = cli("profiles", "list")
+    names = {line.split()[0] for line in p.stdout.splitlines()}
+    assert {"core", "tsm_test", "sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest"} <= names
+    p = cli("profiles", "show", "sev_guest-svsm")
+    assert p.returncode == 0 and "provider: sev_guest" in p.stdout
+    p = cli("profiles", "validate", str(REPO / "profiles"))
+    assert p.returncode == 0 and p.stdout.count("ok ") == 6
