@@ -303,7 +303,10 @@ def probe(tree: Tree, prefix: str) -> Facts:
             raise TsmError(f"{tree.describe()}: mkdir gives EACCES: run as root") from e
         raise TsmError(f"{tree.describe()}: mkdir of a probe item failed with {errnos.name(e.errno)}") from e
     try:
-        attrs = frozenset(tree.listdir(name))
+        try:
+            attrs = frozenset(tree.listdir(name))
+        except OSError as e:
+            raise TsmError(f"{tree.describe()}: listing a new item failed with {errnos.name(e.errno)}") from e
         from ..target.base import read_text
         try:
             provider = read_text(tree, f"{name}/provider").rstrip("\n")

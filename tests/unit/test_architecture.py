@@ -1,0 +1,52 @@
+"""ARCHITECTURE.md's import rules, enforced."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "conformance" / "tsm_conformance"
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports resolved against its package)."""
+    pkg = ["tsm_conformance", *path.relative_to(PKG).parent.parts]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg[: len(pkg) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def files(sub: str) -> list[Path]:
+    return sorted((PKG / sub).rglob("*.py")) if sub else sorted(PKG.glob("*.py"))
+
+
+def test_conformance_never_imports_fuzz() -> None:
+    for f in PKG.rglob("*.py"):
+        assert not any(m.startswith("tsm_fuzz") for m in imports(f)), f
+
+
+def test_checks_import_neither_pytest_nor_emulator() -> None:
+    for f in files("checks"):
+        bad = {m for m in imports(f) if m.startswith(("pytest", "_pytest", "tsm_conformance.emulator"))}
+        assert not bad, (f, bad)
+
+
+def test_profiles_and_emulator_are_independent() -> None:
+    for f in files("profile"):
+        assert not any(m.startswith("tsm_conformance.emulator") for m in imports(f)), f
+    for f in files("emulator"):
+        assert not any(m.startswith(("tsm_conformance.profile", "tsm_conformance.checks")) for m in imports(f)), f
+
+
+def test_only_the_emulated_target_imports_the_emulator() -> None:
+    users = {f.relative_to(PKG).as_posix() for f in PKG.rglob("*.py")
+             if not f.is_relative_to(PKG / "emulator")
+             and any(m.startswith("tsm_conformance.emulator") for m in imports(f))}
+    assert users <= {"target/emulated.py", "runstate.py", "cli.py"}, users
