@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..suggest import did_you_mean
+
 ALL = ("tsm_test", "sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest")
 PRIVLEVEL = ("tsm_test", "sev_guest", "sev_guest-svsm", "arm_cca_guest")  # privlevel visible
 HONOURS_PRIVLEVEL = ("tsm_test", "sev_guest", "sev_guest-svsm")
@@ -79,10 +81,7 @@ def check_applicable(config: str, names: list[str]) -> None:
     for n in names:
         q = QUIRKS.get(n)
         if q is None:
-            import difflib
-            close = difflib.get_close_matches(n, QUIRKS, 1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"unknown quirk '{n}'{hint} (tsm-conformance quirks lists them)")
+            raise ValueError(f"unknown quirk '{n}'{did_you_mean(n, QUIRKS)} (tsm-conformance quirks lists them)")
         if config not in q.applies_to:
             raise ValueError(f"quirk '{n}' does not apply to {config} "
                              f"(applies to {', '.join(q.applies_to)})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..suggest import did_you_mean
 from .era import DEFAULT_ERA, Era
 from .providers import CONFIGS
 from .quirks import check_applicable
@@ -44,10 +45,7 @@ def parse_spec(text: str) -> Spec:
         raise ValueError(f"bad --emulate spec {text!r}: expected PROVIDER[@ERA][+QUIRK[,QUIRK...]]")
     config = m["config"]
     if config not in CONFIGS:
-        import difflib
-        close = difflib.get_close_matches(config, CONFIGS, 1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown emulated provider '{config}'{hint} "
+        raise ValueError(f"unknown emulated provider '{config}'{did_you_mean(config, CONFIGS)} "
                          f"(known: {', '.join(CONFIGS)})")
     era = Era.parse(m["era"] or DEFAULT_ERA)
     first = Era.parse(CONFIGS[config][2])

@@ -17,7 +17,6 @@ Every problem is one ``ProfileError`` whose ``str()`` is a single line
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import warnings
@@ -32,6 +31,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .. import errnos
+from ..suggest import did_you_mean
 from .model import Alternative, Attribute, ExpectedFailure, Field, Profile, Range
 
 SCHEMA_VERSION = "tsm-profile/1"
@@ -88,9 +88,7 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-def _suggest(word: object, choices: Iterable[object]) -> str:
-    hit = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{hit[0]}'?" if hit else ""
+_suggest = did_you_mean
 
 
 def _show(v: object) -> str:
