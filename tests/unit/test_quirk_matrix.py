@@ -17,9 +17,9 @@ from tsm_conformance.target.emulated import EmulatedTree
 
 # The check that must catch each quirk on every provider it applies to (others may fail too).
 CATCHES = {
-    "stale-outblob": "cache.regenerated_after_inblob",
-    "no-cache": "cache.stable_without_writes",
-    "auxblob-regenerates": "cache.auxblob_shares_report",
+    "stale-outblob": "cache.outblob.regenerated_after_inblob",
+    "no-cache": "cache.outblob.stable_without_writes",
+    "auxblob-regenerates": "cache.auxblob.shares_report",
     "inblob-truncate": "inblob.oversize.efbig",
     "efbig-close-no-commit": "inblob.oversize.close_commits_empty",
     "efbig-discards-buffer": "inblob.efbig.keeps_prefix",
@@ -38,7 +38,7 @@ CATCHES = {
     "text-write-unsplit": "gen.text.split_at_store_max",
     "text-multiwrite-once": "gen.text.one_store_per_write",
     "vmpl-ignored": "privlevel.report.echoed",
-    "nonce-ignored": "outblob.binds_nonce",
+    "nonce-ignored": "outblob.nonce.bound",
     "short-inblob-accepted": "inblob.length.rejected_at_read",
     "read-before-inblob-enodata": "outblob.before_inblob.einval",
     "read-bumps-generation": "gen.read.unchanged",

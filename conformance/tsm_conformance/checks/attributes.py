@@ -56,24 +56,25 @@ def rdwr(ctx: Ctx) -> None:
                              _open_errno(ctx, f"{r}/{name}", os.O_RDWR))
 
 
+def _wrong_direction(ctx: Ctx, writable: bool, flags: int, flag_name: str) -> None:
+    """Open every attribute of one direction the other way round: EACCES each time."""
+    with ctx.item() as r:
+        for name in _visible(ctx, r):
+            if ctx.profile.attributes[name].writable == writable:
+                ctx.expect_errno("open_wrong_direction", f"open({ctx.rel(r)}/{name}, {flag_name})",
+                                 _open_errno(ctx, f"{r}/{name}", flags))
+
+
 @check("access.read_write_only.eacces", "opening a write-only attribute for reading fails with EACCES",
        "abi.md §1c; real-kernel.md: reading inblob or privlevel gives EACCES")
 def read_wo(ctx: Ctx) -> None:
-    with ctx.item() as r:
-        for name in _visible(ctx, r):
-            if ctx.profile.attributes[name].writable:
-                ctx.expect_errno("open_wrong_direction", f"open({ctx.rel(r)}/{name}, O_RDONLY)",
-                                 _open_errno(ctx, f"{r}/{name}", os.O_RDONLY))
+    _wrong_direction(ctx, True, os.O_RDONLY, "O_RDONLY")
 
 
 @check("access.write_read_only.eacces", "opening a read-only attribute for writing fails with EACCES",
        "abi.md §1c; real-kernel.md: opening provider, generation, outblob for writing gives EACCES")
 def write_ro(ctx: Ctx) -> None:
-    with ctx.item() as r:
-        for name in _visible(ctx, r):
-            if ctx.profile.attributes[name].readable:
-                ctx.expect_errno("open_wrong_direction", f"open({ctx.rel(r)}/{name}, O_WRONLY)",
-                                 _open_errno(ctx, f"{r}/{name}", os.O_WRONLY))
+    _wrong_direction(ctx, False, os.O_WRONLY, "O_WRONLY")
 
 
 @check("access.lseek.binary_espipe", "lseek on a binary attribute fails with ESPIPE",

@@ -18,6 +18,7 @@ from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Profile
 from ..target.base import READ_CHUNK, Stat, Tree
 
+READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
 ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
 
 
@@ -229,12 +230,16 @@ class Ctx:
         except OSError as e:
             return errnos.name(e.errno)
         try:
-            parts = []
+            parts, total = [], 0
             while True:
                 b = self.tree.read(fd, READ_CHUNK)
                 if not b:
                     return b"".join(parts)
                 parts.append(b)
+                total += len(b)
+                if total > READ_LIMIT:  # a tree that never says EOF must not eat the machine
+                    self.fail(f"read({self.rel(path)}) reaches EOF within {READ_LIMIT} bytes",
+                              f"more than {READ_LIMIT} bytes and no EOF", "limits.outblob_max")
         except OSError as e:
             return errnos.name(e.errno)
         finally:
@@ -280,6 +285,16 @@ class Ctx:
 
     def na(self, reason: str) -> None:
         raise NotApplicable(f"not-applicable: {reason}")
+
+    def need_nonce_binding(self) -> None:
+        """Checks that look for the nonce in the report need the profile to say where it is."""
+        if self.profile.report_nonce is None:
+            self.na(f"{self.profile.name} does not say where the report carries the nonce")
+
+    def need_fresh_reports(self) -> None:
+        """Checks that tell generations apart by their bytes need reports unique per generation."""
+        if not self.profile.report_fresh_per_generation:
+            self.na(f"{self.profile.name} reports are not unique per generation")
 
 
 def probe(tree: Tree, prefix: str) -> Facts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .base import Ctx, check
 
 
-@check("cleanup.no_leftovers", "every report item the suite created has been removed",
+@check("cleanup.items.none_left", "every report item the suite created has been removed",
        "abi.md §4: rmdir removes an item; the suite must not leave traces", order=1)
 def no_leftovers(ctx: Ctx) -> None:
     prefix = ctx.prefix

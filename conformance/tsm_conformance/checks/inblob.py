@@ -47,15 +47,14 @@ def zero_write(ctx: Ctx) -> None:
 
 
 def _needs_binding(ctx: Ctx) -> None:
-    if ctx.profile.report_nonce is None:
-        ctx.na(f"{ctx.profile.name} does not say where the report carries the nonce")
+    ctx.need_nonce_binding()
 
 
 @check("inblob.multi_write.concatenates",
        "several write()s on one inblob fd are concatenated and committed together at close",
        "real-kernel.md: writes '12' and '34' on one fd commit '1234'")
 def concatenates(ctx: Ctx) -> None:
-    _needs_binding(ctx)
+    ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
     half = len(nonce) // 2
     with ctx.item() as r:
@@ -72,7 +71,7 @@ def concatenates(ctx: Ctx) -> None:
        "pwrite at offset k makes an inblob of k + n bytes whose first k bytes are zero",
        "abi.md §3: the new area of the write buffer is cleared; verified.md pwrite rows")
 def pwrite_gap(ctx: Ctx) -> None:
-    _needs_binding(ctx)
+    ctx.need_nonce_binding()
     n = ctx.report_len()
     tail = ctx.nonce(4)
     with ctx.item() as r:
@@ -88,7 +87,7 @@ def pwrite_gap(ctx: Ctx) -> None:
        "a write() that fails EFBIG keeps the bytes buffered before it; close() commits them",
        "real-kernel.md: 60 bytes then 10 more: the 2nd write EFBIG, close commits the first 60")
 def keeps_prefix(ctx: Ctx) -> None:
-    _needs_binding(ctx)
+    ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
     with ctx.item() as r:
         fd = ctx.tree.open(f"{r}/inblob", os.O_WRONLY)
@@ -124,7 +123,7 @@ def length_rejected(ctx: Ctx) -> None:
        "the shortest and the longest accepted inblob both produce a report bound to that nonce",
        "abi.md §5 length rules; §7.1 inblob carries the nonce")
 def length_accepted(ctx: Ctx) -> None:
-    _needs_binding(ctx)
+    ctx.need_nonce_binding()
     lengths = ctx.profile.inblob_report_lengths
     sizes = sorted({lengths.min, lengths.max}) if lengths else [ctx.profile.limits_inblob_max]
     for i, n in enumerate(sizes):

@@ -36,12 +36,11 @@ def before_inblob(ctx: Ctx) -> None:
                 ctx.expect_errno("read_before_inblob", f"read({ctx.rel(r)}/{name})", ctx.read(f"{r}/{name}"))
 
 
-@check("outblob.binds_nonce",
+@check("outblob.nonce.bound",
        "after a nonce is written, outblob is at least the format's minimum size and carries the nonce",
        "abi.md §5 report_data / REPORTDATA / challenge offsets; §7.2")
 def binds(ctx: Ctx) -> None:
-    if ctx.profile.report_nonce is None:
-        ctx.na(f"{ctx.profile.name} does not say where the report carries the nonce")
+    ctx.need_nonce_binding()
     with ctx.item() as r:
         nonce = ctx.nonce(ctx.report_len())
         ctx.commit_inblob(r, nonce)
@@ -55,8 +54,7 @@ def binds(ctx: Ctx) -> None:
        "an fd keeps the report of its first read(); a new fd after a write sees the new report",
        "abi.md §3: one fill per fd, then a snapshot; verified.md N6")
 def snapshot(ctx: Ctx) -> None:
-    if ctx.profile.report_nonce is None:
-        ctx.na(f"{ctx.profile.name} does not say where the report carries the nonce")
+    ctx.need_nonce_binding()
     n = ctx.report_len()
     with ctx.item() as r:
         first = ctx.nonce(n, salt=1)
@@ -109,7 +107,7 @@ def partial(ctx: Ctx) -> None:
             ctx.fail("pread past the end -> 0 bytes", f"{len(past)} bytes", "report")
 
 
-@check("cache.stable_without_writes",
+@check("cache.outblob.stable_without_writes",
        "two reads with no write between them return identical bytes (the cached report)",
        "abi.md §2: read_generation == write_generation serves the cache")
 def stable(ctx: Ctx) -> None:
@@ -122,12 +120,11 @@ def stable(ctx: Ctx) -> None:
                      "report.fresh_per_generation")
 
 
-@check("cache.regenerated_after_inblob",
+@check("cache.outblob.regenerated_after_inblob",
        "after a new inblob the next read returns a new report bound to the new nonce",
        "abi.md §2: a write makes the cached report stale")
 def regen_inblob(ctx: Ctx) -> None:
-    if ctx.profile.report_nonce is None:
-        ctx.na(f"{ctx.profile.name} does not say where the report carries the nonce")
+    ctx.need_nonce_binding()
     n = ctx.report_len()
     with ctx.item() as r:
         ctx.commit_inblob(r, ctx.nonce(n, salt=1))
@@ -136,12 +133,11 @@ def regen_inblob(ctx: Ctx) -> None:
         nonce_in_report(ctx, r, ctx.nonce(n, salt=2))
 
 
-@check("cache.regenerated_after_option",
+@check("cache.outblob.regenerated_after_option",
        "after an option write (privlevel, same value) the next read returns a freshly generated report",
        "abi.md §2: every accepted option write advances the generation", needs=("privlevel",))
 def regen_option(ctx: Ctx) -> None:
-    if not ctx.profile.report_fresh_per_generation:
-        ctx.na(f"{ctx.profile.name} reports are not unique per generation")
+    ctx.need_fresh_reports()
     hi = ctx.profile.limits_privlevel_max
     with ctx.item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
@@ -154,12 +150,11 @@ def regen_option(ctx: Ctx) -> None:
                      "report.fresh_per_generation")
 
 
-@check("cache.auxblob_shares_report",
+@check("cache.auxblob.shares_report",
        "auxblob comes from the same report_new call as outblob: reading it does not regenerate outblob",
        "abi.md §2: outblob, auxblob and manifestblob come from one report_new call", needs=("auxblob",))
 def aux_shares(ctx: Ctx) -> None:
-    if not ctx.profile.report_fresh_per_generation:
-        ctx.na(f"{ctx.profile.name} reports are not unique per generation")
+    ctx.need_fresh_reports()
     with ctx.item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         a = ctx.read_ok(f"{r}/outblob", "report")

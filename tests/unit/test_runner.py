@@ -1,0 +1,68 @@
+"""The check runner: cleanup on failure and interrupt, probe errors, LiveTree safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tsm_conformance.checks.base import REGISTRY, Check, all_checks, probe
+from tsm_conformance.checks.runner import Session
+from tsm_conformance.outcome import Outcome, TsmError
+from tsm_conformance.profile.load import load_profile
+from tsm_conformance.target.emulated import EmulatedTree
+from tsm_conformance.target.live import LiveTree
+
+
+def test_failing_run_leaves_no_items() -> None:
+    t = EmulatedTree("sev_guest+stale-outblob")
+    res = Session(t, load_profile("sev_guest")).run()
+    assert any(r.outcome == Outcome.FAIL for r in res)
+    assert t.listdir("") == []
+
+
+def test_interrupt_inside_a_check_removes_its_items() -> None:
+    all_checks()
+    t = EmulatedTree("tsm_test")
+
+    def interrupted(ctx) -> None:  # noqa: ANN001
+        with ctx.item(), ctx.item():
+            raise KeyboardInterrupt
+
+    s = Session(t, load_profile("tsm_test"))
+    with pytest.raises(KeyboardInterrupt):
+        s.execute(Check("x.y.z", "rule", "abi", interrupted))
+    assert t.listdir("") == []
+
+
+def test_probe_without_provider() -> None:
+    t = EmulatedTree("tsm_test")
+    t.kernel.unregister()
+    with pytest.raises(TsmError, match="no report provider is registered.*--emulate"):
+        probe(t, "p-")
+
+
+def test_probe_plain_directory(tmp_path: Path) -> None:
+    with pytest.raises(TsmError, match="reading provider failed with ENOENT"):
+        probe(LiveTree(str(tmp_path)), "p-")
+    assert os.listdir(tmp_path) == []
+
+
+def test_live_tree_stays_inside_its_root(tmp_path: Path) -> None:
+    t = LiveTree(str(tmp_path))
+    with pytest.raises(ValueError):
+        t.mkdir("../escape")
+    with pytest.raises(ValueError):
+        t.rmdir("")
+    with pytest.raises(FileNotFoundError):
+        t.open("nofile", os.O_WRONLY | os.O_CREAT)  # O_CREAT is stripped: nothing is created
+    assert os.listdir(tmp_path) == []
+
+
+def test_catalogue_ids_are_dotted_and_rules_are_sentences() -> None:
+    for c in all_checks():
+        parts = c.id.split(".")
+        assert len(parts) == 3 and all(p.replace("_", "").isalnum() and p.islower() for p in parts), c.id
+        assert c.rule and c.abi and "#" not in c.id
+    assert len(REGISTRY) >= 40
