@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from tsm_conformance import errnos
-from tsm_conformance.profile import load
+from tsm_conformance.profile import load, search
 from tsm_conformance.profile.model import Field, Range
 from tsm_conformance.profile.load import (ProfileError, ProfileLookupError, list_profiles,
                                           load_profile, profile_dirs, render_profile,
@@ -91,7 +91,7 @@ def test_entry_point_profiles_come_first(tmp_path: Path, monkeypatch: pytest.Mon
     def fake_entry_points(group: str) -> list[FakeEntryPoint]:
         return [FakeEntryPoint()] if group == load.ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr(load.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(search.metadata, "entry_points", fake_entry_points)
     assert profile_dirs()[0] == vendor.resolve()
     assert dict(list_profiles())["acme_guest"].endswith("acme_guest.yaml")
     p = load_profile("acme_guest")
