@@ -48,6 +48,12 @@ def test_each_quirk_exits_1_and_names_the_check(quirk: str, tmp_path: Path) -> N
     assert f"{CATCHES[quirk]}: " in p.stdout
 
 
+def test_svsm_attribute_leak_caught_without_naming_a_profile(tmp_path: Path) -> None:
+    # the leak makes a VMPL-0 guest look like an SVSM guest; the floor of 0 gives it away
+    p = cli("run", "--emulate", "sev_guest+service-attrs-leak", cwd=tmp_path)
+    assert p.returncode == 1 and "discovery.privlevel_floor.matches_profile: " in p.stdout
+
+
 def test_missing_default_root_suggests_emulate(tmp_path: Path) -> None:
     if os.path.exists("/sys/kernel/config/tsm/report"):
         pytest.skip("this machine has a live configfs-tsm tree")

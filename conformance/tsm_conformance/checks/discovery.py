@@ -18,15 +18,16 @@ def provider_name(ctx: Ctx) -> None:
 
 
 @check("discovery.privlevel_floor.matches_profile",
-       "privlevel_floor reads \"%u\\n\" within 0..TSM_PRIVLEVEL_MAX and equal to the profile's floor",
+       "privlevel_floor reads \"%u\\n\" equal to the profile's floor, or within its range",
        "abi.md §1a privlevel_floor; §5.1 vmpck_id", needs=("privlevel_floor",))
 def floor_value(ctx: Ctx) -> None:
     with ctx.item() as r:
         got = ctx.read(f"{r}/privlevel_floor")
         want = ctx.profile.privlevel_floor
+        lo, hi = ctx.profile.privlevel_floor_min, ctx.profile.limits_privlevel_max
         ok = isinstance(got, bytes) and got.endswith(b"\n") and got[:-1].isdigit() and \
-            int(got) <= ctx.profile.limits_privlevel_max and (want is None or int(got) == want)
+            lo <= int(got) <= hi and (want is None or int(got) == want)
         if not ok:
-            exp = f'"{want}\\n"' if want is not None else '"<0..3>\\n"'
+            exp = f'"{want}\\n"' if want is not None else f'"<{lo}..{hi}>\\n"'
             ctx.fail(f"read({ctx.rel(r)}/privlevel_floor) -> {exp}",
                      f"read({ctx.rel(r)}/privlevel_floor) -> {got!r}", "privlevel.floor")

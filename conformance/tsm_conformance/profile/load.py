@@ -142,6 +142,7 @@ def _build(d: dict[str, Any], marks: Marks, chain: tuple[str, ...], display: str
         inblob_report_lengths=Range(int(rng["min"]), int(rng["max"])) if rng else None,
         inblob_rejected_length_errno=inblob.get("rejected_length_errno"),
         privlevel_floor=None if floor == "any" else int(floor),
+        privlevel_floor_min=int(priv.get("floor_min", 0)),
         privlevel_honoured=bool(priv.get("honoured", False)),
         report_min_length=rep.get("min_length"),
         report_nonce=Field(nonce["offset"], int(nonce["length"])) if nonce else None,

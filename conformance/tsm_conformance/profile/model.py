@@ -119,7 +119,8 @@ class Profile:
     # provider behaviour; None where the provider does not have the feature
     inblob_report_lengths: Range | None
     inblob_rejected_length_errno: str | None
-    privlevel_floor: int | None  # expected floor; None: any value 0..max is fine
+    privlevel_floor: int | None  # expected floor; None: any value privlevel_floor_min..max is fine
+    privlevel_floor_min: int
     privlevel_honoured: bool
     report_min_length: int | None
     report_nonce: Field | None

@@ -92,6 +92,8 @@ def _profile_data(p: Profile) -> dict[str, Any]:
     if p.privlevel_floor is not None or p.privlevel_honoured:
         d["privlevel"] = {"floor": "any" if p.privlevel_floor is None else p.privlevel_floor,
                           "honoured": p.privlevel_honoured}
+        if p.privlevel_floor_min:
+            d["privlevel"]["floor_min"] = p.privlevel_floor_min
     rep: dict[str, Any] = {}
     if p.report_min_length is not None:
         rep["min_length"] = p.report_min_length

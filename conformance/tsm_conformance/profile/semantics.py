@@ -80,6 +80,10 @@ def check_semantics(d: dict[str, Any], marks: Marks) -> None:
             raise fail("inblob.report_lengths.max", f"max {rng['max']} is above "
                                                     f"limits.inblob_max {lim['inblob_max']}")
     floor = d.get("privlevel", {}).get("floor")
+    floor_min = d.get("privlevel", {}).get("floor_min")
+    if floor_min is not None and (floor_min > lim["privlevel_max"] or isinstance(floor, int)):
+        raise fail("privlevel.floor_min", f"floor_min {floor_min} needs floor: any and at most "
+                   f"limits.privlevel_max ({lim['privlevel_max']})")
     if isinstance(floor, int) and floor > lim["privlevel_max"]:
         raise fail("privlevel.floor", f"floor {floor} is above limits.privlevel_max "
                                       f"{lim['privlevel_max']}")
