@@ -1,0 +1,143 @@
+"""``tsm-conformance vm``: kernel -> module -> initramfs -> QEMU -> the suite in the guest -> JUnit.
+
+Each parameter set is one insmod of tsm_test and one suite run against the real
+/sys/kernel/config/tsm/report; the guest's dmesg comes back and any oops, BUG or WARNING fails the
+run.  All results land in one JUnit file on the host.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tsm_conformance
+
+from . import qemu
+from .build import build_module
+from .initramfs import build_initramfs
+from .kernel import KernelTree, VmError
+
+# Kernel log lines that fail a run (an oops, a BUG, a WARN, lockdep, KASAN/UBSAN reports).
+BAD_DMESG = re.compile(r"(BUG:|WARNING:|Oops|general protection fault|Call Trace:|"
+                       r"kernel NULL pointer|UBSAN:|KASAN:|possible recursive locking|INFO: task .* blocked)")
+DEFAULT_PARAMS = ("privlevel_floor=1", "privlevel_floor=0", "privlevel_floor=2 outblob_size=32768")
+
+
+@dataclass
+class VmRun:
+    tree: KernelTree
+    params: list[str]
+    results: Path
+    pytest_args: list[str] = field(default_factory=list)
+    timeout: float = 600.0
+    accel: str = "tcg"
+
+
+def guest_script(run: VmRun, core_order: list[str]) -> str:
+    """The shell script the guest runs in the host root (chroot), one suite run per parameter set."""
+    pkg_parent = Path(tsm_conformance.__file__).resolve().parent.parent
+    py = shlex.quote(sys.executable)
+    extra = " ".join(shlex.quote(a) for a in run.pytest_args)
+    lines = [
+        "B=/mnt/busybox; R=/tmp/results",
+        "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + shlex.quote(str(pkg_parent)),
+        "echo \"tsm-vm: kernel $(uname -r)\"",
+        *[f"$B insmod /mnt/{m}.ko || echo 'tsm-vm: insmod {m} failed'" for m in core_order],
+        "mount -t configfs configfs /sys/kernel/config 2>/dev/null || $B mount -t configfs configfs /sys/kernel/config",
+        "cd /tmp",
+    ]
+    for i, params in enumerate(run.params):
+        lines += [
+            f"echo 'tsm-vm: run {i} insmod tsm_test {params}'",
+            f"$B insmod /mnt/tsm_test.ko {params} || echo 'tsm-vm: insmod tsm_test failed'",
+            f"{py} -m tsm_conformance.cli run --root /sys/kernel/config/tsm/report --profile tsm_test "
+            f"--junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
+            f"echo $? > $R/rc-{i}",
+            f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
+            f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
+            "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
+        ]
+    lines += ["dmesg > $R/dmesg.txt", "echo 'tsm-vm: done'"]
+    return "\n".join(lines) + "\n"
+
+
+def bad_dmesg(text: str) -> list[str]:
+    return [line for line in text.splitlines() if BAD_DMESG.search(line)]
+
+
+def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, int]:
+    """One JUnit document: each run's suite (named with its parameters) plus a kernel-log case."""
+    root = ET.Element("testsuites", name="tsm-conformance vm")
+    failures = 0
+    for i, params in enumerate(run.params):
+        f = run.results / f"junit-{i}.xml"
+        if not f.exists():
+            s = ET.SubElement(root, "testsuite", name=f"tsm-conformance[{params}]", tests="1", errors="1")
+            case = ET.SubElement(s, "testcase", classname="tsm.vm", name="vm.suite.ran")
+            ET.SubElement(case, "error", message="the suite did not produce JUnit in the guest").text = \
+                (run.results / f"suite-{i}.log").read_text(errors="replace") if (run.results / f"suite-{i}.log").exists() else console[-20000:]
+            failures += 1
+            continue
+        for s in ET.parse(f).getroot().iter("testsuite"):
+            s.set("name", f"{s.get('name')}[{params}]")
+            props = s.find("properties")
+            if props is None:
+                props = ET.SubElement(s, "properties")
+            ET.SubElement(props, "property", name="tsm.vm.module_params", value=params)
+            ET.SubElement(props, "property", name="tsm.vm.kernel_release", value=run.tree.release)
+            failures += int(s.get("failures", "0")) + int(s.get("errors", "0"))
+            root.append(s)
+    bad = bad_dmesg(dmesg)
+    s = ET.SubElement(root, "testsuite", name="tsm-conformance vm kernel", tests="1",
+                      failures=str(int(bool(bad))))
+    case = ET.SubElement(s, "testcase", classname="tsm.vm.kernel", name="vm.kernel.log_clean")
+    if bad:
+        ET.SubElement(case, "failure", message=f"{len(bad)} oops/BUG/WARNING lines in dmesg").text = "\n".join(bad)
+        failures += 1
+    ET.SubElement(s, "system-err").text = dmesg
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    return failures, len(bad)
+
+
+def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None = None,
+           pytest_args: list[str] | None = None, timeout: float = 600.0, keep: Path | None = None,
+           progress=print) -> int:  # noqa: ANN001
+    t0 = time.monotonic()
+    ko = build_module(tree, cache, progress)
+    results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
+    results.mkdir(parents=True, exist_ok=True)
+    run = VmRun(tree, list(params or DEFAULT_PARAMS), results, list(pytest_args or []), timeout)
+    initrd, core_order = build_initramfs(tree, ko, cache, progress)
+    (results / "guest.sh").write_text(guest_script(run, core_order))
+    cmd = qemu.qemu_command(tree.image, initrd, results, run.accel)
+    progress(f"boot {tree.release} (QEMU {run.accel}, {len(run.params)} run(s))")
+
+    def on_line(line: str) -> None:
+        if "tsm-vm:" in line:
+            progress(line[line.index("tsm-vm:") + 8:])
+        elif BAD_DMESG.search(line):
+            progress(f"kernel: {line.strip()}")
+    rc, secs = qemu.run(cmd, results / "console.log", timeout, on_line)
+    console = (results / "console.log").read_text(errors="replace")
+    dmesg_file = results / "dmesg.txt"
+    dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else console
+    if rc is None:
+        dmesg += f"\n[host] QEMU killed after the {timeout:.0f} s timeout\n"
+    failures, bad = merge_junit(run, dmesg, console, junit)
+    rcs = [(results / f"rc-{i}").read_text().strip() if (results / f"rc-{i}").exists() else "missing"
+           for i in range(len(run.params))]
+    progress(f"guest exit codes {rcs}; dmesg problems {bad}; VM {secs:.1f} s; total {time.monotonic() - t0:.1f} s; "
+             f"JUnit {junit}; logs {results}")
+    if rc is None:
+        progress(f"timeout: the VM did not finish within {timeout:.0f} s")
+        return 1
+    if any(r not in ("0", "4") for r in rcs) or bad or failures:
+        return 1
+    return 0

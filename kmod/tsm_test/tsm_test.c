@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * tsm_test: a configfs-tsm report provider for testing the tsm core itself.
+ *
+ * Its report is byte-for-byte the layout of the emulator's tsm_test provider
+ * (conformance/tsm_conformance/emulator/providers.py, class TsmTest), all little-endian:
+ *
+ *   0x00 "TSMT"            0x04 u32 layout (1)        0x08 u32 outblob length
+ *   0x0C u32 report_new counter (provider-wide, first report is 1)
+ *   0x10 u32 privlevel     0x14 u32 inblob_len        0x18 u32 service_manifest_version
+ *   0x1C u32 flags (bit0: service_provider set)       0x20 service_guid[16] (guid_t bytes)
+ *   0x30 reserved[16]      0x40 inblob[64]: the first inblob_len bytes, zero-padded
+ *   0x80 service_provider[64], NUL-padded, at most 63 bytes
+ *   0xC0 .. outblob_size - 1: byte i = (i * 31 + counter) & 0xff
+ *
+ * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).
+ * Registration shims: 6.7-6.10 tsm_register(ops, priv, type), 6.11-6.15 tsm_register(ops, priv),
+ * 6.16+ tsm_report_register(ops, priv) (in 6.19+ tsm_register means the PCI TSM core).
+ */
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/slab.h>
+#include <linux/delay.h>
+#include <linux/string.h>
+#include <linux/version.h>
+#include <linux/tsm.h>
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+#define TT_OPS tsm_report_ops
+#define TT_INBLOB_MAX TSM_REPORT_INBLOB_MAX
+#define TT_HAS_SERVICE 1
+#define TT_HOOKS 1
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+#define TT_OPS tsm_ops
+#define TT_INBLOB_MAX TSM_INBLOB_MAX
+#define TT_HAS_SERVICE 1
+#define TT_HOOKS 1
+#else
+#define TT_OPS tsm_ops
+#define TT_INBLOB_MAX TSM_INBLOB_MAX
+#define TT_HAS_SERVICE 0
+#define TT_HOOKS 0
+#endif
+
+#define TT_LAYOUT_LEN 0xC0
+
+static unsigned int privlevel_floor = 1;
+module_param(privlevel_floor, uint, 0444);
+MODULE_PARM_DESC(privlevel_floor, "privlevel_floor advertised to the core (0..3)");
+
+static char *visibility = "all";
+module_param(visibility, charp, 0444);
+MODULE_PARM_DESC(visibility, "all | sev-like | tdx-like: which attributes items show");
+
+static int fail_errno;
+module_param(fail_errno, int, 0644);
+MODULE_PARM_DESC(fail_errno, "when non-zero, report_new fails with -fail_errno");
+
+static unsigned int delay_ms;
+module_param(delay_ms, uint, 0644);
+MODULE_PARM_DESC(delay_ms, "sleep in report_new (the core holds its global lock meanwhile)");
+
+static unsigned int outblob_size = TT_LAYOUT_LEN;
+module_param(outblob_size, uint, 0644);
+MODULE_PARM_DESC(outblob_size, "outblob length, at least 192 (pattern-filled past the layout)");
+
+static bool auxblob = true;
+module_param(auxblob, bool, 0644);
+MODULE_PARM_DESC(auxblob, "produce an auxblob");
+
+static bool manifestblob = true;
+module_param(manifestblob, bool, 0644);
+MODULE_PARM_DESC(manifestblob, "produce a manifestblob (6.11+)");
+
+static u32 calls;
+
+static void put32(u8 *p, u32 v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = (v >> 24) & 0xff;
+}
+
+static u8 *tag_blob(const char *magic, u32 n, size_t *len)
+{
+	u8 *b = kvzalloc(8, GFP_KERNEL);
+
+	if (!b)
+		return NULL;
+	memcpy(b, magic, 4);
+	put32(b + 4, n);
+	*len = 8;
+	return b;
+}
+
+static int tt_report_new(struct tsm_report *report, void *data)
+{
+	size_t size = max_t(size_t, outblob_size, TT_LAYOUT_LEN);
+	size_t i, inlen = min_t(size_t, report->desc.inblob_len, TT_INBLOB_MAX);
+	u32 flags = 0, smv = 0, n;
+	u8 *out;
+
+	if (delay_ms)
+		msleep(delay_ms);
+	if (fail_errno)
+		return -abs(fail_errno);
+
+	out = kvzalloc(size, GFP_KERNEL);
+	if (!out)
+		return -ENOMEM;
+	n = ++calls;
+	memcpy(out, "TSMT", 4);
+	put32(out + 0x04, 1);
+	put32(out + 0x08, size);
+	put32(out + 0x0C, n);
+	put32(out + 0x10, report->desc.privlevel);
+	put32(out + 0x14, report->desc.inblob_len);
+#if TT_HAS_SERVICE
+	smv = report->desc.service_manifest_version;
+	if (report->desc.service_provider) {
+		flags |= 1;
+		strscpy(out + 0x80, report->desc.service_provider, 64);
+	}
+	memcpy(out + 0x20, &report->desc.service_guid, 16);
+#endif
+	put32(out + 0x18, smv);
+	put32(out + 0x1C, flags);
+	/* only the committed bytes: desc.inblob keeps older bytes past inblob_len */
+	memcpy(out + 0x40, report->desc.inblob, inlen);
+	for (i = TT_LAYOUT_LEN; i < size; i++)
+		out[i] = (i * 31 + n) & 0xff;
+
+	report->outblob = out;
+	report->outblob_len = size;
+	if (auxblob) {
+		report->auxblob = tag_blob("TSMA", n, &report->auxblob_len);
+		if (!report->auxblob)
+			return -ENOMEM;
+	}
+#if TT_HAS_SERVICE
+	if (manifestblob) {
+		report->manifestblob = tag_blob("TSMM", n, &report->manifestblob_len);
+		if (!report->manifestblob)
+			return -ENOMEM;
+	}
+#endif
+	return 0;
+}
+
+#if TT_HOOKS
+static bool tt_attr_visible(int n)
+{
+	if (!strcmp(visibility, "sev-like"))
+		return n == TSM_REPORT_GENERATION || n == TSM_REPORT_PROVIDER ||
+		       n == TSM_REPORT_PRIVLEVEL || n == TSM_REPORT_PRIVLEVEL_FLOOR;
+	if (!strcmp(visibility, "tdx-like"))
+		return n == TSM_REPORT_GENERATION || n == TSM_REPORT_PROVIDER;
+	return true;
+}
+
+static bool tt_bin_attr_visible(int n)
+{
+	if (!strcmp(visibility, "sev-like"))
+		return n == TSM_REPORT_INBLOB || n == TSM_REPORT_OUTBLOB || n == TSM_REPORT_AUXBLOB;
+	if (!strcmp(visibility, "tdx-like"))
+		return n == TSM_REPORT_INBLOB || n == TSM_REPORT_OUTBLOB;
+	return true;
+}
+#endif
+
+static struct TT_OPS tt_ops = {
+	.name = "tsm_test",
+	.report_new = tt_report_new,
+#if TT_HOOKS
+	.report_attr_visible = tt_attr_visible,
+	.report_bin_attr_visible = tt_bin_attr_visible,
+#endif
+};
+
+static int __init tt_init(void)
+{
+	if (privlevel_floor > 3)
+		return -EINVAL;
+	if (strcmp(visibility, "all") && strcmp(visibility, "sev-like") && strcmp(visibility, "tdx-like"))
+		return -EINVAL;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+	tt_ops.privlevel_floor = privlevel_floor;
+	return tsm_report_register(&tt_ops, NULL);
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+	tt_ops.privlevel_floor = privlevel_floor;
+	return tsm_register(&tt_ops, NULL);
+#else
+	/* privlevel_floor is const before 6.11: set through a cast at init, before registering */
+	*(unsigned int *)&tt_ops.privlevel_floor = privlevel_floor;
+	return tsm_register(&tt_ops, NULL, strcmp(visibility, "tdx-like") ?
+			    &tsm_report_extra_type : &tsm_report_default_type);
+#endif
+}
+
+static void __exit tt_exit(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+	tsm_report_unregister(&tt_ops);
+#else
+	tsm_unregister(&tt_ops);
+#endif
+}
+
+module_init(tt_init);
+module_exit(tt_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("configfs-tsm test report provider (configfs-tsm-conformance)");
