@@ -80,6 +80,33 @@ def _main_with_state(argv: list[str], carrier: object, counter: object, name: st
     return int(pytest.main(argv, plugins=[_Register(), counter]))
 
 
+def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from .vm.kernel import VmError, from_deb, from_paths
+    from .vm.runner import DEFAULT_PARAMS, run_vm
+
+    def progress(msg: str) -> None:
+        print(f"tsm-vm: {msg}", flush=True)
+    cache = Path(args.cache or os.environ.get("TSM_CONFORMANCE_CACHE") or
+                 ("/var/cache/tsm-conformance" if os.geteuid() == 0 else "~/.cache/tsm-conformance")).expanduser()
+    try:
+        if args.kernel_deb:
+            apt: list[str] = []
+            if args.suite:
+                from .vm.apt import suite_options
+                apt = suite_options(cache, args.suite, progress)
+            tree = from_deb(args.kernel_deb, cache, progress, apt)
+        elif args.kernel and args.modules and args.headers:
+            tree = from_paths(args.kernel, args.modules, args.headers)
+        else:
+            return _usage("vm needs --kernel-deb PACKAGE, or --kernel, --modules and --headers")
+        return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), args.params or list(DEFAULT_PARAMS),
+                      extra, args.timeout, Path(args.keep) if args.keep else None, progress)
+    except VmError as e:
+        return _usage(str(e))
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .profile.load import ProfileError, list_profiles, load_profile, render_profile, validate_paths
     if args.action == "list":
@@ -133,6 +160,20 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
     sub.add_parser("quirks", help="list the emulator's named faults")
+    vm = sub.add_parser("vm", help="boot a real kernel under QEMU with the tsm_test module and run the suite inside",
+                        description="Arguments after -- go to pytest in the guest.")
+    vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
+    vm.add_argument("--suite", metavar="SUITE",
+                    help="take --kernel-deb from this Debian suite (trixie, trixie-backports, sid) via a private apt config")
+    vm.add_argument("--kernel", metavar="BZIMAGE", help="a kernel image (with --modules and --headers)")
+    vm.add_argument("--modules", metavar="DIR", help="its lib/modules/<release> directory")
+    vm.add_argument("--headers", metavar="DIR", help="its kbuild/headers directory")
+    vm.add_argument("--params", action="append", metavar="'K=V ...'",
+                    help="tsm_test module parameters of one suite run (repeatable; default: three floors)")
+    vm.add_argument("--cache", metavar="DIR", help="downloads and builds (default /var/cache/tsm-conformance)")
+    vm.add_argument("--junit", metavar="FILE", help="JUnit on the host (default tsm-vm-junit.xml)")
+    vm.add_argument("--timeout", type=float, default=900.0, metavar="S", help="whole-VM timeout (default 900)")
+    vm.add_argument("--keep", metavar="DIR", help="keep the guest's results and logs in DIR")
     return ap
 
 
@@ -151,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, extra)
         if args.cmd == "profiles":
             return cmd_profiles(args)
+        if args.cmd == "vm":
+            return cmd_vm(args, extra)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .chroot import ensure_chroot, host_has, kernel_gcc, make_in_chroot
 from .kernel import KernelTree, Progress, VmError
 
 MODULE_SRC = Path(__file__).resolve().parents[3] / "kmod" / "tsm_test"
@@ -34,8 +35,14 @@ def build_module(tree: KernelTree, cache: Path, progress: Progress, src: Path | 
     out.mkdir(parents=True)
     for f in ("tsm_test.c", "Kbuild"):
         shutil.copy(src / f, out / f)
-    p = subprocess.run(["make", "-C", str(tree.headers), f"M={out}", "modules"], capture_output=True,
-                       text=True, timeout=600)
+    gcc = kernel_gcc(tree)
+    if gcc is not None and not host_has(gcc):
+        root = ensure_chroot(cache, gcc, progress)
+        progress(f"build tsm_test.ko in the gcc-{gcc} chroot")
+        p = make_in_chroot(root, cache, tree, out)
+    else:
+        p = subprocess.run(["make", "-C", str(tree.headers), f"M={out}", "modules"], capture_output=True,
+                           text=True, timeout=600)
     if p.returncode or not ko.exists():
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
         raise VmError(f"module build failed for {tree.release}: {' | '.join(tail)}")

@@ -62,7 +62,12 @@ def resolve_packages(package: str, apt: list[str]) -> list[str]:
         todo += [d for d in _depends(p, apt) if _KERNEL_PKG.match(d)]
     images = [p for p in want if re.match(r"^linux-image-\d.*-(amd64|cloud-amd64|rt-amd64)$", p)]
     if images and not any(p.startswith("linux-headers-") for p in want):
-        todo = ["linux-headers-" + images[-1].removeprefix("linux-image-")]
+        headers = "linux-headers-" + images[-1].removeprefix("linux-image-")
+        if subprocess.run(["apt-cache", *apt, "show", "--no-all-versions", headers],
+                          capture_output=True).returncode:
+            raise VmError(f"{headers} is not in the archive (backports keep headers only for their newest "
+                          "kernel): pick a kernel whose headers are published")
+        todo = [headers]
         while todo:
             p = todo.pop()
             if p not in want:
@@ -88,10 +93,11 @@ def _find_tree(root: Path) -> KernelTree:
 
 
 def _relocate_headers(root: Path, headers: Path) -> None:
-    """Debian's flavour Makefile includes the common one by absolute path: point it into the cache."""
+    """Debian's flavour Makefile names /usr/src/... by absolute path (the common Makefile it
+    includes; from 7.x also KBUILD_OUTPUT): point those into the cache."""
     mk = headers / "Makefile"
     text = mk.read_text()
-    fixed = re.sub(r"^include /usr/src/", f"include {root}/usr/src/", text, flags=re.M)
+    fixed = re.sub(r"(?<![\w/])/usr/src/", f"{root}/usr/src/", text)
     if fixed != text:
         mk.write_text(fixed)
 
