@@ -101,8 +101,10 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
             tree = from_paths(args.kernel, args.modules, args.headers)
         else:
             return _usage("vm needs --kernel-deb PACKAGE, or --kernel, --modules and --headers")
-        return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), args.params or list(DEFAULT_PARAMS),
-                      extra, args.timeout, Path(args.keep) if args.keep else None, progress)
+        params = args.params if args.params is not None else ([] if args.differential else list(DEFAULT_PARAMS))
+        return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), params, extra, args.timeout,
+                      Path(args.keep) if args.keep else None, progress,
+                      differential=args.sequences if args.differential else 0, seed=args.seed)
     except VmError as e:
         return _usage(str(e))
 
@@ -174,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--junit", metavar="FILE", help="JUnit on the host (default tsm-vm-junit.xml)")
     vm.add_argument("--timeout", type=float, default=900.0, metavar="S", help="whole-VM timeout (default 900)")
     vm.add_argument("--keep", metavar="DIR", help="keep the guest's results and logs in DIR")
+    vm.add_argument("--differential", action="store_true",
+                    help="run generated sequences on the kernel and the emulator and report divergences")
+    vm.add_argument("--sequences", type=int, default=200, metavar="N", help="differential sequences (default 200)")
+    vm.add_argument("--seed", type=int, default=1, help="first differential seed (default 1)")
     return ap
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import struct
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -94,15 +96,20 @@ class TsmTest(Provider):
 
     def __init__(self, params: dict[str, str] | None = None) -> None:
         super().__init__(params)
-        self.privlevel_floor = _int(self.params, "floor", 1)
+        # parameter names and defaults are the kernel module's (kmod/tsm_test)
+        self.privlevel_floor = _int(self.params, "privlevel_floor", 1)
         self.visibility = self.params.get("visibility", "all")
         if self.visibility not in ("all", "sev-like", "tdx-like"):
             raise ValueError(f"tsm_test visibility={self.visibility}: use all, sev-like or tdx-like")
         self.extra_type = self.visibility != "tdx-like"
         self.fail_errno = _int(self.params, "fail_errno", 0)
         self.outblob_size = _int(self.params, "outblob_size", self.LAYOUT_LEN)
-        self.with_auxblob = self.params.get("auxblob", "1") != "0"
-        self.with_manifestblob = self.params.get("manifestblob", "1") != "0"
+        self.with_auxblob = self.params.get("auxblob", "1") not in ("0", "N", "n")
+        self.with_manifestblob = self.params.get("manifestblob", "1") not in ("0", "N", "n")
+        unknown = set(self.params) - {"privlevel_floor", "visibility", "fail_errno", "outblob_size", "auxblob",
+                                      "manifestblob", "delay_ms"}
+        if unknown:
+            raise ValueError(f"unknown tsm_test parameter(s): {', '.join(sorted(unknown))}")
 
     def attr_visible(self, attr: str) -> bool | None:
         if self.visibility == "all":
@@ -111,8 +118,11 @@ class TsmTest(Provider):
         return attr in allowed
 
     def report_new(self, desc: Desc) -> Blobs:
+        delay = _int(self.params, "delay_ms", 0)
+        if delay:  # called under tsm_rwsem held for write, like the module's msleep()
+            time.sleep(delay / 1000)
         if self.fail_errno:
-            raise OSError(self.fail_errno, "report_new failed")
+            raise OSError(abs(self.fail_errno), os.strerror(abs(self.fail_errno)))
         self.calls += 1
         n = self.calls
         size = max(self.outblob_size, self.LAYOUT_LEN)

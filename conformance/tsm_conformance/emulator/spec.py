@@ -1,8 +1,9 @@
 """``--emulate`` SPEC: ``CONFIG[:KEY=VALUE[,KEY=VALUE...]][@ERA][+QUIRK[,QUIRK...]]``.
 
 CONFIG is a provider configuration (``tsm_test``, ``sev_guest``, ``sev_guest-svsm``,
-``tdx_guest``, ``arm_cca_guest``); KEY=VALUE are provider parameters (tsm_test: floor, visibility,
-fail_errno, outblob_size, auxblob, manifestblob; sev_guest: vmpl) or emulator parameters
+``tdx_guest``, ``arm_cca_guest``); KEY=VALUE are provider parameters (tsm_test: the kernel
+module's privlevel_floor, visibility, fail_errno, delay_ms, outblob_size, auxblob, manifestblob;
+sev_guest: vmpl) or emulator parameters
 (gen_bits, init_on_alloc).  Example: ``sev_guest@6.16+stale-outblob``.
 """
 

@@ -7,6 +7,7 @@ run.  All results land in one JUnit file on the host.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -20,6 +21,7 @@ import tsm_conformance
 
 from . import qemu
 from .build import build_module
+from .differential import compare, era_of, write_sequences
 from .initramfs import build_initramfs
 from .kernel import KernelTree, VmError
 
@@ -37,6 +39,7 @@ class VmRun:
     pytest_args: list[str] = field(default_factory=list)
     timeout: float = 600.0
     accel: str = "tcg"
+    differential: int = 0  # number of sequences to compare against the emulator (0: none)
 
 
 def guest_script(run: VmRun, core_order: list[str]) -> str:
@@ -63,8 +66,32 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
             f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
             "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
         ]
+    if run.differential:
+        lines += [
+            f"echo 'tsm-vm: differential: {run.differential} sequences'",
+            f"{py} -m tsm_conformance.vm.diffguest $R/seqs.json $R/diff.json /mnt/busybox /mnt/tsm_test.ko "
+            "> $R/diff.log 2>&1",
+            "echo \"tsm-vm: differential guest exit $?\"",
+        ]
     lines += ["dmesg > $R/dmesg.txt", "echo 'tsm-vm: done'"]
     return "\n".join(lines) + "\n"
+
+
+def _differential(run: VmRun, seqs: list[dict], junit: Path, progress) -> int:  # noqa: ANN001
+    out = run.results / "diff.json"
+    kernel = json.loads(out.read_text()) if out.exists() else []
+    era = era_of(run.tree.release)
+    divs, errors = compare(seqs, kernel, era)
+    report = [d.render() for d in divs] + errors
+    (run.results / "differential.txt").write_text("\n\n".join(report) + "\n")
+    for text in report[:10]:
+        print(text)
+    progress(f"differential: {len(seqs)} sequences, {sum(len(q['ops']) for q in seqs)} operations, "
+             f"emulator era {era}: {len(divs)} divergences, {len(errors)} not run")
+    root = ET.parse(junit).getroot()
+    n = differential_junit(root, seqs, divs, errors)
+    ET.ElementTree(root).write(junit, encoding="utf-8", xml_declaration=True)
+    return n
 
 
 def bad_dmesg(text: str) -> list[str]:
@@ -106,14 +133,30 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
     return failures, len(bad)
 
 
+def differential_junit(root: ET.Element, seqs: list[dict], divs: list, errors: list[str]) -> int:
+    bad = {d.seq_id: d for d in divs}
+    s = ET.SubElement(root, "testsuite", name="tsm-conformance vm differential", tests=str(len(seqs)),
+                      failures=str(len(bad)), errors=str(len(errors)))
+    for q in seqs:
+        case = ET.SubElement(s, "testcase", classname="tsm.vm.differential", name=f"differential.seq{q['id']:04d}")
+        if q["id"] in bad:
+            ET.SubElement(case, "failure", message="kernel and emulator diverge").text = bad[q["id"]].render()
+    if errors:
+        case = ET.SubElement(s, "testcase", classname="tsm.vm.differential", name="differential.guest")
+        ET.SubElement(case, "error", message=f"{len(errors)} sequences did not run").text = "\n".join(errors)
+    return len(bad) + len(errors)
+
+
 def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None = None,
            pytest_args: list[str] | None = None, timeout: float = 600.0, keep: Path | None = None,
-           progress=print) -> int:  # noqa: ANN001
+           progress=print, differential: int = 0, seed: int = 1) -> int:  # noqa: ANN001
     t0 = time.monotonic()
     ko = build_module(tree, cache, progress)
     results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
     results.mkdir(parents=True, exist_ok=True)
-    run = VmRun(tree, list(params or DEFAULT_PARAMS), results, list(pytest_args or []), timeout)
+    run = VmRun(tree, list(DEFAULT_PARAMS if params is None else params), results, list(pytest_args or []),
+                timeout, differential=differential)
+    seqs = write_sequences(results, differential, seed) if differential else []
     initrd, core_order = build_initramfs(tree, ko, cache, progress)
     (results / "guest.sh").write_text(guest_script(run, core_order))
     cmd = qemu.qemu_command(tree.image, initrd, results, run.accel)
@@ -131,6 +174,8 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     if rc is None:
         dmesg += f"\n[host] QEMU killed after the {timeout:.0f} s timeout\n"
     failures, bad = merge_junit(run, dmesg, console, junit)
+    if differential:
+        failures += _differential(run, seqs, junit, progress)
     rcs = [(results / f"rc-{i}").read_text().strip() if (results / f"rc-{i}").exists() else "missing"
            for i in range(len(run.params))]
     progress(f"guest exit codes {rcs}; dmesg problems {bad}; VM {secs:.1f} s; total {time.monotonic() - t0:.1f} s; "
