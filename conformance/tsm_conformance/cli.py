@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
     try:
-        state = build_state(args.root, args.emulate, args.profile)
+        state = build_state(args.root, args.emulate, args.profile, args.module)
     except SetupError as e:
         return _usage(str(e))
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
@@ -158,6 +158,8 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
     run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
+                     "can rmmod/insmod it (VM target)")
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")

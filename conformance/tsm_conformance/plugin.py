@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-emulate", metavar="SPEC", help="run against the built-in emulator, e.g. sev_guest@6.16")
     g.addoption("--tsm-profile", metavar="NAME|PATH", help="profile to hold the tree to (default: by provider)")
     g.addoption("--tsm-check", metavar="GLOB", help="only checks whose id matches GLOB")
+    g.addoption("--tsm-module", metavar="KO", help="tsm_test module file for the provider-lifecycle checks")
     g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
     for name in _OPTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
@@ -53,7 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state = carrier.state
     else:
         try:
-            state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"))
+            state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"),
+                                config.getoption("tsm_module"))
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state

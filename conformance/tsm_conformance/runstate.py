@@ -42,7 +42,20 @@ class _StateCarrier:
         self.state = state
 
 
-def build_state(root: str | None, emulate: str | None, profile: str | None) -> TsmState:
+def module_control(ko: str, tree: Tree) -> None:
+    """Give a live tree the ability to rmmod/insmod its tsm_test provider (the VM target)."""
+    from .target.control import ModuleControl
+    pdir = "/sys/module/tsm_test/parameters"
+    if not os.path.isdir(pdir):
+        raise SetupError(f"--module {ko}: tsm_test is not loaded (no {pdir})")
+    base = {}
+    for name in sorted(os.listdir(pdir)):
+        with open(os.path.join(pdir, name)) as f:
+            base[name] = f.read().strip()
+    tree.control = ModuleControl(ko, base)  # type: ignore[attr-defined]
+
+
+def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None) -> TsmState:
     """Target + probe + profile selection; SetupError (one line) for every bad input."""
     if root and emulate:
         raise SetupError("give either --root or --emulate, not both")
@@ -65,6 +78,8 @@ def build_state(root: str | None, emulate: str | None, profile: str | None) -> T
         if not os.path.isdir(path):
             raise SetupError(f"{path} is not a directory")
         tree = LiveTree(path)
+        if module:
+            module_control(module, tree)
     prof: Profile | None = None
     if profile:
         try:

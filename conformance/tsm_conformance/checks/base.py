@@ -126,6 +126,9 @@ class Recorder:
         out = []
         fds: dict[int, str] = {}  # fd numbers differ per run: show fd0, fd1, ... instead
         for op, args, r in self.log:
+            if op == "#":  # a provider-control action, shown as its shell command
+                out.append(f"# {args[0]}" + (f" -> {errnos.name(r.errno)}" if isinstance(r, OSError) else ""))
+                continue
             a = list(args)
             if op in ("close", "read", "pread", "write", "pwrite", "lseek"):
                 a[0] = fds.get(int(a[0]), a[0])
@@ -148,12 +151,50 @@ class Recorder:
         return out
 
 
+class RecordedControl:
+    """Provider control whose actions appear in the operation log, as shell would spell them."""
+
+    def __init__(self, control: object, log: list) -> None:
+        self.c, self.log = control, log
+
+    def _do(self, text: str, fn: Callable, *args: object) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            self.log.append(("#", (text,), e))
+            raise
+        self.log.append(("#", (text,), None))
+
+    def load(self, params: dict[str, str] | None = None) -> None:
+        p = {**self.c.base, **(params or {})}  # type: ignore[attr-defined]
+        self._do("insmod tsm_test.ko " + " ".join(f"{k}={v}" for k, v in p.items()), self.c.load, params)  # type: ignore[attr-defined]
+
+    def unload(self) -> None:
+        self._do("rmmod tsm_test", self.c.unload)  # type: ignore[attr-defined]
+
+    def set_param(self, name: str, value: str) -> None:
+        self._do(f"echo {value} > /sys/module/tsm_test/parameters/{name}", self.c.set_param, name, value)  # type: ignore[attr-defined]
+
+    def loaded(self) -> bool:
+        return bool(self.c.loaded())  # type: ignore[attr-defined]
+
+    def restore(self) -> None:
+        """Back to the session's provider with its base parameters (after any lifecycle check)."""
+        if self.loaded():
+            for name in ("fail_errno", "delay_ms"):
+                self.set_param(name, "0")
+            self.set_param("outblob_size", self.c.base.get("outblob_size", "192"))  # type: ignore[attr-defined]
+        else:
+            self.load()
+
+
 class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
     def __init__(self, check: Check, recorder: Recorder, profile: Profile, facts: Facts, prefix: str,
-                 counter: Iterator[int]) -> None:
+                 counter: Iterator[int], control: object = None) -> None:
         self.check = check
+        self._control = control
         self.profile = profile
         self.facts = facts
         self.names: dict[str, str] = {}
@@ -285,6 +326,14 @@ class Ctx:
 
     def na(self, reason: str) -> None:
         raise NotApplicable(f"not-applicable: {reason}")
+
+    def control(self) -> "RecordedControl":
+        """The provider control of this target (load/unload/parameters), or skip as unsupported."""
+        if self._control is None:
+            from ..outcome import Unsupported
+            raise Unsupported("unsupported: this target cannot load or unload its provider "
+                              "(the VM target and the emulated tsm_test can)")
+        return RecordedControl(self._control, self.tree.log)
 
     def need_nonce_binding(self) -> None:
         """Checks that look for the nonce in the report need the profile to say where it is."""

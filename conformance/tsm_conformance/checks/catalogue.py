@@ -1,3 +1,4 @@
 """Imports every check module so their @check registrations run."""
 
-from . import attributes, cleanup, discovery, generation, inblob, lifecycle, outblob, privlevel, service  # noqa: F401
+from . import (attributes, cleanup, discovery, generation, inblob, lifecycle, outblob, privlevel,  # noqa: F401
+               provider, service)

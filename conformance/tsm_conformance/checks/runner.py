@@ -47,7 +47,8 @@ class Session:
         reason = self.applicable(c)
         if reason:
             return Result(c, Outcome.SKIP_NA, reason=reason)
-        ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter)
+        ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
+                  getattr(self.tree, "control", None))
         t0 = time.perf_counter()
         try:
             try:

@@ -19,7 +19,8 @@ def boot(spec: Spec | str) -> Kernel:
     if not 2 <= gen_bits <= 64:
         raise ValueError("gen_bits must be 2..64")
     k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=gen_bits,
-               init_on_alloc=spec.params.get("init_on_alloc", "1") != "0")
+               init_on_alloc=spec.params.get("init_on_alloc", "1") != "0",
+               size_fill_fix=spec.params.get("size_fill_fix", "0") != "0")
     if cls.__name__ == "SevGuest":
         provider: Provider = cls(params, hooks=spec.era.visibility_hooks)  # type: ignore[call-arg]
     else:

@@ -58,6 +58,7 @@ class ReportItem:
     dead: bool = False
     frag_sem: RWLock = field(default_factory=RWLock)
     subdirs: set[str] = field(default_factory=set)
+    report_lock: threading.Lock = field(default_factory=threading.Lock)  # quirk per-item-lock
 
 
 class OpenFile:
@@ -88,8 +89,10 @@ def attr_mode(attr: str) -> int:
 
 class Kernel:
     def __init__(self, era: Era, quirks: frozenset[str] = frozenset(), gen_bits: int = 64,
-                 init_on_alloc: bool = True) -> None:
+                 init_on_alloc: bool = True, size_fill_fix: bool = False) -> None:
         self.era = era
+        # No kernel has a fix for the size-then-fill race yet (verified.md); this models one.
+        self.size_fill_fix = size_fill_fix
         self.q = quirks
         self.gen_mask = (1 << gen_bits) - 1
         self.gen_bits = gen_bits
@@ -259,9 +262,12 @@ class Kernel:
         with self.tsm_rwsem.read():
             if not item.desc.inblob_len:
                 raise _err(errno.ENODATA if "read-before-inblob-enodata" in self.q else errno.EINVAL)
+            if "unregister-drops-cache" in self.q and self.provider is None:
+                raise _err(errno.ENXIO)
             if self._cached_ok(item, attr):
                 return self._select(item, attr)
-        with self.tsm_rwsem.write():
+        lock = item.report_lock if "per-item-lock" in self.q else self.tsm_rwsem.write()
+        with lock:
             p = self.provider
             if p is None:
                 raise _err(errno.ENXIO if self.era.provider_refcount_fix else errno.ENOTTY)
@@ -270,7 +276,12 @@ class Kernel:
             if self._cached_ok(item, attr):  # another thread already generated it
                 return self._select(item, attr)
             item.blobs = None
-            item.blobs = p.report_new(item.desc)
+            try:
+                item.blobs = p.report_new(item.desc)
+            except OSError as e:
+                if "report-errno-eio" in self.q:
+                    raise _err(errno.EIO) from e
+                raise
             item.gen.read = item.gen.write
             if "read-bumps-generation" in self.q:
                 item.gen.write = (item.gen.write + 1) & self.gen_mask
@@ -514,15 +525,18 @@ class Kernel:
                 size = len(self._report_read(item, f.attr))
             if size <= 0:
                 return b""
-            if size > self.era.blob_max:
+            if size > self.era.blob_max + (1 if "blob-limit-off-by-one" in self.q else 0):
                 raise _err(errno.EFBIG)
             buf = bytearray(size) if self.init_on_alloc else bytearray(b"\xa5" * size)
             with item.frag_sem.read():
                 if self._dead(item):
                     raise _err(errno.ENOENT)
                 blob = self._report_read(item, f.attr)
-            k = min(size, len(blob))  # memory_read_from_buffer; the short count is ignored
-            buf[:k] = blob[:k]
+            if self.size_fill_fix:  # a fixed configfs would serve what the fill call returned
+                buf = bytearray(blob)
+            else:
+                k = min(size, len(blob))  # memory_read_from_buffer; the short count is ignored
+                buf[:k] = blob[:k]
             f.bin_buffer = buf
             f.needs_read_fill = False
         assert f.bin_buffer is not None

@@ -111,6 +111,18 @@ class TsmTest(Provider):
         if unknown:
             raise ValueError(f"unknown tsm_test parameter(s): {', '.join(sorted(unknown))}")
 
+    RUNTIME = ("fail_errno", "delay_ms", "outblob_size", "auxblob", "manifestblob")  # the 0644 params
+
+    def set_param(self, name: str, value: str) -> None:
+        """Writing /sys/module/tsm_test/parameters/NAME (only the 0644 ones)."""
+        if name not in self.RUNTIME:
+            raise PermissionError(errno.EACCES, f"{name} is read-only")
+        self.params[name] = value
+        self.fail_errno = _int(self.params, "fail_errno", 0)
+        self.outblob_size = _int(self.params, "outblob_size", self.LAYOUT_LEN)
+        self.with_auxblob = self.params.get("auxblob", "1") not in ("0", "N", "n")
+        self.with_manifestblob = self.params.get("manifestblob", "1") not in ("0", "N", "n")
+
     def attr_visible(self, attr: str) -> bool | None:
         if self.visibility == "all":
             return None
@@ -136,8 +148,9 @@ class TsmTest(Provider):
         out[0x40:0x40 + len(nonce)] = nonce
         if sp:
             out[0x80:0x80 + min(len(sp), 63)] = sp[:63]
-        for i in range(self.LAYOUT_LEN, size):
-            out[i] = (i * 31 + n) & 0xFF
+        if size > self.LAYOUT_LEN:  # byte i = (i*31 + n) & 0xff has period 256: tile one period
+            period = bytes((i * 31 + n) & 0xFF for i in range(256))
+            out[self.LAYOUT_LEN:] = (period * (size // 256 + 1))[self.LAYOUT_LEN:size]
         aux = struct.pack("<4sI", b"TSMA", n) if self.with_auxblob else None
         man = struct.pack("<4sI", b"TSMM", n) if self.with_manifestblob else None
         return Blobs(bytes(out), aux, man)

@@ -72,6 +72,10 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("no-snapshot", ALL, "binary reads are not a per-fd snapshot: each read() refetches"),
     Quirk("pread-ignores-offset", ALL, "binary pread() reads at the file position"),
     Quirk("guid-reject-no-bump", SERVICE, "a rejected service_guid neither bumps generation nor resets the GUID"),
+    Quirk("unregister-drops-cache", ("tsm_test",), "cached reports are no longer served once the provider unregisters"),
+    Quirk("report-errno-eio", ("tsm_test",), "every report_new error reaches read() as EIO"),
+    Quirk("per-item-lock", ("tsm_test",), "report_new runs under a per-item lock, not the global tsm_rwsem"),
+    Quirk("blob-limit-off-by-one", ("tsm_test",), "a blob one byte over the limit is served instead of EFBIG"),
     Quirk("service-provider-any", ("sev_guest-svsm",), "service_provider strings other than svsm accepted"),
 )}
 

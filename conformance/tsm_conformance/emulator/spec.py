@@ -4,7 +4,7 @@ CONFIG is a provider configuration (``tsm_test``, ``sev_guest``, ``sev_guest-svs
 ``tdx_guest``, ``arm_cca_guest``); KEY=VALUE are provider parameters (tsm_test: the kernel
 module's privlevel_floor, visibility, fail_errno, delay_ms, outblob_size, auxblob, manifestblob;
 sev_guest: vmpl) or emulator parameters
-(gen_bits, init_on_alloc).  Example: ``sev_guest@6.16+stale-outblob``.
+(gen_bits, init_on_alloc, size_fill_fix: a configfs with the size-then-fill race fixed).  Example: ``sev_guest@6.16+stale-outblob``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .quirks import check_applicable
 
 _SPEC = re.compile(r"^(?P<config>[a-z0-9_-]+)(?::(?P<params>[^@+]*))?(?:@(?P<era>[0-9.]+))?"
                    r"(?:\+(?P<quirks>[a-z0-9,-]+))?$")
-EMULATOR_PARAMS = ("gen_bits", "init_on_alloc")
+EMULATOR_PARAMS = ("gen_bits", "init_on_alloc", "size_fill_fix")
 
 
 @dataclass(frozen=True)

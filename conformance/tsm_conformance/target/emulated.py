@@ -18,6 +18,8 @@ class EmulatedTree:
         self.open, self.close, self.read, self.pread = k.open, k.close, k.read, k.pread
         self.write, self.pwrite, self.lseek = k.write, k.pwrite, k.lseek
 
+        self.control = EmulatedControl(self) if self.spec.config == "tsm_test" else None
+
     def describe(self) -> str:
         return f"emulated {self.spec}"
 
@@ -31,3 +33,28 @@ class EmulatedTree:
     def stat(self, path: str) -> Stat:
         mode, size = self.kernel.stat(path)
         return Stat(mode, size)
+
+
+class EmulatedControl:
+    """ProviderControl over the emulator: register/unregister a TsmTest like insmod/rmmod would."""
+
+    def __init__(self, tree: EmulatedTree) -> None:
+        from ..emulator.spec import EMULATOR_PARAMS
+        self.k = tree.kernel
+        self.base = {k: v for k, v in tree.spec.params.items() if k not in EMULATOR_PARAMS}
+
+    def load(self, params: dict[str, str] | None = None) -> None:
+        from ..emulator.providers import TsmTest
+        self.k.register(TsmTest({**self.base, **(params or {})}))
+
+    def unload(self) -> None:
+        self.k.unregister()
+
+    def set_param(self, name: str, value: str) -> None:
+        p = self.k.provider
+        if p is None:
+            raise FileNotFoundError(name)
+        p.set_param(name, value)
+
+    def loaded(self) -> bool:
+        return self.k.provider is not None

@@ -60,10 +60,12 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
             f"echo 'tsm-vm: run {i} insmod tsm_test {params}'",
             f"$B insmod /mnt/tsm_test.ko {params} || echo 'tsm-vm: insmod tsm_test failed'",
             f"{py} -m tsm_conformance.cli run --root /sys/kernel/config/tsm/report --profile tsm_test "
-            f"--junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
+            f"--module /mnt/tsm_test.ko --junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} "
+            f"> $R/suite-{i}.log 2>&1",
             f"echo $? > $R/rc-{i}",
             f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
             f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
+            f"grep -E '^(FAILED|ERROR|XFAIL|XPASS)' $R/suite-{i}.log | cut -c1-150 | sed 's/^/tsm-vm:   /'",
             "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
         ]
     if run.differential:

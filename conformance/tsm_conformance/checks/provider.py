@@ -1,0 +1,210 @@
+"""provider.*: what only a controllable provider can show (abi.md §2, §4, §8; verified.md):
+unregister with items present, the global lock, report_new errors, the blob size limit, and read
+integrity under a concurrent writer (the size-then-fill race).
+
+Each check changes the provider (tsm_test module parameters, rmmod/insmod) and restores it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+
+from .. import errnos
+from .base import Ctx, check
+
+
+@check("provider.unregister.items_survive",
+       "after the provider unregisters with items present: cached reports are still served, uncached "
+       "reads and provider reads fail (ENXIO, or ENOTTY before 6.16), mkdir fails ENXIO, and a new "
+       "provider cannot register until the items are gone (EBUSY, 6.16+)",
+       "abi.md §4, §8.1, §8.7; verified.md provider-unregistered rows")
+def unregister(ctx: Ctx) -> None:
+    c = ctx.control()
+    n = ctx.report_len()
+    a, b, z = ctx.new_name(), ctx.new_name(), ctx.new_name()
+    for r in (a, b, z):
+        ctx.tree.mkdir(r)
+        ctx._made.append(r)
+    try:
+        ctx.commit_inblob(a, ctx.nonce(n, 1))
+        cached = ctx.read_ok(f"{a}/outblob", "report")
+        ctx.commit_inblob(b, ctx.nonce(n, 2))
+        ctx.read_ok(f"{b}/outblob", "report")
+        ctx.commit_inblob(b, ctx.nonce(n, 3))  # b's report is now stale
+        c.unload()
+        ctx.expect_equal(f"read({ctx.rel(a)}/outblob) after rmmod (cached)", cached, ctx.read(f"{a}/outblob"),
+                         "errors.uncached_read_provider_gone")
+        ctx.expect_errno("uncached_read_provider_gone", f"read({ctx.rel(b)}/outblob) after rmmod (stale)",
+                         ctx.read(f"{b}/outblob"))
+        ctx.expect_errno("read_before_inblob", f"read({ctx.rel(z)}/outblob) after rmmod (never written)",
+                         ctx.read(f"{z}/outblob"))
+        extra = ctx.new_name()
+        res = ctx.attempt(ctx.tree.mkdir, extra)
+        if res is None:
+            ctx.remove(extra)
+        ctx.expect_errno("mkdir_no_provider", f"mkdir({ctx.rel(extra)}) with no provider", "ok" if res is None else res)
+        try:
+            c.load()
+            fixed = False
+        except OSError as e:
+            fixed = True
+            ctx.expect_errno("register_with_items", "insmod tsm_test with items present", errnos.name(e.errno))
+        if fixed:  # 6.16+ (fba4ceaa242d): ENXIO instead of the old NULL dereferences
+            for attr in ("provider", "privlevel_floor"):
+                if attr in ctx.facts.attributes:
+                    ctx.expect_errno("attr_read_provider_gone", f"read({ctx.rel(a)}/{attr}) after rmmod",
+                                     ctx.read(f"{a}/{attr}"))
+            if "privlevel" in ctx.facts.attributes:
+                ctx.expect_errno("attr_read_provider_gone", f"write({ctx.rel(a)}/privlevel, b'3') after rmmod",
+                                 ctx.write(f"{a}/privlevel", b"3"))
+        # before the fix the old items would now belong to the new provider; no reads of
+        # provider/privlevel_floor without one were attempted (they oops such kernels)
+    finally:
+        for r in (a, b, z):
+            ctx.remove(r)
+        c.restore()
+
+
+@check("provider.report_new.errno_passthrough",
+       "the errno report_new returns reaches read(); the next read after the fault clears succeeds",
+       "abi.md §2 slow path; real-kernel.md fail_errno=5 -> EIO")
+def errno_passthrough(ctx: Ctx) -> None:
+    c = ctx.control()
+    with ctx.item() as r:
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+        try:
+            c.set_param("fail_errno", "28")
+            res = ctx.read(f"{r}/outblob")
+            if res != "ENOSPC":
+                ctx.fail(f"read({ctx.rel(r)}/outblob) with report_new failing -ENOSPC -> ENOSPC",
+                         f"read({ctx.rel(r)}/outblob) -> {res if isinstance(res, str) else f'{len(res)} bytes'}",
+                         "report")
+            c.set_param("fail_errno", "0")
+            ctx.read_ok(f"{r}/outblob", "report")
+        finally:
+            c.restore()
+
+
+@check("provider.lock.global",
+       "while one item generates a report, operations on every other item wait (one global tsm_rwsem)",
+       "abi.md §2 locking, §8.8; verified.md: reading item B's generation blocked 1.1 s")
+def global_lock(ctx: Ctx) -> None:
+    c = ctx.control()
+    delay = 0.8
+    with ctx.item() as a, ctx.item() as b:
+        ctx.commit_inblob(a, ctx.nonce(ctx.report_len()))
+        raw = ctx.tree.t  # the reader thread must not interleave its operations into the log
+        c.set_param("delay_ms", str(int(delay * 1000)))
+        try:
+            th = threading.Thread(target=lambda: _read_all(raw, f"{a}/outblob"), daemon=True)
+            th.start()
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            ctx.generation(b)
+            waited = time.monotonic() - t0
+            th.join(10)
+        finally:
+            c.restore()
+        if waited < 0.3:
+            ctx.fail(f"read({ctx.rel(b)}/generation) waits for {ctx.rel(a)}'s report_new (~{delay - 0.2:.1f} s)",
+                     f"it returned after {waited:.3f} s", "generation")
+
+
+def _read_all(tree: object, path: str) -> bytes | None:
+    try:
+        fd = tree.open(path, os.O_RDONLY)  # type: ignore[attr-defined]
+    except OSError:
+        return None
+    try:
+        out = b""
+        while True:
+            chunk = tree.read(fd, 1 << 20)  # type: ignore[attr-defined]
+            if not chunk:
+                return out
+            out += chunk
+    except OSError:
+        return None
+    finally:
+        tree.close(fd)  # type: ignore[attr-defined]
+
+
+@check("provider.size.limit",
+       "a report of exactly the blob limit reads whole; one byte more fails EFBIG on every read without "
+       "a new report_new (the report is cached)",
+       "abi.md §1c, §8.11: TSM_REPORT_OUTBLOB_MAX 32 KiB, 16 MiB from 7.0 (9342bf3d670b)")
+def size_limit(ctx: Ctx) -> None:
+    c = ctx.control()
+    limit = ctx.profile.outblob_max_for(ctx.facts.kernel_release)
+    try:
+        with ctx.item() as r:
+            c.set_param("outblob_size", str(limit))
+            ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+            blob = ctx.read_ok(f"{r}/outblob", "limits.outblob_max")
+            ctx.expect_equal(f"len(read({ctx.rel(r)}/outblob)) at the limit", limit, len(blob), "limits.outblob_max")
+        with ctx.item() as r:
+            c.set_param("outblob_size", str(limit + 1))
+            ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+            for i in (1, 2):
+                ctx.expect_errno("blob_over_limit", f"read #{i} of a {limit + 1}-byte outblob", ctx.read(f"{r}/outblob"))
+            if "auxblob" in ctx.facts.attributes:  # served from the same cached report_new call
+                aux = ctx.read_ok(f"{r}/auxblob", "limits.outblob_max")
+                c.set_param("outblob_size", "192")
+                ctx.expect_equal("report_new calls: auxblob after two EFBIG reads comes from the first",
+                                 aux, ctx.read(f"{r}/auxblob"), "limits.outblob_max")
+    finally:
+        c.restore()
+
+
+@check("provider.read.size_then_fill_integrity",
+       "each read of outblob returns exactly one whole report, even while another thread writes inblob and "
+       "the report size changes between generations",
+       "verified.md 'The size-then-fill race': configfs sizes a binary read and fills it under separate "
+       "lock acquisitions")
+def size_then_fill(ctx: Ctx) -> None:
+    c = ctx.control()
+    budget, sizes = 2.0, ("1000", "21000")
+    raw = ctx.tree.t
+    bad: list[tuple[int, int]] = []
+    reads = 0
+    with ctx.item() as r:
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+        stop = threading.Event()
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                c.c.set_param("outblob_size", sizes[i % 2])  # type: ignore[attr-defined]
+                i += 1
+                try:
+                    fd = raw.open(f"{r}/inblob", os.O_WRONLY)
+                    try:
+                        raw.write(fd, bytes([i & 0xFF]) * ctx.report_len())
+                    finally:
+                        raw.close(fd)
+                except OSError:
+                    pass
+        th = threading.Thread(target=writer, daemon=True)
+        try:
+            th.start()
+            end = time.monotonic() + budget
+            while time.monotonic() < end and len(bad) < 20:
+                blob = _read_all(raw, f"{r}/outblob")
+                if blob is None or len(blob) < 12:
+                    continue
+                reads += 1
+                declared = struct.unpack_from("<I", blob, 8)[0]
+                if declared != len(blob):
+                    bad.append((len(blob), declared))
+        finally:
+            stop.set()
+            th.join(10)
+            c.restore()
+    ctx.tree.log.append(("#", (f"{reads} outblob reads against a writer alternating outblob_size "
+                               f"{sizes[0]}/{sizes[1]} for {budget:.0f} s",), None))
+    if bad:
+        ctx.fail("every read's length = the length the report declares at offset 8",
+                 f"{len(bad)} of {reads} reads differ, e.g. got {bad[0][0]} bytes of a {bad[0][1]}-byte report",
+                 "expected_failures")
