@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 from dataclasses import dataclass
@@ -102,8 +103,26 @@ def _relocate_headers(root: Path, headers: Path) -> None:
         mk.write_text(fixed)
 
 
+def newest_with_headers(pattern: str, apt: list[str]) -> str:
+    """``linux-image-7.*-amd64`` -> the newest matching image whose headers are published (suites
+    such as backports drop older kernels' headers, so a pinned name goes stale)."""
+    names = _run(["apt-cache", *apt, "pkgnames", "linux-image-"]).split()
+    cands = [n for n in names if fnmatch.fnmatch(n, pattern) and re.search(r"-\d", n)
+             and not any(f"-{fl}-" in n and f"-{fl}-" not in pattern for fl in ("rt", "cloud", "dbg", "unsigned"))
+             and not n.endswith(("-dbg", "-unsigned"))]
+    key = lambda n: [int(x) for x in re.findall(r"\d+", n.removeprefix("linux-image-"))[:3]]  # noqa: E731
+    for n in sorted(cands, key=key, reverse=True):
+        headers = "linux-headers-" + n.removeprefix("linux-image-")
+        if subprocess.run(["apt-cache", *apt, "show", "--no-all-versions", headers], capture_output=True).returncode == 0:
+            return n
+    raise VmError(f"no kernel matching {pattern} with published headers")
+
+
 def from_deb(package: str, cache: Path, progress: Progress, apt: list[str] | None = None) -> KernelTree:
     apt = apt or []
+    if any(ch in package for ch in "*?["):
+        package = newest_with_headers(package, apt)
+        progress(f"newest match: {package}")
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     progress(f"resolve {package}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -187,4 +188,6 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         return 1
     if any(r not in ("0", "4") for r in rcs) or bad or failures:
         return 1
+    if not keep:  # logs stay behind only when something failed (or --keep asked for them)
+        shutil.rmtree(results, ignore_errors=True)
     return 0

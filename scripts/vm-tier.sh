@@ -1,0 +1,16 @@
+#!/bin/sh
+# The real-kernel tier: the suite on Debian 6.12 (bookworm) and the newest 7.x kernel with
+# published headers (trixie-backports), plus the kernel-vs-emulator differential on 6.12.
+# Needs root (debootstrap, chroot, mounts); downloads and builds are cached in
+# ${TSM_CONFORMANCE_CACHE:-/var/cache/tsm-conformance}. JUnit goes to out/vm-*.xml.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/setup.sh
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static debootstrap pahole make gcc-12 >/dev/null
+mkdir -p out
+T=.venv/bin/tsm-conformance
+$T vm --kernel-deb linux-image-6.12-amd64 --params privlevel_floor=1 --junit out/vm-6.12.xml
+$T vm --kernel-deb linux-image-6.12-amd64 --differential --sequences 200 --junit out/vm-6.12-differential.xml
+$T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --params privlevel_floor=1 --junit out/vm-7.x.xml
