@@ -26,6 +26,7 @@ from tsm_conformance.checks.runner import Session  # noqa: E402
 from tsm_conformance.emulator import boot  # noqa: E402
 from tsm_conformance.profile.load import load_profile  # noqa: E402
 from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
+from tsm_conformance.target.live import LiveTree  # noqa: E402
 
 OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
 
@@ -33,10 +34,11 @@ OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "w
 class Capture:
     """Tree proxy that records (operation, args) at the protocol boundary."""
 
-    def __init__(self, tree: EmulatedTree) -> None:
+    def __init__(self, tree: EmulatedTree | LiveTree) -> None:
         self._t, self.ops = tree, []
         self.kind = tree.kind
-        self.describe, self.kernel_release, self.hints = tree.describe, tree.kernel_release, tree.hints
+        self.describe, self.kernel_release = tree.describe, tree.kernel_release
+        self.hints = getattr(tree, "hints", lambda: {})
         for name in OPS:
             setattr(self, name, self._wrap(name, getattr(tree, name)))
 
@@ -49,12 +51,34 @@ class Capture:
         return call
 
 
-def suite_once(config: str) -> tuple[float, list]:
-    cap = Capture(EmulatedTree(config))
+def tree_checks() -> list:
+    """Checks that only talk to the tree: provider-control checks sleep and reload modules."""
+    from tsm_conformance.checks.base import all_checks
+    return [c for c in all_checks() if not c.id.startswith("provider.")]
+
+
+def suite_once(config: str, root: str | None = None) -> tuple[float, list]:
+    cap = Capture(LiveTree(root) if root else EmulatedTree(config))
     profile = load_profile(config)
     t0 = time.perf_counter()
-    Session(cap, profile, prefix="bench-").run()  # type: ignore[arg-type]
+    Session(cap, profile, prefix="bench-").run(tree_checks())  # type: ignore[arg-type]
     return time.perf_counter() - t0, cap.ops
+
+
+def raw_syscalls_once(root: str, ops: list) -> float:
+    """The same operations as plain os.* calls on the live tree (no Tree wrapper at all)."""
+    j = os.path.join
+    fns = {"mkdir": lambda p: os.mkdir(j(root, p)), "rmdir": lambda p: os.rmdir(j(root, p)),
+           "listdir": lambda p="": os.listdir(j(root, p)), "stat": lambda p: os.stat(j(root, p)),
+           "open": lambda p, f: os.open(j(root, p), f), "close": os.close, "read": os.read, "pread": os.pread,
+           "write": os.write, "pwrite": os.pwrite, "lseek": os.lseek}
+    t0 = time.perf_counter()
+    for name, args in ops:
+        try:
+            fns[name](*args)
+        except OSError:
+            pass
+    return time.perf_counter() - t0
 
 
 def raw_once(config: str, ops: list) -> float:
@@ -86,7 +110,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=7, help="repetitions (default 7)")
     ap.add_argument("--config", action="append", help="emulated provider (default: all five)")
+    ap.add_argument("--root", help="measure the suite/raw ratio on this live tree instead (profile: --config)")
     a = ap.parse_args()
+    if a.root:
+        config = (a.config or ["tsm_test"])[0]
+        suites, raws = [], []
+        for _ in range(a.n):
+            s, ops = suite_once(config, a.root)
+            suites.append(s)
+            raws.append(raw_syscalls_once(a.root, ops))
+        ms, mr = statistics.median(suites), statistics.median(raws)
+        print(f"live {a.root} ({config}): suite {ms * 1e3:.1f} ms, raw syscalls {mr * 1e3:.1f} ms, "
+              f"ratio {ms / mr:.2f}, {len(ops)} ops (goal <= 1.5)")
+        return
     configs = a.config or ["sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest", "tsm_test"]
     print(f"{'config':16} {'cli wall s':>10} {'suite ms':>9} {'raw ms':>8} {'ratio':>6} {'ops':>5}")
     for config in configs:

@@ -14,3 +14,15 @@ T=.venv/bin/tsm-conformance
 $T vm --kernel-deb linux-image-6.12-amd64 --params privlevel_floor=1 --junit out/vm-6.12.xml
 $T vm --kernel-deb linux-image-6.12-amd64 --differential --sequences 200 --junit out/vm-6.12-differential.xml
 $T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --params privlevel_floor=1 --junit out/vm-7.x.xml
+# One plain closing line over every VM JUnit file.
+.venv/bin/python - <<'PY'
+import glob
+import xml.etree.ElementTree as ET
+n = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for f in glob.glob("out/vm-*.xml"):
+    for s in ET.parse(f).getroot().iter("testsuite"):
+        for k in n:
+            n[k] += int(s.get(k, "0"))
+passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
+print(f"vm: {passed} passed, {n['failures'] + n['errors']} failed, {n['skipped']} skipped")
+PY

@@ -41,6 +41,7 @@ class VmRun:
     timeout: float = 600.0
     accel: str = "tcg"
     differential: int = 0  # number of sequences to compare against the emulator (0: none)
+    commands: list[tuple[str, str]] = field(default_factory=list)  # (module params, shell command)
 
 
 def guest_script(run: VmRun, core_order: list[str]) -> str:
@@ -67,6 +68,13 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
             f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
             f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
             f"grep -E '^(FAILED|ERROR|XFAIL|XPASS)' $R/suite-{i}.log | cut -c1-150 | sed 's/^/tsm-vm:   /'",
+            "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
+        ]
+    for i, (params, command) in enumerate(run.commands):
+        lines += [
+            f"$B insmod /mnt/tsm_test.ko {params} || echo 'tsm-vm: insmod tsm_test failed'",
+            f"echo 'tsm-vm: command {i}'",
+            f"({command}) > $R/command-{i}.log 2>&1; echo \"tsm-vm: command {i} exit $?\"",
             "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
         ]
     if run.differential:
@@ -152,13 +160,14 @@ def differential_junit(root: ET.Element, seqs: list[dict], divs: list, errors: l
 
 def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None = None,
            pytest_args: list[str] | None = None, timeout: float = 600.0, keep: Path | None = None,
-           progress=print, differential: int = 0, seed: int = 1) -> int:  # noqa: ANN001
+           progress=print, differential: int = 0, seed: int = 1,  # noqa: ANN001
+           commands: list[tuple[str, str]] | None = None) -> int:
     t0 = time.monotonic()
     ko = build_module(tree, cache, progress)
     results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
     results.mkdir(parents=True, exist_ok=True)
     run = VmRun(tree, list(DEFAULT_PARAMS if params is None else params), results, list(pytest_args or []),
-                timeout, differential=differential)
+                timeout, differential=differential, commands=list(commands or []))
     seqs = write_sequences(results, differential, seed) if differential else []
     initrd, core_order = build_initramfs(tree, ko, cache, progress)
     (results / "guest.sh").write_text(guest_script(run, core_order))
