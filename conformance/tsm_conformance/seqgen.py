@@ -96,7 +96,7 @@ def generate(seed: int, length: int | None = None) -> list[Op]:
                 ops.append(Op("close", (fd,)))
                 open_fds.remove((fd, path))
         elif k < 0.89:
-            ops.append(rnd.choice((Op("listdir", (r,)), Op("listdir", ("",)),
+            ops.append(rnd.choice((Op("listdir", (r,)), Op("listdir", (".",)),
                                    Op("stat", (f"{r}/{rnd.choice(('inblob', 'outblob', 'generation'))}",)))))
         elif k < 0.95:
             new = f"r{len(items)}" if len(items) < 3 and rnd.random() < 0.5 else r
