@@ -105,6 +105,12 @@ def _differential(run: VmRun, seqs: list[dict], junit: Path, progress) -> int:  
     return n
 
 
+def init_on_alloc(tree: KernelTree) -> str:
+    cfg = tree.headers / ".config"
+    text = cfg.read_text(errors="replace") if cfg.exists() else ""
+    return "y" if "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y" in text else ("n" if text else "unknown")
+
+
 def bad_dmesg(text: str) -> list[str]:
     return [line for line in text.splitlines() if BAD_DMESG.search(line)]
 
@@ -129,6 +135,8 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
                 props = ET.SubElement(s, "properties")
             ET.SubElement(props, "property", name="tsm.vm.module_params", value=params)
             ET.SubElement(props, "property", name="tsm.vm.kernel_release", value=run.tree.release)
+            # with init_on_alloc off, the size-then-fill race leaks uninitialised memory (verified.md)
+            ET.SubElement(props, "property", name="tsm.vm.init_on_alloc_default", value=init_on_alloc(run.tree))
             failures += int(s.get("failures", "0")) + int(s.get("errors", "0"))
             root.append(s)
     bad = bad_dmesg(dmesg)
