@@ -25,7 +25,8 @@ def suite_options(cache: Path, suite: str, progress: Progress, max_age: float = 
     src.write_text("".join(f"deb [signed-by={KEYRING}] {MIRROR} {s} main\n" for s in suites))
     opts = ["-o", f"Dir::Etc::SourceList={src}", "-o", "Dir::Etc::SourceParts=-",
             "-o", f"Dir::State::Lists={base / 'lists'}", "-o", f"Dir::Cache={base}",
-            "-o", f"Dir::Cache::Archives={base / 'archives'}", "-o", "APT::Get::List-Cleanup=0"]
+            "-o", f"Dir::Cache::Archives={base / 'archives'}", "-o", "APT::Get::List-Cleanup=0",
+            "-o", "Acquire::Check-Valid-Until=false"]
     stamp = base / ".updated"
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > max_age:
         progress(f"apt-get update ({' '.join(suites)})")
