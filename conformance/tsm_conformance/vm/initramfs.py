@@ -1,5 +1,8 @@
 """The guest's initramfs: busybox, the 9p modules to reach the host root, the tsm core and tsm_test.
 
+The host's /tmp stays visible (read-only) in the guest: a checkout or venv may live there.  The
+guest's writable places are tmpfs /run (TMPDIR=/run/tmp) and the results share at /run/tsm-results.
+
 Modules are decompressed here (busybox insmod cannot read .ko.xz) and loaded in dependency order
 computed from each module's .modinfo ``depends=`` (no depmod, no kmod needed on the host).
 """
@@ -23,12 +26,12 @@ for m in $(cat /tsm/boot.order); do insmod /tsm/$m.ko || echo "tsm-vm: insmod $m
 mkdir -p /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || echo "tsm-vm: no host root"
 mount -t proc proc /newroot/proc; mount -t sysfs sys /newroot/sys; mount -t devtmpfs dev /newroot/dev
-mount -t tmpfs tmp /newroot/tmp; mount -t tmpfs run /newroot/run
-mkdir -p /newroot/tmp/results
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /newroot/tmp/results || echo "tsm-vm: no results share"
+mount -t tmpfs run /newroot/run
+mkdir -p /newroot/run/tsm-results /newroot/run/tmp
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /newroot/run/tsm-results || echo "tsm-vm: no results share"
 mount --bind /tsm /newroot/mnt
 echo "tsm-vm: guest up"
-chroot /newroot /bin/sh /tmp/results/guest.sh
+chroot /newroot /bin/sh /run/tsm-results/guest.sh
 echo "tsm-vm: guest script exit status $?"
 sync
 echo o > /proc/sysrq-trigger

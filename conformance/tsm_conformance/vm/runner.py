@@ -50,12 +50,12 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
     py = shlex.quote(sys.executable)
     extra = " ".join(shlex.quote(a) for a in run.pytest_args)
     lines = [
-        "B=/mnt/busybox; R=/tmp/results",
-        "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + shlex.quote(str(pkg_parent)),
+        "B=/mnt/busybox; R=/run/tsm-results",
+        "export HOME=/run TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + shlex.quote(str(pkg_parent)),
         "echo \"tsm-vm: kernel $(uname -r)\"",
         *[f"$B insmod /mnt/{m}.ko || echo 'tsm-vm: insmod {m} failed'" for m in core_order],
         "mount -t configfs configfs /sys/kernel/config 2>/dev/null || $B mount -t configfs configfs /sys/kernel/config",
-        "cd /tmp",
+        "cd /run",
     ]
     for i, params in enumerate(run.params):
         lines += [
