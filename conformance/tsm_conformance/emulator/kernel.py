@@ -19,6 +19,7 @@ import errno
 import itertools
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 from . import kstrtox
@@ -30,6 +31,7 @@ NAME_MAX = 255
 SIMPLE_ATTR_SIZE = 4096
 INBLOB_MAX = 64
 PRIVLEVEL_MAX = 3
+PREEMPT_WINDOW = 0.0002  # seconds between sizing and filling a binary read, when threads compete
 RO_TEXT = ("generation", "provider", "privlevel_floor")
 S_IFDIR, S_IFREG = 0o040000, 0o100000
 
@@ -528,6 +530,11 @@ class Kernel:
             if size > self.era.blob_max + (1 if "blob-limit-off-by-one" in self.q else 0):
                 raise _err(errno.EFBIG)
             buf = bytearray(size) if self.init_on_alloc else bytearray(b"\xa5" * size)
+            if threading.active_count() > 1:
+                # Between the two calls the kernel drops frag_sem and tsm_rwsem and vmallocs: a
+                # writer on another CPU gets in.  Python threads only switch on blocking calls or
+                # every few ms, so give them the window explicitly (only when there are any).
+                time.sleep(PREEMPT_WINDOW)
             with item.frag_sem.read():
                 if self._dead(item):
                     raise _err(errno.ENOENT)
