@@ -21,7 +21,6 @@ from .runstate import STATE_PLUGIN, SetupError, TsmState, build_state
 _OPTS = ("tsm_root", "tsm_emulate", "tsm_profile", "tsm_check")
 
 
-# ------------------------------------------------------------------ pytest hooks
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("tsm", "configfs-tsm conformance")
     g.addoption("--tsm-root", help=f"live configfs-tsm report directory (default {DEFAULT_ROOT})")
@@ -39,8 +38,9 @@ def _opt(config: pytest.Config, name: str) -> Any:
 
 
 def _active(config: pytest.Config) -> bool:
+    """Only a --tsm-* option, a tsm_* ini key or the CLI's prepared state switch the plugin on."""
     return bool(config.pluginmanager.get_plugin(STATE_PLUGIN)) or any(_opt(config, n) for n in _OPTS) \
-        or bool(config.getoption("tsm_root", None)) or bool(config.getoption("tsm_exclusive"))
+        or bool(config.getoption("tsm_exclusive")) or bool(config.getoption("tsm_module"))
 
 
 _KEY = pytest.StashKey[TsmState]()

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from . import DEFAULT_ROOT
-from .checks.base import Facts
+from .checks.base import Facts, probe
 from .checks.runner import Session
 from .outcome import TsmError
 from .profile.load import ProfileError, load_profile, select_profile
@@ -89,8 +89,7 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
         if prof.abstract:
             raise SetupError(f"profile {prof.name} is abstract (a base for providers); pick a provider profile")
     try:
-        # a throwaway session only to probe; the real one below reuses the facts
-        facts = Session(tree, prof, facts=None).facts if prof else _probe_only(tree)
+        facts = probe(tree, f"tsmct-{os.getpid()}-")
     except TsmError as e:
         raise SetupError(str(e)) from None
     if prof is None:
@@ -110,7 +109,3 @@ def _groups_seen(facts: Facts) -> dict[str, bool]:
             out[g] = out.get(g, False) or any(a in facts.attributes for a in members)
     return out
 
-
-def _probe_only(tree: Tree) -> Facts:
-    from .checks.base import probe
-    return probe(tree, f"tsmct-{os.getpid()}-")
