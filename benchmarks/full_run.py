@@ -70,33 +70,30 @@ def suite_once(config: str, root: str | None = None) -> tuple[float, list]:
     return dt, cap.ops
 
 
+def replay(fns: dict, ops: list) -> float:
+    """The raw loop: each captured operation as one call, errors ignored, nothing else."""
+    t0 = time.perf_counter()
+    for name, args in ops:
+        try:
+            fns[name](*args)
+        except OSError:
+            pass
+    return time.perf_counter() - t0
+
+
 def raw_syscalls_once(root: str, ops: list) -> float:
     """The same operations as plain os.* calls on the live tree (no Tree wrapper at all)."""
     j = os.path.join
-    fns = {"mkdir": lambda p: os.mkdir(j(root, p)), "rmdir": lambda p: os.rmdir(j(root, p)),
-           "listdir": lambda p="": os.listdir(j(root, p)), "stat": lambda p: os.stat(j(root, p)),
-           "open": lambda p, f: os.open(j(root, p), f), "close": os.close, "read": os.read, "pread": os.pread,
-           "write": os.write, "pwrite": os.pwrite, "lseek": os.lseek}
-    t0 = time.perf_counter()
-    for name, args in ops:
-        try:
-            fns[name](*args)
-        except OSError:
-            pass
-    return time.perf_counter() - t0
+    return replay({"mkdir": lambda p: os.mkdir(j(root, p)), "rmdir": lambda p: os.rmdir(j(root, p)),
+                   "listdir": lambda p="": os.listdir(j(root, p)), "stat": lambda p: os.stat(j(root, p)),
+                   "open": lambda p, f: os.open(j(root, p), f), "close": os.close, "read": os.read,
+                   "pread": os.pread, "write": os.write, "pwrite": os.pwrite, "lseek": os.lseek}, ops)
 
 
 def raw_once(config: str, ops: list) -> float:
-    k = boot(config)
-    tree = EmulatedTree(config, kernel=k)
-    fns = {name: getattr(tree, name) for name in OPS}
-    t0 = time.perf_counter()
-    for name, args in ops:
-        try:
-            fns[name](*args)
-        except OSError:
-            pass
-    return time.perf_counter() - t0
+    """The same operations straight into a fresh emulated kernel's entry points."""
+    tree = EmulatedTree(config, kernel=boot(config))
+    return replay({name: getattr(tree, name) for name in OPS}, ops)
 
 
 def cli_once(config: str) -> float:
