@@ -104,7 +104,7 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
         params = args.params if args.params is not None else ([] if args.differential else list(DEFAULT_PARAMS))
         return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), params, extra, args.timeout,
                       Path(args.keep) if args.keep else None, progress,
-                      differential=args.sequences if args.differential else 0, seed=args.seed)
+                      differential=args.sequences if args.differential else 0, seed=args.seed, accel=args.accel)
     except VmError as e:
         return _usage(str(e))
 
@@ -178,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--junit", metavar="FILE", help="JUnit on the host (default tsm-vm-junit.xml)")
     vm.add_argument("--timeout", type=float, default=900.0, metavar="S", help="whole-VM timeout (default 900)")
     vm.add_argument("--keep", metavar="DIR", help="keep the guest's results and logs in DIR")
+    vm.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
+                    help="QEMU accelerator (auto: KVM when a probe boot works on this host, else TCG)")
     vm.add_argument("--differential", action="store_true",
                     help="run generated sequences on the kernel and the emulator and report divergences")
     vm.add_argument("--sequences", type=int, default=200, metavar="N", help="differential sequences (default 200)")

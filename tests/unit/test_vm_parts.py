@@ -108,3 +108,16 @@ def test_dmesg_policy_and_junit_merge(tmp_path: Path) -> None:
     names = [c.get("name") for c in root.iter("testcase")]
     assert names == ["gen.fresh.initial", "vm.suite.ran", "vm.kernel.log_clean"]
     assert root.find(".//property[@name='tsm.vm.module_params']").get("value") == "privlevel_floor=1"
+
+
+def test_accelerator_choice_is_probed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tsm_conformance.vm import qemu
+    image, initrd = tmp_path / "vmlinuz-x", tmp_path / "initrd"
+    monkeypatch.setattr(qemu.os, "access", lambda p, m: False)
+    assert qemu.choose_accel(image, initrd, tmp_path, print) == "tcg"  # no usable /dev/kvm
+    monkeypatch.setattr(qemu.os, "access", lambda p, m: True)
+    calls = []
+    monkeypatch.setattr(qemu, "qemu_command", lambda *a, **k: ["qemu"])
+    monkeypatch.setattr(qemu, "run", lambda cmd, log, t, on_line: (calls.append(1), on_line("tsm-vm: kvm-ok"), (0, 1.0))[2])
+    assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm"
+    assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm" and len(calls) == 1  # cached

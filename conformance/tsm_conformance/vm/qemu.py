@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,13 +14,34 @@ from typing import Callable
 from .kernel import VmError
 
 
-def qemu_command(image: Path, initrd: Path, results: Path, accel: str = "tcg", memory: str = "1G",
+def choose_accel(image: Path, initrd: Path, cache: Path, progress: Callable[[str], None]) -> str:
+    """KVM only when it really boots a guest here: /dev/kvm can exist yet fail (on this machine
+    kind QEMU aborts on an MSR or hangs with a KVM internal error, shared/real-kernel.md).  The
+    answer is probed once per kernel image and kept in the cache; otherwise TCG."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    stamp = cache / "kvm-probe" / image.name
+    if stamp.exists():
+        return stamp.read_text().strip()
+    progress("probe KVM (once per kernel)")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "guest.sh").write_text("echo tsm-vm: kvm-ok\n")
+        seen: list[str] = []
+        cmd = qemu_command(image, initrd, Path(d), "kvm", cpu="host")
+        rc, _ = run(cmd, Path(d, "console.log"), 60, seen.append)
+    accel = "kvm" if rc == 0 and any("kvm-ok" in line for line in seen) else "tcg"
+    stamp.write_text(accel + "\n")
+    return accel
+
+
+def qemu_command(image: Path, initrd: Path, results: Path, accel: str = "tcg", memory: str = "1G", cpu: str = "max",
                  append: str = "") -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         raise VmError("qemu-system-x86_64 not found: apt-get install qemu-system-x86")
     return [
-        qemu, "-M", "q35", "-accel", accel, "-cpu", "max", "-smp", "2", "-m", memory,
+        qemu, "-M", "q35", "-accel", accel, "-cpu", cpu if accel == "kvm" else "max", "-smp", "2", "-m", memory,
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot",

@@ -39,7 +39,7 @@ class VmRun:
     results: Path
     pytest_args: list[str] = field(default_factory=list)
     timeout: float = 600.0
-    accel: str = "tcg"
+    accel: str = "auto"  # auto: KVM if a probe boot works here, else TCG
     differential: int = 0  # number of sequences to compare against the emulator (0: none)
     commands: list[tuple[str, str]] = field(default_factory=list)  # (module params, shell command)
 
@@ -169,16 +169,18 @@ def differential_junit(root: ET.Element, seqs: list[dict], divs: list, errors: l
 def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None = None,
            pytest_args: list[str] | None = None, timeout: float = 600.0, keep: Path | None = None,
            progress=print, differential: int = 0, seed: int = 1,  # noqa: ANN001
-           commands: list[tuple[str, str]] | None = None) -> int:
+           commands: list[tuple[str, str]] | None = None, accel: str = "auto") -> int:
     t0 = time.monotonic()
     ko = build_module(tree, cache, progress)
     results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
     results.mkdir(parents=True, exist_ok=True)
     run = VmRun(tree, list(DEFAULT_PARAMS if params is None else params), results, list(pytest_args or []),
-                timeout, differential=differential, commands=list(commands or []))
+                timeout, accel=accel, differential=differential, commands=list(commands or []))
     seqs = write_sequences(results, differential, seed) if differential else []
     initrd, core_order = build_initramfs(tree, ko, cache, progress)
     (results / "guest.sh").write_text(guest_script(run, core_order))
+    if run.accel == "auto":
+        run.accel = qemu.choose_accel(tree.image, initrd, cache, progress)
     cmd = qemu.qemu_command(tree.image, initrd, results, run.accel)
     progress(f"boot {tree.release} (QEMU {run.accel}, {len(run.params)} run(s))")
 
