@@ -110,3 +110,16 @@ def test_profiles_list_show_validate() -> None:
     assert p.returncode == 0 and "provider: sev_guest" in p.stdout
     p = cli("profiles", "validate", str(REPO / "profiles"))
     assert p.returncode == 0 and p.stdout.count("ok ") == 6
+
+
+def test_failure_writes_a_tsmseq_that_replay_reproduces(tmp_path: Path) -> None:
+    p = cli("run", "--emulate", "sev_guest+zero-write-accepted", "--", "--tsm-check", "inblob.zero_write.*",
+            cwd=tmp_path)
+    assert p.returncode == 1
+    (seqfile,) = (tmp_path / "tsm-failures").glob("inblob.zero_write.efault_commits_empty-*.tsmseq")
+    assert f"Reproduce with: tsm-conformance replay tsm-failures/{seqfile.name} --emulate " in p.stdout
+    p = cli("replay", str(seqfile))
+    assert p.returncode == 0 and "0 differ" in p.stdout and "reproduced" in p.stdout
+    p = cli("replay", str(seqfile), "--emulate", "sev_guest")
+    assert p.returncode == 1 and "expected: 0" in p.stdout and "got:      EFAULT" in p.stdout
+    assert "expected '# tsmseq 1'" in one_line_error(cli("replay", str(REPO / "README.md")))

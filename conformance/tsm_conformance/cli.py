@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
     # -p is a no-op when the entry point already loaded the plugin under the same name
     argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin",
-            "--tsm-exclusive", "-q", "-rfEsxX"]
+            "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir]
     if args.junit:
         argv += ["--junitxml", args.junit]
     argv += extra
@@ -140,6 +140,34 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return EXIT_USAGE if bad else EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a .tsmseq; report each step whose result differs from the file's expectation."""
+    from .runstate import SetupError, make_tree
+    from .seq import parse_tsmseq, replay
+    try:
+        with open(args.file) as fh:
+            seq = parse_tsmseq(fh.read())
+    except OSError as e:
+        return _usage(f"{args.file}: {e.strerror}")
+    except ValueError as e:
+        return _usage(f"{args.file}: {e}")
+    emulate = args.emulate or (None if args.root else seq.header.get("emulate"))
+    if not emulate and not args.root:
+        return _usage(f"{args.file} names no emulator spec: give --root DIR or --emulate SPEC")
+    try:
+        tree = make_tree(args.root, emulate)
+    except SetupError as e:
+        return _usage(str(e))
+    diffs = replay(tree, seq, f"tsmrp-{os.getpid()}-")
+    for i, step, got in diffs:
+        print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
+    checked = sum(1 for s in seq.steps if s.expected is not None)
+    print(f"{tree.describe()}: {len(seq.steps)} steps, {checked} with expected results, {len(diffs)} differ")
+    if not diffs and "check" in seq.header:
+        print(f"reproduced: {seq.header['check']} observed {seq.header.get('observed', '?')}")
+    return EXIT_FAIL if diffs else EXIT_OK
+
+
 def cmd_quirks(_: argparse.Namespace) -> int:
     from .emulator.quirks import QUIRKS
     for q in QUIRKS.values():
@@ -158,12 +186,19 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
     run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--seq-dir", metavar="DIR", default="tsm-failures",
+                     help="write each failure as a replayable .tsmseq here (default ./tsm-failures)")
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
     sub.add_parser("quirks", help="list the emulator's named faults")
+    rp = sub.add_parser("replay", help="replay a .tsmseq operation sequence and report differences")
+    rp.add_argument("file", metavar="FILE")
+    rtg = rp.add_mutually_exclusive_group()
+    rtg.add_argument("--root", metavar="DIR", help="a live report directory")
+    rtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (default: the file's '# emulate:')")
     vm = sub.add_parser("vm", help="boot a real kernel under QEMU with the tsm_test module and run the suite inside",
                         description="Arguments after -- go to pytest in the guest.")
     vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
@@ -204,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_profiles(args)
         if args.cmd == "vm":
             return cmd_vm(args, extra)
+        if args.cmd == "replay":
+            return cmd_replay(args)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)

@@ -27,6 +27,8 @@ class TsmFailure(Exception):
     ops: list[str] = field(default_factory=list)
     target: str = ""
     kernel: str = ""
+    sequence: object = None  # seq.Sequence of the operations up to the failure
+    sequence_path: str = ""  # where it was written, if it was
 
     def __str__(self) -> str:
         return f"{self.check_id}: {self.rule}"

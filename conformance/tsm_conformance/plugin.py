@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-check", metavar="GLOB", help="only checks whose id matches GLOB")
     g.addoption("--tsm-module", metavar="KO", help="tsm_test module file for the provider-lifecycle checks")
     g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
+    g.addoption("--tsm-seq-dir", metavar="DIR", help="write each failure's operations there as a .tsmseq")
     for name in _OPTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
 
@@ -129,6 +130,20 @@ class AreaCollector(pytest.Collector):
             yield item
 
 
+def write_sequence(directory: str, f: TsmFailure) -> str:
+    """<dir>/<check-id>-<sha8>.tsmseq, content-addressed so reruns do not pile up copies."""
+    import hashlib
+    import os
+
+    from .seq import format_tsmseq
+    text = format_tsmseq(f.sequence)  # type: ignore[arg-type]
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{f.check_id}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.tsmseq")
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
 class HarnessError(Exception):
     """The check could not run (broken target or harness): reported as a pytest error."""
 
@@ -153,6 +168,9 @@ class CheckItem(pytest.Item):
             raise pytest.skip.Exception(r.reason, _use_item_location=True)
         if r.outcome == Outcome.FAIL:
             assert r.failure is not None
+            out = self.config.getoption("tsm_seq_dir")
+            if out and r.failure.sequence is not None:
+                r.failure.sequence_path = write_sequence(out, r.failure)
             raise r.failure
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -55,8 +55,8 @@ def module_control(ko: str, tree: Tree) -> None:
     tree.control = ModuleControl(ko, base)  # type: ignore[attr-defined]
 
 
-def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None) -> TsmState:
-    """Target + probe + profile selection; SetupError (one line) for every bad input."""
+def make_tree(root: str | None, emulate: str | None, module: str | None = None) -> Tree:
+    """The live or emulated tree a run or a replay talks to; SetupError for bad input."""
     if root and emulate:
         raise SetupError("give either --root or --emulate, not both")
     tree: Tree
@@ -80,6 +80,12 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
         tree = LiveTree(path)
         if module:
             module_control(module, tree)
+    return tree
+
+
+def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None) -> TsmState:
+    """Target + probe + profile selection; SetupError (one line) for every bad input."""
+    tree = make_tree(root, emulate, module)
     prof: Profile | None = None
     if profile:
         try:

@@ -91,8 +91,9 @@ def _show(data: bytes) -> str:
 class Executor:
     """Runs ops on one tree with fresh item names; every created item is removed by ``close``."""
 
-    def __init__(self, tree: Tree, prefix: str) -> None:
+    def __init__(self, tree: Tree, prefix: str, annotate: bool = False) -> None:
         self.tree, self.prefix = tree, prefix
+        self.annotate = annotate  # append the new item's generation to mkdir results
         self.fds: dict[str, int] = {}
         self.nfd = 0
         self.items: set[str] = set()
@@ -122,7 +123,7 @@ class Executor:
             if op.name == "mkdir":
                 t.mkdir(self.real(a[0]))
                 self.items.add(self.real(a[0]).split("/")[0])
-                return "0" + self._gen(a[0])
+                return "0" + (self._gen(a[0]) if self.annotate else "")
             if op.name == "rmdir":
                 t.rmdir(self.real(a[0]))
                 return "0"
@@ -179,7 +180,7 @@ class Executor:
 def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = None) -> list[str]:
     """Run a sequence; one normalised result per op, plus the generations of ``track`` items after
     each op that can change state."""
-    ex = Executor(tree, prefix)
+    ex = Executor(tree, prefix, annotate=bool(track))
     out = []
     try:
         for op in ops:
@@ -190,3 +191,145 @@ def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = No
     finally:
         ex.finish()
     return out
+
+
+# ----------------------------------------------------------------------------- .tsmseq files
+HEADER = "# tsmseq 1"
+_THREAD = re.compile(r"^(T\d+):\s*")
+
+
+@dataclass
+class Step:
+    op: Op
+    expected: str | None = None  # normalised result after "  # "
+    thread: str | None = None  # "T1" ... (file order is the interleaving replayed)
+
+
+@dataclass
+class Sequence:
+    """A .tsmseq file: ``# key: value`` header lines, then one step per line.
+
+    Header keys used: check, rule, target, kernel, emulate (a spec to replay on), track (items whose
+    generation follows each write/close), verified-on (kernels that produced the expected results)."""
+
+    steps: list[Step]
+    header: dict[str, str]
+
+    def ops(self) -> list[Op]:
+        return [s.op for s in self.steps]
+
+    def track(self) -> list[str]:
+        return self.header.get("track", "").split()
+
+
+def format_tsmseq(seq: Sequence) -> str:
+    lines = [HEADER] + [f"# {k}: {v}" for k, v in seq.header.items()]
+    for st in seq.steps:
+        text = (f"{st.thread}: " if st.thread else "") + str(st.op)
+        lines.append(f"{text}  # {st.expected}" if st.expected is not None else text)
+    return "\n".join(lines) + "\n"
+
+
+def parse_tsmseq(text: str) -> Sequence:
+    """ValueError naming the line for anything that is not a .tsmseq."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != HEADER:
+        raise ValueError(f"line 1: expected '{HEADER}'")
+    header: dict[str, str] = {}
+    steps: list[Step] = []
+    for no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            key, sep, val = line[1:].strip().partition(":")
+            if sep and not steps and re.fullmatch(r"[a-z][a-z-]*", key.strip()):
+                header[key.strip()] = val.strip()
+            continue
+        m = _THREAD.match(line)
+        thread = m[1] if m else None
+        body = line[m.end():] if m else line
+        code, _, expected = _split_comment(body)
+        try:
+            op = parse_op(code)
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"line {no}: {e}") from None
+        steps.append(Step(op, expected.strip() if expected else None, thread))
+    return Sequence(steps, header)
+
+
+def _split_comment(body: str) -> tuple[str, str, str]:
+    """Split ``op(...)  # expected`` at the first '#' outside a bytes literal."""
+    quote, esc = "", False
+    for i, ch in enumerate(body):
+        if quote:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return body[:i].strip(), "#", body[i + 1:]
+    return body.strip(), "", ""
+
+
+def replay(tree: Tree, seq: Sequence, prefix: str) -> list[tuple[int, Step, str]]:
+    """Run a sequence; every step whose result differs from its expectation: (index, step, got)."""
+    got = execute(tree, seq.ops(), prefix, seq.track())
+    return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
+            if st.expected is not None and st.expected != g]
+
+
+def from_log(log: list[tuple[str, tuple, object]], names: dict[str, str], header: dict[str, str]) -> Sequence:
+    """A failing check's recorded operations as a replayable sequence (results as observed).
+
+    Provider-control actions (rmmod, insmod, module parameters) are kept as comments: replaying
+    them needs the VM target."""
+    steps: list[Step] = []
+    fds: dict[int, str] = {}
+    nfd = 0
+    notes: list[str] = []
+
+    def path(p: object) -> str:
+        head, sep, tail = str(p).partition("/")
+        return (names.get(head, head) + sep + tail) or "."
+    for op, args, res in log:
+        if op == "#":
+            notes.append(str(args[0]))
+            continue
+        a = list(args)
+        if op in ("mkdir", "rmdir", "listdir", "stat", "open"):
+            a[0] = path(a[0])
+        if op == "open":
+            fl = int(a[1])
+            acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[fl & os.O_ACCMODE]
+            a[1] = "|".join([acc] + [n for n, v in FLAGS.items() if v and v & fl and n not in ("O_WRONLY", "O_RDWR")])
+        if op in ("close", "read", "pread", "write", "pwrite", "lseek"):
+            a[0] = fds.get(int(a[0]), "fd?")
+        if op == "lseek":
+            a[2] = next((n for n, v in WHENCE.items() if v == a[2]), a[2])
+        if op == "open":  # named in open order, failed opens included (as the executor does)
+            name = f"fd{nfd}"
+            nfd += 1
+        if isinstance(res, OSError):
+            shown = errnos.name(res.errno)
+        elif op == "open":
+            shown = fds[int(res)] = name  # type: ignore[arg-type]
+        elif res is None:
+            shown = "0"
+        elif isinstance(res, bytes):
+            shown = _show(res)
+        elif isinstance(res, list):
+            inv = {k: v for k, v in names.items()}
+            shown = "[" + ", ".join(sorted(inv.get(x, x) for x in res if not a or a[0] != "." or x in inv)) + "]"
+        elif hasattr(res, "mode"):
+            shown = f"mode {res.mode:06o} size {res.size}"  # type: ignore[attr-defined]
+        else:
+            shown = str(res)
+        steps.append(Step(Op(op, tuple(a)), shown))
+    if notes:
+        header = {**header, "provider-control": "; ".join(notes)}
+    return Sequence(steps, header)

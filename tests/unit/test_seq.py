@@ -62,3 +62,32 @@ def test_differential_agrees_with_itself_and_catches_a_quirk() -> None:
 
 def test_era_of_release() -> None:
     assert D.era_of("6.12.117+deb12-amd64") == "6.12" and D.era_of("7.3.4+deb13-amd64") == "7.3"
+
+
+def test_tsmseq_round_trip_and_errors() -> None:
+    from tsm_conformance.seq import Sequence, Step, format_tsmseq, parse_tsmseq
+    seq = Sequence([Step(parse_op("mkdir(r0)"), "0"), Step(parse_op("write(fd0, b'#x')"), "EBADF", "T1"),
+                    Step(parse_op("close(fd0)"))], {"emulate": "tsm_test@6.12", "track": "r0"})
+    text = format_tsmseq(seq)
+    assert text.startswith("# tsmseq 1\n# emulate: tsm_test@6.12\n") and "T1: write(fd0, b'#x')  # EBADF" in text
+    back = parse_tsmseq(text)
+    assert back.steps == seq.steps and back.header == seq.header and back.track() == ["r0"]
+    with pytest.raises(ValueError, match="line 1"):
+        parse_tsmseq("mkdir(r0)\n")
+    with pytest.raises(ValueError, match="line 3"):
+        parse_tsmseq("# tsmseq 1\nmkdir(r0)\nunlink(r0)\n")
+
+
+def test_failure_sequence_reproduces_on_its_tree_only() -> None:
+    from tsm_conformance.checks.base import REGISTRY, all_checks
+    from tsm_conformance.checks.runner import Session
+    from tsm_conformance.profile.load import load_profile
+    from tsm_conformance.seq import format_tsmseq, parse_tsmseq, replay
+    all_checks()
+    (r,) = Session(EmulatedTree("tdx_guest+efbig-close-no-commit"), load_profile("tdx_guest")).run(
+        [REGISTRY["inblob.oversize.close_commits_empty"]])
+    seq = parse_tsmseq(format_tsmseq(r.failure.sequence))
+    assert seq.header["check"] == "inblob.oversize.close_commits_empty"
+    assert seq.header["emulate"] == "tdx_guest@7.0+efbig-close-no-commit"
+    assert replay(EmulatedTree(seq.header["emulate"]), seq, "a-") == []  # reproduces the observation
+    assert replay(EmulatedTree("tdx_guest"), seq, "b-")  # a faithful tree behaves differently

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Profile
+from ..seq import from_log
 from ..target.base import READ_CHUNK, Stat, Tree
 
 READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
@@ -310,8 +311,13 @@ class Ctx:
         return self.tree._path(path)
 
     def fail(self, expected: str, observed: str, keypath: str) -> None:
+        header = {"check": self.check.id, "rule": self.check.rule, "expected": expected, "observed": observed,
+                  "target": self.facts.target, "kernel": self.facts.kernel_release}
+        if self.facts.target.startswith("emulated "):
+            header["emulate"] = self.facts.target.split(" ", 1)[1]
         raise TsmFailure(self.check.id, self.check.rule, expected, observed,
-                         f"{self.profile.where(keypath)} {keypath}", self.tree.render())
+                         f"{self.profile.where(keypath)} {keypath}", self.tree.render(),
+                         sequence=from_log(list(self.tree.log), dict(self.names), header))
 
     def expect_errno(self, condition: str, op: str, result: object) -> None:
         """``result`` (value or errno name) must be one of the profile's errnos for condition."""
