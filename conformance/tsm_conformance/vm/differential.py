@@ -86,3 +86,12 @@ def write_sequences(results: Path, count: int, seed: int) -> list[dict]:
     seqs = make_sequences(count, seed)
     (results / "seqs.json").write_text(json.dumps(seqs))
     return seqs
+
+
+def divergence_file(d: Divergence, era: str, release: str) -> str:
+    """The divergent sequence as a .tsmseq whose expected results are the kernel's."""
+    from ..seq import Sequence, Step, format_tsmseq
+    steps = [Step(parse_op(o), k) for o, k in zip(d.ops, d.kernel)]
+    header = {"emulate": "tsm_test:" + ",".join(d.params.split()) + f"@{era}",
+              "verified-on": f"{release} with kmod/tsm_test {d.params} (expected results are the kernel's)"}
+    return format_tsmseq(Sequence(steps, header))

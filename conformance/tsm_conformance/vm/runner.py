@@ -22,7 +22,7 @@ import tsm_conformance
 
 from . import qemu
 from .build import build_module
-from .differential import compare, era_of, write_sequences
+from .differential import compare, divergence_file, era_of, write_sequences
 from .initramfs import build_initramfs
 from .kernel import KernelTree, VmError
 
@@ -94,6 +94,10 @@ def _differential(run: VmRun, seqs: list[dict], junit: Path, progress) -> int:  
     era = era_of(run.tree.release)
     divs, errors = compare(seqs, kernel, era)
     report = [d.render() for d in divs] + errors
+    for d in divs:  # each divergence as a replayable file: `tsm-conformance replay FILE` shows it
+        out_dir = run.results / "divergences"
+        out_dir.mkdir(exist_ok=True)
+        (out_dir / f"seq{d.seq_id:04d}.tsmseq").write_text(divergence_file(d, era, run.tree.release))
     (run.results / "differential.txt").write_text("\n\n".join(report) + "\n")
     for text in report[:10]:
         print(text)
