@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsm_conformance.seq import Op, execute, parse_op
+from tsm_conformance.seq import Op, execute, parse_op, replay
 from tsm_conformance.seqgen import generate
 from tsm_conformance.target.emulated import EmulatedTree
 from tsm_conformance.vm import differential as D
@@ -91,3 +91,13 @@ def test_failure_sequence_reproduces_on_its_tree_only() -> None:
     assert seq.header["emulate"] == "tdx_guest@7.0+efbig-close-no-commit"
     assert replay(EmulatedTree(seq.header["emulate"]), seq, "a-") == []  # reproduces the observation
     assert replay(EmulatedTree("tdx_guest"), seq, "b-")  # a faithful tree behaves differently
+
+
+def test_divergence_file_replays_to_the_divergence() -> None:
+    from tsm_conformance.seq import parse_tsmseq
+    seqs = D.make_sequences(30, seed=100)
+    kernel = _emulated_kernel(seqs, "@6.12+kstrtouint-lenient")  # stands in for a deviating kernel
+    divs, _ = D.compare(seqs, kernel, "6.12")
+    seq = parse_tsmseq(D.divergence_file(divs[0], "6.12", "test"))
+    diffs = replay(EmulatedTree(seq.header["emulate"]), seq, "dv-")
+    assert diffs and diffs[0][0] == divs[0].index

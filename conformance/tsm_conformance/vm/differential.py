@@ -31,6 +31,7 @@ class Divergence:
     ops: list[str]
     kernel: list[str]
     emulator: list[str]
+    track: tuple[str, ...] = ()
 
     def render(self) -> str:
         lines = [f"sequence {self.seq_id} (tsm_test {self.params}): first divergence at op {self.index}"]
@@ -73,12 +74,12 @@ def compare(seqs: list[dict], kernel_results: list[dict], era: str) -> tuple[lis
         emu = emulate(s, era)
         for i, (k, e) in enumerate(zip(r["results"], emu)):
             if k != e:
-                divs.append(Divergence(s["id"], s["params"], i, s["ops"], r["results"], emu))
+                divs.append(Divergence(s["id"], s["params"], i, s["ops"], r["results"], emu, tuple(s["track"])))
                 break
         else:
             if len(r["results"]) != len(emu):
                 divs.append(Divergence(s["id"], s["params"], min(len(emu), len(r["results"])), s["ops"],
-                                       r["results"], emu))
+                                       r["results"], emu, tuple(s["track"])))
     return divs, errors
 
 
@@ -92,6 +93,6 @@ def divergence_file(d: Divergence, era: str, release: str) -> str:
     """The divergent sequence as a .tsmseq whose expected results are the kernel's."""
     from ..seq import Sequence, Step, format_tsmseq
     steps = [Step(parse_op(o), k) for o, k in zip(d.ops, d.kernel)]
-    header = {"emulate": "tsm_test:" + ",".join(d.params.split()) + f"@{era}",
+    header = {"emulate": "tsm_test:" + ",".join(d.params.split()) + f"@{era}", "track": " ".join(d.track),
               "verified-on": f"{release} with kmod/tsm_test {d.params} (expected results are the kernel's)"}
     return format_tsmseq(Sequence(steps, header))
