@@ -70,12 +70,15 @@ CATCHES = {
     "report-errno-eio": "provider.report_new.errno_passthrough",
     "per-item-lock": "provider.lock.global",
     "blob-limit-off-by-one": "provider.size.limit",
+    "mkdir-race": "concurrency.mkdir.one_winner",
+    "unlocked-generation": "concurrency.item.generation_protocol",
+    "shared-inblob": "concurrency.items.independent_reports",
 }
 PAIRS = [(cfg, q) for q in QUIRKS for cfg in QUIRKS[q].applies_to]
 ERAS = ("6.7", "6.11", "6.13", "6.16", "7.0")
 
 
-SLOW = "provider."  # provider-control checks sleep and race on purpose: run them only where needed
+SLOW = ("provider.", "concurrency.")  # these sleep and race on purpose: run them only where needed
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,4 +1,4 @@
 """Imports every check module so their @check registrations run."""
 
-from . import (attributes, cleanup, discovery, generation, inblob, lifecycle, outblob, privlevel,  # noqa: F401
+from . import (attributes, cleanup, concurrency, discovery, generation, inblob, lifecycle, outblob, privlevel,  # noqa: F401
                provider, service)

@@ -107,6 +107,8 @@ class Kernel:
         self._shared_gen = Gen()  # quirk shared-generation
         self._taken: set[str] = set()  # quirk rmdir-name-leak
         self._graveyard: dict[str, ReportItem] = {}  # quirk rmdir-keeps-state
+        self._dir_lock = threading.Lock()  # the report group's inode lock (VFS mkdir/rmdir)
+        self._shared_desc = Desc()  # quirk shared-inblob
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
@@ -268,6 +270,8 @@ class Kernel:
                 raise _err(errno.ENXIO)
             if self._cached_ok(item, attr):
                 return self._select(item, attr)
+        if "unlocked-generation" in self.q:
+            return self._report_read_unlocked(item, attr)
         lock = item.report_lock if "per-item-lock" in self.q else self.tsm_rwsem.write()
         with lock:
             p = self.provider
@@ -290,6 +294,22 @@ class Kernel:
                 item.gen.read = item.gen.write
             return self._select(item, attr)
 
+    def _report_read_unlocked(self, item: ReportItem, attr: str) -> bytes:
+        """Quirk unlocked-generation: report_new runs outside tsm_rwsem and the result is stamped
+        with the generation current afterwards, so a write during generation goes unnoticed."""
+        with self.tsm_rwsem.read():
+            p, desc = self.provider, Desc(item.desc.privlevel, bytearray(item.desc.inblob), item.desc.inblob_len,
+                                          item.desc.service_provider, item.desc.service_guid,
+                                          item.desc.service_manifest_version)
+        if p is None:
+            raise _err(errno.ENXIO)
+        blobs = p.report_new(desc)
+        time.sleep(PREEMPT_WINDOW if threading.active_count() > 1 else 0)
+        with self.tsm_rwsem.write():
+            item.blobs = blobs
+            item.gen.read = item.gen.write
+            return self._select(item, attr)
+
     # ---------------------------------------------------------------- path resolution
     def _split(self, path: str) -> list[str]:
         return [p for p in path.split("/") if p] if path else []
@@ -307,6 +327,12 @@ class Kernel:
 
     # ---------------------------------------------------------------- VFS operations
     def mkdir(self, path: str) -> None:
+        if "mkdir-race" in self.q:
+            return self._mkdir(path)
+        with self._dir_lock:
+            return self._mkdir(path)
+
+    def _mkdir(self, path: str) -> None:
         parts = self._split(path)
         for p in parts:
             self._name_ok(p)
@@ -322,6 +348,8 @@ class Kernel:
                 raise _err(errno.EEXIST)
             if name in self._taken:
                 raise _err(errno.EEXIST)
+            if "mkdir-race" in self.q:
+                time.sleep(PREEMPT_WINDOW)  # lookup and create no longer atomic
             self._make_item(name)
             return
         item = self._item(parts[0])
@@ -356,6 +384,8 @@ class Kernel:
                 visible += ("debug",)
             gen = self._shared_gen if "shared-generation" in self.q else Gen()
             item = ReportItem(name, visible, gen)
+            if "shared-inblob" in self.q:
+                item.desc = self._shared_desc
             old = self._graveyard.pop(name, None)
             if old is not None:  # quirk rmdir-keeps-state
                 item.gen, item.desc, item.blobs = old.gen, old.desc, old.blobs
@@ -364,6 +394,10 @@ class Kernel:
             self.items[name] = item
 
     def rmdir(self, path: str) -> None:
+        with self._dir_lock:
+            return self._rmdir(path)
+
+    def _rmdir(self, path: str) -> None:
         parts = self._split(path)
         if not parts:
             raise _err(errno.EPERM)  # the default group tsm/report

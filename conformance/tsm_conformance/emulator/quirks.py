@@ -76,6 +76,9 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("report-errno-eio", ("tsm_test",), "every report_new error reaches read() as EIO"),
     Quirk("per-item-lock", ("tsm_test",), "report_new runs under a per-item lock, not the global tsm_rwsem"),
     Quirk("blob-limit-off-by-one", ("tsm_test",), "a blob one byte over the limit is served instead of EFBIG"),
+    Quirk("mkdir-race", ALL, "concurrent mkdir of one name can succeed more than once"),
+    Quirk("unlocked-generation", ALL, "a report made while a write lands is stamped with the newer generation"),
+    Quirk("shared-inblob", ALL, "all items share one inblob: a write to one changes the others' reports"),
     Quirk("service-provider-any", ("sev_guest-svsm",), "service_provider strings other than svsm accepted"),
 )}
 

@@ -1,0 +1,178 @@
+"""concurrency.*: threads against one tree (abi.md §2 locking and the generation protocol, §4).
+
+Worker threads use the unrecorded tree (their operations interleave; the log keeps a summary) and
+every wait has a deadline, so a deadlock fails the check as "hung" instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from .base import Ctx, check
+
+DEADLINE = 30.0  # seconds any concurrent check may take before it counts as hung
+PAUSES = (0.0001, 0.002, 0.0002, 0.0005, 0.0, 0.001)  # the protocol writer's gaps between commits
+
+
+def _read(tree: object, path: str) -> bytes | str:
+    from .. import errnos
+    try:
+        fd = tree.open(path, os.O_RDONLY)  # type: ignore[attr-defined]
+    except OSError as e:
+        return errnos.name(e.errno)
+    try:
+        out = b""
+        while True:
+            chunk = tree.read(fd, 1 << 16)  # type: ignore[attr-defined]
+            if not chunk:
+                return out
+            out += chunk
+    except OSError as e:
+        return errnos.name(e.errno)
+    finally:
+        tree.close(fd)  # type: ignore[attr-defined]
+
+
+def _write(tree: object, path: str, data: bytes) -> None:
+    fd = tree.open(path, os.O_WRONLY)  # type: ignore[attr-defined]
+    try:
+        tree.write(fd, data)  # type: ignore[attr-defined]
+    finally:
+        tree.close(fd)  # type: ignore[attr-defined]
+
+
+def _carries(ctx: Ctx, blob: bytes, nonce: bytes) -> bool:
+    f = ctx.profile.report_nonce
+    assert f is not None
+    want = nonce.ljust(f.length, b"\0")
+    return want in blob if f.offset is None else blob[f.offset:f.offset + f.length] == want
+
+
+def _run(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
+    for w in workers:
+        w.daemon = True
+        w.start()
+    end = time.monotonic() + DEADLINE
+    for w in workers:
+        w.join(max(0.0, end - time.monotonic()))
+    if any(w.is_alive() for w in workers):
+        ctx.fail(f"{what} finishes within {DEADLINE:.0f} s", "hung: threads still blocked at the deadline",
+                 "generation")
+
+
+@check("concurrency.items.independent_reports",
+       "threads working on separate items each get reports bound to their own nonce",
+       "abi.md §4: items share only the provider and the global lock")
+def independent(ctx: Ctx) -> None:
+    ctx.need_nonce_binding()
+    raw, n = ctx.tree.t, ctx.report_len()
+    bad: list[str] = []
+    names = [ctx.new_name() for _ in range(4)]
+    for r in names:
+        ctx.tree.mkdir(r)
+        ctx._made.append(r)
+    # every round all threads write, then all read: the interleaving that exposes shared state
+    # happens every time, not only when the scheduler happens to switch threads mid-loop
+    gate = threading.Barrier(len(names))
+
+    def worker(k: int, r: str) -> None:
+        for i in range(12):
+            nonce = ctx.nonce(n, salt=k * 1000 + i)
+            try:
+                _write(raw, f"{r}/inblob", nonce)
+            except OSError as e:
+                bad.append(f"thread {k}: write -> {e.errno}")
+                gate.abort()
+                return
+            try:
+                gate.wait(DEADLINE)
+            except threading.BrokenBarrierError:
+                return
+            blob = _read(raw, f"{r}/outblob")
+            if isinstance(blob, str) or not _carries(ctx, blob, nonce):
+                bad.append(f"thread {k} iteration {i}: {blob if isinstance(blob, str) else 'a report without its nonce'}")
+    _run(ctx, [threading.Thread(target=worker, args=(k, r)) for k, r in enumerate(names)], "4 threads x 12 reports")
+    ctx.tree.log.append(("#", ("4 threads, one item each, 12 x (write a new nonce, read outblob)",), None))
+    if bad:
+        ctx.fail("every report carries its own item's latest nonce", f"{len(bad)} did not, e.g. {bad[0]}", "report.nonce")
+
+
+@check("concurrency.item.generation_protocol",
+       "a reader that sees the same generation before and after reading outblob gets the report of the "
+       "inblob committed at that generation, while another thread keeps writing",
+       "abi.md §2 and §7.6: the documented way to detect interfering writers")
+def protocol(ctx: Ctx) -> None:
+    ctx.need_nonce_binding()
+    if ctx.facts.hints.get("generation_bits", 64) < 32:
+        from ..outcome import Unsupported
+        raise Unsupported("unsupported: a narrow generation counter wraps within the run (generations repeat)")
+    raw, n = ctx.tree.t, ctx.report_len()
+    committed: dict[int, bytes] = {}
+    seen: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+    with ctx.item() as r:
+        def gen() -> int | None:
+            g = _read(raw, f"{r}/generation")
+            return int(g) if isinstance(g, bytes) and g.strip().isdigit() else None
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                nonce = ctx.nonce(n, salt=i)
+                _write(raw, f"{r}/inblob", nonce)
+                g = gen()  # the only writer: this is the generation its close() produced
+                if g is not None:
+                    committed[g] = nonce
+                i += 1
+                # short gaps land commits inside readers' regenerations, long ones let readers
+                # see a generation long enough to bracket it
+                time.sleep(PAUSES[i % len(PAUSES)])
+
+        def reader() -> None:
+            while not stop.is_set():
+                g1 = gen()
+                blob = _read(raw, f"{r}/outblob")
+                g2 = gen()
+                if g1 is not None and g1 == g2 and isinstance(blob, bytes):
+                    seen.append((g1, blob))
+        _write(raw, f"{r}/inblob", ctx.nonce(n, salt=-1))
+        committed[gen() or 0] = ctx.nonce(n, salt=-1)
+        workers = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+        timer = threading.Timer(1.0, stop.set)
+        timer.start()
+        _run(ctx, workers, "1 writer and 3 readers for 1 s")
+        stop.set()
+        timer.cancel()
+    wrong = [(g, b) for g, b in seen if g in committed and not _carries(ctx, b, committed[g])]
+    ctx.tree.log.append(("#", (f"1 writer, 3 bracketing readers for 1 s: {len(committed)} commits, "
+                               f"{len(seen)} reads with an unchanged generation",), None))
+    if wrong:
+        ctx.fail("bracketed reads carry the nonce committed at their generation",
+                 f"{len(wrong)} of {len(seen)} did not (first at generation {wrong[0][0]})", "report.nonce")
+
+
+@check("concurrency.mkdir.one_winner", "concurrent mkdir of one name: exactly one succeeds, the rest get EEXIST",
+       "abi.md §1c mkdir EEXIST (VFS); configfs creates items under the parent's lock")
+def one_winner(ctx: Ctx) -> None:
+    from .. import errnos
+    raw, name = ctx.tree.t, ctx.new_name()
+    results: list[str] = []
+    gate = threading.Barrier(8)
+
+    def worker() -> None:
+        gate.wait(5)
+        try:
+            raw.mkdir(name)
+            results.append("ok")
+        except OSError as e:
+            results.append(errnos.name(e.errno))
+    try:
+        _run(ctx, [threading.Thread(target=worker) for _ in range(8)], "8 concurrent mkdirs")
+    finally:
+        ctx._made.append(name)
+        ctx.remove(name)
+    ctx.tree.log.append(("#", (f"8 threads: mkdir({ctx.rel(name)}) at once -> {sorted(results)}",), None))
+    if results.count("ok") != 1 or any(x not in ("ok",) + ctx.profile.errno("mkdir_duplicate") for x in results):
+        ctx.fail("1 x ok and 7 x EEXIST", f"{sorted(results)}", "errors.mkdir_duplicate")
