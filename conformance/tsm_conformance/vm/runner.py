@@ -211,8 +211,10 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         failures += _differential(run, seqs, junit, progress)
     rcs = [(results / f"rc-{i}").read_text().strip() if (results / f"rc-{i}").exists() else "missing"
            for i in range(len(run.params))]
+    ok = rc is not None and all(r in ("0", "4") for r in rcs) and not bad and not failures
+    kept = f"; logs {results}" if keep or not ok else ""
     progress(f"guest exit codes {rcs}; dmesg problems {bad}; VM {secs:.1f} s; total {time.monotonic() - t0:.1f} s; "
-             f"JUnit {junit}; logs {results}")
+             f"JUnit {junit}{kept}")
     if rc is None:
         progress(f"timeout: the VM did not finish within {timeout:.0f} s")
         return 1
