@@ -52,12 +52,11 @@ def parse_op(line: str) -> Op:
     return Op(m[1], tuple(args))
 
 
-def _split_args(s: str) -> list[str]:
-    """Split on commas outside bytes literals."""
-    out, cur, quote, esc = [], "", "", False
-    for ch in s:
+def _unquoted(s: str):  # noqa: ANN202
+    """(index, char) for every character outside bytes/str literals."""
+    quote, esc = "", False
+    for i, ch in enumerate(s):
         if quote:
-            cur += ch
             if esc:
                 esc = False
             elif ch == "\\":
@@ -66,15 +65,15 @@ def _split_args(s: str) -> list[str]:
                 quote = ""
         elif ch in "'\"":
             quote = ch
-            cur += ch
-        elif ch == ",":
-            out.append(cur.strip())
-            cur = ""
         else:
-            cur += ch
-    if cur.strip():
-        out.append(cur.strip())
-    return out
+            yield i, ch
+
+
+def _split_args(s: str) -> list[str]:
+    """Split on commas outside bytes literals."""
+    cuts = [i for i, ch in _unquoted(s) if ch == ","]
+    parts = [s[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(s)])]
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _flags(text: str) -> int:
@@ -260,20 +259,8 @@ def parse_tsmseq(text: str) -> Sequence:
 
 def _split_comment(body: str) -> tuple[str, str, str]:
     """Split ``op(...)  # expected`` at the first '#' outside a bytes literal."""
-    quote, esc = "", False
-    for i, ch in enumerate(body):
-        if quote:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            return body[:i].strip(), "#", body[i + 1:]
-    return body.strip(), "", ""
+    i = next((i for i, ch in _unquoted(body) if ch == "#"), None)
+    return (body.strip(), "", "") if i is None else (body[:i].strip(), "#", body[i + 1:])
 
 
 def replay(tree: Tree, seq: Sequence, prefix: str) -> list[tuple[int, Step, str]]:

@@ -352,6 +352,26 @@ class Ctx:
             self.na(f"{self.profile.name} reports are not unique per generation")
 
 
+def read_unrecorded(tree: Tree, path: str) -> bytes | str:
+    """open + read to EOF + close straight on the tree (worker threads must not interleave their
+    operations into a check's log); the bytes or the errno name."""
+    try:
+        fd = tree.open(path, os.O_RDONLY)
+    except OSError as e:
+        return errnos.name(e.errno)
+    try:
+        parts = []
+        while True:
+            chunk = tree.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+    except OSError as e:
+        return errnos.name(e.errno)
+    finally:
+        tree.close(fd)
+
+
 def probe(tree: Tree, prefix: str) -> Facts:
     """mkdir one probe item, read what every check needs to decide applicability, rmdir it.
 

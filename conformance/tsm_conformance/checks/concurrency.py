@@ -10,29 +10,10 @@ import os
 import threading
 import time
 
-from .base import Ctx, check
+from .base import Ctx, check, read_unrecorded
 
 DEADLINE = 30.0  # seconds any concurrent check may take before it counts as hung
 PAUSES = (0.0001, 0.002, 0.0002, 0.0005, 0.0, 0.001)  # the protocol writer's gaps between commits
-
-
-def _read(tree: object, path: str) -> bytes | str:
-    from .. import errnos
-    try:
-        fd = tree.open(path, os.O_RDONLY)  # type: ignore[attr-defined]
-    except OSError as e:
-        return errnos.name(e.errno)
-    try:
-        out = b""
-        while True:
-            chunk = tree.read(fd, 1 << 16)  # type: ignore[attr-defined]
-            if not chunk:
-                return out
-            out += chunk
-    except OSError as e:
-        return errnos.name(e.errno)
-    finally:
-        tree.close(fd)  # type: ignore[attr-defined]
 
 
 def _write(tree: object, path: str, data: bytes) -> None:
@@ -90,7 +71,7 @@ def independent(ctx: Ctx) -> None:
                 gate.wait(DEADLINE)
             except threading.BrokenBarrierError:
                 return
-            blob = _read(raw, f"{r}/outblob")
+            blob = read_unrecorded(raw, f"{r}/outblob")
             if isinstance(blob, str) or not _carries(ctx, blob, nonce):
                 bad.append(f"thread {k} iteration {i}: {blob if isinstance(blob, str) else 'a report without its nonce'}")
     _run(ctx, [threading.Thread(target=worker, args=(k, r)) for k, r in enumerate(names)], "4 threads x 12 reports")
@@ -114,7 +95,7 @@ def protocol(ctx: Ctx) -> None:
     stop = threading.Event()
     with ctx.item() as r:
         def gen() -> int | None:
-            g = _read(raw, f"{r}/generation")
+            g = read_unrecorded(raw, f"{r}/generation")
             return int(g) if isinstance(g, bytes) and g.strip().isdigit() else None
 
         def writer() -> None:
@@ -133,7 +114,7 @@ def protocol(ctx: Ctx) -> None:
         def reader() -> None:
             while not stop.is_set():
                 g1 = gen()
-                blob = _read(raw, f"{r}/outblob")
+                blob = read_unrecorded(raw, f"{r}/outblob")
                 g2 = gen()
                 if g1 is not None and g1 == g2 and isinstance(blob, bytes):
                     seen.append((g1, blob))

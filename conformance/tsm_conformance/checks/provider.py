@@ -13,7 +13,7 @@ import threading
 import time
 
 from .. import errnos
-from .base import Ctx, check
+from .base import Ctx, check, read_unrecorded
 
 
 @check("provider.unregister.items_survive",
@@ -99,7 +99,7 @@ def global_lock(ctx: Ctx) -> None:
         raw = ctx.tree.t  # the reader thread must not interleave its operations into the log
         c.set_param("delay_ms", str(int(delay * 1000)))
         try:
-            th = threading.Thread(target=lambda: _read_all(raw, f"{a}/outblob"), daemon=True)
+            th = threading.Thread(target=lambda: read_unrecorded(raw, f"{a}/outblob"), daemon=True)
             th.start()
             time.sleep(0.2)
             t0 = time.monotonic()
@@ -111,24 +111,6 @@ def global_lock(ctx: Ctx) -> None:
         if waited < 0.3:
             ctx.fail(f"read({ctx.rel(b)}/generation) waits for {ctx.rel(a)}'s report_new (~{delay - 0.2:.1f} s)",
                      f"it returned after {waited:.3f} s", "generation")
-
-
-def _read_all(tree: object, path: str) -> bytes | None:
-    try:
-        fd = tree.open(path, os.O_RDONLY)  # type: ignore[attr-defined]
-    except OSError:
-        return None
-    try:
-        out = b""
-        while True:
-            chunk = tree.read(fd, 1 << 20)  # type: ignore[attr-defined]
-            if not chunk:
-                return out
-            out += chunk
-    except OSError:
-        return None
-    finally:
-        tree.close(fd)  # type: ignore[attr-defined]
 
 
 @check("provider.size.limit",
@@ -191,8 +173,8 @@ def size_then_fill(ctx: Ctx) -> None:
             th.start()
             end = time.monotonic() + budget
             while time.monotonic() < end and len(bad) < 20:
-                blob = _read_all(raw, f"{r}/outblob")
-                if blob is None or len(blob) < 12:
+                blob = read_unrecorded(raw, f"{r}/outblob")
+                if isinstance(blob, str) or len(blob) < 12:
                     continue
                 reads += 1
                 declared = struct.unpack_from("<I", blob, 8)[0]
