@@ -73,6 +73,7 @@ CATCHES = {
     "mkdir-race": "concurrency.mkdir.one_winner",
     "unlocked-generation": "concurrency.item.generation_protocol",
     "shared-inblob": "concurrency.items.independent_reports",
+    "rmdir-read-eio": "concurrency.rmdir.during_reads",
 }
 PAIRS = [(cfg, q) for q in QUIRKS for cfg in QUIRKS[q].applies_to]
 ERAS = ("6.7", "6.11", "6.13", "6.16", "7.0")

@@ -157,3 +157,44 @@ def one_winner(ctx: Ctx) -> None:
     ctx.tree.log.append(("#", (f"8 threads: mkdir({ctx.rel(name)}) at once -> {sorted(results)}",), None))
     if results.count("ok") != 1 or any(x not in ("ok",) + ctx.profile.errno("mkdir_duplicate") for x in results):
         ctx.fail("1 x ok and 7 x EEXIST", f"{sorted(results)}", "errors.mkdir_duplicate")
+
+
+@check("concurrency.rmdir.during_reads",
+       "rmdir while other threads read the item: every read returns a report or ENOENT, nothing hangs, "
+       "and the name can then be made again as a fresh item",
+       "abi.md §4: rmdir waits for in-flight callbacks (frag_sem), then fds get ENOENT (frag_dead)")
+def rmdir_during_reads(ctx: Ctx) -> None:
+    ctx.need_nonce_binding()
+    raw, r = ctx.tree.t, ctx.new_name()
+    ctx.tree.mkdir(r)
+    ctx._made.append(r)
+    ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            res = read_unrecorded(raw, f"{r}/outblob")
+            outcomes.append(res if isinstance(res, str) else "report")
+    workers = [threading.Thread(target=reader) for _ in range(3)]
+    for w in workers:
+        w.daemon = True
+        w.start()
+    time.sleep(0.05)
+    ctx.tree.rmdir(r)
+    time.sleep(0.05)
+    stop.set()
+    for w in workers:
+        w.join(DEADLINE)
+    if any(w.is_alive() for w in workers):
+        ctx.fail("readers finish after rmdir", "hung: readers still blocked at the deadline", "errors.access_after_rmdir")
+    allowed = {"report", *ctx.profile.errno("access_after_rmdir")}
+    odd = sorted({o for o in outcomes if o not in allowed})
+    ctx.tree.log.append(("#", (f"3 threads reading outblob while rmdir({ctx.rel(r)}): "
+                               f"{sorted(set(outcomes))}",), None))
+    if odd:
+        ctx.fail(f"each read -> a report or {' or '.join(ctx.profile.errno('access_after_rmdir'))}",
+                 f"also {odd}", "errors.access_after_rmdir")
+    with ctx.item(r):
+        ctx.expect_equal(f"generation of {ctx.rel(r)} made again", ctx.profile.generation_initial,
+                         ctx.generation(r), "generation.initial")

@@ -106,6 +106,7 @@ class Kernel:
         self.dmesg: list[str] = []
         self._shared_gen = Gen()  # quirk shared-generation
         self._taken: set[str] = set()  # quirk rmdir-name-leak
+        self._removed: set[str] = set()  # names rmdir'ed (quirk rmdir-read-eio)
         self._graveyard: dict[str, ReportItem] = {}  # quirk rmdir-keeps-state
         self._dir_lock = threading.Lock()  # the report group's inode lock (VFS mkdir/rmdir)
         self._shared_desc = Desc()  # quirk shared-inblob
@@ -351,6 +352,7 @@ class Kernel:
             if "mkdir-race" in self.q:
                 time.sleep(PREEMPT_WINDOW)  # lookup and create no longer atomic
             self._make_item(name)
+            self._removed.discard(name)
             return
         item = self._item(parts[0])
         if len(parts) == 2:
@@ -414,6 +416,7 @@ class Kernel:
         del self.items[parts[0]]
         if self.era.provider_refcount_fix:
             self.provider_count -= 1
+        self._removed.add(parts[0])
         if "rmdir-name-leak" in self.q:
             self._taken.add(parts[0])
         if "rmdir-keeps-state" in self.q:
@@ -460,6 +463,8 @@ class Kernel:
 
     def open(self, path: str, flags: int) -> int:
         parts = self._split(path)
+        if "rmdir-read-eio" in self.q and len(parts) == 2 and parts[0] in self._removed:
+            raise _err(errno.EIO)  # the quirk: a removed item's files fail EIO, not ENOENT
         acc = flags & os.O_ACCMODE
         if len(parts) <= 1 or (len(parts) == 2 and parts[1] in self._item(parts[0]).subdirs):
             if parts:
@@ -557,7 +562,7 @@ class Kernel:
             # calls under separate frag_sem acquisitions, so a writer can slip in between.
             with item.frag_sem.read():
                 if self._dead(item):
-                    raise _err(errno.ENOENT)
+                    raise _err(errno.EIO if "rmdir-read-eio" in self.q else errno.ENOENT)
                 size = len(self._report_read(item, f.attr))
             if size <= 0:
                 return b""

@@ -79,6 +79,7 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("mkdir-race", ALL, "concurrent mkdir of one name can succeed more than once"),
     Quirk("unlocked-generation", ALL, "a report made while a write lands is stamped with the newer generation"),
     Quirk("shared-inblob", ALL, "all items share one inblob: a write to one changes the others' reports"),
+    Quirk("rmdir-read-eio", ALL, "reads racing or following rmdir fail EIO instead of ENOENT"),
     Quirk("service-provider-any", ("sev_guest-svsm",), "service_provider strings other than svsm accepted"),
 )}
 
