@@ -330,6 +330,10 @@ class Ctx:
         if want != got:
             self.fail(f"{what} = {want!r}", f"{what} = {got!r}", keypath)
 
+    def note(self, text: str) -> None:
+        """A line in the operation log for what worker threads did (their own ops are not logged)."""
+        self.tree.log.append(("#", (text,), None))
+
     def na(self, reason: str) -> None:
         raise NotApplicable(f"not-applicable: {reason}")
 

@@ -84,7 +84,7 @@ def independent(ctx: Ctx) -> None:
             if isinstance(blob, str) or not _carries(ctx, blob, nonce):
                 bad.append(f"thread {k} iteration {i}: {blob if isinstance(blob, str) else 'a report without its nonce'}")
     _run(ctx, [threading.Thread(target=worker, args=(k, r)) for k, r in enumerate(names)], "4 threads x 12 reports")
-    ctx.tree.log.append(("#", ("4 threads, one item each, 12 x (write a new nonce, read outblob)",), None))
+    ctx.note("4 threads, one item each, 12 x (write a new nonce, read outblob)")
     if bad:
         ctx.fail("every report carries its own item's latest nonce", f"{len(bad)} did not, e.g. {bad[0]}", "report.nonce")
 
@@ -136,8 +136,8 @@ def protocol(ctx: Ctx) -> None:
         stop.set()
         timer.cancel()
     wrong = [(g, b) for g, b in seen if g in committed and not _carries(ctx, b, committed[g])]
-    ctx.tree.log.append(("#", (f"1 writer, 3 bracketing readers for 1 s: {len(committed)} commits, "
-                               f"{len(seen)} reads with an unchanged generation",), None))
+    ctx.note(f"1 writer, 3 bracketing readers for 1 s: {len(committed)} commits, "
+                               f"{len(seen)} reads with an unchanged generation")
     if wrong:
         ctx.fail("bracketed reads carry the nonce committed at their generation",
                  f"{len(wrong)} of {len(seen)} did not (first at generation {wrong[0][0]})", "report.nonce")
@@ -163,7 +163,7 @@ def one_winner(ctx: Ctx) -> None:
     finally:
         ctx._made.append(name)
         ctx.remove(name)
-    ctx.tree.log.append(("#", (f"8 threads: mkdir({ctx.rel(name)}) at once -> {sorted(results)}",), None))
+    ctx.note(f"8 threads: mkdir({ctx.rel(name)}) at once -> {sorted(results)}")
     if results.count("ok") != 1 or any(x not in ("ok",) + ctx.profile.errno("mkdir_duplicate") for x in results):
         ctx.fail("1 x ok and 7 x EEXIST", f"{sorted(results)}", "errors.mkdir_duplicate")
 
@@ -194,8 +194,8 @@ def rmdir_during_reads(ctx: Ctx) -> None:
     _join(ctx, workers, "3 readers racing rmdir")
     allowed = {"report", *ctx.profile.errno("access_after_rmdir")}
     odd = sorted({o for o in outcomes if o not in allowed})
-    ctx.tree.log.append(("#", (f"3 threads reading outblob while rmdir({ctx.rel(r)}): "
-                               f"{sorted(set(outcomes))}",), None))
+    ctx.note(f"3 threads reading outblob while rmdir({ctx.rel(r)}): "
+                               f"{sorted(set(outcomes))}")
     if odd:
         ctx.fail(f"each read -> a report or {' or '.join(ctx.profile.errno('access_after_rmdir'))}",
                  f"also {odd}", "errors.access_after_rmdir")
