@@ -137,7 +137,7 @@ def protocol(ctx: Ctx) -> None:
         timer.cancel()
     wrong = [(g, b) for g, b in seen if g in committed and not _carries(ctx, b, committed[g])]
     ctx.note(f"1 writer, 3 bracketing readers for 1 s: {len(committed)} commits, "
-                               f"{len(seen)} reads with an unchanged generation")
+             f"{len(seen)} reads with an unchanged generation")
     if wrong:
         ctx.fail("bracketed reads carry the nonce committed at their generation",
                  f"{len(wrong)} of {len(seen)} did not (first at generation {wrong[0][0]})", "report.nonce")
@@ -195,7 +195,7 @@ def rmdir_during_reads(ctx: Ctx) -> None:
     allowed = {"report", *ctx.profile.errno("access_after_rmdir")}
     odd = sorted({o for o in outcomes if o not in allowed})
     ctx.note(f"3 threads reading outblob while rmdir({ctx.rel(r)}): "
-                               f"{sorted(set(outcomes))}")
+             f"{sorted(set(outcomes))}")
     if odd:
         ctx.fail(f"each read -> a report or {' or '.join(ctx.profile.errno('access_after_rmdir'))}",
                  f"also {odd}", "errors.access_after_rmdir")

@@ -185,7 +185,7 @@ def size_then_fill(ctx: Ctx) -> None:
             th.join(10)
             c.restore()
     ctx.note(f"{reads} outblob reads against a writer alternating outblob_size "
-                               f"{sizes[0]}/{sizes[1]} for {budget:.0f} s")
+             f"{sizes[0]}/{sizes[1]} for {budget:.0f} s")
     if bad:
         ctx.fail("every read's length = the length the report declares at offset 8",
                  f"{len(bad)} of {reads} reads differ, e.g. got {bad[0][0]} bytes of a {bad[0][1]}-byte report",
