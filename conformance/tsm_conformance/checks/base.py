@@ -18,6 +18,7 @@ from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Profile
 from ..seq import from_log
 from ..target.base import READ_CHUNK, Stat, Tree
+from ..verify.base import TrustAnchors
 
 READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
 ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
@@ -193,9 +194,10 @@ class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
     def __init__(self, check: Check, recorder: Recorder, profile: Profile, facts: Facts, prefix: str,
-                 counter: Iterator[int], control: object = None) -> None:
+                 counter: Iterator[int], control: object = None, anchors: TrustAnchors | None = None) -> None:
         self.check = check
         self._control = control
+        self.anchors = anchors if anchors is not None else TrustAnchors()  # for format.signature.*
         self.profile = profile
         self.facts = facts
         self.names: dict[str, str] = {}

@@ -12,7 +12,13 @@ from typing import Iterable
 from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
+from ..verify.base import TrustAnchors, anchors_from_pem
 from .base import Check, Ctx, Facts, Recorder, all_checks, not_applicable_reason, probe
+
+
+def _tree_anchors(tree: Tree) -> TrustAnchors:
+    pems = getattr(tree, "trust_anchor_pems", None)
+    return anchors_from_pem(pems()) if pems else TrustAnchors()
 
 
 @dataclass
@@ -27,8 +33,11 @@ class Result:
 class Session:
     """One run of the catalogue against one tree and one profile."""
 
-    def __init__(self, tree: Tree, profile: Profile, facts: Facts | None = None, prefix: str | None = None) -> None:
+    def __init__(self, tree: Tree, profile: Profile, facts: Facts | None = None, prefix: str | None = None,
+                 anchors: TrustAnchors | None = None) -> None:
         self.tree = tree
+        # the user's anchors, else the target's own (an emulated tree knows its emulator's roots)
+        self.anchors = anchors if anchors else _tree_anchors(tree)
         self.profile = profile
         self.prefix = prefix or f"tsmct-{os.getpid()}-"
         self.counter = itertools.count()
@@ -48,7 +57,7 @@ class Session:
         if reason:
             return Result(c, Outcome.SKIP_NA, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
-                  getattr(self.tree, "control", None))
+                  getattr(self.tree, "control", None), self.anchors)
         t0 = time.perf_counter()
         try:
             try:

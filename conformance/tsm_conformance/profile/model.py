@@ -126,8 +126,14 @@ class Profile:
     report_nonce: Field | None
     report_privlevel: Field | None
     report_fresh_per_generation: bool
+    report_format: str | None  # "snp" | "tdx" | "cca": the format.* checks parse and verify it
+    report_versions: tuple[int, ...]  # empty: any version the parser accepts
+    report_tee_type: int | None
+    auxblob_format: str | None
+    auxblob_may_be_empty: bool
     service_provider_values: tuple[str, ...]  # strings the provider reports on (empty: any/ignored)
     service_provider_rejected_errno: str | None  # read() errno after any other string
+    service_attestation: str | None  # "svsm": the SVSM attestation binding applies
     expected_failures: tuple[ExpectedFailure, ...]
     extends: tuple[str, ...] = ()  # chain of parent names, nearest first
     marks: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

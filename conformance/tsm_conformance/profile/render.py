@@ -106,6 +106,16 @@ def _profile_data(p: Profile) -> dict[str, Any]:
                             "width": p.report_privlevel.length}
     if p.report_fresh_per_generation:
         rep["fresh_per_generation"] = True
+    if p.report_format:
+        rep["format"] = p.report_format
+    if p.report_versions:
+        rep["versions"] = list(p.report_versions)
+    if p.report_tee_type is not None:
+        rep["tee_type"] = _Hex(p.report_tee_type)
+    if p.auxblob_format:
+        rep["auxblob_format"] = p.auxblob_format
+    if p.auxblob_may_be_empty:
+        rep["auxblob_may_be_empty"] = True
     if rep:
         d["report"] = rep
     svc: dict[str, Any] = {}
@@ -113,6 +123,8 @@ def _profile_data(p: Profile) -> dict[str, Any]:
         svc["provider_values"] = list(p.service_provider_values)
     if p.service_provider_rejected_errno:
         svc["rejected_errno"] = p.service_provider_rejected_errno
+    if p.service_attestation:
+        svc["attestation"] = p.service_attestation
     if svc:
         d["service"] = svc
     if p.expected_failures:

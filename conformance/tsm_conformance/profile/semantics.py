@@ -99,6 +99,11 @@ def check_semantics(d: dict[str, Any], marks: Marks) -> None:
             raise fail(f"report.{key}.offset",
                        f"field ends at {f['offset'] + f[size]:#x}, past report.min_length "
                        f"{rep['min_length']:#x}")
+    for key in ("versions", "tee_type", "auxblob_format"):
+        if key in rep and "format" not in rep:
+            raise fail(f"report.{key}", f"report.{key} describes a format: set report.format too")
+    if "tee_type" in rep and rep.get("format") != "tdx":
+        raise fail("report.tee_type", f"tee_type is a TDX quote field; report.format is {rep.get('format')}")
 
 
 def _errno_names(d: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -68,22 +68,16 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 def load_anchors(paths: list[Path] | tuple[Path, ...]) -> TrustAnchors:
     """PEM files holding certificates and/or public keys.  Raises ValueError naming the file."""
-    certs: list[x509.Certificate] = []
-    keys: list[PublicKeyTypes] = []
+    out = TrustAnchors()
     for p in paths:
-        data = Path(p).read_bytes()
-        found = 0
-        for block in _pem_blocks(data):
-            if b"CERTIFICATE" in block.split(b"\n", 1)[0]:
-                certs.append(x509.load_pem_x509_certificate(block))
-            elif b"PUBLIC KEY" in block.split(b"\n", 1)[0]:
-                keys.append(serialization.load_pem_public_key(block))
-            else:
-                continue
-            found += 1
-        if not found:
+        try:
+            got = anchors_from_pem([Path(p).read_bytes()])
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+        if not got:
             raise ValueError(f"{p}: no PEM CERTIFICATE or PUBLIC KEY block")
-    return TrustAnchors(tuple(certs), tuple(keys))
+        out = out.merged(got)
+    return out
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
@@ -97,3 +91,17 @@ def _pem_blocks(data: bytes) -> list[bytes]:
                 out.append(b"".join(cur))
                 cur = None
     return out
+
+
+def anchors_from_pem(pems: list[bytes] | tuple[bytes, ...]) -> TrustAnchors:
+    """Anchors from in-memory PEM blobs (the emulator's roots)."""
+    certs: list[x509.Certificate] = []
+    keys: list[PublicKeyTypes] = []
+    for data in pems:
+        for block in _pem_blocks(data):
+            head = block.split(b"\n", 1)[0]
+            if b"CERTIFICATE" in head:
+                certs.append(x509.load_pem_x509_certificate(block))
+            elif b"PUBLIC KEY" in head:
+                keys.append(serialization.load_pem_public_key(block))
+    return TrustAnchors(tuple(certs), tuple(keys))

@@ -1,0 +1,165 @@
+"""format.*: outblob, auxblob and manifestblob are well-formed reports bound to what was asked,
+and their signatures verify (abi.md §5; the parsers in formats/, the verifiers in verify/)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..formats import registry
+from ..formats.base import ParseError
+from ..outcome import Unsupported
+from ..verify.run import verify
+from .base import Ctx, check
+
+
+def _fmt(ctx: Ctx) -> str:
+    fmt = ctx.profile.report_format
+    if fmt is None:
+        ctx.na(f"{ctx.profile.name} does not name its report format")
+    return fmt  # type: ignore[return-value]
+
+
+def _parse(ctx: Ctx, fmt: str, blob: bytes, what: str, keypath: str) -> Any:
+    try:
+        return registry.parse(fmt, blob)
+    except ParseError as e:
+        ctx.fail(f"{what} parses as {fmt}", f"{len(blob)} bytes: {e}", keypath)
+
+
+def _report(ctx: Ctx, r: str, nonce: bytes) -> tuple[bytes, Any]:
+    ctx.commit_inblob(r, nonce)
+    blob = ctx.read_ok(f"{r}/outblob", "report.format")
+    return blob, _parse(ctx, ctx.profile.report_format or "", blob, f"read({ctx.rel(r)}/outblob)", "report.format")
+
+
+@check("format.outblob.parses",
+       "outblob parses as the profile's report format, with a version and TEE type the profile allows",
+       "abi.md §5.1 ATTESTATION_REPORT, §5.2 quote header, §5.3 CCA token")
+def parses(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    with ctx.item() as r:
+        _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len()))
+        versions = ctx.profile.report_versions
+        if versions and fmt in registry.VERSION_FIELD:
+            v = registry.field(parsed, registry.VERSION_FIELD[fmt])
+            if v not in versions:
+                ctx.fail(f"{registry.VERSION_FIELD[fmt]} in {list(versions)}",
+                         f"{registry.VERSION_FIELD[fmt]} = {v}", "report.versions")
+        tee = ctx.profile.report_tee_type
+        if tee is not None and parsed.header.tee_type != tee:
+            ctx.fail(f"header.tee_type = {tee:#x}", f"header.tee_type = {parsed.header.tee_type:#x}",
+                     "report.tee_type")
+
+
+@check("format.outblob.nonce_bound",
+       "the report's nonce field (report_data / REPORTDATA / challenge) is the inblob, zero-padded, "
+       "for the shortest and the longest accepted inblob",
+       "abi.md §5.1 report_data @0x50, §5.2 REPORTDATA, §5.3 challenge zero-padded to 64")
+def nonce_bound(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    ctx.need_nonce_binding()
+    rng = ctx.profile.inblob_report_lengths
+    lengths = sorted({rng.min, rng.max}) if rng else [ctx.report_len()]
+    width = ctx.profile.report_nonce.length  # type: ignore[union-attr]
+    for salt, n in enumerate(lengths):
+        with ctx.item() as r:
+            nonce = ctx.nonce(n, salt=salt)
+            _, parsed = _report(ctx, r, nonce)
+            got = bytes(registry.field(parsed, registry.NONCE_FIELD[fmt]))
+            want = nonce.ljust(width, b"\0")
+            if got != want:
+                ctx.fail(f"{registry.NONCE_FIELD[fmt]} = inblob ({n} bytes) zero-padded to {width}: {want.hex()}",
+                         f"{registry.NONCE_FIELD[fmt]} = {got.hex()}", "report.nonce")
+
+
+@check("format.outblob.privlevel",
+       "the parsed report's privilege field (SNP: vmpl) equals privlevel for every level from the floor to 3",
+       "abi.md §5.1: privlevel becomes the request's VMPL", needs=("privlevel",))
+def privlevel(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    if fmt not in registry.PRIVLEVEL_FIELD or not ctx.profile.privlevel_honoured:
+        ctx.na(f"{ctx.profile.name} reports do not carry privlevel")
+    floor = ctx.facts.privlevel_floor or 0
+    with ctx.item() as r:
+        for level in range(floor, ctx.profile.limits_privlevel_max + 1):
+            ctx.write(f"{r}/privlevel", f"{level}\n".encode())
+            _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len(), salt=level))
+            got = registry.field(parsed, registry.PRIVLEVEL_FIELD[fmt])
+            if got != level:
+                ctx.fail(f"{registry.PRIVLEVEL_FIELD[fmt]} = {level} after privlevel {level}",
+                         f"{registry.PRIVLEVEL_FIELD[fmt]} = {got}", "privlevel.honoured")
+
+
+@check("format.auxblob.parses",
+       "auxblob is empty (no host certificates) or a certificate table holding the report's signing key",
+       "abi.md §5.1 auxblob: GHCB certificate table, 24-byte GUID entries, all-zero terminator",
+       needs=("auxblob",))
+def auxblob(ctx: Ctx) -> None:
+    afmt = ctx.profile.auxblob_format
+    if afmt is None:
+        ctx.na(f"{ctx.profile.name} does not name an auxblob format")
+    with ctx.item() as r:
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+        blob = ctx.read_ok(f"{r}/auxblob", "report.auxblob_format")
+        if not blob:
+            if not ctx.profile.auxblob_may_be_empty:
+                ctx.fail("auxblob holds certificates", "0 bytes", "report.auxblob_format")
+            return
+        table = _parse(ctx, afmt, blob, f"read({ctx.rel(r)}/auxblob)", "report.auxblob_format")
+        names = {e.name for e in table.entries}
+        if not names & {"vcek", "vlek"}:
+            ctx.fail("a VCEK or VLEK entry", f"entries: {sorted(str(n) for n in names)}", "report.auxblob_format")
+
+
+def _verdict(ctx: Ctx, what: str, v: Any, keypath: str) -> None:
+    bad = [s for s in v.steps if s.status == "fail"]
+    if bad:
+        ctx.fail(f"{what}: every verification step passes",
+                 "; ".join(f"{s.name}: {s.detail or 'fail'}" for s in bad), keypath)
+    if not ctx.anchors:
+        raise Unsupported("unsupported: no trust anchor (give --trust-anchor PEM); "
+                          "self-consistency steps passed: " + ", ".join(s.name for s in v.steps if s.status == "pass"))
+    missing = [s.name for s in v.steps if s.status == "unsupported"]
+    if missing:
+        raise Unsupported(f"unsupported: could not verify {', '.join(missing)} with the given anchors")
+
+
+def _certs(ctx: Ctx, r: str) -> Any:
+    if ctx.profile.auxblob_format is None or "auxblob" not in ctx.facts.attributes:
+        return None
+    blob = ctx.read_ok(f"{r}/auxblob", "report.auxblob_format")
+    return _parse(ctx, ctx.profile.auxblob_format, blob, f"read({ctx.rel(r)}/auxblob)",
+                  "report.auxblob_format") if blob else None
+
+
+@check("format.signature.verifies",
+       "the report's signature and certificate chain verify up to a trust anchor",
+       "abi.md §5.1 signature over [0, 0x2A0) by VCEK/VLEK; §5.2 quote signature data; §5.3 COSE_Sign1")
+def signature(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    with ctx.item() as r:
+        _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len()))
+        _verdict(ctx, "outblob", verify(fmt, parsed, ctx.anchors, _certs(ctx, r)), "report.format")
+
+
+@check("format.svsm.binding",
+       "with service_provider=svsm, report_data = SHA-512(nonce || manifestblob), the manifest parses "
+       "and the report verifies",
+       "abi.md §5.1 SVSM path; SVSM spec §7 attestation", needs=("service_provider", "manifestblob"))
+def svsm(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    if ctx.profile.service_attestation != "svsm":
+        ctx.na(f"{ctx.profile.name} has no SVSM attestation")
+    with ctx.item() as r:
+        ctx.write(f"{r}/service_provider", b"svsm\n")
+        nonce = ctx.nonce(ctx.report_len())
+        _, parsed = _report(ctx, r, nonce)
+        manifest = ctx.read_ok(f"{r}/manifestblob", "service.attestation")
+        _parse(ctx, "svsm-manifest", manifest, f"read({ctx.rel(r)}/manifestblob)", "service.attestation")
+        want = hashlib.sha512(nonce + manifest).digest()
+        got = bytes(registry.field(parsed, registry.NONCE_FIELD[fmt]))
+        if got != want:
+            ctx.fail(f"report_data = SHA-512(nonce || manifestblob) = {want.hex()}",
+                     f"report_data = {got.hex()}", "service.attestation")
+        _verdict(ctx, "SVSM report", verify(fmt, parsed, ctx.anchors, _certs(ctx, r)), "service.attestation")
