@@ -1,4 +1,4 @@
-"""``tsm-conformance``: run the suite, inspect profiles and quirks.
+"""``tsm-conformance``: run the suite; inspect reports, profiles and quirks.
 
 Exit codes follow kselftest: 0 all passed, 1 any failure or error, 2 usage or profile error,
 4 nothing applicable ran.
@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
     try:
-        state = build_state(args.root, args.emulate, args.profile, args.module)
+        state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor)
     except SetupError as e:
         return _usage(str(e))
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
@@ -168,6 +168,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_FAIL if diffs else EXIT_OK
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import ParseError, inspect_blob, load_input, render_json, render_text
+    from .runstate import SetupError, trust_anchors
+
+    def read(path: str) -> bytes:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as fh:
+            return fh.read()
+    try:
+        data = load_input(read(args.file))
+        certs = load_input(read(args.certs)) if args.certs else None
+        anchors = trust_anchors(args.trust_anchor)
+    except OSError as e:
+        return _usage(f"{e.filename}: {e.strerror}")
+    except SetupError as e:
+        return _usage(str(e))
+    try:
+        fmt, parsed, v = inspect_blob(data, args.format, anchors, certs)
+    except ParseError as e:
+        print(f"tsm-conformance: {args.file}: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    print((render_json if args.json else render_text)(fmt, parsed, v), end="")
+    return EXIT_FAIL if v is not None and not v.ok else EXIT_OK
+
+
 def cmd_quirks(_: argparse.Namespace) -> int:
     from .emulator.quirks import QUIRKS
     for q in QUIRKS.values():
@@ -188,12 +214,24 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--seq-dir", metavar="DIR", default="tsm-failures",
                      help="write each failure as a replayable .tsmseq here (default ./tsm-failures)")
+    run.add_argument("--trust-anchor", action="append", metavar="PEM|emulator",
+                     help="a root for verifying report signatures: AMD ARK, Intel SGX root CA (certificate PEM) "
+                          "or an Arm CCA platform key (public key PEM); repeatable; `emulator` for the "
+                          "emulator's roots (e.g. a FUSE mount); an emulated run uses them by default")
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
     sub.add_parser("quirks", help="list the emulator's named faults")
+    ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
+    ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
+    ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),
+                     help="default: detected from the bytes")
+    ins.add_argument("--json", action="store_true", help="JSON: the specifications' field names, bytes as hex")
+    ins.add_argument("--certs", metavar="FILE", help="SNP: the certificate table (auxblob) holding the VCEK/VLEK")
+    ins.add_argument("--trust-anchor", action="append", metavar="PEM|emulator",
+                     help="verify signatures up to this root (repeatable)")
     rp = sub.add_parser("replay", help="replay a .tsmseq operation sequence and report differences")
     rp.add_argument("file", metavar="FILE")
     rtg = rp.add_mutually_exclusive_group()
@@ -241,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_vm(args, extra)
         if args.cmd == "replay":
             return cmd_replay(args)
+        if args.cmd == "inspect":
+            return cmd_inspect(args)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)

@@ -29,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-check", metavar="GLOB", help="only checks whose id matches GLOB")
     g.addoption("--tsm-module", metavar="KO", help="tsm_test module file for the provider-lifecycle checks")
     g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
+    g.addoption("--tsm-trust-anchor", action="append", metavar="PEM|emulator",
+                help="trust anchor for format.signature.* (repeatable; `emulator`: the emulator's roots)")
     g.addoption("--tsm-seq-dir", metavar="DIR", help="write each failure's operations there as a .tsmseq")
     for name in _OPTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
@@ -56,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         try:
             state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"),
-                                config.getoption("tsm_module"))
+                                config.getoption("tsm_module"), config.getoption("tsm_trust_anchor"))
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state
@@ -87,6 +89,7 @@ def properties(state: TsmState) -> dict[str, str]:
         "tsm.target_kind": state.tree.kind,
         "tsm.target": f.target,
         "tsm.attributes": " ".join(sorted(f.attributes)),
+        "tsm.trust_anchors": str(len(state.session.anchors.certificates) + len(state.session.anchors.public_keys)),
     }
 
 

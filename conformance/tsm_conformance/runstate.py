@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import DEFAULT_ROOT
 from .checks.base import Facts, probe
@@ -16,6 +17,7 @@ from .outcome import TsmError
 from .profile.load import ProfileError, load_profile, select_profile
 from .profile.model import Profile
 from .target.base import Tree
+from .verify.base import TrustAnchors, anchors_from_pem, load_anchors
 
 STATE_PLUGIN = "tsm-state"
 
@@ -83,8 +85,28 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None) 
     return tree
 
 
-def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None) -> TsmState:
+def trust_anchors(given: list[str] | None) -> TrustAnchors:
+    """--trust-anchor values: PEM files, or `emulator` for the emulator's own roots (to verify a
+    FUSE-mounted emulator, whose tree cannot say it is emulated)."""
+    out = TrustAnchors()
+    for g in given or ():
+        if g == "emulator":
+            from .emulator.reports import anchor_pems
+            out = out.merged(anchors_from_pem(anchor_pems()))
+            continue
+        try:
+            out = out.merged(load_anchors([Path(g)]))
+        except OSError as e:
+            raise SetupError(f"--trust-anchor {g}: {e.strerror}") from None
+        except ValueError as e:
+            raise SetupError(f"--trust-anchor {e}") from None
+    return out
+
+
+def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None,
+                anchors: list[str] | None = None) -> TsmState:
     """Target + probe + profile selection; SetupError (one line) for every bad input."""
+    given = trust_anchors(anchors)
     tree = make_tree(root, emulate, module)
     prof: Profile | None = None
     if profile:
@@ -103,7 +125,7 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
             prof = select_profile(facts.provider, _groups_seen(facts))
         except (LookupError, ProfileError) as e:
             raise SetupError(str(e)) from None
-    return TsmState(tree, prof, Session(tree, prof, facts=facts))
+    return TsmState(tree, prof, Session(tree, prof, facts=facts, anchors=given or None))
 
 
 def _groups_seen(facts: Facts) -> dict[str, bool]:

@@ -347,6 +347,23 @@ class Ctx:
                               "(the VM target and the emulated tsm_test can)")
         return RecordedControl(self._control, self.tree.log)
 
+    @contextmanager
+    def host(self, **params: object) -> Iterator[None]:
+        """Make the emulated host (VMM, firmware) behave as `params` say for the block, then restore
+        it.  Real hosts cannot be told to fail: unsupported there."""
+        h = getattr(self.tree.t, "host", None)
+        if h is None:
+            from ..outcome import Unsupported
+            raise Unsupported("unsupported: this target cannot make its host fail or stall "
+                              "(the emulator can: --emulate)")
+        for k, v in params.items():
+            self.note(f"host: {k}={v}")
+            h.set_param(k, str(v))
+        try:
+            yield
+        finally:
+            h.restore()
+
     def need_nonce_binding(self) -> None:
         """Checks that look for the nonce in the report need the profile to say where it is."""
         if self.profile.report_nonce is None:

@@ -66,6 +66,10 @@ class Provider:
     def report_new(self, desc: Desc) -> Blobs:
         raise NotImplementedError
 
+    def anchor_pems(self) -> list[bytes]:
+        """The PEM roots (certificates or public keys) that verify this provider's reports."""
+        return []
+
     def _tag(self, n: int) -> bytes:
         """Bytes that differ per report, standing in for a fresh signature."""
         return hashlib.sha512(f"{self.name}:{n}".encode()).digest()

@@ -19,6 +19,7 @@ class EmulatedTree:
         self.write, self.pwrite, self.lseek = k.write, k.pwrite, k.lseek
 
         self.control = EmulatedControl(self) if self.spec.config == "tsm_test" else None
+        self.host = EmulatedHost(self) if hasattr(k.provider, "HOST_PARAMS") else None
 
     def describe(self) -> str:
         return f"emulated {self.spec}"
@@ -29,6 +30,11 @@ class EmulatedTree:
     def hints(self) -> dict[str, int]:
         """Facts a live tree cannot tell; checks use them only to decide applicability."""
         return {"generation_bits": self.kernel.gen_bits}
+
+    def trust_anchor_pems(self) -> list[bytes]:
+        """The emulator's roots for the registered provider's reports (the Session's default anchors)."""
+        p = self.kernel.provider
+        return p.anchor_pems() if p is not None else []
 
     def stat(self, path: str) -> Stat:
         mode, size = self.kernel.stat(path)
@@ -58,3 +64,23 @@ class EmulatedControl:
 
     def loaded(self) -> bool:
         return self.k.provider is not None
+
+
+class EmulatedHost:
+    """The emulated VMM/firmware behind a provider (e.g. a TDX quoting host that fails or stalls)."""
+
+    def __init__(self, tree: EmulatedTree) -> None:
+        self.k = tree.kernel
+        self.base = dict(self.k.provider.params) if self.k.provider else {}
+
+    def set_param(self, name: str, value: str) -> None:
+        if self.k.provider is None:
+            raise FileNotFoundError(name)
+        self.k.provider.set_param(name, value)
+
+    def restore(self) -> None:
+        p = self.k.provider
+        if p is not None:
+            for name in p.HOST_PARAMS:
+                p.params.pop(name, None)
+            p.params.update(self.base)

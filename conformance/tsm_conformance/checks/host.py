@@ -1,0 +1,67 @@
+"""host.*: what a provider reports when its host (VMM, quoting service) fails or stalls
+(abi.md §5.2 tdx_guest).  Needs a target whose host can be told to misbehave: the emulator."""
+
+from __future__ import annotations
+
+import time
+
+from ..profile.model import version_tuple
+from .base import Ctx, check
+
+
+def _shown(res: object) -> str:
+    return f"{len(res)} bytes" if isinstance(res, bytes) else str(res)
+
+
+@check("host.quote_failed.reported",
+       "a quote the host fails is reported: EIO on kernels with the GetQuote status check, a 0-byte "
+       "outblob before them; the item works again once the host does",
+       "abi.md §5.2: status != SUCCESS gives EIO (7.0); before, out_len 0 gives an empty outblob")
+def quote_failed(ctx: Ctx) -> None:
+    if "quote_failed" not in ctx.profile.errors:
+        ctx.na(f"{ctx.profile.name} has no quote_failed condition")
+    alts = ctx.profile.errors["quote_failed"]
+    since = min((version_tuple(a.since) for a in alts if a.since), default=None)
+    old_kernel = since is not None and version_tuple(ctx.facts.kernel_release) < since
+    with ctx.item() as r:
+        nonce = ctx.nonce(ctx.report_len())
+        with ctx.host(quote_status="error"):
+            ctx.commit_inblob(r, nonce)
+            res = ctx.read(f"{r}/outblob")
+        op = f"read({ctx.rel(r)}/outblob) with the host failing the quote"
+        if old_kernel:
+            if res != b"" and res not in ctx.profile.errno("quote_failed"):
+                ctx.fail(f"{op} -> 0 bytes (before the status check) or "
+                         f"{' or '.join(ctx.profile.errno('quote_failed'))}", f"{op} -> {_shown(res)}",
+                         "errors.quote_failed")
+        else:
+            ctx.expect_errno("quote_failed", op, res)
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len(), salt=1))
+        if not ctx.read_ok(f"{r}/outblob", "errors.quote_failed"):
+            ctx.fail("a quote once the host works again", "0 bytes", "errors.quote_failed")
+
+
+@check("host.quote_interrupted.busy_until_done",
+       "a signal while the host works on a quote gives EINTR; requests before the host finishes get "
+       "EBUSY; after it finishes, quotes work again",
+       "abi.md §5.2: EINTR leaves the buffer IN_FLIGHT, later requests get EBUSY until the VMM finishes")
+def quote_interrupted(ctx: Ctx) -> None:
+    for cond in ("quote_interrupted", "quote_in_flight"):
+        if cond not in ctx.profile.errors:
+            ctx.na(f"{ctx.profile.name} has no {cond} condition")
+    quote_ms, signal_ms = 400, 40
+    with ctx.item() as r:
+        with ctx.host(quote_ms=quote_ms, signal_ms=signal_ms):
+            ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+            t0 = time.monotonic()
+            ctx.expect_errno("quote_interrupted", f"read({ctx.rel(r)}/outblob) interrupted after {signal_ms} ms",
+                             ctx.read(f"{r}/outblob"))
+        with ctx.item() as r2:  # another item, same provider: the host still owns the buffer
+            ctx.commit_inblob(r2, ctx.nonce(ctx.report_len(), salt=1))
+            if time.monotonic() - t0 < quote_ms / 1000 * 0.75:
+                ctx.expect_errno("quote_in_flight", f"read({ctx.rel(r2)}/outblob) while the host is busy",
+                                 ctx.read(f"{r2}/outblob"))
+            else:
+                ctx.note("host: too slow to probe EBUSY within the in-flight window")
+            time.sleep(max(0.0, quote_ms / 1000 - (time.monotonic() - t0)) + 0.05)
+            ctx.read_ok(f"{r2}/outblob", "errors.quote_in_flight")
