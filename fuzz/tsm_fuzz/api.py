@@ -1,0 +1,47 @@
+"""The contract between fuzz targets (`targets/fuzz_<name>.py`) and the runner.
+
+A target module defines:
+
+* ``NAME``: the target's name (``inblob``, ``privlevel``, ``sequences``, ``parse_snp`` ...);
+* ``DESCRIPTION``: one line;
+* ``make(ctx: TargetContext) -> Callable[[bytes], None]``: set-up once per process, returning the
+  one-input function atheris calls.  The function raises ``Finding`` when the tree or parser broke
+  a rule; any other exception is a bug in the harness (the runner reports it as an error).
+
+The runner owns processes, atheris, corpora, minimisation, JUnit and the replay command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class Finding(Exception):
+    """A rule the target broke.  ``sequence`` (a ``tsm_conformance.seq.Sequence``) replays it with
+    ``tsm-conformance replay``; parser targets leave it None and the crash input is the evidence."""
+
+    def __init__(self, rule: str, observed: str, sequence: Any = None) -> None:
+        super().__init__(f"{rule}: {observed}")
+        self.rule = rule
+        self.observed = observed
+        self.sequence = sequence
+
+
+@dataclass
+class TargetContext:
+    """What a target is run against."""
+
+    emulate: str | None = None  # emulator spec, when in-process
+    root: str | None = None  # a live or FUSE-mounted report directory
+    profile: Any = None  # tsm_conformance.profile.model.Profile for the tree, when known
+    prefix: str = "tsmfz-"  # report names this process may create (unique per process)
+    options: dict[str, str] = field(default_factory=dict)
+
+    def tree(self) -> Any:
+        """A fresh Tree for the target (tsm_conformance.runstate.make_tree)."""
+        from tsm_conformance.runstate import make_tree
+        return make_tree(self.root, self.emulate)
+
+
+OneInput = Callable[[bytes], None]
