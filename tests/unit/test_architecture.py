@@ -50,3 +50,14 @@ def test_only_the_emulated_target_imports_the_emulator() -> None:
              if not f.is_relative_to(PKG / "emulator")
              and any(m.startswith("tsm_conformance.emulator") for m in imports(f))}
     assert users <= {"target/emulated.py", "runstate.py", "cli.py", "vm/differential.py"}, users
+
+
+def test_formats_and_emulator_are_independent() -> None:
+    """N-version: the parsers/verifiers and the emulator's report builders encode the layouts twice."""
+    for sub in ("formats", "verify"):
+        for f in files(sub):
+            bad = {m for m in imports(f) if m.startswith(("tsm_conformance.emulator", "tsm_conformance.checks",
+                                                           "tsm_conformance.target"))}
+            assert not bad, (f, bad)
+    for f in files("emulator"):
+        assert not any(m.startswith(("tsm_conformance.formats", "tsm_conformance.verify")) for m in imports(f)), f
