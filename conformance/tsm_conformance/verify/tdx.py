@@ -9,7 +9,8 @@ Intel's QuoteVerification checks it, SGXDataCenterAttestationPrimitives QuoteVer
 * ``qe_report.binding``: QE report report_data[:32] == SHA-256(attestation_key || qe_auth_data)
   and report_data[32:] is zero.  This ties the attestation key to the QE.
 * ``qe_report.signature``: the PCK leaf certificate's key signs the 384-byte QE report.
-* ``pck.chain``: each certificate of the PCK chain is issued (name and signature) by the next.
+* ``pck.chain``: each certificate of the PCK chain is issued (name and signature) by the next,
+  and the last one (the root CA, which Intel's chain always includes) is self-signed.
 * ``anchor``: the chain's last certificate is (or is signed by) a trust anchor.
 
 The first three are self-consistency and may pass without anchors.  The PCK steps rest on an
@@ -157,6 +158,12 @@ def _pck_chain(_: TdxQuote, chain: list[x509.Certificate], __: TrustAnchors) -> 
         except Exception as e:
             raise _StepFailed(f"certificate {i} ({cert.subject.rfc4514_string()}) is not issued by "
                               f"certificate {i + 1}: {type(e).__name__}: {e}") from None
+    top = chain[-1]
+    try:  # Intel's chain ends at the root CA: it must be self-issued and self-signed
+        top.verify_directly_issued_by(top)
+    except Exception as e:
+        raise _StepFailed(f"last certificate {top.subject.rfc4514_string()} is not a self-signed "
+                          f"root: {type(e).__name__}: {e}") from None
     return f"{len(chain)} certificates, each issued by the next"
 
 
