@@ -14,15 +14,17 @@ import ast
 import hashlib
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 from . import errnos
-from .target.base import Tree
+from .target.base import Stat, Tree
 
 FLAGS = {"O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_APPEND": os.O_APPEND,
          "O_TRUNC": os.O_TRUNC, "O_CREAT": os.O_CREAT}
 WHENCE = {"SEEK_SET": os.SEEK_SET, "SEEK_CUR": os.SEEK_CUR, "SEEK_END": os.SEEK_END}
-OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
+OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek", "param")
 _LINE = re.compile(r"^(\w+)\((.*)\)$")
 
 
@@ -87,6 +89,17 @@ def _show(data: bytes) -> str:
     return repr(data) if len(data) <= 24 else f"<{len(data)} sha1:{hashlib.sha1(data).hexdigest()[:8]}>"
 
 
+def show(res: object) -> str:
+    """The normalised text of a raw ``Executor.call`` result."""
+    if isinstance(res, bytes):
+        return _show(res)
+    if isinstance(res, list):
+        return "[" + ", ".join(res) + "]"
+    if isinstance(res, Stat) or hasattr(res, "mode"):
+        return f"mode {res.mode:06o} size {res.size}"
+    return str(res)
+
+
 class Executor:
     """Runs ops on one tree with fresh item names; every created item is removed by ``close``."""
 
@@ -96,6 +109,7 @@ class Executor:
         self.fds: dict[str, int] = {}
         self.nfd = 0
         self.items: set[str] = set()
+        self._lock = threading.Lock()  # fds may be opened and closed by several threads
 
     def real(self, path: str) -> str:
         head, sep, tail = str(path).partition("/")
@@ -117,47 +131,66 @@ class Executor:
             self.tree.close(fd)
 
     def run(self, op: Op) -> str:
+        """Run one op; its normalised result."""
+        res = self.call(op)
+        if op.name == "mkdir" and res == 0 and self.annotate:
+            return "0" + self._gen(op.args[0])
+        return show(res)
+
+    def call(self, op: Op, fd_name: str | None = None) -> object:
+        """Run one op; its raw result: an errno name (``"EINVAL"``), ``fdN`` for open, bytes for
+        reads, a sorted name list for listdir, a Stat, else an int (0 for mkdir/rmdir/close).
+        ``fd_name`` names an open's fd (concurrent schedules fix the names in file order)."""
         t, a = self.tree, op.args
         try:
             if op.name == "mkdir":
                 t.mkdir(self.real(a[0]))
                 self.items.add(self.real(a[0]).split("/")[0])
-                return "0" + (self._gen(a[0]) if self.annotate else "")
+                return 0
             if op.name == "rmdir":
                 t.rmdir(self.real(a[0]))
-                return "0"
+                return 0
             if op.name == "listdir":
                 where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
                 names = t.listdir(where)
                 if not where:  # the group: only this sequence's items, by their r-names
                     inv = {self.real(f"r{i}"): f"r{i}" for i in range(16)}
                     names = [inv[n] for n in names if n in inv]
-                return "[" + ", ".join(sorted(names)) + "]"
+                return sorted(names)
             if op.name == "stat":
-                st = t.stat(self.real(a[0]))
-                return f"mode {st.mode:06o} size {st.size}"
+                return t.stat(self.real(a[0]))
+            if op.name == "param":  # a provider module parameter (tsm_test; emulated or VM control)
+                ctl = getattr(t, "control", None)
+                if ctl is None:
+                    return "EOPNOTSUPP"
+                ctl.set_param(str(a[0]), str(a[1]))
+                return 0
             if op.name == "open":
-                name = f"fd{self.nfd}"  # named even when open fails: later ops see EBADF
-                self.nfd += 1
-                self.fds[name] = t.open(self.real(a[0]), _flags(a[1]))
-                return name
-            if str(a[0]) not in self.fds:
+                if fd_name is None:  # named even when open fails: later ops see EBADF
+                    fd_name = f"fd{self.nfd}"
+                    self.nfd += 1
+                fd = t.open(self.real(a[0]), _flags(a[1]))
+                with self._lock:
+                    self.fds[fd_name] = fd
+                return fd_name
+            fd = self.fds.get(str(a[0]))
+            if fd is None:
                 return "EBADF"
-            fd = self.fds[str(a[0])]
             if op.name == "close":
-                del self.fds[str(a[0])]
+                with self._lock:
+                    del self.fds[str(a[0])]
                 t.close(fd)
-                return "0"
+                return 0
             if op.name == "read":
-                return _show(t.read(fd, int(a[1])))
+                return t.read(fd, int(a[1]))
             if op.name == "pread":
-                return _show(t.pread(fd, int(a[1]), int(a[2])))
+                return t.pread(fd, int(a[1]), int(a[2]))
             if op.name == "write":
-                return str(t.write(fd, a[1]))
+                return t.write(fd, a[1])
             if op.name == "pwrite":
-                return str(t.pwrite(fd, a[1], int(a[2])))
+                return t.pwrite(fd, a[1], int(a[2]))
             if op.name == "lseek":
-                return str(t.lseek(fd, int(a[1]), WHENCE[str(a[2])]))
+                return t.lseek(fd, int(a[1]), WHENCE[str(a[2])])
         except OSError as e:
             return errnos.name(e.errno)
         raise ValueError(f"unknown operation {op.name}")
@@ -263,11 +296,99 @@ def _split_comment(body: str) -> tuple[str, str, str]:
     return (body.strip(), "", "") if i is None else (body[:i].strip(), "#", body[i + 1:])
 
 
-def replay(tree: Tree, seq: Sequence, prefix: str) -> list[tuple[int, Step, str]]:
-    """Run a sequence; every step whose result differs from its expectation: (index, step, got)."""
-    got = execute(tree, seq.ops(), prefix, seq.track())
-    return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
-            if st.expected is not None and st.expected != g]
+def threaded(seq: Sequence) -> bool:
+    """Steps carry ``T<n>:`` labels of more than one thread: a concurrent schedule."""
+    return len({st.thread for st in seq.steps if st.thread}) > 1
+
+
+def replay(tree: Tree, seq: Sequence, prefix: str, attempts: int | None = None) -> list[tuple[int, Step, str]]:
+    """Run a sequence; every step whose result differs from its expectation: (index, step, got).
+
+    A multi-threaded sequence runs its threads concurrently (``execute_threads``); a race does not
+    recur every time, so it is run up to ``attempts`` times (default: the header's ``attempts``,
+    else 1) and the first run that matches every expectation counts as reproduced."""
+    if not threaded(seq):
+        got = execute(tree, seq.ops(), prefix, seq.track())
+        return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
+                if st.expected is not None and st.expected != g]
+    diffs: list[tuple[int, Step, str]] = []
+    for _ in range(max(1, attempts or int(seq.header.get("attempts", "1")))):
+        done = execute_threads(tree, seq.steps, prefix)
+        diffs = [(d.index, seq.steps[d.index], show(d.result)) for d in done
+                 if seq.steps[d.index].expected is not None and seq.steps[d.index].expected != show(d.result)]
+        if not diffs:
+            break
+    return diffs
+
+
+# ----------------------------------------------------------------------------- concurrent schedules
+HUNG = "HUNG"  # the result of a step still running at the schedule's deadline
+
+
+@dataclass
+class Done:
+    """One step of an executed schedule: its raw ``Executor.call`` result and when it ran."""
+
+    index: int  # position in file order
+    thread: str | None
+    op: Op
+    result: object
+    start: float  # time.monotonic()
+    end: float
+
+
+def fd_names(steps: list[Step]) -> dict[int, str]:
+    """Step index -> fd name for every open: ``fdN`` in file order, whatever order the threads
+    actually open them in (so the file's names mean the same fds in every run)."""
+    opens = [i for i, st in enumerate(steps) if st.op.name == "open"]
+    return {i: f"fd{k}" for k, i in enumerate(opens)}
+
+
+def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0) -> list[Done]:
+    """Run a ``T<n>:``-labelled schedule: unlabelled steps first, in file order (set-up); then one
+    OS thread per label, each running its own steps in program order, all released by one barrier.
+    Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
+    (its thread is left behind as a daemon)."""
+    ex = Executor(tree, prefix)
+    names = fd_names(steps)
+    done: list[Done | None] = [None] * len(steps)
+
+    def run(i: int) -> None:
+        t0 = time.monotonic()
+        res = ex.call(steps[i].op, names.get(i))
+        done[i] = Done(i, steps[i].thread, steps[i].op, res, t0, time.monotonic())
+    programs: dict[str, list[int]] = {}
+    try:
+        for i, st in enumerate(steps):
+            if st.thread is None:
+                run(i)
+            else:
+                programs.setdefault(st.thread, []).append(i)
+        if len(programs) == 1:  # one thread: no need for another OS thread
+            for i in next(iter(programs.values())):
+                run(i)
+        elif programs:
+            gate = threading.Barrier(len(programs))
+
+            def worker(idx: list[int]) -> None:
+                try:
+                    gate.wait(deadline)
+                except threading.BrokenBarrierError:
+                    return
+                for i in idx:
+                    run(i)
+            workers = [threading.Thread(target=worker, args=(idx,), daemon=True) for idx in programs.values()]
+            for w in workers:
+                w.start()
+            end = time.monotonic() + deadline
+            for w in workers:
+                w.join(max(0.0, end - time.monotonic()))
+    finally:
+        if not any(d is None for d in done):
+            ex.finish()
+    now = time.monotonic()
+    return [d if d is not None else Done(i, steps[i].thread, steps[i].op, HUNG, now - deadline, now)
+            for i, d in enumerate(done)]
 
 
 def from_log(log: list[tuple[str, tuple, object]], names: dict[str, str], header: dict[str, str]) -> Sequence:
