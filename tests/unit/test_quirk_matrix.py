@@ -74,12 +74,19 @@ CATCHES = {
     "unlocked-generation": "concurrency.item.generation_protocol",
     "shared-inblob": "concurrency.items.independent_reports",
     "rmdir-read-eio": "concurrency.rmdir.during_reads",
+    "report-signature-corrupt": "format.signature.verifies",
+    "snp-certs-truncated": "format.auxblob.parses",
+    "svsm-manifest-unbound": "format.svsm.binding",
+    "tdx-wrong-tee-type": "format.outblob.parses",
+    "cca-challenge-unpadded": "format.outblob.nonce_bound",
+    "tdx-in-flight-ignored": "host.quote_interrupted.busy_until_done",
+    "tdx-failed-quote-empty": "host.quote_failed.reported",
 }
 PAIRS = [(cfg, q) for q in QUIRKS for cfg in QUIRKS[q].applies_to]
 ERAS = ("6.7", "6.11", "6.13", "6.16", "7.0")
 
 
-SLOW = ("provider.", "concurrency.")  # these sleep and race on purpose: run them only where needed
+SLOW = ("provider.", "concurrency.", "host.")  # these sleep and race on purpose: run them only where needed
 
 
 @functools.lru_cache(maxsize=None)

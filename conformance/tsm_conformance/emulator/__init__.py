@@ -23,6 +23,8 @@ def boot(spec: Spec | str) -> Kernel:
                size_fill_fix=spec.params.get("size_fill_fix", "0") != "0")
     if cls.__name__ == "SevGuest":
         provider: Provider = cls(params, hooks=spec.era.visibility_hooks)  # type: ignore[call-arg]
+    elif cls.__name__ == "TdxGuest":
+        provider = cls(params, era=spec.era)  # type: ignore[call-arg]
     else:
         provider = cls(params)
     k.register(provider)

@@ -12,7 +12,6 @@ import hashlib
 import os
 import struct
 import time
-import uuid
 from dataclasses import dataclass, field
 
 # Attribute order of enum tsm_attr_index / tsm_bin_attr_index (include/linux/tsm.h, 6.11+).
@@ -69,10 +68,6 @@ class Provider:
     def anchor_pems(self) -> list[bytes]:
         """The PEM roots (certificates or public keys) that verify this provider's reports."""
         return []
-
-    def _tag(self, n: int) -> bytes:
-        """Bytes that differ per report, standing in for a fresh signature."""
-        return hashlib.sha512(f"{self.name}:{n}".encode()).digest()
 
     def _need_len(self, desc: Desc, lo: int, hi: int) -> None:
         if "short-inblob-accepted" in self.quirks:
@@ -160,120 +155,183 @@ class TsmTest(Provider):
         return Blobs(bytes(out), aux, man)
 
 
-# SEV-SNP certificate table GUIDs, RFC 4122 byte order as hosts write them (abi.md §5.1).
-VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd").bytes
+def _flip(blob: bytes, at: int) -> bytes:
+    """Quirk report-signature-corrupt: one bit of the signature flipped after signing."""
+    b = bytearray(blob)
+    b[at] ^= 0x01
+    return bytes(b)
 
 
 class SevGuest(Provider):
-    """sev_guest (abi.md §5.1): floor = vmpck_id (the guest's VMPL) from 6.11, 0 before; inblob
-    exactly 64 bytes at read time; service_* and manifestblob only under an SVSM (vmpl != 0)."""
+    """sev_guest (abi.md §5.1): floor = vmpck_id from 6.11 (0 before; the parameter defaults to the
+    guest's VMPL); inblob exactly 64 bytes at read time; service_* and manifestblob only under an
+    SVSM (vmpl != 0).  Reports are signed ATTESTATION_REPORTs (emulator/reports/snp.py).
+
+    Parameters: vmpl (the VMPL the guest runs at; non-zero means under an SVSM), vmpck_id (-1: the
+    VMPL), certs (0: the host has no certificates, auxblob reads empty), signing_key (vcek | vlek),
+    report_version (2 | 3 | 5: what the emulated firmware produces)."""
 
     name = "sev_guest"
     extra_type = True
-    REPORT_LEN = 0x4A0
+    SIGNATURE_AT = 0x2A0
 
     def __init__(self, params: dict[str, str] | None = None, hooks: bool = True) -> None:
         super().__init__(params)
         self.vmpl = _int(self.params, "vmpl", 0)
-        self.privlevel_floor = self.vmpl if hooks else 0
+        vmpck = _int(self.params, "vmpck_id", -1)
+        self.privlevel_floor = (self.vmpl if vmpck < 0 else vmpck) if hooks else 0
+        self.with_certs = self.params.get("certs", "1") not in ("0", "N", "n")
+        self.signing_key = self.params.get("signing_key", "vcek")
+        self.report_version = _int(self.params, "report_version", 2)
+        if self.signing_key not in ("vcek", "vlek") or self.report_version not in (2, 3, 5):
+            raise ValueError("sev_guest: signing_key is vcek or vlek; report_version is 2, 3 or 5")
 
     def attr_visible(self, attr: str) -> bool | None:
         if attr in SERVICE_ATTRS:
             return self.vmpl != 0 or "service-attrs-leak" in self.quirks
         return True
 
-    def _report(self, n: int, vmpl: int, report_data: bytes) -> bytes:
-        r = bytearray(self.REPORT_LEN)
-        struct.pack_into("<IIQ", r, 0, 2, 0, 0x30000)
-        struct.pack_into("<II", r, 0x30, vmpl, 1)
-        r[0x50:0x50 + len(report_data)] = report_data
-        r[0x90:0xC0] = hashlib.sha384(b"emulated launch measurement").digest()
-        tag = self._tag(n)
-        r[0x140:0x160] = tag[:32]  # report_id
-        r[0x1A0:0x1E0] = hashlib.sha512(b"emulated chip").digest()
-        r[0x2A0:0x2E0] = tag  # placeholder signature R
-        return bytes(r)
+    def anchor_pems(self) -> list[bytes]:
+        from .reports import snp
+        return [snp.anchor_pem()]
+
+    def _report(self, vmpl: int, report_data: bytes) -> bytes:
+        from .reports import snp
+        r = snp.build_report(report_data=report_data, vmpl=vmpl, version=self.report_version,
+                             counter=self.calls, key=self.signing_key)
+        return _flip(r, self.SIGNATURE_AT) if "report-signature-corrupt" in self.quirks else r
 
     def _certs(self) -> bytes:
-        cert = b"placeholder VCEK certificate"
-        table = VCEK_GUID + struct.pack("<II", 48, len(cert)) + bytes(24)
-        return table + cert
+        if not self.with_certs:
+            return b""  # the host sent no certificates: the kernel copies nothing
+        from .reports import snp
+        table = snp.cert_table(key=self.signing_key)
+        return table[:len(table) // 2] if "snp-certs-truncated" in self.quirks else table
 
     def report_new(self, desc: Desc) -> Blobs:
         self._need_len(desc, 64, 64)
+        self.calls += 1
         if desc.service_provider is not None:
             if desc.service_provider != b"svsm" and "service-provider-any" not in self.quirks:
                 raise OSError(errno.EINVAL, "Invalid argument")
-            self.calls += 1
-            manifest = b"SVSM-MANIFEST" + desc.service_guid + struct.pack(
-                "<I", desc.service_manifest_version)
-            data = hashlib.sha512(desc.nonce() + manifest).digest()
-            return Blobs(self._report(self.calls, self.vmpl, data), self._certs(), manifest)
-        self.calls += 1
+            return self._svsm(desc)
         vmpl = 0 if "vmpl-ignored" in self.quirks else desc.privlevel
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
-        return Blobs(self._report(self.calls, vmpl, nonce), self._certs(), None)
+        return Blobs(self._report(vmpl, nonce.ljust(64, b"\0")), self._certs(), None)
+
+    def _svsm(self, desc: Desc) -> Blobs:
+        """SVSM_ATTEST_SERVICES (null GUID) or _SINGLE_SERVICE: the SVSM, at VMPL 0, asks the
+        firmware for a report over SHA-512(nonce || manifest); privlevel is ignored."""
+        from .reports import snp
+        guid = None if desc.service_guid == bytes(16) else desc.service_guid
+        try:
+            manifest = snp.svsm_manifest(guid, desc.service_manifest_version)
+        except ValueError:  # the SVSM refused the service or version: "other SVSM failures give EINVAL"
+            raise OSError(errno.EINVAL, "Invalid argument") from None
+        nonce = desc.nonce()
+        bound = hashlib.sha512(nonce).digest() if "svsm-manifest-unbound" in self.quirks \
+            else snp.svsm_report_data(nonce, manifest)
+        return Blobs(self._report(0, bound), self._certs(), manifest)
 
 
 class TdxGuest(Provider):
-    """tdx_guest (abi.md §5.2): default type / four attributes; inblob exactly 64 bytes; the quote
-    carries REPORTDATA at 0x238.  Placeholder quote v4 of the minimum size 0x3FC."""
+    """tdx_guest (abi.md §5.2): default type / four attributes; inblob exactly 64 bytes; the
+    outblob is a signed quote (emulator/reports/tdx.py) from the emulated host.
+
+    Host parameters (runtime, like a VMM's behaviour): quote_ms (how long the host takes),
+    signal_ms (a signal reaches the reader after this long: EINTR, and the buffer stays IN_FLIGHT
+    until the host finishes, so requests meanwhile get EBUSY), quote_status (ok | error: the host
+    fails the quote: a 0-byte outblob before 7.0, EIO from 7.0), quote_version (4 | 5)."""
 
     name = "tdx_guest"
     extra_type = False
-    QUOTE_LEN = 0x3FC
+    HOST_PARAMS = ("quote_ms", "signal_ms", "quote_status", "quote_version")
+
+    def __init__(self, params: dict[str, str] | None = None, era: object = None) -> None:
+        super().__init__(params)
+        self.status_check = era is None or getattr(era, "version", (7, 0)) >= (7, 0)
+        self.in_flight_until = 0.0
+        for k in self.params:
+            if k not in self.HOST_PARAMS:
+                raise ValueError(f"unknown tdx_guest parameter {k}; known: {', '.join(self.HOST_PARAMS)}")
+
+    def set_param(self, name: str, value: str) -> None:
+        if name not in self.HOST_PARAMS:
+            raise PermissionError(errno.EACCES, f"{name} is not a host parameter")
+        self.params[name] = value
 
     def attr_visible(self, attr: str) -> bool | None:
         if "tdx-privlevel-visible" in self.quirks and attr == "privlevel":
             return True
         return attr in DEFAULT_TYPE
 
+    def anchor_pems(self) -> list[bytes]:
+        from .reports import tdx
+        return [tdx.anchor_pem()]
+
+    def _wait_for_host(self) -> bool:
+        """The 1 s poll loop, compressed: False if the host failed or never answered."""
+        now = time.monotonic()
+        if now < self.in_flight_until and "tdx-in-flight-ignored" not in self.quirks:
+            raise OSError(errno.EBUSY, "Device or resource busy")  # the host still owns the buffer
+        quote_ms, signal_ms = _int(self.params, "quote_ms", 0), _int(self.params, "signal_ms", 0)
+        if signal_ms and quote_ms > signal_ms:
+            time.sleep(signal_ms / 1000)
+            self.in_flight_until = now + quote_ms / 1000
+            raise OSError(errno.EINTR, "Interrupted system call")
+        if quote_ms:
+            time.sleep(quote_ms / 1000)
+        return self.params.get("quote_status", "ok") == "ok"
+
     def report_new(self, desc: Desc) -> Blobs:
         self._need_len(desc, 64, 64)
+        ok = self._wait_for_host()
         self.calls += 1
-        q = bytearray(self.QUOTE_LEN)
-        struct.pack_into("<HHI", q, 0, 4, 2, 0x81)
-        q[0x0C:0x1C] = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+        if not ok:
+            if self.status_check and "tdx-failed-quote-empty" not in self.quirks:
+                raise OSError(errno.EIO, "Input/output error")
+            return Blobs(b"")  # out_len still 0: a successful, empty outblob (abi.md §5.2)
+        from .reports import tdx
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
-        q[0x238:0x238 + len(nonce)] = nonce
-        struct.pack_into("<I", q, 0x278, self.QUOTE_LEN - 0x27C)
-        q[0x27C:0x2BC] = self._tag(self.calls)[:64]
-        return Blobs(bytes(q))
+        q = tdx.build_quote(report_data=nonce.ljust(64, b"\0"), counter=self.calls,
+                            version=_int(self.params, "quote_version", 4),
+                            tee_type=0 if "tdx-wrong-tee-type" in self.quirks else 0x81)
+        if "report-signature-corrupt" in self.quirks:
+            q = _flip(q, self._sig_at(q))
+        return Blobs(q)
 
-
-def _cbor_head(major: int, n: int) -> bytes:
-    if n < 24:
-        return bytes([major << 5 | n])
-    if n < 0x100:
-        return bytes([major << 5 | 24, n])
-    if n < 0x10000:
-        return bytes([major << 5 | 25]) + n.to_bytes(2, "big")
-    return bytes([major << 5 | 26]) + n.to_bytes(4, "big")
-
-
-def _bstr(b: bytes) -> bytes:
-    return _cbor_head(2, len(b)) + b
+    @staticmethod
+    def _sig_at(q: bytes) -> int:
+        """First byte of the quote signature: after the header, the body and the u32 length."""
+        version = int.from_bytes(q[0:2], "little")
+        if version == 4:
+            return 0x27C
+        body_size = int.from_bytes(q[0x32:0x36], "little")  # v5 body descriptor: type u16, size u32
+        return 0x36 + body_size + 4
 
 
 class ArmCcaGuest(Provider):
     """arm_cca_guest (abi.md §5.3): no hooks (all attributes); challenge 32..64 bytes, zero-padded
-    to 64; privlevel and service_* ignored; auxblob/manifestblob empty.  Placeholder token: CBOR
-    tag 399 {44234: platform bstr, 44241: realm bstr {10: challenge}}."""
+    to 64 by the RMM; privlevel and service_* ignored; auxblob/manifestblob empty.  The outblob is
+    a CCA token (emulator/reports/cca.py); parameter token = legacy (tag 399) | cmw."""
 
     name = "arm_cca_guest"
+
+    def anchor_pems(self) -> list[bytes]:
+        from .reports import cca
+        return [cca.anchor_pem()]
 
     def report_new(self, desc: Desc) -> Blobs:
         self._need_len(desc, 32, 64)
         self.calls += 1
+        from .reports import cca
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
-        challenge = nonce.ljust(64, b"\0")
-        realm = _cbor_head(5, 2) + _cbor_head(0, 10) + _bstr(challenge) + \
-            _cbor_head(0, 44) + _bstr(self._tag(self.calls))
-        platform = _cbor_head(5, 1) + _cbor_head(0, 10) + _bstr(self._tag(-self.calls)[:32])
-        token = bytes([0xD9, 0x01, 0x8F]) + _cbor_head(5, 2) + \
-            bytes([0x19]) + (44234).to_bytes(2, "big") + _bstr(platform) + \
-            bytes([0x19]) + (44241).to_bytes(2, "big") + _bstr(realm)
-        return Blobs(token)
+        # quirk: the padding is left as whatever the buffer held instead of zeroes
+        challenge = nonce.ljust(64, b"\xa5" if "cca-challenge-unpadded" in self.quirks else b"\0")
+        token = cca.build_token(challenge=challenge, counter=self.calls,
+                                cmw=self.params.get("token", "legacy") == "cmw")
+        # the realm token's COSE signature is the token's last byte string
+        return Blobs(_flip(token, len(token) - 1) if "report-signature-corrupt" in self.quirks else token)
 
 
 #: Emulator configurations by spec name: (provider class, fixed params, first era).

@@ -13,6 +13,7 @@ HONOURS_PRIVLEVEL = ("tsm_test", "sev_guest", "sev_guest-svsm")
 FLOOR_ABOVE_ZERO = ("tsm_test", "sev_guest-svsm")
 SERVICE = ("tsm_test", "sev_guest-svsm", "arm_cca_guest")
 AUXBLOB = ("tsm_test", "sev_guest", "sev_guest-svsm")  # auxblob visible and non-empty
+FORMATS = ("sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest")  # signed report formats
 LENGTH_RULE = ("sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest")
 
 
@@ -46,6 +47,13 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("text-multiwrite-once", PRIVLEVEL, "only the first write() on a text fd is stored"),
     Quirk("vmpl-ignored", HONOURS_PRIVLEVEL, "report ignores privlevel (always VMPL 0)"),
     Quirk("nonce-ignored", ALL, "report does not carry the inblob nonce"),
+    Quirk("report-signature-corrupt", FORMATS, "one bit of the report's signature flipped after signing"),
+    Quirk("snp-certs-truncated", ("sev_guest", "sev_guest-svsm"), "auxblob certificate table cut in half"),
+    Quirk("svsm-manifest-unbound", ("sev_guest-svsm",), "SVSM report_data = SHA-512(nonce), not of nonce || manifest"),
+    Quirk("tdx-wrong-tee-type", ("tdx_guest",), "quote header tee_type 0 (SGX) instead of 0x81 (TDX)"),
+    Quirk("tdx-in-flight-ignored", ("tdx_guest",), "after an interrupted quote, a new request proceeds instead of EBUSY"),
+    Quirk("tdx-failed-quote-empty", ("tdx_guest",), "a failed quote reads as a 0-byte outblob on a kernel with the status check (7.0)"),
+    Quirk("cca-challenge-unpadded", ("arm_cca_guest",), "a short challenge is padded with stale bytes, not zeroes, to 64"),
     Quirk("short-inblob-accepted", LENGTH_RULE, "report made from an inblob shorter than the provider requires"),
     Quirk("read-before-inblob-enodata", ALL, "outblob before any inblob fails ENODATA instead of EINVAL"),
     Quirk("read-bumps-generation", ALL, "generating a report bumps generation"),
