@@ -6,7 +6,9 @@ A target module defines:
 * ``DESCRIPTION``: one line;
 * ``make(ctx: TargetContext) -> Callable[[bytes], None]``: set-up once per process, returning the
   one-input function atheris calls.  The function raises ``Finding`` when the tree or parser broke
-  a rule; any other exception is a bug in the harness (the runner reports it as an error).
+  a rule; any other exception is a bug in the harness (the runner reports it as an error);
+* optionally ``unavailable() -> str | None``: why the target cannot run here (e.g. its parser has
+  not landed); the runner then reports it skipped.
 
 The runner owns processes, atheris, corpora, minimisation, JUnit and the replay command.
 """
@@ -35,6 +37,7 @@ class TargetContext:
     emulate: str | None = None  # emulator spec, when in-process
     root: str | None = None  # a live or FUSE-mounted report directory
     profile: Any = None  # tsm_conformance.profile.model.Profile for the tree, when known
+    facts: Any = None  # tsm_conformance.checks.base.Facts probed from the tree, when known
     prefix: str = "tsmfz-"  # report names this process may create (unique per process)
     options: dict[str, str] = field(default_factory=dict)
 

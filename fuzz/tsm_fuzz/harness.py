@@ -1,0 +1,85 @@
+"""What the tree targets share: probing the tree for its profile, a byte reader that never runs
+dry, and recording a finding as a replayable ``.tsmseq`` on a fresh item.
+
+No atheris here: targets are plain ``bytes -> None`` functions, so the tests and the benchmarks call
+them directly and the worker hands them to atheris.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+from .api import TargetContext
+
+
+def prepare(ctx: TargetContext) -> None:
+    """Fill ``ctx.profile`` and ``ctx.facts`` by probing the tree once (the suite's own probe and
+    profile selection).  ``runstate.SetupError`` (one line) for a bad spec or root."""
+    if ctx.profile is not None and ctx.facts is not None:
+        return
+    from tsm_conformance.runstate import build_state
+    st = build_state(ctx.root, ctx.emulate, ctx.options.get("profile"))
+    if ctx.profile is None:
+        ctx.profile = st.profile
+    ctx.facts = st.facts
+
+
+def target_spec(ctx: TargetContext) -> str:
+    """How the header of a .tsmseq names the tree (``emulate:`` is what replay picks up)."""
+    return ctx.emulate or ctx.root or "live"
+
+
+class Bytes:
+    """Consumes fuzz input front to back; past the end every read gives zeros / empty bytes, so
+    any input decodes to some program."""
+
+    __slots__ = ("data", "i")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.i = data, 0
+
+    def left(self) -> int:
+        return len(self.data) - self.i
+
+    def u8(self) -> int:
+        if self.i >= len(self.data):
+            return 0
+        self.i += 1
+        return self.data[self.i - 1]
+
+    def take(self, n: int) -> bytes:
+        out = self.data[self.i:self.i + n]
+        self.i += len(out)
+        return out
+
+
+_names = itertools.count()
+
+
+def fresh_prefix(ctx: TargetContext) -> str:
+    """Item names no earlier input used (``r0`` -> ``<prefix><n>-0``), so state never carries over."""
+    return f"{ctx.prefix}{next(_names)}-"
+
+
+def record(ctx: TargetContext, ops: list[Any], header: dict[str, str]) -> tuple[Any, list[str]]:
+    """Run ``ops`` on a fresh tree and item with the generation of r0 tracked after every write and
+    close; the Sequence carries the results observed (replaying it on the same tree reproduces
+    them; on a fixed tree, replay prints what changed)."""
+    from tsm_conformance.seq import Sequence, Step, execute
+    got = execute(ctx.tree(), ops, fresh_prefix(ctx), track=["r0"])
+    seq = Sequence([Step(op, res) for op, res in zip(ops, got)], {**header, "track": "r0"})
+    if ctx.emulate:
+        seq.header.setdefault("emulate", ctx.emulate)
+    return seq, got
+
+
+def header(target: str, rule: str, observed: str, ctx: TargetContext) -> dict[str, str]:
+    h = {"check": f"fuzz.{target}", "rule": rule, "observed": observed, "target": target_spec(ctx)}
+    return h
+
+
+def pid_prefix(ctx: TargetContext) -> str:
+    """The worker gives each process ``tsmfz-<pid>-``; direct callers get one here."""
+    return ctx.prefix if ctx.prefix != "tsmfz-" else f"tsmfz-{os.getpid()}-"
