@@ -194,6 +194,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_FAIL if v is not None and not v.ok else EXIT_OK
 
 
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """Serve the emulator as a FUSE filesystem in the foreground until SIGINT/SIGTERM."""
+    from .frontend.fuse import FuseUnavailable, serve
+    try:
+        serve(args.spec, args.mount, announce=lambda line: print(line, flush=True))
+    except ValueError as e:  # a bad SPEC
+        return _usage(str(e))
+    except FuseUnavailable as e:
+        return _usage(f"FUSE unavailable: {e}")
+    return EXIT_OK
+
+
 def cmd_quirks(_: argparse.Namespace) -> int:
     from .emulator.quirks import QUIRKS
     for q in QUIRKS.values():
@@ -224,6 +236,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
     sub.add_parser("quirks", help="list the emulator's named faults")
+    em = sub.add_parser("emulate", help="mount the emulator as a FUSE filesystem (foreground; Ctrl-C unmounts)",
+                        description="DIR becomes a configfs top: run the suite with --root DIR/tsm/report.")
+    em.add_argument("spec", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], as for run --emulate")
+    em.add_argument("--mount", metavar="DIR", required=True, help="an empty directory to mount on")
     ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
     ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
     ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),
@@ -281,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args)
         if args.cmd == "inspect":
             return cmd_inspect(args)
+        if args.cmd == "emulate":
+            return cmd_emulate(args)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)

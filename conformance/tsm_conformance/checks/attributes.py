@@ -80,6 +80,7 @@ def write_ro(ctx: Ctx) -> None:
 @check("access.lseek.binary_espipe", "lseek on a binary attribute fails with ESPIPE",
        "abi.md §3: configfs_bin_file_operations has .llseek = NULL")
 def lseek_bin(ctx: Ctx) -> None:
+    ctx.need_observable("binary-lseek")
     with ctx.item() as r:
         for name, flags in (("inblob", os.O_WRONLY), ("outblob", os.O_RDONLY)):
             fd = ctx.tree.open(f"{r}/{name}", flags)

@@ -364,6 +364,15 @@ class Ctx:
         finally:
             h.restore()
 
+    def need_observable(self, behaviour: str) -> None:
+        """Skip as unsupported when the target declares ``behaviour`` one it cannot show (a FUSE
+        mount: target/fuse_limits.py)."""
+        t = self.tree.t
+        why = getattr(t, "limits", {}).get(behaviour)
+        if why:
+            from ..outcome import Unsupported
+            raise Unsupported(f"unsupported on a {getattr(t, 'kind', 'this')} target: {why}")
+
     def need_nonce_binding(self) -> None:
         """Checks that look for the nonce in the report need the profile to say where it is."""
         if self.profile.report_nonce is None:

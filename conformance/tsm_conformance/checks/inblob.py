@@ -36,6 +36,7 @@ def oversize_commit(ctx: Ctx) -> None:
        "a zero-length write() to inblob fails with EFAULT and close() then commits an empty inblob",
        "abi.md §1c/§3: `len ?: -EFAULT`; verified.md: gen +1 at close, outblob EINVAL")
 def zero_write(ctx: Ctx) -> None:
+    ctx.need_observable("zero-length-write")
     with ctx.item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         g0 = ctx.generation(r)

@@ -80,6 +80,7 @@ def floor_enforced(ctx: Ctx) -> None:
 @check("privlevel.zero_write.efault", "a zero-length write() to privlevel fails with EFAULT and changes nothing",
        "abi.md §1c: fill_write_buffer returns `copied ?: -EFAULT`", needs=("privlevel",))
 def zero(ctx: Ctx) -> None:
+    ctx.need_observable("zero-length-write")
     with ctx.item() as r:
         g0 = ctx.generation(r)
         ctx.expect_errno("write_zero_length", f"write({ctx.rel(r)}/privlevel, b'')", ctx.write(f"{r}/privlevel", b""))

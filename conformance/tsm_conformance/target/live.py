@@ -5,14 +5,43 @@ from __future__ import annotations
 import os
 
 from .base import Stat
+from .fuse_limits import FUSE_LIMITS
+
+
+def mount_fstype(path: str) -> str | None:
+    """The filesystem type of the mount holding ``path``, from /proc/self/mountinfo (statvfs has no
+    f_type in Python).  None when it cannot be told."""
+    real = os.path.realpath(path)
+    best, fstype = "", None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, sep, right = line.partition(" - ")
+                fields = left.split()
+                if not sep or len(fields) < 5 or not right:
+                    continue
+                mnt = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+                mnt = mnt.replace("\\134", "\\")
+                inside = mnt == "/" or real == mnt or real.startswith(mnt.rstrip("/") + "/")
+                if inside and len(mnt) >= len(best):  # the last of stacked mounts wins
+                    best, fstype = mnt, right.split()[0]
+    except OSError:
+        return None
+    return fstype
 
 
 class LiveTree:
+    #: "live", or "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``)
     kind = "live"
+    #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
+    limits: dict[str, str] = {}
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._prefix = self.root.rstrip("/") + "/"
+        fstype = mount_fstype(self.root) or ""
+        if fstype in ("fuse", "fuseblk") or fstype.startswith("fuse."):
+            self.kind, self.limits = "fuse", FUSE_LIMITS
         # fd operations are the syscalls themselves: no Python frame between a check and the kernel
         self.close, self.read, self.pread = os.close, os.read, os.pread
         self.write, self.pwrite, self.lseek = os.write, os.pwrite, os.lseek
@@ -26,7 +55,7 @@ class LiveTree:
         return self._prefix + path
 
     def describe(self) -> str:
-        return f"live {self.root}"
+        return f"{self.kind} {self.root}"
 
     def kernel_release(self) -> str:
         return os.uname().release

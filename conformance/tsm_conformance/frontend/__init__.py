@@ -1,0 +1,1 @@
+"""Frontends that present the in-process emulator to other programs (``fuse``: a real mount)."""

@@ -1,0 +1,320 @@
+"""Mount the in-process emulator as a real filesystem: ``tsm-conformance emulate SPEC --mount DIR``.
+
+Layout: DIR is the configfs top, like ``/sys/kernel/config``; ``DIR/tsm/report`` is the report group
+(``tsm-conformance run --root DIR/tsm/report``).  ``DIR`` and ``DIR/tsm`` are fixed directories:
+mkdir and rmdir there fail with EPERM, as configfs' root and subsystem groups do.
+
+Every operation under the report group is one call into ``emulator.Kernel`` with the path relative
+to the group; an ``OSError`` from the emulator becomes the same errno for the caller:
+
+* getattr -> ``Kernel.stat``; readdir -> ``listdir``; mkdir/rmdir -> ``mkdir``/``rmdir``
+* open -> ``Kernel.open`` with the caller's flags (the emulator fd is the FUSE file handle)
+* read -> ``pread`` at the kernel-supplied offset, write -> ``pwrite``: the emulator keeps the
+  configfs per-fd state (text stores per write(), binary writes buffered, per-fd read snapshots)
+* flush -> ``close``.  configfs commits a buffered inblob at release, but FUSE sends RELEASE
+  asynchronously: close() returns before the daemon handles it, so a generation read right after
+  close() can still show the old value (seen: 1 in 2000 under load).  FLUSH is sent synchronously
+  from every close(), so the emulator fd is closed (and the inblob committed) there.  An open file
+  shared by dup()/fork() (a shell redirection) gets a new emulator fd, opened with the same flags,
+  if another copy is used after one copy's close(); release closes whatever is left.
+* truncate (O_TRUNC without atomic_o_trunc, ftruncate) succeeds and changes nothing, as configfs'
+  ``simple_setattr`` does for attribute data; create -> EACCES (configfs dirs have no ->create),
+  mknod/unlink/rename/symlink -> EPERM.
+
+Mount options: ``direct_io`` on every file, so the page cache neither hides per-read semantics nor
+caps reads at st_size (binary attributes report size 0); ``attr_timeout``, ``entry_timeout`` and
+``negative_timeout`` are 0, so mkdir/rmdir and visibility changes show at once.  fd operations
+of a removed item arrive without a path and still reach the emulator (ENOENT, like frag_dead).
+
+Why mfusepy: it is a pure-ctypes binding to libfuse3 (no compiler, no libfuse3-dev, no trio), and
+its high-level API runs libfuse's multi-threaded loop, so concurrent syscalls reach the emulator
+concurrently, which the concurrency checks need.  pyfuse3 would need libfuse3-dev, a C build and
+trio.  What FUSE itself cannot carry (zero-length writes, lseek) is listed in target/fuse_limits.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import stat as st
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from ..emulator import Kernel, boot, parse_spec
+
+REPORT = "/tsm/report"
+FIXED_DIRS = ("/", "/tsm")
+MAX_THREADS = 16  # libfuse worker threads: concurrent syscalls reach the emulator concurrently
+
+
+class FuseUnavailable(Exception):
+    """FUSE cannot be used here (one line, for the CLI's exit 2)."""
+
+
+def _load_mfusepy() -> Any:
+    # Prefer libfuse3 even when libfuse2 is installed too (mfusepy looks for "fuse" first).
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+    try:
+        import mfusepy
+    except ImportError as e:
+        raise FuseUnavailable(f"mfusepy is not installed ({e})") from None
+    except (OSError, AttributeError) as e:  # no libfuse, or one mfusepy cannot use
+        raise FuseUnavailable(f"libfuse3 not found by ctypes ({e}): apt-get install fuse3") from None
+    return mfusepy
+
+
+def unavailable_reason(mountpoint: str | None = None) -> str | None:
+    """Why a mount cannot work here (None when it should): checked before libfuse prints its own."""
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse (modprobe fuse; in a container pass --device /dev/fuse)"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as e:
+        return f"cannot open /dev/fuse ({os.strerror(e.errno or 0)})"
+    try:
+        _load_mfusepy()
+    except FuseUnavailable as e:
+        return str(e)
+    if os.geteuid() != 0 and not shutil.which("fusermount3"):
+        return "not root and fusermount3 is not installed (apt-get install fuse3)"
+    if mountpoint is None:
+        return None
+    if not os.path.exists(mountpoint):
+        return f"{mountpoint} does not exist: give an empty directory"
+    if not os.path.isdir(mountpoint):
+        return f"{mountpoint} is not a directory"
+    if os.listdir(mountpoint):
+        return f"{mountpoint} is not empty: give an empty directory"
+    if os.path.ismount(mountpoint):
+        return f"{mountpoint} is already a mount point"
+    return None
+
+
+def _err(num: int) -> OSError:
+    return OSError(num, os.strerror(num))
+
+
+class EmulatorFS:
+    """The FUSE operations over one emulated Kernel (mfusepy calls these from libfuse threads)."""
+
+    use_ns = True
+
+    def __init__(self, kernel: Kernel, on_mounted: Callable[[], None] | None = None) -> None:
+        self.k = kernel
+        self.on_mounted = on_mounted
+        self.now = time.time_ns()
+        self._files: dict[int, _Handle] = {}  # FUSE file handle -> open file
+        self._fhs = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- paths
+    @staticmethod
+    def _rel(path: str) -> str | None:
+        """The path relative to the report group, or None for the fixed directories above it."""
+        if path == REPORT:
+            return ""
+        if path.startswith(REPORT + "/"):
+            return path[len(REPORT) + 1:]
+        if path in FIXED_DIRS:
+            return None
+        raise _err(errno.ENOENT)
+
+    def _dirattr(self) -> dict[str, int]:
+        return self._attrs(st.S_IFDIR | 0o755, 0)
+
+    def _attrs(self, mode: int, size: int) -> dict[str, int]:
+        t = self.now
+        return {"st_mode": mode, "st_size": size, "st_nlink": 2 if st.S_ISDIR(mode) else 1,
+                "st_uid": 0, "st_gid": 0, "st_atime": t, "st_mtime": t, "st_ctime": t, "st_blksize": 4096}
+
+    # ---------------------------------------------------------------- lifecycle
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        if config is not None:  # also given as -o options; set here in case libfuse ignored them
+            config.entry_timeout = config.attr_timeout = config.negative_timeout = 0.0
+            config.direct_io = 1
+        if self.on_mounted:
+            self.on_mounted()
+
+    def destroy(self, path: str) -> None:
+        with self._lock:
+            handles, self._files = list(self._files.values()), {}
+        for h in handles:
+            if h.efd is not None:
+                try:
+                    self.k.close(h.efd)
+                except OSError:
+                    pass
+
+    # ---------------------------------------------------------------- metadata
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
+        if path is None:  # fstat of a file whose item was removed
+            if fh is None:
+                raise _err(errno.ENOENT)
+            path = self._handle(fh).path
+        rel = self._rel(path)
+        if rel is None:
+            return self._dirattr()
+        mode, size = self.k.stat(rel)
+        return self._attrs(mode, size)
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        rel = self._rel(path)
+        if rel is None:
+            return [".", "..", "tsm" if path == "/" else "report"]
+        return [".", "..", *self.k.listdir(rel)]
+
+    def opendir(self, path: str) -> int:
+        rel = self._rel(path)
+        if rel is not None:
+            self.k.listdir(rel)  # ENOENT / ENOTDIR as the emulator says
+        return 0
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        return 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+    # ---------------------------------------------------------------- directories
+    def mkdir(self, path: str, mode: int) -> int:
+        if path in FIXED_DIRS or path == REPORT:
+            raise _err(errno.EEXIST)
+        if os.path.dirname(path) in FIXED_DIRS:  # configfs' root and the tsm subsystem: no make_item
+            raise _err(errno.EPERM)
+        rel = self._rel(path)
+        assert rel is not None
+        self.k.mkdir(rel)
+        return 0
+
+    def rmdir(self, path: str) -> int:
+        rel = self._rel(path)
+        if rel is None or rel == "":
+            raise _err(errno.EPERM)  # the configfs root, the subsystem, the default group
+        self.k.rmdir(rel)
+        return 0
+
+    def create(self, path: str, mode: int, flags: int = 0) -> int:
+        raise _err(errno.EACCES)  # configfs directories have no ->create
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        raise _err(errno.EPERM)
+
+    def unlink(self, path: str) -> int:
+        raise _err(errno.EPERM)
+
+    def rename(self, old: str, new: str) -> int:
+        raise _err(errno.EPERM)
+
+    def symlink(self, target: str, source: str) -> int:
+        raise _err(errno.EPERM)
+
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
+        if path is not None:  # existence only: configfs' simple_setattr leaves the attribute be
+            self.getattr(path)
+        return 0
+
+    # ---------------------------------------------------------------- files
+    def open(self, path: str, flags: int) -> int:
+        rel = self._rel(path)
+        if rel is None:
+            raise _err(errno.EISDIR)
+        h = _Handle(path, rel, flags, self.k.open(rel, flags))
+        with self._lock:
+            fh = next(self._fhs)
+            self._files[fh] = h
+        return fh
+
+    def _efd(self, fh: int) -> int:
+        """The emulator fd behind a FUSE handle; reopened when an earlier flush closed it (the
+        handle is shared by dup()/fork() and another copy is still in use)."""
+        h = self._handle(fh)
+        with h.lock:
+            if h.efd is None:
+                if h.reopen_errno:
+                    raise _err(h.reopen_errno)
+                try:
+                    h.efd = self.k.open(h.rel, h.flags & ~(os.O_TRUNC | os.O_CREAT | os.O_EXCL))
+                except OSError as e:
+                    h.reopen_errno = e.errno or errno.EIO
+                    raise
+            return h.efd
+
+    def _handle(self, fh: int) -> "_Handle":
+        try:
+            return self._files[fh]
+        except KeyError:
+            raise _err(errno.EBADF) from None
+
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
+        return self.k.pread(self._efd(fh), size, offset)
+
+    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
+        return self.k.pwrite(self._efd(fh), data, offset)
+
+    def flush(self, path: str | None, fh: int) -> int:
+        """Every close(): close the emulator fd now (the binary-write commit point; its result is
+        dropped, as configfs drops it), because RELEASE would arrive too late (module docstring)."""
+        h = self._handle(fh)
+        with h.lock:
+            efd, h.efd = h.efd, None
+        if efd is not None:
+            self.k.close(efd)
+        return 0
+
+    def release(self, path: str | None, fh: int) -> int:
+        with self._lock:
+            h = self._files.pop(fh, None)
+        if h is not None and h.efd is not None:
+            self.k.close(h.efd)
+        return 0
+
+    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
+        return 0
+
+
+class _Handle:
+    """One open file description: its path, flags and current emulator fd."""
+
+    __slots__ = ("path", "rel", "flags", "efd", "reopen_errno", "lock")
+
+    def __init__(self, path: str, rel: str, flags: int, efd: int) -> None:
+        self.path, self.rel, self.flags, self.efd = path, rel, flags, efd
+        self.reopen_errno = 0
+        self.lock = threading.Lock()
+
+
+def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = None,
+          debug: bool = False) -> None:
+    """Mount ``spec``'s emulator at ``mountpoint`` and serve in the foreground until SIGINT/SIGTERM
+    (libfuse's handlers end the loop and unmount).  FuseUnavailable or ValueError (bad spec)."""
+    kernel = boot(parse_spec(spec))  # ValueError for a bad spec, before anything is mounted
+    why = unavailable_reason(mountpoint)
+    if why:
+        raise FuseUnavailable(why)
+    mfusepy = _load_mfusepy()
+    mnt = os.path.abspath(mountpoint)
+
+    was_mounted = threading.Event()
+
+    def mounted() -> None:
+        was_mounted.set()
+        if announce:
+            announce(f"mounted {spec} at {mountpoint} (Ctrl-C to unmount)")
+
+    ops = EmulatorFS(kernel, mounted)
+    try:
+        mfusepy.FUSE(ops, mnt, foreground=True, nothreads=False, debug=debug,
+                     fsname="tsm-emulator", subtype="tsm",
+                     attr_timeout=0, entry_timeout=0, negative_timeout=0, direct_io=True,
+                     max_threads=MAX_THREADS, max_idle_threads=MAX_THREADS)
+    except RuntimeError as e:
+        # fuse_main_real's status: 1-6 before or while mounting (libfuse printed why); 8 when the
+        # loop ended with an error, which includes every SIGINT/SIGTERM: a normal end once mounted.
+        if not was_mounted.is_set():
+            raise FuseUnavailable(f"mounting {mnt} failed (libfuse status {e}; its message is above)") from None
+    finally:
+        sys.stdout.flush()
