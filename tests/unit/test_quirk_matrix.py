@@ -79,6 +79,7 @@ CATCHES = {
     "svsm-manifest-unbound": "format.svsm.binding",
     "tdx-wrong-tee-type": "format.outblob.parses",
     "cca-challenge-unpadded": "format.outblob.nonce_bound",
+    "cca-auxblob-filled": "format.options.ignored",
     "tdx-in-flight-ignored": "host.quote_interrupted.busy_until_done",
     "tdx-failed-quote-empty": "host.quote_failed.reported",
 }

@@ -163,3 +163,30 @@ def svsm(ctx: Ctx) -> None:
             ctx.fail(f"report_data = SHA-512(nonce || manifestblob) = {want.hex()}",
                      f"report_data = {got.hex()}", "service.attestation")
         _verdict(ctx, "SVSM report", verify(fmt, parsed, ctx.anchors, _certs(ctx, r)), "service.attestation")
+
+
+@check("format.options.ignored",
+       "options the provider ignores change nothing: with them set, the report still parses and binds "
+       "the nonce, and the blobs it never fills read as 0 bytes",
+       "abi.md §5.3: privlevel 0..3 and service_* accepted and ignored; auxblob, manifestblob empty")
+def ignored(ctx: Ctx) -> None:
+    fmt = _fmt(ctx)
+    ignores = [a for a in ctx.profile.report_ignores if a in ctx.facts.attributes]
+    empty = [a for a in ctx.profile.report_always_empty if a in ctx.facts.attributes]
+    if not ignores and not empty:
+        ctx.na(f"{ctx.profile.name} neither ignores options nor leaves blobs empty")
+    values = {"privlevel": f"{ctx.profile.limits_privlevel_max}\n", "service_provider": "svsm\n",
+              "service_guid": "c476f1eb-0123-45a5-9641-b4e7dde5bfe3\n", "service_manifest_version": "7\n"}
+    with ctx.item() as r:
+        for a in ignores:
+            ctx.write(f"{r}/{a}", values[a].encode())
+        nonce = ctx.nonce(ctx.report_len())
+        _, parsed = _report(ctx, r, nonce)
+        got = bytes(registry.field(parsed, registry.NONCE_FIELD[fmt]))
+        if ctx.profile.report_nonce and got != nonce.ljust(ctx.profile.report_nonce.length, b"\0"):
+            ctx.fail(f"{registry.NONCE_FIELD[fmt]} = the inblob with {', '.join(ignores)} set",
+                     f"{registry.NONCE_FIELD[fmt]} = {got.hex()}", "report.ignores")
+        for a in empty:
+            blob = ctx.read_ok(f"{r}/{a}", "report.always_empty")
+            if blob:
+                ctx.fail(f"read({ctx.rel(r)}/{a}) -> 0 bytes", f"{len(blob)} bytes", "report.always_empty")

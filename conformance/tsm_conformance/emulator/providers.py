@@ -331,7 +331,8 @@ class ArmCcaGuest(Provider):
         token = cca.build_token(challenge=challenge, counter=self.calls,
                                 cmw=self.params.get("token", "legacy") == "cmw")
         # the realm token's COSE signature is the token's last byte string
-        return Blobs(_flip(token, len(token) - 1) if "report-signature-corrupt" in self.quirks else token)
+        token = _flip(token, len(token) - 1) if "report-signature-corrupt" in self.quirks else token
+        return Blobs(token, token[:64] if "cca-auxblob-filled" in self.quirks else None)
 
 
 #: Emulator configurations by spec name: (provider class, fixed params, first era).

@@ -53,6 +53,7 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("tdx-wrong-tee-type", ("tdx_guest",), "quote header tee_type 0 (SGX) instead of 0x81 (TDX)"),
     Quirk("tdx-in-flight-ignored", ("tdx_guest",), "after an interrupted quote, a new request proceeds instead of EBUSY"),
     Quirk("tdx-failed-quote-empty", ("tdx_guest",), "a failed quote reads as a 0-byte outblob on a kernel with the status check (7.0)"),
+    Quirk("cca-auxblob-filled", ("arm_cca_guest",), "auxblob returns part of the token instead of nothing"),
     Quirk("cca-challenge-unpadded", ("arm_cca_guest",), "a short challenge is padded with stale bytes, not zeroes, to 64"),
     Quirk("short-inblob-accepted", LENGTH_RULE, "report made from an inblob shorter than the provider requires"),
     Quirk("read-before-inblob-enodata", ALL, "outblob before any inblob fails ENODATA instead of EINVAL"),

@@ -153,6 +153,8 @@ def _build(d: dict[str, Any], marks: Marks, chain: tuple[str, ...], display: str
         report_tee_type=rep.get("tee_type"),
         auxblob_format=rep.get("auxblob_format"),
         auxblob_may_be_empty=bool(rep.get("auxblob_may_be_empty", False)),
+        report_always_empty=tuple(rep.get("always_empty", ())),
+        report_ignores=tuple(rep.get("ignores", ())),
         service_provider_values=tuple(svc.get("provider_values", ())),
         service_provider_rejected_errno=svc.get("rejected_errno"),
         service_attestation=svc.get("attestation"),

@@ -131,6 +131,8 @@ class Profile:
     report_tee_type: int | None
     auxblob_format: str | None
     auxblob_may_be_empty: bool
+    report_always_empty: tuple[str, ...]  # blobs that read as 0 bytes
+    report_ignores: tuple[str, ...]  # options accepted and ignored
     service_provider_values: tuple[str, ...]  # strings the provider reports on (empty: any/ignored)
     service_provider_rejected_errno: str | None  # read() errno after any other string
     service_attestation: str | None  # "svsm": the SVSM attestation binding applies

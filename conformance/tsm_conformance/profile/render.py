@@ -116,6 +116,10 @@ def _profile_data(p: Profile) -> dict[str, Any]:
         rep["auxblob_format"] = p.auxblob_format
     if p.auxblob_may_be_empty:
         rep["auxblob_may_be_empty"] = True
+    if p.report_always_empty:
+        rep["always_empty"] = list(p.report_always_empty)
+    if p.report_ignores:
+        rep["ignores"] = list(p.report_ignores)
     if rep:
         d["report"] = rep
     svc: dict[str, Any] = {}
