@@ -345,8 +345,10 @@ def fd_names(steps: list[Step]) -> dict[int, str]:
 
 
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0) -> list[Done]:
-    """Run a ``T<n>:``-labelled schedule: unlabelled steps first, in file order (set-up); then one
-    OS thread per label, each running its own steps in program order, all released by one barrier.
+    """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
+    in file order (set-up); then one OS thread per label, each running its own steps in program
+    order, all released by one barrier; then the unlabelled steps after the last labelled one
+    (tear-down, e.g. a final generation read).
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
     (its thread is left behind as a daemon)."""
     ex = Executor(tree, prefix)
@@ -359,10 +361,13 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
         done[i] = Done(i, steps[i].thread, steps[i].op, res, t0, time.monotonic())
     programs: dict[str, list[int]] = {}
     try:
+        labelled = [i for i, st in enumerate(steps) if st.thread is not None]
+        after = [i for i, st in enumerate(steps) if st.thread is None and labelled and i > labelled[-1]]
+        tail = set(after)
         for i, st in enumerate(steps):
-            if st.thread is None:
+            if st.thread is None and i not in tail:
                 run(i)
-            else:
+            elif st.thread is not None:
                 programs.setdefault(st.thread, []).append(i)
         if len(programs) == 1:  # one thread: no need for another OS thread
             for i in next(iter(programs.values())):
@@ -383,6 +388,9 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             end = time.monotonic() + deadline
             for w in workers:
                 w.join(max(0.0, end - time.monotonic()))
+        if all(done[i] is not None for i in labelled):
+            for i in after:
+                run(i)
     finally:
         if not any(d is None for d in done):
             ex.finish()

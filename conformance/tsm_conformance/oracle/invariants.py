@@ -1,0 +1,407 @@
+"""Rules over an executed trace (``seq.Done`` steps, single- or multi-threaded), from the profile
+and shared/abi.md §1-§4 and §7.
+
+Single-threaded traces are held to the ``SpecModel`` step by step.  In multi-threaded traces the
+order of steps of different threads is unknown beyond their timings, so the rules are the ones
+that hold under every interleaving consistent with those timings:
+
+* ``model.*``: items only one thread touches are still held to the SpecModel;
+* ``errno.allowed``: every errno is one the profile allows for that operation in some state;
+* ``mkdir.one_winner``: two mkdirs of one name cannot both succeed without an rmdir between;
+* ``generation.count``: a generation read lies between the accepted writes that had finished
+  before it started and those that had started before it ended (writes: inblob commits at
+  close, accepted text stores, and every service_guid/service_provider store, abi.md §2, §8.5);
+* ``report.binding``: generation g, outblob, generation g on one thread -> the outblob carries
+  the nonce committed at g (abi.md §2, §7.6), and two such reads at g are identical (the cache);
+* ``listdir.items``: listdir(.) shows exactly the items made and not removed, when no mkdir or
+  rmdir of that name overlaps it;
+* ``report.length``: a whole outblob read is as long as the report says it is; under a
+  concurrent writer this is the known size-then-fill kernel bug (verified.md) and is marked so;
+* ``time.bound``: no step takes longer than the bound (a hang is a failure, not a wait).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..profile.model import Profile
+from ..seq import HUNG, Done, Op
+from .lengths import declared_length
+from .model import SpecModel
+
+SIZE_FILL = ("size-then-fill race: configfs sizes a binary read and fills it under separate lock "
+             "acquisitions (shared/verified.md; no upstream fix)")
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    expected: str
+    where: str  # the profile's file:line and key that sets the expectation
+    observed: str
+    step: int  # index of the step in the trace (file order); -1: after the trace
+    known: str | None = None  # a known kernel bug this matches: report it, do not fail on it
+
+    def __str__(self) -> str:
+        tag = f" [known: {self.known.split(':')[0]}]" if self.known else ""
+        return f"{self.rule}{tag} at step {self.step + 1}: expected {self.expected}; observed {self.observed} ({self.where})"
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, bytes):
+        return repr(v) if len(v) <= 24 else f"<{len(v)} bytes>"
+    return str(v)
+
+
+class Trace:
+    """A trace with what the rules need precomputed: fd -> (thread, item, attr), item names."""
+
+    def __init__(self, steps: list[Done]) -> None:
+        self.steps = sorted(steps, key=lambda d: d.index)
+        self.fd_path: dict[str, str] = {}
+        self.fd_name: dict[int, str] = {}
+        k = 0
+        for d in self.steps:
+            if d.op.name == "open":
+                self.fd_name[d.index] = name = f"fd{k}"
+                k += 1
+                if isinstance(d.result, str) and d.result.startswith("fd"):
+                    self.fd_path[name] = str(d.op.args[0])
+        self.threads = {d.thread for d in self.steps if d.thread is not None}
+
+    def path(self, d: Done) -> str:
+        """The attribute path an op acts on (through its fd), or the op's own path."""
+        if d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
+            return str(d.op.args[0]) if d.op.args else "."
+        if d.op.name == "param":
+            return ""
+        return self.fd_path.get(str(d.op.args[0]), "")
+
+    def item(self, d: Done) -> str:
+        return self.path(d).split("/")[0]
+
+
+def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] | set[str],
+                floor: int | None, provider: str | None = None, time_bound: float = 10.0) -> list[Violation]:
+    """Every rule the trace breaks (empty: none)."""
+    t = Trace(steps)
+    out: list[Violation] = []
+    for d in t.steps:
+        if d.result == HUNG or d.end - d.start > time_bound:
+            out.append(Violation("time.bound", f"{d.op} returns within {time_bound:g} s", profile.path,
+                                 "still running at the deadline" if d.result == HUNG else f"took {d.end - d.start:.2f} s",
+                                 d.index))
+    if len(t.threads) <= 1:
+        out += _model(profile, t, t.steps, attributes, floor, provider)
+    else:
+        owners: dict[str, set[str | None]] = {}
+        for d in t.steps:
+            if d.op.name not in ("listdir", "param") or (d.op.args and str(d.op.args[0]) not in ("", ".")):
+                owners.setdefault(t.item(d), set()).add(d.thread)
+        for th in sorted(t.threads | {None}, key=str):
+            mine = {n for n, ths in owners.items() if ths <= {th, None} and th in ths}
+            sub = [d for d in t.steps if d.thread in (th, None) and t.item(d) in mine and d.op.name != "param"]
+            if th is not None and sub:
+                out += _model(profile, t, sub, attributes, floor, provider)
+        out += _errnos(profile, t)
+        out += _one_winner(profile, t)
+        out += _generation(profile, t)
+        out += _binding(profile, t)
+        out += _listdir(profile, t)
+    out += _lengths(profile, t)
+    return out
+
+
+def _model(profile: Profile, t: Trace, steps: list[Done], attributes: frozenset[str] | set[str],
+           floor: int | None, provider: str | None) -> list[Violation]:
+    m = SpecModel(profile, attributes, floor, provider)
+    out = []
+    for d in steps:
+        if d.result == HUNG:
+            break
+        if d.op.name == "listdir" and d.thread is not None and len(t.threads) > 1 and \
+                (not d.op.args or str(d.op.args[0]) in ("", ".")):
+            continue  # other threads' items show up too
+        want, why = m.step(d.op, d.result, t.fd_name.get(d.index))
+        if why:
+            out.append(Violation(f"model.{d.op.name}", f"{d.op} -> {want.text}",
+                                 f"{profile.where(want.keypath)} {want.keypath}".strip(),
+                                 f"{_shown(d.result)} ({why})", d.index))
+            break  # later predictions build on a state that no longer matches the tree
+    return out
+
+
+# ---------------------------------------------------------------------------- errno sets
+def _allowed(profile: Profile, t: Trace, d: Done) -> set[str]:
+    def e(*conds: str) -> set[str]:
+        return {x for c in conds if c in profile.errors for x in profile.errno(c)}
+    name = d.op.name
+    if name == "mkdir":
+        return {"ENOENT", "EEXIST"} | e("mkdir_duplicate", "mkdir_inside_item")
+    if name == "rmdir":
+        return {"ENOENT", "ENOTDIR"} | e("rmdir_report_group")
+    if name in ("listdir", "stat"):
+        return {"ENOENT"}
+    if name == "param":
+        return {"EOPNOTSUPP"}
+    if name == "open":
+        return {"ENOENT"} | e("open_wrong_direction", "access_after_rmdir")
+    attr = t.path(d).partition("/")[2]
+    a = profile.attributes.get(attr)
+    base = {"EBADF"} | e("access_after_rmdir")
+    if name == "close":
+        return {"EBADF"}
+    if name == "lseek":
+        return base | {"EINVAL"} | e("lseek_binary")
+    binary = a is not None and a.kind == "binary"
+    if name in ("read", "pread"):
+        if not binary:
+            return base
+        extra = {x for x in (profile.inblob_rejected_length_errno, profile.service_provider_rejected_errno) if x}
+        return base | extra | e("read_before_inblob", "blob_over_limit")
+    if binary:
+        return base | e("inblob_oversize", "write_zero_length")
+    return base | e("write_zero_length", "privlevel_invalid", "privlevel_out_of_range", "privlevel_overflow",
+                    "service_guid_invalid", "service_manifest_version_invalid")
+
+
+def _errnos(profile: Profile, t: Trace) -> list[Violation]:
+    out = []
+    for d in t.steps:
+        r = d.result
+        if isinstance(r, str) and r.startswith("E") and r != HUNG:
+            ok = _allowed(profile, t, d)
+            if r not in ok:
+                out.append(Violation("errno.allowed", f"{d.op} -> success or one of {{{', '.join(sorted(ok))}}}",
+                                     f"{profile.where('errors')} errors", r, d.index))
+    return out
+
+
+# ---------------------------------------------------------------------------- mkdir / listdir
+def _events(t: Trace, name: str) -> list[Done]:
+    return [d for d in t.steps if d.op.name in ("mkdir", "rmdir") and str(d.op.args[0]) == name and d.result == 0]
+
+
+def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
+    out = []
+    names = {str(d.op.args[0]) for d in t.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])}
+    for n in sorted(names):
+        ev = _events(t, n)
+        made = [d for d in ev if d.op.name == "mkdir"]
+        gone = [d for d in ev if d.op.name == "rmdir"]
+        for a in made:
+            for b in made:
+                if b is a or b.index < a.index and b.start <= a.start or b.start < a.start:
+                    continue
+                # b succeeded after a: some successful rmdir must fit between them
+                if not any(r.end >= a.start and r.start <= b.end for r in gone):
+                    out.append(Violation("mkdir.one_winner", f"mkdir({n}) succeeds once until an rmdir",
+                                         f"{profile.where('errors.mkdir_duplicate')} errors.mkdir_duplicate",
+                                         f"steps {a.index + 1} and {b.index + 1} both -> 0", b.index))
+                    return out
+    return out
+
+
+def _listdir(profile: Profile, t: Trace) -> list[Violation]:
+    out = []
+    names = sorted({str(d.op.args[0]) for d in t.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])})
+    for d in t.steps:
+        if d.op.name != "listdir" or (d.op.args and str(d.op.args[0]) not in ("", ".")) or not isinstance(d.result, list):
+            continue
+        for n in names:
+            ev = _events(t, n)
+            if any(e.start <= d.end and e.end >= d.start for e in ev):
+                continue  # racing: either answer is right
+            before = [e for e in ev if e.end < d.start]
+            present = bool(before) and max(before, key=lambda e: e.end).op.name == "mkdir"
+            if present != (n in d.result):
+                out.append(Violation("listdir.items", f"listdir(.) {'shows' if present else 'omits'} {n}",
+                                     f"{profile.where('errors.mkdir_duplicate')} (abi.md §4)",
+                                     _shown(d.result), d.index))
+    return out
+
+
+# ---------------------------------------------------------------------------- generation
+@dataclass
+class _Write:
+    thread: str | None
+    start: float
+    end: float
+    nonce: bytes | None  # the committed inblob for inblob commits, else None
+    index: int
+
+
+class _Pending:
+    """An inblob fd's buffered bytes (configfs grows the buffer with zeros, abi.md §3)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+
+    def put(self, pos: int, data: bytes, limit: int) -> None:
+        end = pos + len(data)
+        if end > limit:
+            return  # EFBIG: earlier data stays
+        if end > len(self.buf):
+            self.buf.extend(bytes(end - len(self.buf)))
+        self.buf[pos:end] = data
+
+
+def _writes(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
+    """Accepted state changes of item `name` in each thread's program order; None when the name is
+    made more than once or removed (instances would have to be told apart)."""
+    ev = _events(t, name)
+    if [e.op.name for e in ev] != ["mkdir"]:
+        return None
+    fds: dict[str, _Pending] = {}
+    out: list[_Write] = []
+    grow = set(profile.errno("inblob_oversize")) | set(profile.errno("write_zero_length"))
+    for d in t.steps:
+        if t.item(d) != name or d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
+            continue
+        fd = str(d.op.args[0])
+        attr = t.path(d).partition("/")[2]
+        if d.op.name in ("write", "pwrite") and attr == "inblob":
+            if isinstance(d.result, int) or d.result in grow:  # EFBIG/EFAULT mark the fd too (§3)
+                p = fds.setdefault(fd, _Pending())
+                pos = int(d.op.args[2]) if d.op.name == "pwrite" else p.pos
+                p.put(pos, bytes(d.op.args[1]), profile.limits_inblob_max)
+                if d.op.name == "write" and isinstance(d.result, int):
+                    p.pos += d.result
+        elif d.op.name == "close" and attr == "inblob" and fd in fds:
+            out.append(_Write(d.thread, d.start, d.end, bytes(fds.pop(fd).buf), d.index))
+        elif d.op.name == "write" and attr in ("privlevel", "service_manifest_version", "service_provider") \
+                and isinstance(d.result, int):
+            out.append(_Write(d.thread, d.start, d.end, None, d.index))
+        elif d.op.name == "write" and attr == "service_guid" and (isinstance(d.result, int) or
+                                                                   d.result in profile.errno("service_guid_invalid")):
+            out.append(_Write(d.thread, d.start, d.end, None, d.index))
+    return out
+
+
+def _gen_reads(t: Trace, name: str) -> list[tuple[Done, int]]:
+    """First reads of generation fds of `name` that returned the whole ``"%d\\n"``."""
+    seen: set[str] = set()
+    out = []
+    for d in t.steps:
+        if d.op.name == "read" and t.path(d) == f"{name}/generation" and str(d.op.args[0]) not in seen:
+            seen.add(str(d.op.args[0]))
+            r = d.result
+            if isinstance(r, bytes) and r.endswith(b"\n") and r[:-1].isdigit():
+                out.append((d, int(r)))
+    return out
+
+
+def _generation(profile: Profile, t: Trace) -> list[Violation]:
+    out = []
+    for name in sorted({t.item(d) for d in t.steps if t.item(d) not in ("", ".")}):
+        w = _writes(profile, t, name)
+        if w is None:
+            continue
+        for d, g in _gen_reads(t, name):
+            lo = profile.generation_initial + sum(1 for x in w if x.end < d.start)
+            hi = profile.generation_initial + sum(1 for x in w if x.start < d.end)
+            if not lo <= g <= hi:
+                want = str(lo) if lo == hi else f"{lo}..{hi}"
+                out.append(Violation("generation.count", f"generation of {name} = {want} (accepted writes so far)",
+                                     f"{profile.where('generation')} generation", str(g), d.index))
+                break
+    return out
+
+
+def _binding(profile: Profile, t: Trace) -> list[Violation]:
+    fld = profile.report_nonce
+    if fld is None:
+        return []
+    out = []
+    for name in sorted({t.item(d) for d in t.steps if t.item(d) not in ("", ".")}):
+        w = _writes(profile, t, name)
+        if w is None or (profile.service_attestation and any(
+                t.path(d) == f"{name}/service_provider" for d in t.steps)):
+            continue  # an SVSM report binds SHA-512(nonce || manifest), not the nonce
+        writers = {x.thread for x in w}
+        at_gen: dict[int, bytes] | None = None
+        if len(writers) <= 1:  # one writer: its k-th accepted write made generation initial + k
+            at_gen, cur = {profile.generation_initial: b""}, b""
+            for k, x in enumerate(w, start=1):
+                cur = x.nonce if x.nonce is not None else cur
+                at_gen[profile.generation_initial + k] = cur
+        candidates = {x.nonce for x in w if x.nonce}
+        seen: dict[int, tuple[bytes, int]] = {}
+        for th in sorted({d.thread for d in t.steps}, key=str):
+            for g, blob, d in _brackets(t, name, th):
+                want = at_gen.get(g) if at_gen is not None else None
+                ok = _carries(fld.offset, fld.length, blob, want) if want is not None else \
+                    any(_carries(fld.offset, fld.length, blob, c) for c in candidates) or not candidates
+                if not ok:
+                    out.append(Violation("report.binding", f"the outblob read between two generation reads of "
+                                         f"{g} carries the nonce committed at generation {g}",
+                                         f"{profile.where('report.nonce')} report.nonce",
+                                         "the nonce of another commit or item", d.index))
+                    return out
+                if g in seen and seen[g][0] != blob:
+                    out.append(Violation("report.binding", f"reads of {name}/outblob at generation {g} are identical "
+                                         "(one cached report per generation)",
+                                         f"{profile.where('report.fresh_per_generation')} report",
+                                         f"differs from step {seen[g][1] + 1}", d.index))
+                    return out
+                seen.setdefault(g, (blob, d.index))
+    return out
+
+
+def _carries(offset: int | None, length: int, blob: bytes, nonce: bytes) -> bool:
+    want = nonce.ljust(length, b"\0")[:length]
+    return want in blob if offset is None else blob[offset:offset + length] == want
+
+
+def _whole_reads(t: Trace, name: str, thread: str | None, attr: str = "outblob") -> dict[int, bytes]:
+    """Step index -> blob for outblob fds whose first read at offset 0 returned the whole blob."""
+    seen: set[str] = set()
+    out = {}
+    for d in t.steps:
+        if d.thread == thread and d.op.name == "read" and t.path(d) == f"{name}/{attr}":
+            fd = str(d.op.args[0])
+            if fd not in seen:
+                seen.add(fd)
+                if isinstance(d.result, bytes) and len(d.result) < int(d.op.args[1]):
+                    out[d.index] = d.result
+    return out
+
+
+def _brackets(t: Trace, name: str, thread: str | None) -> list[tuple[int, bytes, Done]]:
+    """(generation, blob, read step) for gen read g, whole outblob read, gen read g on one thread."""
+    gens = [(d, g) for d, g in _gen_reads(t, name) if d.thread == thread]
+    reads = _whole_reads(t, name, thread)
+    by_index = {d.index: d for d in t.steps}
+    out = []
+    for (d1, g1), (d2, g2) in zip(gens, gens[1:]):
+        if g1 != g2:
+            continue
+        for i, blob in reads.items():
+            if d1.index < i < d2.index:
+                out.append((g1, blob, by_index[i]))
+    return out
+
+
+# ---------------------------------------------------------------------------- lengths
+def _lengths(profile: Profile, t: Trace) -> list[Violation]:
+    out = []
+    names = {t.item(d) for d in t.steps if t.item(d) not in ("", ".")}
+    for name in sorted(names):
+        for th in {d.thread for d in t.steps}:
+            for i, blob in _whole_reads(t, name, th).items():
+                want = declared_length(profile, blob)
+                if want is None or want == len(blob):
+                    continue
+                d = next(x for x in t.steps if x.index == i)
+                racing = any(x.thread != d.thread and x.start <= d.end and x.end >= d.start and
+                             (x.op.name == "param" or (t.item(x) == name and x.op.name in ("close", "write", "pwrite")))
+                             for x in t.steps)
+                out.append(Violation("report.length", f"a read of {name}/outblob is one whole {want}-byte report",
+                                     f"{profile.where('report')} report", f"{len(blob)} bytes", i,
+                                     known=SIZE_FILL if racing else None))
+    return out
+
+
+def ops_of(steps: list[Done]) -> list[Op]:
+    return [d.op for d in sorted(steps, key=lambda d: d.index)]

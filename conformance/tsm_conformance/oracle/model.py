@@ -1,0 +1,508 @@
+"""A sequential specification model of one report group: what each operation of a single-threaded
+sequence must return, written from shared/abi.md (§1-§4, §7) and the profile, never from the
+emulator.
+
+``SpecModel.predict(op)`` gives an ``Expect``: an exact value where that is cheap (mkdir, rmdir,
+open, close, writes of text attributes and inblob, generation/provider reads, EFBIG/EFAULT/EINVAL/
+ENOENT/EEXIST/EACCES/ESPIPE cases), "any of {...}" where the kernel may legitimately differ, and a
+predicate for report bytes (which it cannot predict): reports must be consistent with every other
+read of the same generation (the cache), per-fd snapshots, the committed nonce and privlevel at the
+profile's offsets, the profile's minimum length, and differ between generations where the profile
+says reports are fresh.  ``apply(op, result)`` advances the state from what was observed (so an
+"any of" outcome is followed, not guessed).
+
+Not modelled (predictions become "anything" or are skipped): the generation wrap guard (2^64
+writes), a provider that unregisters, provider errors other than the profile's inblob-length and
+service_provider rules, and report lengths beyond the profile's minimum.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..profile.model import Profile
+from ..seq import Op
+from .parse import guid_ok, kstrtouint, service_provider_value
+
+Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An expectation for one operation: ``text`` as messages show it, the profile key it comes
+    from, and either the allowed results or a judge function."""
+
+    text: str
+    keypath: str = ""
+    allowed: tuple | None = None
+    judge: Judge | None = None
+
+    def wrong(self, observed: object) -> str | None:
+        if self.allowed is not None:
+            return None if observed in self.allowed else "not among the allowed results"
+        return self.judge(observed) if self.judge else None
+
+
+ANY = Expect("anything (not modelled)")
+
+
+def exact(value: object, keypath: str = "") -> Expect:
+    return Expect(_fmt(value), keypath, (value,))
+
+
+def any_of(values: tuple | list | set | frozenset, keypath: str = "") -> Expect:
+    vals = tuple(sorted(set(values), key=str))
+    text = _fmt(vals[0]) if len(vals) == 1 else "any of {" + ", ".join(sorted(map(_fmt, vals))) + "}"
+    return Expect(text, keypath, vals)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, bytes):
+        return repr(v) if len(v) <= 24 else f"<{len(v)} bytes>"
+    return str(v)
+
+
+class Blob:
+    """What is known about one blob (a report at one generation, or a text snapshot): fragments by
+    offset, and bounds on its length.  Every observation must agree with all earlier ones."""
+
+    def __init__(self) -> None:
+        self.frags: dict[int, bytes] = {}
+        self.lo = 0  # length is at least this
+        self.hi: int | None = None  # and at most this
+
+    def conflict(self, pos: int, n: int, data: bytes) -> str | None:
+        end = pos + len(data)
+        if data and self.hi is not None and end > self.hi:
+            return f"{len(data)} bytes at offset {pos}, past the {self.hi}-byte end seen before"
+        if len(data) < n and end < self.lo:
+            return f"ends at {end}, before byte {self.lo} seen before"
+        for off, frag in self.frags.items():
+            a, b = max(off, pos), min(off + len(frag), end)
+            if a < b and frag[a - off:b - off] != data[a - pos:b - pos]:
+                return f"bytes {a}..{b} differ from an earlier read of the same generation"
+        return None
+
+    def add(self, pos: int, n: int, data: bytes) -> None:
+        if data:
+            self.frags[pos] = max(self.frags.get(pos, b""), data, key=len)
+            self.lo = max(self.lo, pos + len(data))
+        if len(data) < n:  # a short read: the blob ends right there (an empty one: at or before pos)
+            end = pos + len(data)
+            self.hi = end if self.hi is None else min(self.hi, end)
+
+    def full(self) -> bytes | None:
+        """The whole blob, when it has been seen from 0 to its end."""
+        if self.hi is None or self.hi != self.lo:
+            return None
+        out = bytearray(self.hi)
+        have = 0
+        for off in sorted(self.frags):
+            frag = self.frags[off]
+            if off > have:
+                return None
+            out[off:off + len(frag)] = frag
+            have = max(have, off + len(frag))
+        return bytes(out) if have >= self.hi else None
+
+
+@dataclass(eq=False)
+class Item:
+    """One report item instance (a mkdir; a later mkdir of the same name is a new one)."""
+
+    name: str
+    gen: int
+    inblob: bytes = b""  # committed; empty = inblob_len 0
+    privlevel: int | None = 0  # None: unknown (the tree accepted text the grammar rejects)
+    service_provider: bytes | None = None
+    dead: bool = False
+    reports: dict[tuple[str, int], Blob] = field(default_factory=dict)  # (attr, generation)
+    inputs: dict[int, tuple[bytes, int | None, bytes | None]] = field(default_factory=dict)  # gen -> desc
+
+
+@dataclass(eq=False)
+class Fd:
+    item: Item
+    attr: str
+    kind: str  # text | binary
+    rd: bool
+    wr: bool
+    pos: int = 0
+    buf: bytearray | None = None  # pending inblob bytes
+    wip: bool = False  # write_in_progress: close commits
+    snap: Blob | None = None  # the per-fd read snapshot, once filled
+    snap_gen: int = -1
+
+
+class SpecModel:
+    """One report group as a single thread sees it; ``r0, r1 ...`` item names, ``fd0 ...`` fds."""
+
+    def __init__(self, profile: Profile, attributes: frozenset[str] | set[str], floor: int | None,
+                 provider: str | None = None) -> None:
+        self.p = profile
+        self.visible = frozenset(attributes)
+        self.floor = floor if floor is not None else (profile.privlevel_floor or 0)
+        self.provider = provider or profile.provider or ""
+        self.items: dict[str, Item] = {}
+        self.fds: dict[str, Fd] = {}
+        self.nfd = 0
+        self.page = profile.limits_text_store_max + 1  # PAGE_SIZE: text st_size and SEEK_END base
+
+    @classmethod
+    def from_facts(cls, profile: Profile, facts: object) -> "SpecModel":
+        """From a probe's Facts (duck-typed: attributes, privlevel_floor, provider)."""
+        return cls(profile, getattr(facts, "attributes"), getattr(facts, "privlevel_floor"),
+                   getattr(facts, "provider"))
+
+    # ------------------------------------------------------------------ helpers
+    def errs(self, condition: str) -> frozenset[str]:
+        return frozenset(self.p.errno(condition)) if condition in self.p.errors else frozenset()
+
+    def _err(self, condition: str) -> Expect:
+        return any_of(self.errs(condition), f"errors.{condition}")
+
+    def _attr(self, path: object) -> tuple[str, str]:
+        head, _, tail = str(path).partition("/")
+        return head, tail
+
+    def fd_name(self, op: Op, fd_name: str | None) -> str:
+        return fd_name or f"fd{self.nfd}"
+
+    # ------------------------------------------------------------------ predictions
+    def predict(self, op: Op, fd_name: str | None = None) -> Expect:
+        a = op.args
+        name = op.name
+        if name == "mkdir":
+            head, tail = self._attr(a[0])
+            if not tail:
+                return self._err("mkdir_duplicate") if head in self.items else exact(0, "errors.mkdir_duplicate")
+            if head not in self.items:
+                return exact("ENOENT")
+            if "/" in tail:
+                return ANY
+            return exact("EEXIST") if tail in self.visible else self._err("mkdir_inside_item")
+        if name == "rmdir":
+            head, tail = self._attr(a[0])
+            if not tail:
+                return exact(0) if head in self.items else exact("ENOENT")
+            if head in self.items and tail in self.visible:
+                return exact("ENOTDIR")
+            return exact("ENOENT") if head in self.items else ANY
+        if name == "listdir":
+            where = str(a[0]) if a else "."
+            if where in ("", "."):
+                return exact(sorted(self.items), "attributes")  # type: ignore[arg-type]
+            if where in self.items:
+                return Expect(str(sorted(self.visible)), "attributes",
+                              judge=lambda o: None if o == sorted(self.visible) else "a different attribute set")
+            return exact("ENOENT") if "/" not in where else ANY
+        if name == "stat":
+            return self._stat(str(a[0]))
+        if name == "param":
+            return any_of((0, "EOPNOTSUPP"))
+        if name == "open":
+            return self._open(str(a[0]), str(a[1]), self.fd_name(op, fd_name))
+        f = self.fds.get(str(a[0]))
+        if f is None:
+            return exact("EBADF")
+        if name == "close":
+            return exact(0)
+        if name in ("read", "pread"):
+            if not f.rd:
+                return exact("EBADF")
+            return self._read(f, int(a[1]), f.pos if name == "read" else int(a[2]))
+        if name in ("write", "pwrite"):
+            if not f.wr:
+                return exact("EBADF")
+            data = bytes(a[1])
+            if f.kind == "text":
+                return self._text_write(f, data)
+            return self._bin_write(f, data, f.pos if name == "write" else int(a[2]))
+        if name == "lseek":
+            if f.kind == "binary":
+                return self._err("lseek_binary")
+            base = {"SEEK_SET": 0, "SEEK_CUR": f.pos, "SEEK_END": self.page}.get(str(a[2]))
+            if base is None or base + int(a[1]) < 0:
+                return exact("EINVAL")
+            return exact(base + int(a[1]))
+        return ANY
+
+    def _stat(self, path: str) -> Expect:
+        head, tail = self._attr(path)
+        if head not in self.items:
+            return exact("ENOENT")
+        if not tail:
+            want = 0o040000 | self.p.item_mode
+            return Expect(f"mode {want:06o}", "item_mode", judge=lambda o: None if getattr(o, "mode", None) == want
+                          else "a different mode")
+        if tail not in self.visible or "/" in tail:
+            return exact("ENOENT")
+        attr = self.p.attributes.get(tail)
+        if attr is None:
+            return ANY
+        mode = 0o100000 | attr.mode
+        size = 0 if attr.kind == "binary" else self.page
+        return Expect(f"mode {mode:06o} size {size}", f"attributes.{tail}.mode",
+                      judge=lambda o: None if (getattr(o, "mode", None), getattr(o, "size", None)) == (mode, size)
+                      else "a different mode or size")
+
+    def _open(self, path: str, flags: str, fd: str) -> Expect:
+        head, tail = self._attr(path)
+        if head not in self.items:
+            return exact("ENOENT", "errors.access_after_rmdir")  # the name is gone: the VFS says ENOENT
+        if not tail or "/" in tail or tail not in self.visible:
+            return exact("ENOENT") if tail and "/" not in tail else ANY
+        attr = self.p.attributes.get(tail)
+        if attr is None:
+            return ANY
+        parts = {x.strip() for x in flags.split("|")}
+        rd = "O_RDONLY" in parts or not parts & {"O_WRONLY", "O_RDWR"}
+        wr = bool(parts & {"O_WRONLY", "O_RDWR"})
+        if "O_RDWR" in parts:
+            rd = wr = True
+        if (rd and not attr.readable) or (wr and not attr.writable):
+            return self._err("open_wrong_direction")
+        return exact(fd)
+
+    def _text_write(self, f: Fd, data: bytes) -> Expect:
+        if not data:
+            return self._err("write_zero_length")
+        if f.item.dead:
+            return self._err("access_after_rmdir")
+        chunk = data[: self.p.limits_text_store_max]
+        ok = exact(len(chunk), "limits.text_store_max")
+        if f.attr in ("privlevel", "service_manifest_version"):
+            v = kstrtouint(chunk)
+            cond = "privlevel" if f.attr == "privlevel" else "service_manifest_version"
+            if v == "ERANGE":
+                return any_of(self.errs("privlevel_overflow") | (self.errs("service_manifest_version_invalid")
+                              if cond != "privlevel" else frozenset()), "errors.privlevel_overflow")
+            if v == "EINVAL":
+                return self._err("privlevel_invalid" if cond == "privlevel" else "service_manifest_version_invalid")
+            if cond == "privlevel" and not self.floor <= int(v) <= self.p.limits_privlevel_max:
+                return self._err("privlevel_out_of_range")
+            return ok
+        if f.attr == "service_guid":
+            return ok if guid_ok(chunk) else self._err("service_guid_invalid")
+        return ok  # service_provider: any string
+
+    def _bin_write(self, f: Fd, data: bytes, pos: int) -> Expect:
+        if pos + len(data) > self.p.limits_inblob_max:
+            return self._err("inblob_oversize")
+        if not data:
+            return self._err("write_zero_length")
+        if f.item.dead:  # only buffered; whether configfs checks frag_dead here is not documented
+            return any_of({len(data)} | self.errs("access_after_rmdir"), "errors.access_after_rmdir")
+        return exact(len(data), "limits.inblob_max")
+
+    def _refusal(self, item: Item) -> Expect | None:
+        """Why generating a report for the item's current inputs fails, per the profile."""
+        if not item.inblob:
+            return self._err("read_before_inblob")
+        r = self.p.inblob_report_lengths
+        if r is not None and len(item.inblob) not in r and self.p.inblob_rejected_length_errno:
+            return exact(self.p.inblob_rejected_length_errno, "inblob.rejected_length_errno")
+        sp = item.service_provider
+        if sp is not None and self.p.service_provider_values and sp.decode("latin-1") not in \
+                self.p.service_provider_values and self.p.service_provider_rejected_errno:
+            return exact(self.p.service_provider_rejected_errno, "service.rejected_errno")
+        return None
+
+    def _read(self, f: Fd, n: int, pos: int) -> Expect:
+        item = f.item
+        if f.kind == "text":
+            if f.snap is None and item.dead:
+                return self._err("access_after_rmdir")
+            text = f.snap.full() if f.snap is not None else self._show(item, f.attr)
+            if text is None:
+                return ANY
+            return exact(text[pos:pos + n], "generation" if f.attr == "generation" else "provider")
+        if f.snap is not None:
+            return self._blob_expect(f.snap, n, pos, f.attr, item, f.snap_gen)
+        if item.dead:
+            return self._err("access_after_rmdir")
+        refusal = self._refusal(item)
+        if refusal is not None:
+            return refusal
+        return self._blob_expect(item.reports.setdefault((f.attr, item.gen), Blob()), n, pos, f.attr, item, item.gen)
+
+    def _show(self, item: Item, attr: str) -> bytes | None:
+        if attr == "generation":
+            return b"%d\n" % item.gen
+        if attr == "provider":
+            return self.provider.encode() + b"\n"
+        if attr == "privlevel_floor":
+            return b"%d\n" % self.floor
+        return None
+
+    def _blob_expect(self, blob: Blob, n: int, pos: int, attr: str, item: Item, gen: int) -> Expect:
+        inputs = item.inputs.get(gen, (item.inblob, item.privlevel, item.service_provider))
+        prev = self._previous_full(item, attr, gen)
+
+        def judge(o: object) -> str | None:
+            if not isinstance(o, bytes):
+                return f"{o} instead of report bytes"
+            if len(o) > n:
+                return f"{len(o)} bytes for a {n}-byte read"
+            why = blob.conflict(pos, n, o)
+            if why:
+                return f"{attr} at generation {gen}: {why}"
+            return self._report_rules(attr, pos, n, o, inputs, prev)
+        return Expect(f"{attr} bytes of the report at generation {gen}", "report", judge=judge)
+
+    def _previous_full(self, item: Item, attr: str, gen: int) -> bytes | None:
+        older = [g for (a, g) in item.reports if a == attr and g < gen and item.reports[(a, g)].full() is not None]
+        return item.reports[(attr, max(older))].full() if older else None
+
+    def _report_rules(self, attr: str, pos: int, n: int, data: bytes, inputs: tuple[bytes, int | None, bytes | None],
+                      prev: bytes | None) -> str | None:
+        """What the profile says about a report's bytes, on the part this read covers."""
+        if attr != "outblob":
+            return None
+        nonce, privlevel, sp = inputs
+        end = pos + len(data)
+        if len(data) < n and self.p.report_min_length and pos == 0 and end < self.p.report_min_length:
+            return f"a {end}-byte outblob, shorter than the profile's {self.p.report_min_length}"
+        svsm = self.p.service_attestation == "svsm" and sp is not None  # nonce hashed with the manifest
+        fld = self.p.report_nonce
+        if fld is not None and not svsm and fld.offset is not None and pos <= fld.offset and \
+                fld.offset + fld.length <= end:
+            want = nonce.ljust(fld.length, b"\0")[: fld.length]
+            got = data[fld.offset - pos: fld.offset - pos + fld.length]
+            if got != want:
+                return f"report_data at {fld.offset:#x} is not the committed nonce"
+        if fld is not None and not svsm and fld.offset is None and pos == 0 and len(data) < n:
+            if nonce.ljust(fld.length, b"\0")[: fld.length] not in data:
+                return "the committed nonce is not in the report"
+        pf = self.p.report_privlevel
+        if pf is not None and privlevel is not None and self.p.privlevel_honoured and not svsm and pf.offset is not None and \
+                pos <= pf.offset and pf.offset + pf.length <= end:
+            got_pl = int.from_bytes(data[pf.offset - pos: pf.offset - pos + pf.length], "little")
+            if got_pl != privlevel:
+                return f"privlevel field at {pf.offset:#x} is {got_pl}, not the written {privlevel}"
+        if prev is not None and self.p.report_fresh_per_generation and pos == 0 and len(data) < n and data == prev:
+            return "the same bytes as the previous generation's report (not regenerated)"
+        return None
+
+    # ------------------------------------------------------------------ state updates
+    def apply(self, op: Op, obs: object, fd_name: str | None = None) -> None:
+        a, name = op.args, op.name
+        if name == "mkdir":
+            head, tail = self._attr(a[0])
+            if not tail and obs == 0 and head not in self.items:
+                self.items[head] = Item(head, self.p.generation_initial)
+            return
+        if name == "rmdir":
+            head, tail = self._attr(a[0])
+            if not tail and obs == 0 and head in self.items:
+                self.items.pop(head).dead = True
+            return
+        if name == "open":
+            fd = self.fd_name(op, fd_name)
+            if fd_name is None:
+                self.nfd += 1
+            head, tail = self._attr(a[0])
+            if isinstance(obs, str) and obs.startswith("fd") and head in self.items:
+                attr = self.p.attributes.get(tail)
+                kind = attr.kind if attr else "text"
+                parts = {x.strip() for x in str(a[1]).split("|")}
+                wr = bool(parts & {"O_WRONLY", "O_RDWR"})
+                self.fds[fd] = Fd(self.items[head], tail, kind, not wr or "O_RDWR" in parts, wr)
+            return
+        f = self.fds.get(str(a[0])) if a else None
+        if f is None:
+            return
+        if name == "close":
+            del self.fds[str(a[0])]
+            if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (abi.md §3)
+                self._bump(f.item)
+                f.item.inblob = bytes(f.buf or b"")
+            return
+        if name in ("read", "pread") and f.rd:
+            self._after_read(f, int(a[1]), f.pos if name == "read" else int(a[2]), obs)
+            if name == "read" and isinstance(obs, bytes):
+                f.pos += len(obs)
+            return
+        if name in ("write", "pwrite") and f.wr:
+            data = bytes(a[1])
+            pos = f.pos if name == "write" else int(a[2])
+            if f.kind == "text":
+                self._after_text_write(f, data, obs)
+            else:
+                self._after_bin_write(f, data, pos, obs)
+            if name == "write" and isinstance(obs, int) and not isinstance(obs, bool):
+                f.pos += obs
+            return
+        if name == "lseek" and isinstance(obs, int):
+            f.pos = obs
+
+    def _bump(self, item: Item) -> None:
+        item.gen += 1
+
+    def _after_read(self, f: Fd, n: int, pos: int, obs: object) -> None:
+        item = f.item
+        if not isinstance(obs, bytes):
+            return
+        if f.kind == "text":
+            if f.snap is None:
+                f.snap = Blob()
+                text = self._show(item, f.attr)
+                if text is not None:
+                    f.snap.add(0, len(text) + 1, text)
+            return
+        if f.snap is None:
+            if not obs and pos == 0:  # an empty blob: configfs keeps trying on later reads
+                item.reports.setdefault((f.attr, item.gen), Blob()).add(0, max(n, 1), b"")
+                return
+            f.snap = item.reports.setdefault((f.attr, item.gen), Blob())
+            f.snap_gen = item.gen
+            item.inputs.setdefault(item.gen, (item.inblob, item.privlevel, item.service_provider))
+        f.snap.add(pos, n, obs)
+
+    def _after_text_write(self, f: Fd, data: bytes, obs: object) -> None:
+        item = f.item
+        chunk = data[: self.p.limits_text_store_max]
+        if not data or item.dead or obs in self.errs("write_zero_length") | self.errs("access_after_rmdir"):
+            return
+        if f.attr == "privlevel" and isinstance(obs, int):
+            v = kstrtouint(chunk)
+            item.privlevel = v if isinstance(v, int) else None  # accepted text we call invalid: unknown
+            self._bump(item)
+        elif f.attr == "service_manifest_version" and isinstance(obs, int):
+            self._bump(item)
+        elif f.attr == "service_provider" and isinstance(obs, int):
+            self._bump(item)  # bumped before allocation (abi.md §1a)
+            item.service_provider = service_provider_value(chunk)
+        elif f.attr == "service_guid":
+            self._bump(item)  # bumped and reset before parsing: a failed parse still counts (§8.5)
+
+    def _after_bin_write(self, f: Fd, data: bytes, pos: int, obs: object) -> None:
+        if isinstance(obs, str) and obs not in self.errs("inblob_oversize") | self.errs("write_zero_length"):
+            return  # EBADF, ENOENT: nothing buffered
+        f.wip = True  # EFBIG and EFAULT writes mark the fd too (abi.md §3)
+        end = pos + len(data)
+        if end > self.p.limits_inblob_max:
+            return
+        buf = f.buf if f.buf is not None else bytearray()
+        if end > len(buf):
+            buf.extend(bytes(end - len(buf)))  # a pwrite gap reads as zeros
+        buf[pos:end] = data
+        f.buf = buf
+
+    # ------------------------------------------------------------------ both
+    def step(self, op: Op, obs: object, fd_name: str | None = None) -> tuple[Expect, str | None]:
+        """Predict, judge the observation, advance: (expectation, why it is wrong or None)."""
+        want = self.predict(op, fd_name)
+        why = want.wrong(obs)
+        self.apply(op, obs, fd_name)
+        return want, why
+
+
+def open_flags(text: str) -> int:
+    """``O_WRONLY|O_APPEND`` -> the os flag value (for callers that drive a tree directly)."""
+    v = 0
+    for part in text.split("|"):
+        v |= getattr(os, part.strip())
+    return v
