@@ -9,8 +9,9 @@ to the group; an ``OSError`` from the emulator becomes the same errno for the ca
 
 * getattr -> ``Kernel.stat``; readdir -> ``listdir``; mkdir/rmdir -> ``mkdir``/``rmdir``
 * open -> ``Kernel.open`` with the caller's flags (the emulator fd is the FUSE file handle)
-* read -> ``pread`` at the kernel-supplied offset, write -> ``pwrite``: the emulator keeps the
-  configfs per-fd state (text stores per write(), binary writes buffered, per-fd read snapshots)
+* read/write -> ``read``/``write`` when the kernel-supplied offset is the emulator fd's position,
+  else ``pread``/``pwrite`` (see ``read``); the emulator keeps the configfs per-fd state (text
+  stores per write(), binary writes buffered, per-fd read snapshots)
 * flush -> ``close``.  configfs commits a buffered inblob at release, but FUSE sends RELEASE
   asynchronously: close() returns before the daemon handles it, so a generation read right after
   close() can still show the old value (seen: 1 in 2000 under load).  FLUSH is sent synchronously
@@ -238,6 +239,7 @@ class EmulatorFS:
                     raise _err(h.reopen_errno)
                 try:
                     h.efd = self.k.open(h.rel, h.flags & ~(os.O_TRUNC | os.O_CREAT | os.O_EXCL))
+                    h.pos = 0
                 except OSError as e:
                     h.reopen_errno = e.errno or errno.EIO
                     raise
@@ -249,11 +251,26 @@ class EmulatorFS:
         except KeyError:
             raise _err(errno.EBADF) from None
 
+    # FUSE gives every read and write an offset, whether the caller used read() or pread().  configfs
+    # sees only ki_pos too, so for faithful emulation the two are the same; but quirks (pread-ignores-
+    # offset, inblob-last-write-wins, ...) are written against the emulator's file position.  So an
+    # access at the position the emulator's fd is at goes through read()/write(), which move it as the
+    # caller's file position moved; any other offset is a pread()/pwrite().
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return self.k.pread(self._efd(fh), size, offset)
+        efd, h = self._efd(fh), self._files[fh]
+        if offset != h.pos:
+            return self.k.pread(efd, size, offset)
+        data = self.k.read(efd, size)
+        h.pos += len(data)
+        return data
 
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        return self.k.pwrite(self._efd(fh), data, offset)
+        efd, h = self._efd(fh), self._files[fh]
+        if offset != h.pos:
+            return self.k.pwrite(efd, data, offset)
+        n = self.k.write(efd, data)
+        h.pos += n
+        return n
 
     def flush(self, path: str | None, fh: int) -> int:
         """Every close(): close the emulator fd now (the binary-write commit point; its result is
@@ -279,10 +296,11 @@ class EmulatorFS:
 class _Handle:
     """One open file description: its path, flags and current emulator fd."""
 
-    __slots__ = ("path", "rel", "flags", "efd", "reopen_errno", "lock")
+    __slots__ = ("path", "rel", "flags", "efd", "pos", "reopen_errno", "lock")
 
     def __init__(self, path: str, rel: str, flags: int, efd: int) -> None:
         self.path, self.rel, self.flags, self.efd = path, rel, flags, efd
+        self.pos = 0  # where the emulator fd's file position is
         self.reopen_errno = 0
         self.lock = threading.Lock()
 
