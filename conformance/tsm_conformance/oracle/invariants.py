@@ -41,6 +41,7 @@ class Violation:
     observed: str
     step: int  # index of the step in the trace (file order); -1: after the trace
     known: str | None = None  # a known kernel bug this matches: report it, do not fail on it
+    related: tuple[int, ...] = ()  # other steps that make up the evidence
 
     def __str__(self) -> str:
         tag = f" [known: {self.known.split(':')[0]}]" if self.known else ""
@@ -197,7 +198,8 @@ def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
                 if not any(r.end >= a.start and r.start <= b.end for r in gone):
                     out.append(Violation("mkdir.one_winner", f"mkdir({n}) succeeds once until an rmdir",
                                          f"{profile.where('errors.mkdir_duplicate')} errors.mkdir_duplicate",
-                                         f"steps {a.index + 1} and {b.index + 1} both -> 0", b.index))
+                                         f"steps {a.index + 1} and {b.index + 1} both -> 0", b.index,
+                                         related=(a.index,)))
                     return out
     return out
 
@@ -343,7 +345,7 @@ def _binding(profile: Profile, t: Trace) -> list[Violation]:
                     out.append(Violation("report.binding", f"reads of {name}/outblob at generation {g} are identical "
                                          "(one cached report per generation)",
                                          f"{profile.where('report.fresh_per_generation')} report",
-                                         f"differs from step {seen[g][1] + 1}", d.index))
+                                         f"differs from step {seen[g][1] + 1}", d.index, related=(seen[g][1],)))
                     return out
                 seen.setdefault(g, (blob, d.index))
     return out

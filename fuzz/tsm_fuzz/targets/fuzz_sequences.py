@@ -1,0 +1,324 @@
+"""sequences: multi-threaded operation sequences over several items, checked by the oracle.
+
+An input decodes to a ``.tsmseq`` schedule: set-up (some items made first), then 1-4 threads
+(``T1:`` ...) each running a short program of macros - mkdir/rmdir (several threads making one
+name at once), inblob commits (chunked writes, pwrite offsets, oversize and empty writes), text
+attribute writes (privlevel, service_*), whole and partial reads, generation-bracketed outblob
+reads, misuse (O_RDWR, wrong directions, lseek, nested mkdir), and on a tsm_test tree with module
+control, outblob_size changes that make report lengths vary - then a tear-down reading every
+item's generation and the group listing.  ``seq.execute_threads`` runs it; the oracle
+(``tsm_conformance.oracle.check_trace``) judges the trace (shared/abi.md §1-§4, §7).
+
+Known kernel bugs are expectations, not findings: a whole outblob read of the wrong length while
+another thread wrote the item is the size-then-fill race (shared/verified.md), present in every
+kernel so far.  It is counted in ``KNOWN`` and raised only when the tree models the fix
+(``size_fill_fix=1`` in the emulator spec) or the option ``known=fail`` asks for it.
+
+A finding is confirmed on fresh trees, shrunk macro by macro while the same rule still breaks,
+and carried as a replayable Sequence (threads replay concurrently, ``attempts`` times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from typing import Any
+
+from .. import harness
+from ..api import Finding, TargetContext
+
+NAME = "sequences"
+DESCRIPTION = "multi-threaded mkdir/rmdir/write/read schedules over several items, judged by the oracle"
+EMULATED_INSTRUMENT = ("tsm_conformance.emulator.kernel",)
+MAX_THREADS = 4
+MAX_MACROS = 6  # per thread
+KNOWN: Counter[str] = Counter()  # known-bug matches seen in this process (rule -> count)
+CONFIRM_ATTEMPTS = 30  # fresh-tree runs to confirm (and, per candidate, to shrink) a racy finding
+SHRINK_BUDGET = 3.0  # seconds
+
+Macro = tuple  # ("kind", thread, args...): kept as data so shrinking can drop any one of them
+
+
+# ----------------------------------------------------------------------------- decoding
+class Shape:
+    """What the tree offers, fixed per process: attributes, report length, module control."""
+
+    def __init__(self, profile: Any, facts: Any, control: bool) -> None:
+        from tsm_conformance.seqgen import GUIDS, MANIFEST_VERSIONS, PRIVLEVEL_TEXTS, SERVICE_PROVIDERS
+        self.attrs = set(facts.attributes)
+        r = profile.inblob_report_lengths
+        self.report_len = r.max if r else profile.limits_inblob_max
+        self.texts = [(a, v) for a, v in (("privlevel", PRIVLEVEL_TEXTS), ("service_provider", SERVICE_PROVIDERS),
+                                          ("service_guid", GUIDS), ("service_manifest_version", MANIFEST_VERSIONS))
+                      if a in self.attrs]
+        self.reads = sorted(a for a in self.attrs if a in ("outblob", "auxblob", "manifestblob", "generation",
+                                                          "provider", "privlevel_floor"))
+        self.control = control and profile.provider == "tsm_test"
+
+
+def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
+    """(items made in set-up, macros in file order); every input decodes to something."""
+    r = harness.Bytes(data)
+    head = r.u8()
+    nthreads = 1 + head % MAX_THREADS
+    nitems = 1 + (head >> 2) % 3
+    items = [f"r{i}" for i in range(nitems)]
+    premade = [x for i, x in enumerate(items) if not (head >> 4) & (1 << i)] or ["r0"]
+    macros: list[Macro] = []
+    per = [0] * nthreads
+    while r.left() and min(per) < MAX_MACROS:
+        c = r.u8()
+        th = (c & 3) % nthreads
+        if per[th] >= MAX_MACROS:
+            continue
+        per[th] += 1
+        kind, item = (c >> 2) % 12, items[r.u8() % nitems]
+        k = len(macros)
+        if kind == 0:
+            macros.append(("mkdir", th, item))
+        elif kind == 1:
+            macros.append(("rmdir", th, item))
+        elif kind in (2, 3):
+            b = r.u8()
+            n = (shape.report_len, shape.report_len, shape.report_len, 1, 31, 32, 63, 65)[b & 7]
+            macros.append(("inblob", th, item, _nonce(th, k, n), (b >> 3) & 3, r.u8() % 72))
+        elif kind == 4 and shape.texts:
+            attr, values = shape.texts[r.u8() % len(shape.texts)]
+            macros.append(("text", th, item, attr, values[r.u8() % len(values)]))
+        elif kind in (5, 6):
+            macros.append(("bracket", th, item, 1 + r.u8() % 4))
+        elif kind == 7 and shape.reads:
+            macros.append(("read", th, item, shape.reads[r.u8() % len(shape.reads)], (1, 7, 100, 1 << 16)[r.u8() & 3]))
+        elif kind == 8:
+            macros.append(("churn", th, item, 1 + r.u8() % 6, k))
+        elif kind == 9:
+            macros.append(("misuse", th, item, r.u8() % 6))
+        elif kind == 10:
+            macros.append(("list", th))
+        else:
+            macros.append(("gen", th, item))
+    return premade, macros
+
+
+def _nonce(th: int, k: int, n: int) -> bytes:
+    """Distinct per (thread, macro): a report's nonce names the one commit it came from."""
+    return (hashlib.blake2b(b"%d:%d" % (th, k), digest_size=64).digest() * 2)[:n]
+
+
+# ----------------------------------------------------------------------------- to a schedule
+def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: Shape) -> list[Any]:
+    """Steps in file order: set-up, the threads' macros round-robin, tear-down.  fd names are
+    placeholders until the file order is fixed, then ``fdN`` by position."""
+    from tsm_conformance.seq import Op, Step
+    progs: dict[int, list[list[tuple[str, tuple]]]] = {}
+    for k, m in enumerate(macros):
+        progs.setdefault(m[1], []).append(_expand(m, shape, k))
+    threads = sorted(progs)
+    label = (lambda t: f"T{t + 1}") if len(threads) > 1 else (lambda t: None)
+    raw: list[tuple[str | None, str, tuple]] = [(None, "mkdir", (x,)) for x in premade]
+    queues = {t: [op for mac in progs[t] for op in mac] for t in threads}
+    while any(queues.values()):
+        for t in threads:
+            if queues[t]:
+                name, args = queues[t].pop(0)
+                raw.append((label(t), name, args))
+    for x in items:
+        raw += [(None, "open", (f"{x}/generation", "O_RDONLY", f"@end{x}")), (None, "read", (f"@end{x}", 64)),
+                (None, "close", (f"@end{x}",))]
+    raw.append((None, "listdir", (".",)))
+    names: dict[str, str] = {}
+    steps = []
+    for th, name, args in raw:
+        if name == "open":
+            names[args[2]] = f"fd{len(names)}"
+            args = args[:2]
+        else:
+            args = tuple(names.get(a, a) if isinstance(a, str) and a.startswith("@") else a for a in args)
+        steps.append(Step(Op(name, args), None, th))
+    return steps
+
+
+def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
+    kind, th, *a = m
+    fd = f"@{k}."
+    if kind in ("mkdir", "rmdir"):
+        return [(kind, (a[0],))]
+    if kind == "list":
+        return [("listdir", (".",))]
+    item = a[0]
+    if kind == "gen":
+        return _whole(item, "generation", fd + "g")
+    if kind == "inblob":
+        nonce, chunking, off = a[1], a[2], a[3]
+        ops: list[tuple[str, tuple]] = [("open", (f"{item}/inblob", "O_WRONLY", fd))]
+        if chunking == 0:
+            ops.append(("write", (fd, nonce)))
+        elif chunking == 1:
+            half = len(nonce) // 2
+            ops += [("write", (fd, nonce[:half])), ("write", (fd, nonce[half:]))]
+        elif chunking == 2:  # back to front with pwrite: the same bytes, gaps filled later
+            half = len(nonce) // 2
+            ops += [("pwrite", (fd, nonce[half:], half)), ("pwrite", (fd, nonce[:half], 0))]
+        else:  # an odd offset, sometimes past the limit (EFBIG) or empty (EFAULT)
+            ops.append(("pwrite", (fd, nonce[: off % 17], off)))
+        return ops + [("close", (fd,))]
+    if kind == "text":
+        return [("open", (f"{item}/{a[1]}", "O_WRONLY", fd)), ("write", (fd, a[2])), ("close", (fd,))]
+    if kind == "bracket":
+        out: list[tuple[str, tuple]] = []
+        for i in range(a[1]):
+            out += _whole(item, "generation", f"{fd}a{i}") + _whole(item, "outblob", f"{fd}b{i}") + \
+                _whole(item, "generation", f"{fd}c{i}")
+        return out
+    if kind == "read":
+        attr, n = a[1], a[2]
+        return [("open", (f"{item}/{attr}", "O_RDONLY", fd)), ("read", (fd, n)), ("read", (fd, n)), ("close", (fd,))]
+    if kind == "churn":  # commits (and, with module control, report sizes) changing quickly
+        out = []
+        for i in range(a[1]):
+            if shape.control:
+                out.append(("param", ("outblob_size", (1000, 21000)[i % 2])))
+            f = f"{fd}w{i}"
+            out += [("open", (f"{item}/inblob", "O_WRONLY", f)), ("write", (f, _nonce(th, a[2] * 16 + i, shape.report_len))),
+                    ("close", (f,))]
+        return out
+    if kind == "misuse":
+        which = a[1]
+        if which == 0:
+            return [("open", (f"{item}/outblob", "O_RDWR", fd)), ("close", (fd,))]
+        if which == 1:
+            return [("open", (f"{item}/inblob", "O_RDONLY", fd)), ("close", (fd,))]
+        if which == 2:
+            return [("open", (f"{item}/generation", "O_WRONLY", fd)), ("close", (fd,))]
+        if which == 3:
+            return [("open", (f"{item}/outblob", "O_RDONLY", fd)), ("lseek", (fd, 0, "SEEK_SET")), ("close", (fd,))]
+        if which == 4:
+            return [("mkdir", (f"{item}/sub",))]
+        return [("stat", (f"{item}/outblob",)), ("listdir", (item,))]
+    return []
+
+
+def _whole(item: str, attr: str, fd: str) -> list[tuple[str, tuple]]:
+    return [("open", (f"{item}/{attr}", "O_RDONLY", fd)), ("read", (fd, 1 << 16)), ("close", (fd,))]
+
+
+# ----------------------------------------------------------------------------- running and judging
+class Runner:
+    """The per-process state of the target: tree, profile, facts, shape, and the oracle call."""
+
+    def __init__(self, ctx: TargetContext) -> None:
+        harness.prepare(ctx)
+        self.ctx = ctx
+        self.profile, self.facts = ctx.profile, ctx.facts
+        self.tree = ctx.tree()
+        self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
+        spec = ctx.emulate or ""
+        self.strict_known = "size_fill_fix=1" in spec or ctx.options.get("size_fill_fix") == "1" or \
+            ctx.options.get("known") == "fail"
+
+    def run(self, tree: Any, steps: list[Any]) -> tuple[list[Any], list[Any]]:
+        """(trace, violations) of one execution."""
+        from tsm_conformance.oracle import check_trace
+        from tsm_conformance.seq import execute_threads
+        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))
+        f = self.facts
+        return done, check_trace(self.profile, done, f.attributes, f.privlevel_floor, f.provider)
+
+    def verdict(self, violations: list[Any]) -> Any | None:
+        """The first violation that is a finding (known bugs are counted instead)."""
+        for v in violations:
+            if v.known and not self.strict_known:
+                KNOWN[v.rule] += 1
+                continue
+            return v
+        return None
+
+    def one(self, data: bytes) -> None:
+        premade, macros = decode(data, self.shape)
+        items = sorted({m[2] for m in macros if len(m) > 2 and isinstance(m[2], str)} | set(premade))
+        # an emulated tree is booted afresh per input (tens of microseconds), so no state carries
+        # over and every finding replays from a fresh tree; a live tree is what it is
+        tree = self.ctx.tree() if self.ctx.emulate else self.tree
+        _, vs = self.run(tree, schedule(items, premade, macros, self.shape))
+        v = self.verdict(vs)
+        if v is None:
+            return
+        seq, v = self.confirm(items, premade, macros, v.rule)
+        raise Finding(v.rule, f"{v.observed}; expected {v.expected} ({v.where})", seq)
+
+    # ---- findings
+    def _again(self, items: list[str], premade: list[str], macros: list[Macro], rule: str,
+               attempts: int) -> tuple[list[Any], Any, list[Any]] | None:
+        """Re-run on fresh trees until `rule` breaks again: (steps, violation, trace) or None."""
+        steps = schedule(items, premade, macros, self.shape)
+        for _ in range(attempts):
+            done, vs = self.run(self.ctx.tree(), steps)
+            v = next((x for x in vs if x.rule == rule and (not x.known or self.strict_known)), None)
+            if v is not None:
+                return steps, v, done
+        return None
+
+    def confirm(self, items: list[str], premade: list[str], macros: list[Macro], rule: str) -> tuple[Any, Any]:
+        """Shrink the program macro by macro while the rule still breaks; the Sequence of the
+        smallest run, with its observed results as expectations."""
+        from tsm_conformance.seq import Sequence, Step, show
+        racy = len({m[1] for m in macros}) > 1
+        tries = CONFIRM_ATTEMPTS if racy else 1
+        best = self._again(items, premade, macros, rule, tries)
+        if best is None:  # did not recur on a fresh tree: report the original run as observed
+            note = "did not recur on a fresh tree: it depends on state earlier inputs left (or a rare race)"
+            steps = schedule(items, premade, macros, self.shape)
+            done, vs = self.run(self.tree, steps)
+            v = next((x for x in vs if x.rule == rule), vs[0] if vs else None)
+            best = (steps, v, done)
+        else:
+            note = ""
+        end = time.monotonic() + SHRINK_BUDGET
+        i = 0
+        while i < len(macros) and time.monotonic() < end:
+            cand = macros[:i] + macros[i + 1:]
+            got = self._again(items, premade, cand, rule, tries if len({m[1] for m in cand}) > 1 else 1)
+            if got is not None:
+                macros, best = cand, got
+            else:
+                i += 1
+        steps, v, done = best
+        hdr = harness.header(NAME, v.rule, f"{v.observed} at step {v.step + 1}", self.ctx)
+        threaded = len({s.thread for s in steps if s.thread}) > 1
+        if threaded:  # a race recurs only sometimes: replay tries again, and checks the evidence only
+            hdr.update({"schedule": "threads", "attempts": str(CONFIRM_ATTEMPTS * 10)})
+        if self.ctx.emulate:
+            hdr["emulate"] = self.ctx.emulate
+        if note:
+            hdr["note"] = note
+        evidence = {v.step, *v.related}
+        seq = Sequence([Step(s.op, show(d.result) if (not threaded or d.index in evidence) else None, s.thread)
+                        for s, d in zip(steps, done)], hdr)
+        return seq, v
+
+
+def make(ctx: TargetContext):  # noqa: ANN201
+    return Runner(ctx).one
+
+
+if __name__ == "__main__":  # plain-random driver, no atheris: python -m tsm_fuzz.targets.fuzz_sequences SPEC SECONDS
+    import os
+    import random
+    import sys
+    spec, secs = (sys.argv[1] if len(sys.argv) > 1 else "sev_guest"), float(sys.argv[2] if len(sys.argv) > 2 else 10)
+    size = int(sys.argv[3]) if len(sys.argv) > 3 else 48
+    one = make(TargetContext(emulate=spec, prefix=f"tsmfz-{os.getpid()}-"))
+    rnd, n, t0 = random.Random(int(os.environ.get("SEED", "1"))), 0, time.monotonic()
+    while time.monotonic() - t0 < secs:
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, size)))
+        try:
+            one(data)
+        except Finding as f:
+            print(f"FINDING {f.rule}: {f.observed}")
+            from tsm_conformance.seq import format_tsmseq
+            print(format_tsmseq(f.sequence))
+            break
+        n += 1
+    dt = time.monotonic() - t0
+    print(f"{spec}: {n} inputs in {dt:.1f} s = {n / dt:.0f} execs/s; known: {dict(KNOWN)}")
