@@ -122,3 +122,16 @@ def test_load_input_keeps_binary() -> None:
     raw = bytes(range(256))
     assert load_input(raw) == raw
     assert load_input(b"0a0B\n ff\n") == b"\x0a\x0b\xff"
+
+
+def test_captured_snp_containers_are_unwrapped(tmp_path: Path) -> None:
+    """Tools save the whole MSG_REPORT_RSP (ioctl) or a zero-padded page; inspect still reads the report."""
+    report = snp.build_report(report_data=NONCE, vmpl=3)
+    resp = (0).to_bytes(4, "little") + (0x4A0).to_bytes(4, "little") + bytes(24) + report + bytes(2000)
+    for name, blob in (("resp.bin", resp), ("page.bin", report + bytes(4096 - len(report)))):
+        (tmp_path / name).write_bytes(blob)
+        p = cli("inspect", str(tmp_path / name), "--json")
+        assert p.returncode == 0, p.stderr
+        doc = json.loads(p.stdout)
+        assert (doc["format"], doc["vmpl"], doc["report_data"]) == ("snp", 3, NONCE.hex())
+        assert len(p.stderr.strip().splitlines()) == 1  # says what it stripped

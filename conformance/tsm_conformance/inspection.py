@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import string
+import sys
 from typing import Any
 
 from .formats import registry
@@ -30,6 +31,12 @@ def load_input(data: bytes) -> bytes:
 def inspect_blob(data: bytes, fmt: str | None, anchors: TrustAnchors, certs: bytes | None
                  ) -> tuple[str, Any, Verification | None]:
     """(format, parsed, verification or None).  Raises ParseError for malformed input."""
+    if fmt in (None, "snp"):
+        from .formats import snp
+        unwrapped, note = snp.unwrap(data)
+        if note:
+            data, fmt = unwrapped, "snp"
+            print(f"tsm-conformance: {note}", file=sys.stderr)
     fmt = fmt or registry.detect(data)
     parsed = registry.parse(fmt, data)
     if fmt not in ("snp", "tdx", "cca"):

@@ -145,6 +145,23 @@ class SnpReport:
         return SIGNING_KEYS.get(self.signing_key, f"reserved({self.signing_key})")
 
 
+RESPONSE_HEADER = 0x20  # MSG_REPORT_RSP: status u32, report_size u32, 24 reserved bytes
+
+
+def unwrap(data: bytes) -> tuple[bytes, str | None]:
+    """A captured report as tools save it, reduced to the ATTESTATION_REPORT: the whole firmware
+    response (MSG_REPORT_RSP header, as the SNP_GET_REPORT ioctl returns it) or a report followed by
+    zero padding (a page dump).  Returns (data, None) when neither applies."""
+    if len(data) >= RESPONSE_HEADER + REPORT_SIZE and int.from_bytes(data[0:4], "little") == 0 \
+            and int.from_bytes(data[4:8], "little") == REPORT_SIZE and not any(data[8:RESPONSE_HEADER]) \
+            and not any(data[RESPONSE_HEADER + REPORT_SIZE:]):
+        return data[RESPONSE_HEADER:RESPONSE_HEADER + REPORT_SIZE], \
+            f"unwrapped MSG_REPORT_RSP (status 0, report_size {REPORT_SIZE:#x}, {len(data)} bytes in all)"
+    if len(data) > REPORT_SIZE and not any(data[REPORT_SIZE:]) and sniff(data[:REPORT_SIZE]):
+        return data[:REPORT_SIZE], f"ignored {len(data) - REPORT_SIZE} zero bytes after the report"
+    return data, None
+
+
 def sniff(data: bytes) -> bool:
     """Cheap: the right size and a known version word."""
     return len(data) == REPORT_SIZE and MIN_VERSION <= int.from_bytes(data[:4], "little") <= MAX_VERSION
