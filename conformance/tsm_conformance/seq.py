@@ -110,12 +110,17 @@ class Executor:
         self.nfd = 0
         self.items: set[str] = set()
         self._lock = threading.Lock()  # fds may be opened and closed by several threads
+        self._real: dict[str, str] = {}
+        self._inv: dict[str, str] | None = None  # real item name -> r-name, for listdir
 
     def real(self, path: str) -> str:
+        hit = self._real.get(path)
+        if hit is not None:
+            return hit
         head, sep, tail = str(path).partition("/")
-        if re.fullmatch(r"r\d+", head):
-            return f"{self.prefix}{head[1:]}" + sep + tail
-        return str(path)
+        out = f"{self.prefix}{head[1:]}" + sep + tail if re.fullmatch(r"r\d+", head) else str(path)
+        self._real[path] = out  # paths repeat; the regex is most of the cost of a cheap op
+        return out
 
     def _gen(self, path: str) -> str:
         item = self.real(str(path).split("/")[0])
@@ -154,8 +159,9 @@ class Executor:
                 where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
                 names = t.listdir(where)
                 if not where:  # the group: only this sequence's items, by their r-names
-                    inv = {self.real(f"r{i}"): f"r{i}" for i in range(16)}
-                    names = [inv[n] for n in names if n in inv]
+                    if self._inv is None:
+                        self._inv = {self.real(f"r{i}"): f"r{i}" for i in range(16)}
+                    names = [self._inv[n] for n in names if n in self._inv]
                 return sorted(names)
             if op.name == "stat":
                 return t.stat(self.real(a[0]))

@@ -62,3 +62,12 @@ def test_formats_and_emulator_are_independent() -> None:
             assert not bad, (f, bad)
     for f in files("emulator"):
         assert not any(m.startswith(("tsm_conformance.formats", "tsm_conformance.verify")) for m in imports(f)), f
+
+
+def test_oracle_is_independent_of_the_emulator() -> None:
+    """N-version: the oracle encodes the ABI a second time; it may use the profile, seq.py, the
+    Tree protocol and the errno table, never the emulator (nor the checks above it)."""
+    for f in files("oracle"):
+        bad = {m for m in imports(f) if m.startswith(("tsm_conformance.emulator", "tsm_conformance.checks",
+                                                       "tsm_conformance.target.emulated", "tsm_fuzz"))}
+        assert not bad, (f, bad)

@@ -12,7 +12,7 @@ from ..profile.model import Profile
 from ..seq import Done, Op, Step, execute_threads
 from ..target.base import Tree
 from .invariants import SIZE_FILL, Violation, check_trace
-from .model import ANY, Expect, SpecModel
+from .model import ANY, Expect, SpecModel, expected_attributes
 
 
 def usable_steps(profile: Profile, nonce: bytes) -> list[Step]:
@@ -35,4 +35,4 @@ def check_usable(tree: Tree, profile: Profile, prefix: str, attributes: frozense
 
 
 __all__ = ["ANY", "Done", "Expect", "SIZE_FILL", "SpecModel", "Violation", "check_trace", "check_usable",
-           "usable_steps"]
+           "expected_attributes", "usable_steps"]

@@ -388,20 +388,27 @@ def _brackets(t: Trace, name: str, thread: str | None) -> list[tuple[int, bytes,
 # ---------------------------------------------------------------------------- lengths
 def _lengths(profile: Profile, t: Trace) -> list[Violation]:
     out = []
-    names = {t.item(d) for d in t.steps if t.item(d) not in ("", ".")}
-    for name in sorted(names):
-        for th in {d.thread for d in t.steps}:
-            for i, blob in _whole_reads(t, name, th).items():
-                want = declared_length(profile, blob)
-                if want is None or want == len(blob):
-                    continue
-                d = next(x for x in t.steps if x.index == i)
-                racing = any(x.thread != d.thread and x.start <= d.end and x.end >= d.start and
-                             (x.op.name == "param" or (t.item(x) == name and x.op.name in ("close", "write", "pwrite")))
-                             for x in t.steps)
-                out.append(Violation("report.length", f"a read of {name}/outblob is one whole {want}-byte report",
-                                     f"{profile.where('report')} report", f"{len(blob)} bytes", i,
-                                     known=SIZE_FILL if racing else None))
+    seen: set[str] = set()
+    for d in t.steps:
+        if d.op.name != "read" or not isinstance(d.result, bytes):
+            continue
+        fd = str(d.op.args[0])
+        if fd in seen:
+            continue
+        seen.add(fd)
+        path = t.path(d)
+        if not path.endswith("/outblob") or len(d.result) >= int(d.op.args[1]):
+            continue  # only the first, whole read of an outblob fd is one report
+        want = declared_length(profile, d.result)
+        if want is None or want == len(d.result):
+            continue
+        name = path.split("/")[0]
+        racing = any(x.thread != d.thread and x.start <= d.end and x.end >= d.start and
+                     (x.op.name == "param" or (t.item(x) == name and x.op.name in ("close", "write", "pwrite")))
+                     for x in t.steps)
+        out.append(Violation("report.length", f"a read of {name}/outblob is one whole {want}-byte report",
+                             f"{profile.where('report')} report", f"{len(d.result)} bytes", d.index,
+                             known=SIZE_FILL if racing else None))
     return out
 
 

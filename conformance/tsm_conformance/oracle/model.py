@@ -152,8 +152,9 @@ class SpecModel:
 
     @classmethod
     def from_facts(cls, profile: Profile, facts: object) -> "SpecModel":
-        """From a probe's Facts (duck-typed: attributes, privlevel_floor, provider)."""
-        return cls(profile, getattr(facts, "attributes"), getattr(facts, "privlevel_floor"),
+        """From a probe's Facts (duck-typed): the attribute set is the profile's for the groups
+        the probe saw (not what the tree showed: a stray attribute must stay a violation)."""
+        return cls(profile, expected_attributes(profile, facts), getattr(facts, "privlevel_floor"),
                    getattr(facts, "provider"))
 
     # ------------------------------------------------------------------ helpers
@@ -498,6 +499,12 @@ class SpecModel:
         why = want.wrong(obs)
         self.apply(op, obs, fd_name)
         return want, why
+
+
+def expected_attributes(profile: Profile, facts: object) -> frozenset[str]:
+    """The attributes a fresh item must show: the profile's, given the visibility groups the probe
+    found present (``Facts.groups_present``)."""
+    return frozenset(profile.visible_attributes(facts.groups_present(profile)))  # type: ignore[attr-defined]
 
 
 def open_flags(text: str) -> int:

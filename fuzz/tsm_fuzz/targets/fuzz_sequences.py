@@ -25,6 +25,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from tsm_conformance.seq import Op, Step
+
 from .. import harness
 from ..api import Finding, TargetContext
 
@@ -110,7 +112,6 @@ def _nonce(th: int, k: int, n: int) -> bytes:
 def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: Shape) -> list[Any]:
     """Steps in file order: set-up, the threads' macros round-robin, tear-down.  fd names are
     placeholders until the file order is fixed, then ``fdN`` by position."""
-    from tsm_conformance.seq import Op, Step
     progs: dict[int, list[list[tuple[str, tuple]]]] = {}
     for k, m in enumerate(macros):
         progs.setdefault(m[1], []).append(_expand(m, shape, k))
@@ -212,6 +213,8 @@ class Runner:
         self.ctx = ctx
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
+        from tsm_conformance.oracle import expected_attributes
+        self.attrs = expected_attributes(self.profile, self.facts)
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
         spec = ctx.emulate or ""
         self.strict_known = "size_fill_fix=1" in spec or ctx.options.get("size_fill_fix") == "1" or \
@@ -223,7 +226,7 @@ class Runner:
         from tsm_conformance.seq import execute_threads
         done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))
         f = self.facts
-        return done, check_trace(self.profile, done, f.attributes, f.privlevel_floor, f.provider)
+        return done, check_trace(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
 
     def verdict(self, violations: list[Any]) -> Any | None:
         """The first violation that is a finding (known bugs are counted instead)."""
