@@ -236,6 +236,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
     sub.add_parser("quirks", help="list the emulator's named faults")
+    sub.add_parser("fuzz", help="fuzz the ABI and the report parsers (atheris); `fuzz --help` for its options",
+                   add_help=False)
     em = sub.add_parser("emulate", help="mount the emulator as a FUSE filesystem (foreground; Ctrl-C unmounts)",
                         description="DIR becomes a configfs top: run the suite with --root DIR/tsm/report.")
     em.add_argument("spec", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], as for run --emulate")
@@ -276,8 +278,21 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def cmd_fuzz(argv: list[str]) -> int:
+    """`fuzz` belongs to tsm_fuzz (tsm_conformance never imports it, ARCHITECTURE.md): its whole
+    command line is handed to tsm_fuzz.cli at run time."""
+    import importlib
+    try:
+        fuzz_cli = importlib.import_module("tsm_fuzz.cli")
+    except ImportError as e:
+        return _usage(f"fuzz needs the [fuzz] extra (atheris, junit-xml, hypothesis): {e}")
+    return int(fuzz_cli.main(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
+        return cmd_fuzz(argv[1:])
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")

@@ -25,6 +25,9 @@ from .. import harness
 
 NAME = "inblob"
 DESCRIPTION = "inblob writes (chunking, pwrite offsets, several fds, close order) and the report's nonce"
+# instrumented besides this module (tsm_fuzz.worker): the in-process kernel (configfs + tsm core)
+EMULATED_INSTRUMENT = ("tsm_conformance.emulator.kernel",)
+MAX_LEN = 256  # libFuzzer -max_len
 MAX_OPS = 48
 MAX_FDS = 3
 

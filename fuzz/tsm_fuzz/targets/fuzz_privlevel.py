@@ -18,84 +18,70 @@ parsers (shared/abi.md §1a, §1c, §2, §3; lib/kstrtox.c, lib/uuid.c):
   digits and dashes, anything after is ignored; otherwise EINVAL (generation still bumped).
 
 Input: byte 0 picks the attribute (bits 0-1), two write()s on one fd instead of one (bit 2, split
-point from bits 5-7) and a long text (bit 4: the text repeated past one page); the rest is the text.
+point from bits 5-7) and a long text (bits 3 and 4: the text NUL-padded past one page, so the
+4095-byte store limit and write()'s count are exercised); the rest is the text.
 One item per process, one fresh fd per input: set-up cost stays out of the per-input path.
 """
 
 from __future__ import annotations
 
-import errno as _errno
 import os
+import re
 
 from ..api import Finding, TargetContext
 from .. import harness
 
 NAME = "privlevel"
 DESCRIPTION = "text attributes (privlevel, service_*) against an independent kstrtouint/guid_parse oracle"
+# instrumented besides this module (tsm_fuzz.worker)
+EMULATED_INSTRUMENT = ()  # the oracle alone: 3x the exec/s of also instrumenting emulator.kstrtox
+MAX_LEN = 64  # libFuzzer -max_len: the long-text mode covers texts past one page
 ATTRS = ("privlevel", "service_provider", "service_guid", "service_manifest_version")
 
-_ERRNO = {_errno.EINVAL: "EINVAL", _errno.ERANGE: "ERANGE", _errno.EFAULT: "EFAULT"}
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
 _HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
+_RUN = {10: re.compile(rb"[0-9]*"), 8: re.compile(rb"[0-7]*"), 16: re.compile(rb"[0-9a-fA-F]*")}
+_GUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def parse_uint(s: bytes) -> int | str:
-    """kstrtouint(s, 0) over a C string: the value, or the errno name it fails with."""
+    """kstrtouint(s, 0) over a C string: the value, or the errno name it fails with.
+
+    The digit run is matched as a whole (the value only grows as digits are appended, so "some
+    intermediate value passed 2^64-1" is "the final value is past it"); no per-character loop,
+    which keeps long texts cheap under coverage instrumentation."""
     nul = s.find(0)
     if nul >= 0:
         s = s[:nul]
-    i, n = 0, len(s)
-    if i < n and s[i] == 0x2B:  # '+'
-        i += 1
+    i = 1 if s[:1] == b"+" else 0
     base = 10
-    if i < n and s[i] == 0x30:  # '0'
-        if i + 2 < n and s[i + 1] in (0x78, 0x58) and s[i + 2] in _HEXDIGITS:
+    if s[i:i + 1] == b"0":
+        if s[i + 1:i + 2] in (b"x", b"X") and s[i + 2:i + 3] and s[i + 2] in _HEXDIGITS:
             base, i = 16, i + 2
         else:
             base = 8
-    value, start, over = 0, i, False
-    while i < n:
-        c = s[i]
-        if 0x30 <= c <= 0x39:
-            d = c - 0x30
-        elif 0x61 <= c <= 0x66:
-            d = c - 0x57
-        elif 0x41 <= c <= 0x46:
-            d = c - 0x37
-        else:
-            break
-        if d >= base:
-            break
-        value = value * base + d
-        if value > _U64:
-            over = True
-        i += 1
-    if over:
-        return "ERANGE"
-    if i == start:
+    end = _RUN[base].match(s, i).end()  # type: ignore[union-attr]
+    if end == i:
         return "EINVAL"
-    if i < n and s[i] == 0x0A:
-        i += 1
-    if i != n:
+    value = int(s[i:end], base)
+    if value > _U64:
+        return "ERANGE"
+    rest = s[end:]
+    if rest and rest != b"\n":
         return "EINVAL"
     return "ERANGE" if value > _U32 else value
 
 
 def guid_ok(s: bytes) -> bool:
-    """guid_parse's validity test: 36 characters, dashes at 8, 13, 18, 23, hex digits elsewhere."""
+    """guid_parse's validity test: 36 characters, dashes at 8, 13, 18, 23, hex digits elsewhere;
+    what follows the 36 is ignored."""
     nul = s.find(0)
     if nul >= 0:
         s = s[:nul]
-    if len(s) < 36:
-        return False
-    for i in range(36):
-        if i in (8, 13, 18, 23):
-            if s[i] != 0x2D:
-                return False
-        elif s[i] not in _HEXDIGITS:
-            return False
-    return True
+    return _GUID.match(s) is not None
 
 
 class Oracle:
@@ -144,9 +130,8 @@ def decode(data: bytes, attrs: tuple[str, ...]) -> tuple[str, list[bytes]]:
     c = data[0]
     attr = attrs[(c & 3) % len(attrs)]
     text = data[1:]
-    if c & 0x10:
-        unit = text or b"0"
-        text = unit * (4200 // len(unit) + 1)
+    if c & 0x18 == 0x18:  # past one page, NUL-padded: a digit run that long costs the
+        text = text + bytes(4200 - len(text) % 4096)  # kernel model a Python loop per character
     if c & 0x04:
         cut = len(text) * (c >> 5) // 7
         return attr, [text[:cut], text[cut:]]

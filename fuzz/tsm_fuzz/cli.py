@@ -1,0 +1,90 @@
+"""``tsm-conformance fuzz``: the fuzz runner's command line.
+
+It lives here, not in ``tsm_conformance.cli``, because ``tsm_conformance`` never imports
+``tsm_fuzz`` (ARCHITECTURE.md): ``tsm-conformance fuzz ...`` hands its arguments to ``main`` below
+through ``importlib`` at run time.  ``python -m tsm_fuzz.cli ...`` is the same command.
+
+Exit codes: 0 every target passed (or was skipped), 1 a finding or a harness error, 2 bad input
+(unknown target, bad spec or root; one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import runner, targets
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tsm-conformance fuzz",
+        description="Fuzz the configfs-tsm ABI and the report parsers with atheris/libFuzzer, one process per "
+                    "target. TARGET: a target name, several, 'all', or 'list' to show them.")
+    ap.add_argument("target", nargs="+", metavar="TARGET")
+    tgt = ap.add_mutually_exclusive_group()
+    tgt.add_argument("--emulate", metavar="SPEC", help="the in-process emulator (default sev_guest), e.g. "
+                     "sev_guest+inblob-truncate")
+    tgt.add_argument("--root", metavar="DIR", help="a live or FUSE-mounted report directory (creates and removes "
+                     "items named tsmfz-*; on real hardware every outblob read is an attestation request)")
+    ap.add_argument("--max-time", type=float, metavar="S", help="seconds per target (default 60 unless --runs)")
+    ap.add_argument("--runs", type=int, metavar="N", help="inputs per target")
+    ap.add_argument("--corpus", metavar="DIR", help="keep working corpora in DIR/<target>/ (seeded from "
+                    "corpora/<target>/); default: a temporary copy of the seeds")
+    ap.add_argument("--artifacts", metavar="DIR", default="fuzz-artifacts",
+                    help="crash inputs, findings (.json, .tsmseq) and worker logs (default ./fuzz-artifacts)")
+    ap.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one testcase per target)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                    help="targets fuzzed in parallel (default: the number of CPUs)")
+    ap.add_argument("--minimize-time", type=float, default=10.0, metavar="S",
+                    help="seconds to shrink each finding's input (0: keep it as found)")
+    ap.add_argument("--no-instrument", action="store_true",
+                    help="no coverage instrumentation (plain random mutation; e.g. for a live root)")
+    return ap
+
+
+def cmd_list() -> int:
+    for name in targets.names():
+        try:
+            mod = targets.load(name)
+        except Exception as e:  # noqa: BLE001 - a broken target module is listed, not fatal
+            print(f"{name:16} BROKEN  {type(e).__name__}: {e}")
+            continue
+        why = targets.unavailable(mod)
+        print(f"{name:16} {mod.DESCRIPTION}" + (f"  [unavailable: {why}]" if why else ""))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:
+        return EXIT_USAGE if e.code else EXIT_OK
+    if args.target == ["list"]:
+        return cmd_list()
+    if args.max_time is None and args.runs is None:
+        args.max_time = 60.0
+    if args.max_time is not None and args.max_time <= 0 or args.runs is not None and args.runs < 0:
+        print("tsm-conformance fuzz: --max-time and --runs must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    emulate = args.emulate if args.emulate or args.root else "sev_guest"
+    try:
+        code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
+                             runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
+                             junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
+                             minimize_time=args.minimize_time)
+    except runner.UsageError as e:
+        print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tsm-conformance fuzz: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Runs fuzz targets, one process each (``python -m tsm_fuzz.worker``), and reports JUnit.
+
+Per target: a working corpus (``--corpus DIR/<target>/``, or a temporary copy of the seeds in
+``corpora/<target>/`` so the repository's seeds are not polluted), the dictionary
+``corpora/<target>.dict`` when present, ``-max_total_time``/``-runs``, and
+``-artifact_prefix=<artifacts>/<target>-``.  A target that stops with a crash input is a failure:
+the input is shrunk (``worker --minimize``, bounded time) and the JUnit failure carries the
+minimised ``.tsmseq``, the crash file and the replay command.  While running, one progress line per
+target every few seconds: execs, exec/s, libFuzzer's cov/ft, findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from . import targets
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_LF = re.compile(r"^#(\d+)\s+\w+\s+(?:cov: (\d+) ft: (\d+) )?.*?exec/s: (\d+)")
+_OURS = re.compile(r"^#tsmfz execs=(\d+)")
+
+
+def corpora_dir() -> Path:
+    """The repository's ``corpora/`` (seed corpora and dictionaries)."""
+    return Path(__file__).resolve().parents[2] / "corpora"
+
+
+class UsageError(Exception):
+    """Bad input: unknown target, bad spec or root (exit 2, one line)."""
+
+
+@dataclass
+class Job:
+    target: str
+    description: str
+    corpus: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    wall_start: float = 0.0
+    ended: float = 0.0
+    execs: int = 0
+    cov: int = 0
+    ft: int = 0
+    tail: deque = field(default_factory=lambda: deque(maxlen=60))
+    skipped: str | None = None
+    rc: int | None = None
+    outcome: str = "pending"  # pass | failure | error | skipped
+    message: str = ""
+    detail: str = ""
+    crash: Path | None = None
+    tsmseq: Path | None = None
+
+
+def resolve_targets(names: list[str]) -> list[str]:
+    known = targets.names()
+    if not names or names == ["all"]:
+        return known
+    out = []
+    for n in names:
+        if n not in known:
+            from tsm_conformance.suggest import did_you_mean
+            raise UsageError(f"unknown fuzz target '{n}'{did_you_mean(n, known)} "
+                             f"(tsm-conformance fuzz list shows them)")
+        out.append(n)
+    return out
+
+
+def check_tree(emulate: str | None, root: str | None) -> None:
+    """A bad spec or root is a usage error here, before any process starts."""
+    from tsm_conformance.runstate import SetupError, make_tree
+    try:
+        make_tree(root, emulate)
+    except SetupError as e:
+        raise UsageError(str(e)) from None
+
+
+def replay_command(path: Path, emulate: str | None, root: str | None) -> str:
+    where = f"--emulate {emulate}" if emulate else f"--root {root}"
+    return f"tsm-conformance replay {path} {where}"
+
+
+class Runner:
+    def __init__(self, names: list[str], *, emulate: str | None, root: str | None, max_time: float | None,
+                 runs: int | None, corpus: str | None, artifacts: str, jobs: int, instrument: bool = True,
+                 minimize_time: float = 10.0, out: TextIO = sys.stdout, interval: float = 3.0) -> None:
+        self.names, self.emulate, self.root = names, emulate, root
+        self.max_time, self.runs = max_time, runs
+        self.corpus_root = Path(corpus) if corpus else None
+        self.artifacts = Path(artifacts)
+        self.jobs = max(1, jobs)
+        self.instrument = instrument
+        self.minimize_time = minimize_time
+        self.out = out
+        self.interval = interval
+        self.tmp: Path | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _corpus(self, name: str) -> Path:
+        seeds = corpora_dir() / name
+        if self.corpus_root is not None:
+            work = self.corpus_root / name
+            if not work.exists():
+                work.mkdir(parents=True)
+                if seeds.is_dir():
+                    for f in seeds.iterdir():
+                        if f.is_file():
+                            shutil.copy2(f, work / f.name)
+            return work
+        assert self.tmp is not None
+        work = self.tmp / name
+        if seeds.is_dir():
+            shutil.copytree(seeds, work)
+        else:
+            work.mkdir()
+        return work
+
+    def _command(self, job: Job, mod: object) -> list[str]:
+        cmd = [sys.executable, "-m", "tsm_fuzz.worker", job.target, "--artifacts", str(self.artifacts)]
+        if self.emulate:
+            cmd += ["--emulate", self.emulate]
+        if self.root:
+            cmd += ["--root", self.root]
+        if not self.instrument:
+            cmd.append("--no-instrument")
+        lf = [f"-artifact_prefix={self.artifacts}/{job.target}-", "-timeout=20", "-rss_limit_mb=2048",
+              "-print_final_stats=1"]
+        if self.max_time:
+            lf.append(f"-max_total_time={int(max(1, self.max_time))}")
+        if self.runs is not None:
+            lf.append(f"-runs={self.runs}")
+        max_len = getattr(mod, "MAX_LEN", None)
+        if max_len:
+            lf.append(f"-max_len={max_len}")
+        d = corpora_dir() / f"{job.target}.dict"
+        if d.is_file():
+            lf.append(f"-dict={d}")
+        return cmd + ["--"] + lf + [str(job.corpus)]
+
+    # ------------------------------------------------------------------ running
+    def _reader(self, job: Job) -> None:
+        assert job.proc is not None and job.proc.stderr is not None
+        with open(job.log, "w") as log:
+            for line in job.proc.stderr:
+                log.write(line)
+                job.tail.append(line.rstrip("\n"))
+                m = _OURS.match(line)
+                if m:
+                    job.execs = max(job.execs, int(m[1]))
+                    continue
+                m = _LF.match(line)
+                if m:
+                    job.execs = max(job.execs, int(m[1]))
+                    if m[2]:
+                        job.cov, job.ft = int(m[2]), int(m[3])
+
+    def _findings(self, name: str) -> list[Path]:
+        return sorted(p for p in self.artifacts.glob(f"{name}-*.json") if not p.name.endswith("-min.json"))
+
+    def _progress(self, running: list[Job]) -> None:
+        now = time.monotonic()
+        for j in running:
+            el = max(now - j.started, 1e-6)
+            self.out.write(f"  {j.target:16} {j.execs:>9} execs {j.execs / el:>8.0f} exec/s  cov {j.cov:>5} "
+                           f"ft {j.ft:>6}  findings {len(self._findings(j.target))}  {el:5.0f}s\n")
+        self.out.flush()
+
+    def run(self) -> list[Job]:
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="tsm-fuzz-corpus-"))
+        try:
+            return self._run()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _run(self) -> list[Job]:
+        jobs: list[Job] = []
+        pending: list[tuple[Job, object]] = []
+        for name in self.names:
+            mod = targets.load(name)
+            job = Job(name, mod.DESCRIPTION, Path(), self.artifacts / f"{name}.log")
+            jobs.append(job)
+            why = targets.unavailable(mod)
+            if why:
+                job.outcome, job.skipped, job.message = "skipped", why, why
+                continue
+            job.corpus = self._corpus(name)
+            pending.append((job, mod))
+        where = f"emulated {self.emulate}" if self.emulate else f"root {self.root}"
+        budget = f"{self.max_time:g}s" if self.max_time else f"{self.runs} runs"
+        self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {self.jobs} at a time; "
+                       f"artifacts in {self.artifacts}\n")
+        running: list[Job] = []
+        last = time.monotonic()
+        while pending or running:
+            while pending and len(running) < self.jobs:
+                job, mod = pending.pop(0)
+                job.started, job.wall_start = time.monotonic(), time.time()
+                job.proc = subprocess.Popen(self._command(job, mod), stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True, errors="replace",
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                t = threading.Thread(target=self._reader, args=(job,), daemon=True)
+                t.start()
+                job._thread = t  # type: ignore[attr-defined]
+                running.append(job)
+            time.sleep(0.2)
+            for job in list(running):
+                assert job.proc is not None
+                if job.proc.poll() is not None:
+                    job._thread.join(5)  # type: ignore[attr-defined]
+                    job.ended = time.monotonic()
+                    job.rc = job.proc.returncode
+                    running.remove(job)
+                    self._conclude(job)
+                    self._sweep(job)
+                    self.out.write(f"  {job.target:16} {job.outcome.upper()}: {job.execs} execs in "
+                                   f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}\n")
+                    self.out.flush()
+            if running and time.monotonic() - last >= self.interval:
+                last = time.monotonic()
+                self._progress(running)
+        return jobs
+
+    def _sweep(self, job: Job) -> None:
+        """Items a worker left on a live or FUSE tree (libFuzzer exits without Python's cleanup)."""
+        if not self.root or job.proc is None:
+            return
+        prefix = f"tsmfz-{job.proc.pid}-"
+        try:
+            for name in os.listdir(self.root):
+                if name.startswith(prefix):
+                    try:
+                        os.rmdir(os.path.join(self.root, name))
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ results
+    def _conclude(self, job: Job) -> None:
+        crashes = sorted(self.artifacts.glob(f"{job.target}-crash-*")) + \
+            sorted(self.artifacts.glob(f"{job.target}-timeout-*")) + sorted(self.artifacts.glob(f"{job.target}-oom-*"))
+        crashes = [c for c in crashes if c.stat().st_mtime >= self._t0(job)]
+        if job.rc == 0 and not crashes:
+            job.outcome = "pass"
+            return
+        tail = "\n".join(job.tail)
+        if not crashes:
+            job.outcome = "error"
+            job.message = f"worker exited {job.rc} without a crash input"
+            job.detail = tail
+            return
+        crash = max(crashes, key=lambda p: p.stat().st_mtime)
+        job.crash = crash
+        kind = crash.name[len(job.target) + 1:].split("-")[0]
+        findings = [f for f in self._findings(job.target) if f.stat().st_mtime >= self._t0(job)]
+        if kind != "crash":
+            job.outcome = "failure"
+            job.message = f"libFuzzer {kind}: the target did not return in time" if kind == "timeout" \
+                else f"libFuzzer {kind}"
+            job.detail = f"crash input: {crash}\n\n{tail}"
+            return
+        if not findings:
+            job.outcome = "error"
+            job.message = "harness error: an exception other than Finding (see the traceback)"
+            job.detail = f"crash input: {crash}\n\n{tail}"
+            return
+        info = json.loads(max(findings, key=lambda p: p.stat().st_mtime).read_text())
+        mini = self._minimize(job, crash)
+        if mini is not None:
+            info = mini
+        job.outcome = "failure"
+        job.message = f"{info['rule']}: {info['observed']}"
+        parts = []
+        if info.get("tsmseq"):
+            job.tsmseq = Path(info["tsmseq"])
+            parts.append(job.tsmseq.read_text())
+            parts.append(f"sequence  : {job.tsmseq}")
+            parts.append(f"replay    : {replay_command(job.tsmseq, self.emulate, self.root)}")
+        else:
+            traceback = [ln for ln in job.tail if ln.strip()]
+            parts.append("\n".join(traceback[-25:]))
+        parts.append(f"crash file: {crash}")
+        if mini is not None and mini.get("input"):
+            parts.append(f"minimised : {mini['input']} ({mini['size']} bytes)")
+        job.detail = "\n".join(parts)
+
+    def _t0(self, job: Job) -> float:
+        # artifacts from an earlier run in the same directory are not this run's findings
+        return job.wall_start - 1
+
+    def _minimize(self, job: Job, crash: Path) -> dict | None:
+        if self.minimize_time <= 0:
+            return None
+        cmd = [sys.executable, "-m", "tsm_fuzz.worker", job.target, "--artifacts", str(self.artifacts),
+               "--minimize", str(crash), "--max-time", str(self.minimize_time)]
+        if self.emulate:
+            cmd += ["--emulate", self.emulate]
+        if self.root:
+            cmd += ["--root", self.root]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.minimize_time + 60)
+        except subprocess.TimeoutExpired:
+            return None
+        if res.returncode != 0 or not res.stdout.strip():
+            return None
+        path = Path(res.stdout.strip().splitlines()[-1])
+        info = json.loads(path.read_text())
+        inp = Path(str(path).removesuffix(".json") + ".input")
+        info["input"], info["size"] = str(inp), inp.stat().st_size if inp.exists() else None
+        return info
+
+
+def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None) -> None:
+    from junit_xml import TestCase, TestSuite, to_xml_report_string
+    cases = []
+    for j in jobs:
+        el = (j.ended - j.started) if j.ended else 0.0
+        tc = TestCase(j.target, classname="tsm.fuzz", elapsed_sec=el,
+                      stdout=f"{j.description}\n{j.execs} execs, cov {j.cov}, ft {j.ft}")
+        if j.outcome == "failure":
+            tc.add_failure_info(message=j.message, output=j.detail, failure_type="finding")
+        elif j.outcome == "error":
+            tc.add_error_info(message=j.message, output=j.detail)
+        elif j.outcome == "skipped":
+            tc.add_skipped_info(message=f"unsupported: {j.skipped}")
+        cases.append(tc)
+    props = {"target": f"emulated {emulate}" if emulate else f"root {root}"}
+    suite = TestSuite("tsm-fuzz", cases, properties=props)
+    Path(path).write_text(to_xml_report_string([suite]))
+
+
+def run(names: list[str], *, emulate: str | None, root: str | None, max_time: float | None, runs: int | None,
+        corpus: str | None, artifacts: str, junit_path: str | None, jobs: int, instrument: bool = True,
+        minimize_time: float = 10.0, out: TextIO = sys.stdout,
+        progress_interval: float = 3.0) -> tuple[int, list[Job]]:
+    """The whole fuzz run; (exit code, jobs).  UsageError for bad input."""
+    chosen = resolve_targets(names)
+    check_tree(emulate, root)
+    r = Runner(chosen, emulate=emulate, root=root, max_time=max_time, runs=runs, corpus=corpus,
+               artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
+               interval=progress_interval)
+    done = r.run()
+    if junit_path:
+        junit(done, junit_path, emulate, root)
+    for j in done:
+        if j.outcome in ("failure", "error"):
+            out.write(f"\n{j.target}: {j.outcome.upper()}: {j.message}\n{j.detail}\n")
+    n = {k: sum(1 for j in done if j.outcome == k) for k in ("pass", "failure", "error", "skipped")}
+    out.write(f"tsm-fuzz: {n['pass']} passed, {n['failure']} found, {n['error']} errors, {n['skipped']} skipped\n")
+    return (EXIT_FAIL if n["failure"] or n["error"] else EXIT_OK), done
+
