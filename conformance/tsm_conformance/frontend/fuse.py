@@ -8,7 +8,7 @@ Every operation under the report group is one call into ``emulator.Kernel`` with
 to the group; an ``OSError`` from the emulator becomes the same errno for the caller:
 
 * getattr -> ``Kernel.stat``; readdir -> ``listdir``; mkdir/rmdir -> ``mkdir``/``rmdir``
-* open -> ``Kernel.open`` with the caller's flags (the emulator fd is the FUSE file handle)
+* open -> ``Kernel.open`` with the caller's flags (a FUSE file handle names the emulator fd)
 * read/write -> ``read``/``write`` when the kernel-supplied offset is the emulator fd's position,
   else ``pread``/``pwrite`` (see ``read``); the emulator keeps the configfs per-fd state (text
   stores per write(), binary writes buffered, per-fd read snapshots)
