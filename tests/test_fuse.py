@@ -125,3 +125,17 @@ def test_bad_mount_points_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_bad_spec_is_a_one_line_error(tmp_path: Path) -> None:
     assert "unknown emulated provider" in one_line_error(cli("emulate", "nosuch", "--mount", str(tmp_path)))
+
+
+@needs_fuse
+@pytest.mark.parametrize("spec", ["sev_guest-svsm", "tdx_guest", "arm_cca_guest"])
+def test_report_formats_verify_over_fuse(tmp_path: Path, spec: str) -> None:
+    """Signed reports made in the mount's process verify in the suite's (deterministic emulator keys)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with emulate(spec, mnt):
+        p = cli("run", "--root", str(mnt / "tsm" / "report"), "--trust-anchor", "emulator", "--", "-rA",
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"PASSED tsm/{spec}::format::format.signature.verifies" in p.stdout
+    assert f"PASSED tsm/{spec}::format::format.outblob.nonce_bound" in p.stdout
