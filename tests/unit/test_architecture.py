@@ -32,6 +32,18 @@ def test_conformance_never_imports_fuzz() -> None:
         assert not any(m.startswith("tsm_fuzz") for m in imports(f)), f
 
 
+def test_fuzz_command_is_the_one_runtime_dispatch() -> None:
+    """`tsm-conformance fuzz` hands its arguments to tsm_fuzz.cli through importlib; no other
+    tsm_conformance module names tsm_fuzz at all (ARCHITECTURE.md)."""
+    users = {f.relative_to(PKG).as_posix() for f in PKG.rglob("*.py")
+             if any(isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("tsm_fuzz")
+                    for n in ast.walk(ast.parse(f.read_text())))}
+    assert users <= {"cli.py"}, users
+    calls = [n for n in ast.walk(ast.parse((PKG / "cli.py").read_text())) if isinstance(n, ast.Call)
+             and any(isinstance(a, ast.Constant) and str(a.value).startswith("tsm_fuzz") for a in n.args)]
+    assert [ast.unparse(c.func) for c in calls] == ["importlib.import_module"]
+
+
 def test_checks_import_neither_pytest_nor_emulator() -> None:
     for f in files("checks"):
         bad = {m for m in imports(f) if m.startswith(("pytest", "_pytest", "tsm_conformance.emulator"))}

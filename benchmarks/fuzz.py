@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Fuzz throughput per target (goal: privlevel >= 20,000 exec/s in-process).
+
+Two figures per target:
+
+* ``raw``: the target's one-input function called in a plain loop over its seed corpus and
+  seeded random mutations of it (no atheris): the cost of the harness plus the tree;
+* ``atheris``: ``python -m tsm_fuzz.worker`` under libFuzzer for ``--seconds`` with the usual
+  instrumentation, seeds, dictionary and -max_len; libFuzzer's own exec/s from its final line.
+
+``--emulate SPEC`` (default sev_guest) picks the in-process tree; ``--root MOUNT`` measures over a
+FUSE mount (``tsm-conformance emulate SPEC --mount DIR``, then ``--root DIR/tsm/report``) or a live
+tree instead (the parser targets do not use a tree and are measured once).
+
+    python3 benchmarks/fuzz.py [--targets a,b] [--seconds 15] [--emulate SPEC | --root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "conformance"), str(REPO / "fuzz")]
+
+from tsm_fuzz import targets  # noqa: E402
+from tsm_fuzz.api import Finding, TargetContext  # noqa: E402
+
+_DONE = re.compile(r"^#(\d+)\s+DONE\b.*?exec/s: (\d+)")
+
+
+def inputs(name: str, n: int = 2000) -> list[bytes]:
+    seeds = [p.read_bytes() for p in sorted((REPO / "corpora" / name).glob("*"))] or [b""]
+    rnd = random.Random(7)
+    out = []
+    for _ in range(n):
+        d = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(0, 3)):
+            if d and rnd.random() < 0.7:
+                d[rnd.randrange(len(d))] = rnd.randrange(256)
+            else:
+                d.insert(rnd.randrange(len(d) + 1), rnd.randrange(256))
+        out.append(bytes(d))
+    return out
+
+
+def raw(name: str, emulate: str | None, root: str | None, seconds: float) -> float:
+    one = targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"tsmbf-{name[:4]}-"))
+    data = inputs(name)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for d in data:
+            try:
+                one(d)
+            except Finding:
+                pass
+            n += 1
+            if not n & 63 and time.perf_counter() - t0 >= seconds:
+                break
+    return n / (time.perf_counter() - t0)
+
+
+def under_atheris(name: str, emulate: str | None, root: str | None, seconds: float) -> float | None:
+    work = Path(tempfile.mkdtemp(prefix="tsm-bench-"))
+    try:
+        corpus = work / "corpus"
+        src = REPO / "corpora" / name
+        shutil.copytree(src, corpus) if src.is_dir() else corpus.mkdir()
+        cmd = [sys.executable, "-m", "tsm_fuzz.worker", name, "--artifacts", str(work)]
+        cmd += ["--emulate", emulate] if emulate else ["--root", str(root)]
+        cmd += ["--", f"-max_total_time={int(seconds)}", f"-artifact_prefix={work}/"]
+        mod = targets.load(name)
+        if getattr(mod, "MAX_LEN", None):
+            cmd.append(f"-max_len={mod.MAX_LEN}")
+        d = REPO / "corpora" / f"{name}.dict"
+        if d.is_file():
+            cmd.append(f"-dict={d}")
+        res = subprocess.run(cmd + [str(corpus)], capture_output=True, text=True, timeout=seconds + 120)
+        for line in res.stderr.splitlines():
+            m = _DONE.match(line)
+            if m:
+                return float(m[2])
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", help="comma-separated (default: all)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="per target and mode")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--emulate", metavar="SPEC")
+    g.add_argument("--root", metavar="DIR", help="a FUSE mount's or live report directory")
+    args = ap.parse_args()
+    emulate = args.emulate or (None if args.root else "sev_guest")
+    names = args.targets.split(",") if args.targets else targets.names()
+    where = f"emulated {emulate}" if emulate else f"root {args.root}"
+    print(f"fuzz throughput on {where}, {args.seconds:g} s per figure")
+    print(f"{'target':16} {'raw exec/s':>11} {'atheris exec/s':>15}")
+    for name in names:
+        mod = targets.load(name)
+        why = targets.unavailable(mod)
+        if why:
+            print(f"{name:16} {'-':>11} {'-':>15}  ({why})")
+            continue
+        r = raw(name, emulate, args.root, min(args.seconds, 5.0))
+        a = under_atheris(name, emulate, args.root, args.seconds)
+        print(f"{name:16} {r:>11.0f} {('-' if a is None else f'{a:.0f}'):>15}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
