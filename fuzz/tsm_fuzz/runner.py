@@ -200,7 +200,7 @@ class Runner:
             pending.append((job, mod))
         where = f"emulated {self.emulate}" if self.emulate else f"root {self.root}"
         budget = f"{self.max_time:g}s" if self.max_time else f"{self.runs} runs"
-        self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {self.jobs} at a time; "
+        self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {min(self.jobs, max(len(pending), 1))} at a time; "
                        f"artifacts in {self.artifacts}\n")
         running: list[Job] = []
         last = time.monotonic()

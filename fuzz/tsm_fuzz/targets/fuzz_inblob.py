@@ -218,6 +218,7 @@ def make(ctx: TargetContext):  # noqa: ANN201
         observed = f"step {i + 1} {ops[i]}: {got}, expected {want}"
         seq = Sequence([Step(op, res) for op, res in zip(ops, results)],
                        {**harness.header(NAME, rule, observed, ctx), "track": "r0"})
+        seq.header["expected"] = f"step {i + 1}: {want}"
         if ctx.emulate:
             seq.header["emulate"] = ctx.emulate
         raise Finding(rule, observed, seq)
