@@ -190,12 +190,11 @@ def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
         ev = _events(t, n)
         made = [d for d in ev if d.op.name == "mkdir"]
         gone = [d for d in ev if d.op.name == "rmdir"]
-        for a in made:
-            for b in made:
-                if b is a or b.index < a.index and b.start <= a.start or b.start < a.start:
-                    continue
-                # b succeeded after a: some successful rmdir must fit between them
-                if not any(r.end >= a.start and r.start <= b.end for r in gone):
+        for i, a in enumerate(made):
+            for b in made[i + 1:]:
+                # both succeeded: some successful rmdir must fit between them, in one order or the other
+                if not any((r.end >= a.start and r.start <= b.end) or (r.end >= b.start and r.start <= a.end)
+                           for r in gone):
                     out.append(Violation("mkdir.one_winner", f"mkdir({n}) succeeds once until an rmdir",
                                          f"{profile.where('errors.mkdir_duplicate')} errors.mkdir_duplicate",
                                          f"steps {a.index + 1} and {b.index + 1} both -> 0", b.index,
@@ -215,7 +214,10 @@ def _listdir(profile: Profile, t: Trace) -> list[Violation]:
             if any(e.start <= d.end and e.end >= d.start for e in ev):
                 continue  # racing: either answer is right
             before = [e for e in ev if e.end < d.start]
-            present = bool(before) and max(before, key=lambda e: e.end).op.name == "mkdir"
+            last = max(before, key=lambda e: e.end) if before else None
+            if last is not None and any(e.end > last.start and e.op.name != last.op.name for e in before):
+                continue  # the last two changes overlap each other: either may have come last
+            present = last is not None and last.op.name == "mkdir"
             if present != (n in d.result):
                 out.append(Violation("listdir.items", f"listdir(.) {'shows' if present else 'omits'} {n}",
                                      f"{profile.where('errors.mkdir_duplicate')} (abi.md §4)",

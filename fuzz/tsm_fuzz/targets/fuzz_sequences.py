@@ -21,6 +21,7 @@ and carried as a replayable Sequence (threads replay concurrently, ``attempts`` 
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -38,6 +39,7 @@ MAX_MACROS = 6  # per thread
 KNOWN: Counter[str] = Counter()  # known-bug matches seen in this process (rule -> count)
 CONFIRM_ATTEMPTS = 30  # fresh-tree runs to confirm (and, per candidate, to shrink) a racy finding
 SHRINK_BUDGET = 3.0  # seconds
+SWITCH_INTERVAL = 1e-5  # seconds between GIL switches while a schedule's threads run (default 5 ms)
 
 Macro = tuple  # ("kind", thread, args...): kept as data so shrinking can drop any one of them
 
@@ -224,7 +226,14 @@ class Runner:
         """(trace, violations) of one execution."""
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import execute_threads
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))
+        threaded = len({s.thread for s in steps if s.thread}) > 1
+        old = sys.getswitchinterval()
+        if threaded:  # in-process, threads interleave only at GIL switches: make them fine-grained
+            sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))
+        finally:
+            sys.setswitchinterval(old)
         f = self.facts
         return done, check_trace(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
 
