@@ -32,6 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-trust-anchor", action="append", metavar="PEM|emulator",
                 help="trust anchor for format.signature.* (repeatable; `emulator`: the emulator's roots)")
     g.addoption("--tsm-seq-dir", metavar="DIR", help="write each failure's operations there as a .tsmseq")
+    g.addoption("--tsm-hypothesis-seed", type=int, metavar="N",
+                help="seed of model.state_machine.* (default: random; the seed in use is logged)")
+    parser.addini("tsm_hypothesis_seed", "default for --tsm-hypothesis-seed")
     for name in _OPTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
 
@@ -62,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state
+    seed = config.getoption("tsm_hypothesis_seed")
+    seed = seed if seed is not None else (config.getini("tsm_hypothesis_seed") or None)
+    if seed is not None:
+        from .checks import statemachine
+        statemachine.SEED = int(seed)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
