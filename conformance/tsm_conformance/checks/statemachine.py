@@ -15,16 +15,20 @@ operations, as the usual TsmFailure with a replayable .tsmseq.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
-from typing import Any
+import time
+from typing import Any, Callable
 
 from ..oracle import SpecModel, expected_attributes
+from ..outcome import TsmFailure
 from ..seq import Executor, Op, show
 from .base import Ctx, check
 
 SEED: int | None = None  # set by the plugin from --tsm-hypothesis-seed / tsm_hypothesis_seed
 SHRINK = True  # minimise a failing example (tests that only ask "caught?" turn it off for speed)
+SHRINK_SECONDS = {"emulated": 1.5, "fuse": 5.0, "live": 20.0}
 ITEMS = 3
 #: (max_examples, stateful_step_count) per target kind
 BUDGET = {"emulated": (60, 30), "fuse": (6, 15), "live": (4, 12)}
@@ -48,28 +52,79 @@ def seed_in_use() -> int:
        "over several items return exactly what the ABI model predicts",
        "abi.md §1-§4 and §7, as encoded by oracle.SpecModel (independent of the emulator)")
 def state_machine(ctx: Ctx) -> None:
-    from hypothesis import HealthCheck, seed, settings
+    from hypothesis import HealthCheck, Phase, seed, settings
     from hypothesis.stateful import get_state_machine_test  # semi-private (style.md A3.7): used here only
 
     kind = getattr(ctx.tree.t, "kind", "live")
     examples, steps = BUDGET.get(kind, BUDGET["live"])
     s = seed_in_use()
-    machine = build_machine(ctx, s)
-    from hypothesis import Phase
-    phases = [p for p in Phase if SHRINK or p not in (Phase.shrink, Phase.explain)]
+    machine, failed = build_machine(ctx, s)
+    # Hypothesis' own shrinker replays thousands of examples (seconds per failure here, far more on
+    # a live tree where reads make reports): shrink_program below does it within a time budget.
     opts = settings(max_examples=examples, stateful_step_count=steps, derandomize=False, database=None,
-                    deadline=None, print_blob=False, phases=phases,
+                    deadline=None, print_blob=False, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)],
                     suppress_health_check=list(HealthCheck))
     # run_state_machine_as_test takes no seed; the machine's inner @given test takes @seed
     test = get_state_machine_test(machine, settings=opts)
-    seed(s)(test)()
+    try:
+        seed(s)(test)()
+    except Exception:  # noqa: BLE001  a TsmFailure, or Hypothesis' Flaky* when the tree is not repeatable
+        if not failed:
+            raise
+        program, first = failed[0]
+        small = shrink_program(machine, program, SHRINK_SECONDS.get(kind, 10.0) if SHRINK else 0.0)
+        if small is None:  # the same rule calls passed when run again
+            first.observed += " (did not recur when the same operations ran again on fresh items)"
+        raise small or first from None
     ctx.note(f"hypothesis seed {s}: {examples} examples of up to {steps} steps passed "
              f"(--tsm-hypothesis-seed {s} reruns them)")
 
 
-def build_machine(ctx: Ctx, s: int) -> type:
+def shrink_program(machine: type, program: list[tuple[str, dict[str, Any]]], budget: float) -> TsmFailure | None:
+    """Drop rule calls one at a time (last first) while the program still fails, for at most
+    ``budget`` seconds; the failure of the smallest program (its log is the reproducer), or None
+    if the program does not fail when run again."""
+    def run(prog: list[tuple[str, dict[str, Any]]]) -> TsmFailure | None:
+        m = machine()
+        try:
+            for name, kw in prog:
+                getattr(m, name)(**kw)
+        except TsmFailure as f:
+            return f
+        except Exception:  # noqa: BLE001  e.g. a write on an fd whose open was dropped
+            return None
+        finally:
+            try:
+                m.teardown()
+            except OSError:
+                pass
+        return None
+    best = run(program)
+    if best is None:
+        return None
+    end = time.monotonic() + budget
+    i = len(program) - 1
+    while i >= 0 and time.monotonic() < end:
+        got = run(program[:i] + program[i + 1:])
+        if got is not None:
+            program, best = program[:i] + program[i + 1:], got
+        i -= 1
+    return run(program) or best  # run last, so the log is the smallest program's
+
+
+def recorded(fn: Callable) -> Callable:
+    """Keep each rule call (name, arguments) in the machine's program, for shrink_program."""
+    @functools.wraps(fn)
+    def call(self: Any, **kw: Any) -> Any:
+        self.program.append((fn.__name__, kw))
+        return fn(self, **kw)
+    return call
+
+
+def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
     """The machine class over this check's tree and profile (Hypothesis builds instances itself,
-    so the context goes in through the closure; fixtures cannot be injected into rules)."""
+    so the context goes in through the closure; fixtures cannot be injected into rules), and a
+    list that receives the first failing example: (its rule calls, its TsmFailure)."""
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
@@ -82,8 +137,12 @@ def build_machine(ctx: Ctx, s: int) -> type:
     base = ctx.new_name()
     ctx.names.pop(base, None)
     counter = iter(range(1 << 30))
+    failed: list[tuple[list[tuple[str, dict[str, Any]]], TsmFailure]] = []
     item = st.integers(0, 7)  # mostly an existing item (see pick), now and then any name
-    blob = st.one_of(st.binary(min_size=nonce_len, max_size=nonce_len), st.binary(max_size=70))
+    limit = profile.limits_inblob_max
+    # report-sized nonces mostly; any size; past the limit (EFBIG, an empty commit); empty (EFAULT)
+    blob = st.one_of(st.binary(min_size=nonce_len, max_size=nonce_len), st.binary(max_size=limit + 6),
+                     st.binary(min_size=limit + 1, max_size=limit + 6), st.just(b""))
 
     class TreeMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -95,34 +154,46 @@ def build_machine(ctx: Ctx, s: int) -> type:
             ctx.note(f"hypothesis seed {s} (--tsm-hypothesis-seed {s} reruns this run)")
             self.ex = Executor(ctx.tree, prefix)  # type: ignore[arg-type]
             self.model = SpecModel(profile, attrs, facts.privlevel_floor, facts.provider)
-            self.writers: list[str] = []  # open inblob fds
-            self.readers: list[str] = []  # open read fds
+            # fd names stay listed even when their open failed: which rules apply must depend on
+            # the rules drawn, not on the tree's answers, or Hypothesis cannot replay an example
+            self.writers: list[str] = []  # inblob fds
+            self.readers: list[str] = []  # read fds
+            self.program: list[tuple[str, dict[str, Any]]] = []
 
         def do(self, op: Op) -> object:
             obs = self.ex.call(op)
             want, why = self.model.step(op, obs)
             if why:
-                ctx.fail(f"{op} -> {want.text}", f"{op} -> {show(obs)} ({why}; hypothesis seed {s})",
-                         want.keypath or "errors")
+                try:
+                    ctx.fail(f"{op} -> {want.text}", f"{op} -> {show(obs)} ({why}; hypothesis seed {s})",
+                             want.keypath or "errors")
+                except TsmFailure as f:
+                    if not failed:
+                        failed.append((list(self.program), f))
+                    raise
             return obs
 
         def pick(self, i: int) -> str:
             live = sorted(self.model.items)
             return live[i % len(live)] if live and i < 6 else f"r{i % ITEMS}"
 
-        def opened(self, path: str, flags: str) -> str | None:
+        def opened(self, path: str, flags: str) -> tuple[str, bool]:
+            name = f"fd{self.ex.nfd}"  # the executor's name for this open, failed or not
             res = self.do(Op("open", (path, flags)))
-            return res if isinstance(res, str) and res.startswith("fd") else None
+            return name, isinstance(res, str) and res.startswith("fd")
 
         @initialize()
+        @recorded
         def first_item(self) -> None:
             self.do(Op("mkdir", ("r0",)))
 
         @rule(i=st.integers(0, ITEMS - 1))
+        @recorded
         def mkdir(self, i: int) -> None:
             self.do(Op("mkdir", (f"r{i}",)))
 
         @rule(i=item, again=st.sampled_from((True, True, True, False)))
+        @recorded
         def rmdir(self, i: int, again: bool) -> None:
             name = self.pick(i)
             self.do(Op("rmdir", (name,)))
@@ -130,33 +201,35 @@ def build_machine(ctx: Ctx, s: int) -> type:
                 self.do(Op("mkdir", (name,)))
 
         @rule(i=item, data=blob, look=st.booleans())
+        @recorded
         def commit(self, i: int, data: bytes, look: bool) -> None:
             name = self.pick(i)
-            fd = self.opened(f"{name}/inblob", "O_WRONLY")
-            if fd:
+            fd, ok = self.opened(f"{name}/inblob", "O_WRONLY")
+            if ok:
                 self.do(Op("write", (fd, data)))
                 self.do(Op("close", (fd,)))
                 if look:
                     self.read_generation(name)
 
         @rule(i=item)
+        @recorded
         def generation(self, i: int) -> None:
             self.read_generation(self.pick(i))
 
         def read_generation(self, name: str) -> None:
-            fd = self.opened(f"{name}/generation", "O_RDONLY")
-            if fd:
+            fd, ok = self.opened(f"{name}/generation", "O_RDONLY")
+            if ok:
                 self.do(Op("read", (fd, 64)))
                 self.do(Op("close", (fd,)))
 
         @rule(i=item)
+        @recorded
         def open_inblob(self, i: int) -> None:
-            fd = self.opened(f"{self.pick(i)}/inblob", "O_WRONLY")
-            if fd:
-                self.writers.append(fd)
+            self.writers.append(self.opened(f"{self.pick(i)}/inblob", "O_WRONLY")[0])
 
         @precondition(lambda self: self.writers)
         @rule(k=st.integers(0, 7), data=blob, chunks=st.integers(1, 3))
+        @recorded
         def write_inblob(self, k: int, data: bytes, chunks: int) -> None:
             fd = self.writers[k % len(self.writers)]
             step = max(1, -(-len(data) // chunks))
@@ -165,11 +238,13 @@ def build_machine(ctx: Ctx, s: int) -> type:
 
         @precondition(lambda self: self.writers)
         @rule(k=st.integers(0, 7), data=st.binary(max_size=20), offset=st.integers(0, 70))
+        @recorded
         def pwrite_inblob(self, k: int, data: bytes, offset: int) -> None:
             self.do(Op("pwrite", (self.writers[k % len(self.writers)], data, offset)))
 
         @precondition(lambda self: self.writers or self.readers)
         @rule(k=st.integers(0, 7))
+        @recorded
         def close(self, k: int) -> None:
             fds = self.writers + self.readers
             fd = fds[k % len(fds)]
@@ -178,11 +253,12 @@ def build_machine(ctx: Ctx, s: int) -> type:
 
         @precondition(lambda self: bool(texts))
         @rule(i=item, a=st.integers(0, 7), v=st.integers(0, 15), twice=st.booleans(), look=st.booleans())
+        @recorded
         def text_write(self, i: int, a: int, v: int, twice: bool, look: bool) -> None:
             attr = texts[0] if a < 4 else texts[a % len(texts)]  # privlevel (first) half the time
             name = self.pick(i)
-            fd = self.opened(f"{name}/{attr}", "O_WRONLY")
-            if fd:
+            fd, ok = self.opened(f"{name}/{attr}", "O_WRONLY")
+            if ok:
                 for value in (TEXTS[attr][v % len(TEXTS[attr])],) * (2 if twice else 1):
                     self.do(Op("write", (fd, value)))
                 self.do(Op("close", (fd,)))
@@ -190,26 +266,30 @@ def build_machine(ctx: Ctx, s: int) -> type:
                     self.read_generation(name)
 
         @rule(i=item, a=st.integers(0, 7))
+        @recorded
         def read_whole(self, i: int, a: int) -> None:
-            fd = self.opened(f"{self.pick(i)}/{readable[a % len(readable)]}", "O_RDONLY")
-            if fd:
+            fd, ok = self.opened(f"{self.pick(i)}/{readable[a % len(readable)]}", "O_RDONLY")
+            if ok:
                 self.do(Op("read", (fd, 1 << 16)))
                 self.do(Op("close", (fd,)))
 
         @rule(i=item, n=st.sampled_from((1, 7, 100)))
+        @recorded
         def read_partial(self, i: int, n: int) -> None:
-            fd = self.opened(f"{self.pick(i)}/{'outblob' if 'outblob' in attrs else readable[0]}", "O_RDONLY")
-            if fd:
+            fd, ok = self.opened(f"{self.pick(i)}/{'outblob' if 'outblob' in attrs else readable[0]}", "O_RDONLY")
+            self.readers.append(fd)
+            if ok:
                 self.do(Op("read", (fd, n)))
-                self.readers.append(fd)
 
         @precondition(lambda self: self.readers)
         @rule(k=st.integers(0, 7), n=st.sampled_from((7, 1 << 16)), off=st.sampled_from((None, 0, 5, 1000)))
+        @recorded
         def read_more(self, k: int, n: int, off: int | None) -> None:
             fd = self.readers[k % len(self.readers)]
             self.do(Op("read", (fd, n)) if off is None else Op("pread", (fd, n, off)))
 
         @rule(i=item, which=st.integers(0, 3))
+        @recorded
         def misuse(self, i: int, which: int) -> None:
             name = self.pick(i)
             if which == 0:
@@ -217,8 +297,8 @@ def build_machine(ctx: Ctx, s: int) -> type:
             elif which == 1:
                 self.do(Op("open", (f"{name}/inblob", "O_RDONLY")))
             elif which == 2:
-                fd = self.opened(f"{name}/outblob", "O_RDONLY")
-                if fd:
+                fd, ok = self.opened(f"{name}/outblob", "O_RDONLY")
+                if ok:
                     self.do(Op("lseek", (fd, 0, "SEEK_SET")))
                     self.do(Op("close", (fd,)))
             else:
@@ -227,4 +307,4 @@ def build_machine(ctx: Ctx, s: int) -> type:
         def teardown(self) -> None:
             self.ex.finish()
 
-    return TreeMachine
+    return TreeMachine, failed
