@@ -77,7 +77,7 @@ def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
         if per[th] >= MAX_MACROS:
             continue
         per[th] += 1
-        kind, item = (c >> 2) % 12, items[r.u8() % nitems]
+        kind, item = (c >> 2) % 13, items[r.u8() % nitems]
         k = len(macros)
         if kind == 0:
             macros.append(("mkdir", th, item))
@@ -89,7 +89,8 @@ def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
             macros.append(("inblob", th, item, _nonce(th, k, n), (b >> 3) & 3, r.u8() % 72))
         elif kind == 4 and shape.texts:
             attr, values = shape.texts[r.u8() % len(shape.texts)]
-            macros.append(("text", th, item, attr, values[r.u8() % len(values)]))
+            b = r.u8()
+            macros.append(("text", th, item, attr, values[b % len(values)], 1 + (b >> 7)))
         elif kind in (5, 6):
             macros.append(("bracket", th, item, 1 + r.u8() % 4))
         elif kind == 7 and shape.reads:
@@ -97,9 +98,11 @@ def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
         elif kind == 8:
             macros.append(("churn", th, item, 1 + r.u8() % 6, k))
         elif kind == 9:
-            macros.append(("misuse", th, item, r.u8() % 6))
+            macros.append(("misuse", th, item, r.u8() % 9))
         elif kind == 10:
             macros.append(("list", th))
+        elif kind == 11:
+            macros.append(("stale", th, item))
         else:
             macros.append(("gen", th, item))
     return premade, macros
@@ -166,8 +169,9 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
         else:  # an odd offset, sometimes past the limit (EFBIG) or empty (EFAULT)
             ops.append(("pwrite", (fd, nonce[: off % 17], off)))
         return ops + [("close", (fd,))]
-    if kind == "text":
-        return [("open", (f"{item}/{a[1]}", "O_WRONLY", fd)), ("write", (fd, a[2])), ("close", (fd,))]
+    if kind == "text":  # one or two stores on one fd; a 5000-byte write is cut to 4095 and stored once
+        value = a[2] if a[3] == 1 or a[2] else b"0" * 4094 + b"3" + b"9" * 905
+        return [("open", (f"{item}/{a[1]}", "O_WRONLY", fd))] + [("write", (fd, value))] * a[3] + [("close", (fd,))]
     if kind == "bracket":
         out: list[tuple[str, tuple]] = []
         for i in range(a[1]):
@@ -176,7 +180,12 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
         return out
     if kind == "read":
         attr, n = a[1], a[2]
-        return [("open", (f"{item}/{attr}", "O_RDONLY", fd)), ("read", (fd, n)), ("read", (fd, n)), ("close", (fd,))]
+        return [("open", (f"{item}/{attr}", "O_RDONLY", fd)), ("read", (fd, n)), ("read", (fd, n)),
+                ("pread", (fd, n, 5)), ("close", (fd,))]
+    if kind == "stale":  # an fd opened before rmdir: unfilled, it must fail ENOENT (abi.md §3)
+        return [("open", (f"{item}/outblob", "O_RDONLY", fd)), ("open", (f"{item}/generation", "O_RDONLY", fd + "g")),
+                ("read", (fd + "g", 1)), ("rmdir", (item,)), ("read", (fd, 1 << 16)), ("read", (fd + "g", 64)),
+                ("close", (fd,)), ("close", (fd + "g",)), ("mkdir", (item,))]
     if kind == "churn":  # commits (and, with module control, report sizes) changing quickly
         out = []
         for i in range(a[1]):
@@ -198,7 +207,14 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
             return [("open", (f"{item}/outblob", "O_RDONLY", fd)), ("lseek", (fd, 0, "SEEK_SET")), ("close", (fd,))]
         if which == 4:
             return [("mkdir", (f"{item}/sub",))]
-        return [("stat", (f"{item}/outblob",)), ("listdir", (item,))]
+        if which == 5:
+            return [("stat", (f"{item}/outblob",)), ("listdir", (item,))]
+        if which == 6:  # open and close without a write: no commit
+            return [("open", (f"{item}/inblob", "O_WRONLY", fd)), ("close", (fd,))]
+        if which == 7:
+            return [("stat", (item,)), ("stat", (f"{item}/generation",))]
+        return [("open", (f"{item}/inblob", "O_WRONLY", fd)), ("write", (fd, bytes(60))),
+                ("write", (fd, bytes(10))), ("close", (fd,))]  # EFBIG keeps the 60 bytes before it
     return []
 
 
