@@ -64,10 +64,10 @@ def suite_once(config: str, root: str | None = None) -> tuple[float, list]:
     profile, checks = load_profile(config), tree_checks()
     tree = LiveTree(root) if root else EmulatedTree(config)
     t0 = time.perf_counter()
-    Session(tree, profile, prefix="bench-").run(checks)
+    Session(tree, profile, prefix="tsmbn-").run(checks)
     dt = time.perf_counter() - t0
     cap = Capture(LiveTree(root) if root else EmulatedTree(config))
-    Session(cap, profile, prefix="bench-").run(checks)  # type: ignore[arg-type]
+    Session(cap, profile, prefix="tsmbn-").run(checks)  # type: ignore[arg-type]
     return dt, cap.ops
 
 

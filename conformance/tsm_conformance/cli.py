@@ -40,9 +40,14 @@ def _usage(msg: str) -> int:
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    import contextlib
+
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
+    if args.op_timeout is not None and args.op_timeout <= 0:
+        return _usage("--op-timeout must be a positive number of seconds")
     try:
-        state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor)
+        state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
+                            op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
     except SetupError as e:
         return _usage(str(e))
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
@@ -51,9 +56,21 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir]
     if args.junit:
         argv += ["--junitxml", args.junit]
+    ktap_stdout = args.format == "ktap"
+    if ktap_stdout or args.ktap:
+        argv += ["--tsm-ktap", "-" if ktap_stdout else args.ktap]
+    if not args.quiet:
+        argv += ["--tsm-progress"]
     argv += extra
     counter = _Counter()
-    code = _main_with_state(argv, _StateCarrier(state), counter, STATE_PLUGIN)
+    # KTAP on stdout: pytest's own report goes to stderr, so stdout is KTAP alone
+    redirect = contextlib.redirect_stdout(sys.stderr) if ktap_stdout else contextlib.nullcontext()
+    try:
+        with redirect:
+            code = _main_with_state(argv, _StateCarrier(state), counter, STATE_PLUGIN)
+    finally:
+        from .cleanup import sweep
+        sweep(state.tree, state.session.prefix)  # again, in case pytest itself was interrupted
     c = counter.counts
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
@@ -206,6 +223,54 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Probe the tree, match a profile with runstate's selection, print both with the evidence."""
+    from .runstate import SetupError, _groups_seen, choose_profile, make_tree, probe_tree
+    try:
+        tree = make_tree(args.root, args.emulate)
+        facts = probe_tree(tree, 90.0)
+        groups = _groups_seen(facts)
+        prof = choose_profile(facts)
+    except SetupError as e:
+        return _usage(str(e))
+    rows = [("target", facts.target), ("kernel", facts.kernel_release), ("provider", facts.provider),
+            ("attributes", " ".join(sorted(facts.attributes))),
+            ("privlevel_floor", "-" if facts.privlevel_floor is None else str(facts.privlevel_floor)),
+            ("groups", ", ".join(f"{g} {'present' if v else 'absent'}" for g, v in sorted(groups.items())) or "-")]
+    if prof.match_groups:
+        rows.append(("matched on", f"provider {prof.provider}, " + ", ".join(
+            f"{g} {'present' if w else 'absent'}" for g, w in prof.match_groups.items())))
+    else:
+        rows.append(("matched on", f"provider {prof.provider}"))
+    print(f"profile {prof.name} ({prof.path})")
+    for k, v in rows:
+        print(f"  {k:16} {v}")
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove our leftover report items; refuse anything that is not a report group."""
+    from . import DEFAULT_ROOT
+    from .cleanup import NotAReportGroup, clean
+    root = args.root or DEFAULT_ROOT
+    if not os.path.exists(root):
+        return _usage(f"{root} does not exist: give the configfs-tsm report directory with --root")
+    try:
+        res = clean(root, force=args.force)
+    except NotAReportGroup as e:
+        return _usage(str(e))
+    except PermissionError as e:
+        return _usage(f"{root}: {e.strerror}: run as root")
+    for n in res.removed:
+        print(f"removed {n}")
+    for n, why in res.skipped:
+        print(f"kept {n}: {why}")
+    for n, why in res.failed:
+        print(f"failed {n}: {why}", file=sys.stderr)
+    print(f"{root}: {len(res.removed)} removed, {len(res.skipped)} kept, {len(res.failed)} failed")
+    return EXIT_FAIL if res.failed else EXIT_OK
+
+
 def cmd_quirks(_: argparse.Namespace) -> int:
     from .emulator.quirks import QUIRKS
     for q in QUIRKS.values():
@@ -232,6 +297,25 @@ def parser() -> argparse.ArgumentParser:
                           "emulator's roots (e.g. a FUSE mount); an emulated run uses them by default")
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
+    run.add_argument("--ktap", metavar="FILE", help="write KTAP v1 results (one subtest per area) to FILE")
+    run.add_argument("--format", choices=("pytest", "ktap"), default="pytest",
+                     help="stdout: pytest's report (default), or KTAP alone (pytest's report goes to stderr)")
+    run.add_argument("--op-timeout", type=float, metavar="S",
+                     help="deadline of every operation on the tree (default 90: past the TDX driver's 30 s quote "
+                          "timeout); one past it fails its check as hung")
+    run.add_argument("--on-hang", choices=("stop", "continue"), default="stop",
+                     help="after a hung operation: skip the remaining checks as not-run (default), or go on")
+    run.add_argument("--budget", metavar="reports=N,time=S",
+                     help="cap report generations and/or wall time (s, or 10m, 1h); checks past it are "
+                          "skipped as not-run")
+    run.add_argument("-q", "--quiet", action="store_true", help="no per-area progress lines on stderr")
+    det = sub.add_parser("detect", help="probe a tree and print the profile that matches it, with the evidence")
+    dtg = det.add_mutually_exclusive_group()
+    dtg.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    dtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (for testing)")
+    cl = sub.add_parser("clean", help="remove report items left by killed runs (tsmct-, tsmfz-, tsmrp-, ... only)")
+    cl.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    cl.add_argument("--force", action="store_true", help="also items whose creating process is still running")
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
@@ -290,9 +374,12 @@ def cmd_fuzz(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_command = argv is None  # the console script / python -m: this process is ours to signal
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
+    if as_command and argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
+        _unwind_on_signals()
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
@@ -314,10 +401,33 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.cmd == "emulate":
             return cmd_emulate(args)
+        if args.cmd == "detect":
+            return cmd_detect(args)
+        if args.cmd == "clean":
+            return cmd_clean(args)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)
         return 130
+
+
+def _unwind_on_signals() -> None:
+    """SIGTERM unwinds like Ctrl-C (KeyboardInterrupt: every check's finally and the end-of-run
+    sweep remove their items); a second SIGINT/SIGTERM while that cleanup runs is ignored, with a
+    note (SIGKILL abandons it; `tsm-conformance clean` then removes what is left)."""
+    import signal
+    seen = []
+
+    def handler(signum: int, frame: object) -> None:
+        if seen:
+            print("tsm-conformance: cleaning up report items; SIGKILL abandons that "
+                  "(then: tsm-conformance clean)", file=sys.stderr)
+            return
+        seen.append(signum)
+        raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
 
 
 if __name__ == "__main__":

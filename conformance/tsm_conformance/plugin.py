@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-trust-anchor", action="append", metavar="PEM|emulator",
                 help="trust anchor for format.signature.* (repeatable; `emulator`: the emulator's roots)")
     g.addoption("--tsm-seq-dir", metavar="DIR", help="write each failure's operations there as a .tsmseq")
+    g.addoption("--tsm-ktap", metavar="PATH|-", help="write KTAP v1 results there (- for stdout)")
+    g.addoption("--tsm-progress", action="store_true", help="one line per finished check area on stderr")
     g.addoption("--tsm-hypothesis-seed", type=int, metavar="N",
                 help="seed of model.state_machine.* (default: random; the seed in use is logged)")
     parser.addini("tsm_hypothesis_seed", "default for --tsm-hypothesis-seed")
@@ -65,6 +67,12 @@ def pytest_configure(config: pytest.Config) -> None:
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state
+    ktap = config.getoption("tsm_ktap")
+    from .ktap import KtapReporter, open_stream
+    import sys
+    config.pluginmanager.register(KtapReporter(open_stream(ktap) if ktap else None,
+                                               sys.stderr if config.getoption("tsm_progress") else None),
+                                  "tsm-ktap")
     seed = config.getoption("tsm_hypothesis_seed")
     seed = seed if seed is not None else (config.getini("tsm_hypothesis_seed") or None)
     if seed is not None:
@@ -210,14 +218,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_KEY, None)
     if state is None:
         return
-    # Last line of defence: nothing with this run's prefix may stay behind.
-    prefix = state.session.prefix
-    try:
-        for name in state.tree.listdir(""):
-            if name.startswith(prefix):
-                try:
-                    state.tree.rmdir(name)
-                except OSError:
-                    pass
-    except OSError:
-        pass
+    # Last line of defence: nothing with this run's prefix may stay behind (workers joined first).
+    from .cleanup import sweep
+    sweep(state.tree, state.session.prefix)

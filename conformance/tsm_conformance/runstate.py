@@ -104,8 +104,14 @@ def trust_anchors(given: list[str] | None) -> TrustAnchors:
 
 
 def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None,
-                anchors: list[str] | None = None) -> TsmState:
+                anchors: list[str] | None = None, op_timeout: float | None = None, budget: str | None = None,
+                stop_on_hang: bool = True) -> TsmState:
     """Target + probe + profile selection; SetupError (one line) for every bad input."""
+    from .checks.runner import DEFAULT_OP_TIMEOUT, Budget
+    try:
+        caps = Budget.parse(budget) if budget else Budget()
+    except ValueError as e:
+        raise SetupError(str(e)) from None
     given = trust_anchors(anchors)
     tree = make_tree(root, emulate, module)
     prof: Profile | None = None
@@ -116,16 +122,32 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
             raise SetupError(str(e)) from None
         if prof.abstract:
             raise SetupError(f"profile {prof.name} is abstract (a base for providers); pick a provider profile")
+    deadline = DEFAULT_OP_TIMEOUT if op_timeout is None else op_timeout
+    facts = probe_tree(tree, deadline)
+    if prof is None:
+        prof = choose_profile(facts)
+    return TsmState(tree, prof, Session(tree, prof, facts=facts, anchors=given or None, op_timeout=deadline,
+                                        budget=caps, stop_on_hang=stop_on_hang))
+
+
+def probe_tree(tree: Tree, deadline: float | None = None) -> Facts:
+    """checks.base.probe under the operation deadline; SetupError when the tree is not usable."""
+    from .checks.deadline import WATCHDOG, OperationHung
     try:
-        facts = probe(tree, f"tsmct-{os.getpid()}-")
+        with WATCHDOG.guard(deadline):
+            return probe(tree, f"tsmct-{os.getpid()}-")
     except TsmError as e:
         raise SetupError(str(e)) from None
-    if prof is None:
-        try:
-            prof = select_profile(facts.provider, _groups_seen(facts))
-        except (LookupError, ProfileError) as e:
-            raise SetupError(str(e)) from None
-    return TsmState(tree, prof, Session(tree, prof, facts=facts, anchors=given or None))
+    except OperationHung as e:
+        raise SetupError(f"{tree.describe()}: probing the tree hung: {e} (a wedged provider? see --op-timeout)") from None
+
+
+def choose_profile(facts: Facts) -> Profile:
+    """The one place a probed tree is matched to a profile (run, detect)."""
+    try:
+        return select_profile(facts.provider, _groups_seen(facts))
+    except (LookupError, ProfileError) as e:
+        raise SetupError(str(e)) from None
 
 
 def _groups_seen(facts: Facts) -> dict[str, bool]:

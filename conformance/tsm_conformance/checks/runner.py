@@ -14,6 +14,43 @@ from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
 from ..verify.base import TrustAnchors, anchors_from_pem
 from .base import Check, Ctx, Facts, Recorder, all_checks, not_applicable_reason, probe
+from .deadline import WATCHDOG, OperationHung
+
+#: Default per-operation deadline (seconds).  A TDX quote may legitimately take up to the guest
+#: driver's 30 s GetQuote timeout while holding the global lock, and another operation may wait
+#: that long for the lock before its own quote: 90 s is past both.  `run --op-timeout` changes it.
+DEFAULT_OP_TIMEOUT = 90.0
+BLOBS = ("outblob", "auxblob", "manifestblob")
+
+
+@dataclass
+class Budget:
+    """Caps for a run on real hardware (each report generation costs ms to s): report generations
+    (counted as read opens of a report blob, an upper bound) and wall seconds.  Checks that would
+    start past a cap are skipped as not-run; a running check is bounded by the op deadline."""
+
+    reports: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """``reports=N,time=S`` (either part; S in seconds, or with an s/m/h suffix)."""
+        b = cls()
+        for part in filter(None, (x.strip() for x in text.split(","))):
+            k, sep, v = part.partition("=")
+            try:
+                if sep and k == "reports" and int(v) >= 0:
+                    b.reports = int(v)
+                    continue
+                if sep and k == "time":
+                    mult = {"s": 1, "m": 60, "h": 3600}.get(v[-1:], 0)
+                    b.seconds = float(v[:-1] if mult else v) * (mult or 1)
+                    if b.seconds > 0:
+                        continue
+            except ValueError:
+                pass
+            raise ValueError(f"--budget {text}: expected reports=N and/or time=SECONDS (e.g. reports=200,time=10m)")
+        return b
 
 
 def _tree_anchors(tree: Tree) -> TrustAnchors:
@@ -34,7 +71,8 @@ class Session:
     """One run of the catalogue against one tree and one profile."""
 
     def __init__(self, tree: Tree, profile: Profile, facts: Facts | None = None, prefix: str | None = None,
-                 anchors: TrustAnchors | None = None) -> None:
+                 anchors: TrustAnchors | None = None, op_timeout: float | None = DEFAULT_OP_TIMEOUT,
+                 budget: Budget | None = None, stop_on_hang: bool = True) -> None:
         self.tree = tree
         # the user's anchors, else the target's own (an emulated tree knows its emulator's roots)
         self.anchors = anchors if anchors else _tree_anchors(tree)
@@ -44,6 +82,62 @@ class Session:
         self.facts = facts or probe(tree, self.prefix)
         self.visible = profile.visible_attributes(self.facts.groups_present(profile))
         self.recorder = Recorder(tree, {})
+        self.op_timeout, self.budget, self.stop_on_hang = op_timeout, budget or Budget(), stop_on_hang
+        self.reports_used = 0
+        self.started: float | None = None
+        self.wedged = ""  # why later checks do not run: an operation hung and the tree may be stuck
+
+    def not_run_reason(self, c: Check) -> str | None:
+        """Why ``c`` must not start: an earlier hang, or an exhausted budget."""
+        if self.wedged:
+            return f"not-run: {self.wedged}"
+        b = self.budget
+        if b.seconds is not None and self.started is not None and time.monotonic() - self.started >= b.seconds:
+            return f"not-run: time budget of {b.seconds:g} s used up"
+        if b.reports is not None:
+            if self.reports_used >= b.reports:
+                return f"not-run: report budget used up ({self.reports_used} of {b.reports} report reads)"
+            if c.area == "concurrency":  # worker threads read reports unrecorded, without bound
+                return f"not-run: concurrency checks make uncounted reports; excluded under a report budget"
+        return None
+
+    def _op_text(self, op: str, args: list) -> str:
+        """A recorded operation in flight, for a hang: paths as r0..., fds by the file they opened."""
+        rec = self.recorder
+        self._hang_at = len(rec.log)  # the log's length when the call was seen hanging
+        if args and op in ("mkdir", "rmdir", "listdir", "stat", "open"):
+            args[0] = rec._path(str(args[0])) or "."
+        elif args and op in ("close", "read", "pread", "write", "pwrite", "lseek"):
+            path = next((rec._path(str(a[0])) for o, a, r in reversed(rec.log) if o == "open" and r == args[0]), None)
+            args[0] = f"fd {args[0]} = {path}" if path else args[0]
+        if op in ("write", "pwrite") and len(args) > 1 and len(args[1]) > 24:
+            args[1] = f"<{len(args[1])} bytes>"
+        return f"{op}({', '.join(str(a) for a in args)})"
+
+    def _count_reports(self, log: list) -> None:
+        for op, args, r in log:
+            if op == "open" and isinstance(r, int) and not int(args[1]) & 3 and str(args[0]).rpartition("/")[2] in BLOBS:
+                self.reports_used += 1
+
+    def _hung(self, c: Check, ctx: Ctx, h: OperationHung, t0: float) -> Result:
+        when = "returned only after" if h.completed else "no result after"
+        line = f"{h.op} -> hung: {when} {h.seconds:.1f} s (deadline {h.deadline:g} s)"
+        if self.stop_on_hang:
+            self.wedged = f"{h.op} hung in {c.id}; later checks could block on the same lock"
+        at = min(getattr(self, "_hang_at", len(ctx.tree.log)), len(ctx.tree.log))
+        log = list(ctx.tree.log)
+        log.insert(at, ("#", (f"hung: {h.op}",), None))
+        ops = ctx.tree.render()
+        ops.insert(at, line)
+        from ..seq import from_log
+        header = {"check": c.id, "rule": c.rule, "expected": f"{h.op} returns within {h.deadline:g} s",
+                  "observed": f"hung: {when} {h.seconds:.1f} s", "target": self.facts.target,
+                  "kernel": self.facts.kernel_release}
+        f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:g} s (--op-timeout)",
+                       f"hung: {h.op}: {when} {h.seconds:.1f} s", "run --op-timeout", ops,
+                       self.facts.target, self.facts.kernel_release,
+                       sequence=from_log(log, dict(ctx.names), header))
+        return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)
 
     def expected_failure(self, c: Check) -> ExpectedFailure | None:
         return next((x for x in self.profile.expected_failures if x.check == c.id), None)
@@ -56,14 +150,34 @@ class Session:
         reason = self.applicable(c)
         if reason:
             return Result(c, Outcome.SKIP_NA, reason=reason)
+        if self.started is None:
+            self.started = time.monotonic()
+        reason = self.not_run_reason(c)
+        if reason:
+            return Result(c, Outcome.SKIP_UNSUPPORTED, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
                   getattr(self.tree, "control", None), self.anchors)
+        ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
         try:
-            try:
-                c.func(ctx)
-            finally:
-                ctx.cleanup()
+            with WATCHDOG.guard(self.op_timeout, self._op_text):
+                try:
+                    r = self._call(c, ctx, t0)
+                finally:  # also after a hang: a hung mkdir may have made its item
+                    ctx.cleanup()
+                    self._count_reports(ctx.tree.log)
+        except OperationHung as h:  # raised during the cleanup itself
+            return self._hung(c, ctx, h, t0)
+        late = WATCHDOG.take()  # a call that returned only past its deadline (uninterruptible wait)
+        if late is not None and not (r.failure and r.failure.observed.startswith("hung")):
+            return self._hung(c, ctx, late, t0)
+        return r
+
+    def _call(self, c: Check, ctx: Ctx, t0: float) -> Result:
+        try:
+            c.func(ctx)
+        except OperationHung as h:
+            return self._hung(c, ctx, h, t0)
         except TsmFailure as f:
             f.target, f.kernel = self.facts.target, self.facts.kernel_release
             return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)

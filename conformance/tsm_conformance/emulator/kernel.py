@@ -32,6 +32,7 @@ SIMPLE_ATTR_SIZE = 4096
 INBLOB_MAX = 64
 PRIVLEVEL_MAX = 3
 PREEMPT_WINDOW = 0.0002  # seconds between sizing and filling a binary read, when threads compete
+HANG_SECONDS = 3600.0  # quirk report-hangs: far past any operation deadline
 RO_TEXT = ("generation", "provider", "privlevel_floor")
 S_IFDIR, S_IFREG = 0o040000, 0o100000
 
@@ -113,6 +114,9 @@ class Kernel:
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
+        # Set by a frontend that learns when the caller gave up (FUSE: fuse_interrupted()); long
+        # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does.
+        self.interrupted = None  # Callable[[], bool] | None
 
     # ---------------------------------------------------------------- provider registration
     def register(self, provider: Provider) -> None:
@@ -134,6 +138,14 @@ class Kernel:
                 self.dmesg.append(f'{self.era.core_module}: "{self.provider.name}" unregistered '
                                   "with items present in configfs/tsm/report")
             self.provider = None
+
+    def wait_interruptible(self, seconds: float) -> None:
+        """Sleep like an interruptible kernel wait: EINTR as soon as ``interrupted`` says so."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.interrupted is not None and self.interrupted():
+                raise _err(errno.EINTR)
+            time.sleep(min(left, 0.05))
 
     def _oops(self, where: str) -> KernelOops:
         self.dmesg.append(f"BUG: kernel NULL pointer dereference in {where}")
@@ -283,6 +295,8 @@ class Kernel:
             if self._cached_ok(item, attr):  # another thread already generated it
                 return self._select(item, attr)
             item.blobs = None
+            if "report-hangs" in self.q:  # a host that never answers, under the write lock
+                self.wait_interruptible(HANG_SECONDS)
             try:
                 item.blobs = p.report_new(item.desc)
             except OSError as e:

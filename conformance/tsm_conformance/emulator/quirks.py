@@ -89,6 +89,8 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("unlocked-generation", ALL, "a report made while a write lands is stamped with the newer generation"),
     Quirk("shared-inblob", ALL, "all items share one inblob: a write to one changes the others' reports"),
     Quirk("rmdir-read-eio", ALL, "reads racing or following rmdir fail EIO instead of ENOENT"),
+    Quirk("report-hangs", ALL, "report generation blocks for an hour under the global lock (a host that "
+          "never answers); interruptible, like the TDX quote wait"),
     Quirk("service-provider-any", ("sev_guest-svsm",), "service_provider strings other than svsm accepted"),
 )}
 

@@ -18,6 +18,9 @@ to the group; an ``OSError`` from the emulator becomes the same errno for the ca
   from every close(), so the emulator fd is closed (and the inblob committed) there.  An open file
   shared by dup()/fork() (a shell redirection) gets a new emulator fd, opened with the same flags,
   if another copy is used after one copy's close(); release closes whatever is left.
+* interrupts: mounted with ``intr``; a request whose caller got a signal is marked interrupted,
+  and the emulator's long waits (quirk report-hangs) poll ``fuse_interrupted()`` and fail EINTR,
+  as the TDX driver's interruptible wait does, so a caller's deadline can end a hung request.
 * truncate (O_TRUNC without atomic_o_trunc, ftruncate) succeeds and changes nothing, as configfs'
   ``simple_setattr`` does for attribute data; create -> EACCES (configfs dirs have no ->create),
   mknod/unlink/rename/symlink -> EPERM.
@@ -39,6 +42,7 @@ import errno
 import itertools
 import os
 import shutil
+import signal
 import stat as st
 import sys
 import threading
@@ -137,6 +141,12 @@ class EmulatorFS:
         if config is not None:  # also given as -o options; set here in case libfuse ignored them
             config.entry_timeout = config.attr_timeout = config.negative_timeout = 0.0
             config.direct_io = 1
+            # Answer FUSE_INTERRUPT: a caller whose syscall got a signal (the suite's deadline)
+            # waits only killably until we reply, so the emulator's long waits poll
+            # fuse_interrupted() and fail EINTR.  libfuse also pthread_kill()s the worker with
+            # intr_signal; serve() ignores it (the poll, not the signal, ends the wait).
+            config.intr = 1
+            config.intr_signal = signal.SIGUSR1
         if self.on_mounted:
             self.on_mounted()
 
@@ -315,6 +325,10 @@ def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = N
         raise FuseUnavailable(why)
     mfusepy = _load_mfusepy()
     mnt = os.path.abspath(mountpoint)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # libfuse's intr_signal (see init_with_config)
+    interrupted = getattr(getattr(mfusepy, "_libfuse", None), "fuse_interrupted", None)
+    if interrupted is not None:  # called from the libfuse thread serving the request
+        kernel.interrupted = lambda: bool(interrupted())
 
     was_mounted = threading.Event()
 

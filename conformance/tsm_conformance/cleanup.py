@@ -1,0 +1,122 @@
+"""Leaving no trace: the end-of-run sweep and ``tsm-conformance clean``.
+
+Every check removes its items in a ``finally``; this module is the last line of defence.  ``sweep``
+runs at the end of every run (pass, fail, Ctrl-C, SIGTERM: the CLI turns SIGTERM into the same
+KeyboardInterrupt unwinding): it gives the checks' worker threads a moment to finish (a worker may
+mkdir after the main thread's cleanup), then removes every item with the run's prefix, twice.
+``clean`` removes what a SIGKILLed run left: only names with our prefixes (``names.PREFIXES``),
+only in a directory that looks like a configfs-tsm report group, never an item whose owner is
+still running (unless forced).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import names
+from .target.base import Tree
+
+#: attributes every report item has, in every kernel version (abi.md §1a)
+CORE_ATTRS = frozenset({"inblob", "outblob", "generation", "provider"})
+
+
+def wait_for_workers(grace: float) -> list[str]:
+    """Join the threads checks started (daemon workers), up to ``grace`` seconds in all; the names
+    of those still running (blocked in a call that never returned)."""
+    end = time.monotonic() + grace
+    me = threading.current_thread()
+    left = []
+    for t in threading.enumerate():
+        if t is me or t is threading.main_thread() or t.name.startswith("tsm-watchdog") or not t.daemon:
+            continue
+        t.join(max(0.0, end - time.monotonic()))
+        if t.is_alive():
+            left.append(t.name)
+    return left
+
+
+def sweep(tree: Tree, prefix: str, grace: float = 5.0) -> list[str]:
+    """Remove every item named ``prefix*``; returns the names still there afterwards."""
+    wait_for_workers(grace)
+    left: list[str] = []
+    for _ in range(2):  # a worker that outlived the grace may mkdir between two passes
+        try:
+            left = [n for n in tree.listdir("") if n.startswith(prefix)]
+        except OSError:
+            return []
+        for n in list(left):
+            try:
+                tree.rmdir(n)
+                left.remove(n)
+            except OSError:
+                pass
+        if not left:
+            break
+    return left
+
+
+class NotAReportGroup(Exception):
+    """``clean`` refuses the directory (one line)."""
+
+
+@dataclass
+class CleanResult:
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
+    failed: list[tuple[str, str]] = field(default_factory=list)  # name, errno text
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_report_group(root: str) -> None:
+    """NotAReportGroup unless ``root`` is a configfs (or FUSE-mounted emulator) report group."""
+    from .target.live import mount_fstype
+    if not os.path.isdir(root):
+        raise NotAReportGroup(f"{root} is not a directory")
+    fstype = mount_fstype(root) or "?"
+    if fstype != "configfs" and fstype != "fuse" and not fstype.startswith("fuse."):
+        raise NotAReportGroup(f"{root} is on {fstype}, not configfs: refusing to remove anything there")
+    real = os.path.realpath(root).rstrip("/")
+    if not real.endswith("/tsm/report"):
+        raise NotAReportGroup(f"{root} is not a configfs-tsm report group (expected .../tsm/report)")
+
+
+def clean(root: str, force: bool = False) -> CleanResult:
+    """Remove our leftover items under ``root``.  NotAReportGroup when it does not look right."""
+    check_report_group(root)
+    out = CleanResult()
+    for n in sorted(os.listdir(root)):
+        if not names.ours(n):
+            continue
+        path = os.path.join(root, n)
+        try:
+            attrs = set(os.listdir(path))
+        except OSError as e:
+            out.failed.append((n, os.strerror(e.errno or 0)))
+            continue
+        if not CORE_ATTRS <= attrs:
+            out.skipped.append((n, "not a report item (no inblob/outblob/generation/provider)"))
+            continue
+        pid = names.owner_pid(n)
+        if pid is not None and not force and _pid_alive(pid):
+            out.skipped.append((n, f"process {pid} is still running (--force to remove anyway)"))
+            continue
+        try:
+            os.rmdir(path)
+            out.removed.append(n)
+        except OSError as e:
+            out.failed.append((n, os.strerror(e.errno or 0)))
+    return out

@@ -1,0 +1,214 @@
+"""KTAP output, per-area progress and the per-area summary of a run (a pytest plugin object).
+
+KTAP v1 as Documentation/dev-tools/ktap.rst defines it, shaped like a kselftest run:
+
+    KTAP version 1
+    1..A                               one top-level test per check area, in collection order
+      KTAP version 1                   each area is a subtest, indented two spaces
+      1..n
+      # <failure text, one diagnostic line each>
+      not ok 1 inblob.oversize.efbig
+      ok 2 inblob.pwrite.zero_fills_gap # SKIP unsupported: ...
+      ok 3 ... # XFAIL <tracker> <reason>
+      not ok 4 ... # ERROR <why it could not run>
+      not ok 5 ... # TIMEOUT hung: <operation> ...    (an operation past --op-timeout)
+    not ok 1 inblob
+    # Totals: pass:P fail:F xfail:X xpass:XP skip:S error:E
+
+Descriptions are check ids (never containing ``#``).  Lines are written as results arrive (the
+plan is known after collection), so a kselftest runner's timeout still leaves a parsable prefix.
+Totals count checks; ``fail`` includes TIMEOUT and XPASS(strict) lines, which kselftest counts as
+failures, as JUnit does (``failures``), so JUnit and KTAP agree: failures = fail + xpass,
+errors = error, skipped = skip + xfail.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+import pytest
+
+#: outcomes in Totals order
+KINDS = ("pass", "fail", "xfail", "xpass", "skip", "error")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()).replace("#", "(hash)")
+
+
+def _skip_reason(report: Any) -> str:
+    lr = report.longrepr
+    if isinstance(lr, tuple) and len(lr) == 3:
+        r = str(lr[2])
+        return r[len("Skipped: "):] if r.startswith("Skipped: ") else r
+    return str(lr or "")
+
+
+def classify(report: Any) -> tuple[str, str, str] | None:
+    """(kind, directive text, diagnostic text) for a setup/call report that decides an outcome;
+    None for one that does not (a passed setup, a passed teardown)."""
+    if report.when == "setup":
+        if report.failed:
+            return "error", f"ERROR {_one_line(str(report.longrepr).splitlines()[0] if report.longrepr else '')}", \
+                str(report.longrepr or "")
+        if report.skipped:
+            return "skip", f"SKIP {_one_line(_skip_reason(report))}", ""
+        return None
+    if report.when == "teardown":
+        return ("error", "ERROR teardown failed", str(report.longrepr or "")) if report.failed else None
+    wasxfail = getattr(report, "wasxfail", None)
+    if report.skipped and wasxfail is not None:
+        return "xfail", f"XFAIL {_one_line(wasxfail)}", ""
+    if report.skipped:
+        return "skip", f"SKIP {_one_line(_skip_reason(report))}", ""
+    if report.failed:
+        text = str(report.longrepr or "")
+        if text.startswith("[XPASS(strict)]"):
+            return "xpass", "", text
+        hung = next((ln for ln in text.splitlines() if ln.strip().startswith("observed : hung")), "")
+        if hung:
+            return "fail", f"TIMEOUT {_one_line(hung.split(':', 1)[1])}", text
+        return "fail", "", text
+    if wasxfail is not None:  # a non-strict xpass
+        return "xpass", "", f"XPASS {wasxfail}"
+    return "pass", "", ""
+
+
+class KtapReporter:
+    """Registered by the plugin when --tsm-ktap or --tsm-progress is given (the CLI does both)."""
+
+    def __init__(self, out: IO[str] | None, progress: IO[str] | None = None, summary: bool = True) -> None:
+        self.out, self.progress, self.summary = out, progress, summary
+        self.areas: list[str] = []
+        self.items: dict[str, list[str]] = {}  # area -> nodeids in order
+        self.area_of: dict[str, str] = {}
+        self.name_of: dict[str, str] = {}
+        self.result: dict[str, tuple[str, str, str]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.started: set[str] = set()
+        self.finished: set[str] = set()
+        self.t_area: dict[str, float] = {}
+        self.interrupted = False
+
+    # ------------------------------------------------------------ output
+    def _w(self, line: str, depth: int = 0) -> None:
+        if self.out is not None:
+            self.out.write("  " * depth + line + "\n")
+            self.out.flush()
+
+    def diag(self, text: str, depth: int = 0) -> None:
+        for ln in str(text).splitlines():
+            self._w(f"# {ln}".rstrip(), depth)
+
+    # ------------------------------------------------------------ hooks
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            area = item.parent.name if item.parent is not None else "tsm"
+            if area not in self.items:
+                self.areas.append(area)
+                self.items[area] = []
+            self.items[area].append(item.nodeid)
+            self.area_of[item.nodeid] = area
+            self.name_of[item.nodeid] = item.name
+        self._w("KTAP version 1")
+        self._w(f"1..{len(self.areas)}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nid = report.nodeid
+        if nid not in self.area_of:
+            return
+        area = self.area_of[nid]
+        if area not in self.started:
+            self.started.add(area)
+            self.t_area[area] = time.monotonic()
+            self._w("KTAP version 1", 1)
+            self._w(f"1..{len(self.items[area])}", 1)
+        c = classify(report)
+        if c is not None and (nid not in self.result or c[0] == "error"):
+            self.result[nid] = c
+        if report.when == "teardown":
+            self._emit(nid)
+
+    def _emit(self, nid: str) -> None:
+        area = self.area_of[nid]
+        kind, directive, text = self.result.setdefault(nid, ("error", "ERROR no result", ""))
+        n = self.items[area].index(nid) + 1
+        if text and kind in ("fail", "xpass", "error"):
+            self.diag(text, 1)
+        ok = "ok" if kind in ("pass", "skip", "xfail") else "not ok"
+        self._w(f"{ok} {n} {self.name_of[nid]}" + (f" # {directive}" if directive else ""), 1)
+        self.counts.setdefault(area, dict.fromkeys(KINDS, 0))[kind] += 1
+        self.finished.add(nid)
+        if all(x in self.finished for x in self.items[area]):
+            self._end_area(area)
+
+    def _end_area(self, area: str) -> None:
+        c = self.counts.get(area, dict.fromkeys(KINDS, 0))
+        i = self.areas.index(area) + 1
+        bad = c["fail"] + c["xpass"] + c["error"]
+        if bad:
+            self._w(f"not ok {i} {area}")
+        elif c["skip"] == sum(c.values()):
+            self._w(f"ok {i} {area} # SKIP every check skipped")
+        else:
+            self._w(f"ok {i} {area}")
+        if self.progress is not None:
+            took = time.monotonic() - self.t_area.get(area, time.monotonic())
+            parts = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+            self.progress.write(f"tsm: [{i}/{len(self.areas)}] {area}: {parts} ({took:.1f} s)\n")
+            self.progress.flush()
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        self.interrupted = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Items that never reported (an interrupted run): the plan promised them, so say so.
+        for area in self.areas:
+            todo = [nid for nid in self.items[area] if nid not in self.finished]
+            if not todo:
+                continue
+            if area not in self.started:
+                self.started.add(area)
+                self._w("KTAP version 1", 1)
+                self._w(f"1..{len(self.items[area])}", 1)
+            for nid in todo:
+                if nid not in self.result or self.result[nid][0] in ("pass",):
+                    why = "run interrupted" if self.interrupted else "no result"
+                    self.result[nid] = ("skip", f"SKIP not-run: {why}", "")
+                self._emit(nid)
+        t = self.totals()
+        if self.interrupted:
+            self._w("# interrupted: checks not run are reported as SKIP not-run")
+        self._w("# Totals: " + " ".join(f"{k}:{t[k]}" for k in KINDS))
+
+    def totals(self) -> dict[str, int]:
+        t = dict.fromkeys(KINDS, 0)
+        for c in self.counts.values():
+            for k, v in c.items():
+                t[k] += v
+        return t
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """The per-area table, after pytest's own final line (so it is the last thing shown)."""
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if not self.summary or not self.counts or tr is None:
+            return
+        tr.write_sep("-", "tsm summary per area")
+        tr.write_line(f"{'area':14} " + " ".join(f"{k:>5}" for k in KINDS))
+        for area in self.areas:
+            c = self.counts.get(area)
+            if c:
+                tr.write_line(f"{area:14} " + " ".join(f"{c[k]:5}" for k in KINDS))
+        t = self.totals()
+        tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
+
+
+def open_stream(path: str) -> IO[str]:
+    """``-``: the process's real stdout (``run --format ktap`` points sys.stdout at stderr for pytest)."""
+    if path == "-":
+        return sys.__stdout__ or sys.stdout
+    return open(path, "w", encoding="utf-8")
