@@ -91,6 +91,7 @@ class KtapReporter:
         self.finished: set[str] = set()
         self.t_area: dict[str, float] = {}
         self.interrupted = False
+        self.diagnostics: list[str] = []  # run-level lines (target, kernel, taint, dmesg) before Totals
 
     # ------------------------------------------------------------ output
     def _w(self, line: str, depth: int = 0) -> None:
@@ -181,6 +182,8 @@ class KtapReporter:
                     self.result[nid] = ("skip", f"SKIP not-run: {why}", "")
                 self._emit(nid)
         t = self.totals()
+        for d in self.diagnostics:
+            self.diag(d)
         if self.interrupted:
             self._w("# interrupted: checks not run are reported as SKIP not-run")
         self._w("# Totals: " + " ".join(f"{k}:{t[k]}" for k in KINDS))

@@ -52,6 +52,7 @@ def _active(config: pytest.Config) -> bool:
 
 
 _KEY = pytest.StashKey[TsmState]()
+_EVIDENCE = pytest.StashKey[Any]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,9 +71,16 @@ def pytest_configure(config: pytest.Config) -> None:
     ktap = config.getoption("tsm_ktap")
     from .ktap import KtapReporter, open_stream
     import sys
-    config.pluginmanager.register(KtapReporter(open_stream(ktap) if ktap else None,
-                                               sys.stderr if config.getoption("tsm_progress") else None),
-                                  "tsm-ktap")
+    reporter = KtapReporter(open_stream(ktap) if ktap else None,
+                            sys.stderr if config.getoption("tsm_progress") else None)
+    config.pluginmanager.register(reporter, "tsm-ktap")
+    reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
+                                f"{state.profile.name}, kernel {state.facts.kernel_release}")
+    if state.tree.kind in ("live", "fuse"):  # the kernel under the tree: taint and dmesg across the run
+        from .kernlog import KernelEvidence
+        ev = KernelEvidence()
+        ev.start()
+        config.stash[_EVIDENCE] = ev
     seed = config.getoption("tsm_hypothesis_seed")
     seed = seed if seed is not None else (config.getini("tsm_hypothesis_seed") or None)
     if seed is not None:
@@ -212,6 +220,48 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                        nodeid=f"tsm/{state.profile.name}", path=Path(state.profile.path))
     for node in col.collect():
         items.extend(node.collect())  # type: ignore[union-attr]
+    if config.stash.get(_EVIDENCE, None) is not None:  # last: the kernel log of everything before it
+        env = EnvCollector.from_parent(col, name="environment")
+        items.append(KernelLogItem.from_parent(env, name="environment.kernel_log"))
+
+
+class EnvCollector(pytest.Collector):
+    def collect(self) -> Iterator[pytest.Item]:
+        return iter(())
+
+
+class KernelLogItem(pytest.Item):
+    """Runs after every check on a live or FUSE target: a new taint, or an oops/BUG/WARNING in the
+    kernel log during the run, is an error with the log attached (kernlog.py has the policy)."""
+
+    def setup(self) -> None:
+        ev = self.config.stash[_EVIDENCE]
+        ev.finish()
+        try:
+            from _pytest.junitxml import xml_key
+            xml = self.config.stash.get(xml_key, None)
+        except ImportError:  # pragma: no cover
+            xml = None
+        for k, v in ev.properties().items():
+            if xml is not None:
+                xml.add_global_property(k, v)
+        rep = self.config.pluginmanager.get_plugin("tsm-ktap")
+        if rep is not None:
+            rep.diagnostics.append(f"tsm: taint {ev.taint_before} -> {ev.taint_after}, dmesg "
+                                   + (f"unavailable ({ev.dmesg_unavailable})" if ev.dmesg_unavailable
+                                      else f"{len(ev.lines)} new lines, {len(ev.bad)} oops/BUG/WARNING"))
+        problem = ev.problem()
+        if problem:
+            raise HarnessError(f"kernel log: {problem} during the run\n" + "\n".join(ev.lines[-200:]))
+
+    def runtest(self) -> None:
+        pass
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, 0, "environment.kernel_log: no oops, WARNING or new taint during the run"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -73,16 +73,40 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None) 
         from .target.live import LiveTree
         path = root or DEFAULT_ROOT
         if not os.path.exists(path):
-            if root:
-                raise SetupError(f"{path} does not exist: give the configfs-tsm report directory")
-            raise SetupError(f"{path} does not exist (no configfs-tsm here: Linux 6.7+ with "
-                             "CONFIG_TSM_REPORTS and configfs mounted); use --emulate PROVIDER, e.g. --emulate sev_guest")
+            raise SetupError(missing_tree(path, given=bool(root)))
         if not os.path.isdir(path):
             raise SetupError(f"{path} is not a directory")
+        if os.geteuid() != 0 and not os.access(path, os.W_OK):
+            raise SetupError(f"{path} is not writable for uid {os.geteuid()}: the suite makes report items "
+                             "(mkdir); run as root")
         tree = LiveTree(path)
         if module:
             module_control(module, tree)
     return tree
+
+
+def missing_tree(path: str, given: bool, fstype=None) -> str:  # noqa: ANN001
+    """Why the report group is not there, from what is: configfs not mounted, the tsm core module
+    not loaded, or just a wrong path (one line, with what to do)."""
+    from .target.live import mount_fstype
+    fstype = fstype or mount_fstype
+    p = os.path.abspath(path).rstrip("/")
+    if p.endswith("/tsm/report"):
+        top = p[: -len("/tsm/report")] or "/"
+        kind = fstype(top) if os.path.isdir(top) else None
+        if kind != "configfs" and not (kind or "").startswith("fuse"):
+            return (f"{path} does not exist: configfs is not mounted at {top} "
+                    f"(mount -t configfs none {top}; needs CONFIG_CONFIGFS_FS)")
+        if not os.path.isdir(top + "/tsm"):
+            return (f"{path} does not exist: the configfs-tsm core is not loaded (no {top}/tsm): "
+                    "modprobe tsm_report (6.16+) or tsm (6.7-6.15), or load the provider driver "
+                    "(sev-guest, tdx-guest, arm-cca-guest); needs CONFIG_TSM_REPORTS")
+        return (f"{path} does not exist: {top}/tsm has no report group "
+                "(modprobe tsm_report: since 6.16 the report interface is its own module)")
+    if given:
+        return f"{path} does not exist: give the configfs-tsm report directory (.../tsm/report)"
+    return (f"{path} does not exist (no configfs-tsm here: Linux 6.7+ with CONFIG_TSM_REPORTS and configfs "
+            "mounted); use --emulate PROVIDER, e.g. --emulate sev_guest")
 
 
 def trust_anchors(given: list[str] | None) -> TrustAnchors:

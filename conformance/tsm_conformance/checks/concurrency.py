@@ -111,7 +111,10 @@ def protocol(ctx: Ctx) -> None:
             i = 0
             while not stop.is_set():
                 nonce = ctx.nonce(n, salt=i)
-                _write(raw, f"{r}/inblob", nonce)
+                try:
+                    _write(raw, f"{r}/inblob", nonce)
+                except OSError:  # the item went away (the run was interrupted): stop writing
+                    return
                 g = gen()  # the only writer: this is the generation its close() produced
                 if g is not None:
                     committed[g] = nonce
@@ -132,9 +135,11 @@ def protocol(ctx: Ctx) -> None:
         workers = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
         timer = threading.Timer(1.0, stop.set)
         timer.start()
-        _run(ctx, workers, "1 writer and 3 readers for 1 s")
-        stop.set()
-        timer.cancel()
+        try:
+            _run(ctx, workers, "1 writer and 3 readers for 1 s")
+        finally:  # also on Ctrl-C/SIGTERM: the workers stop before the item is removed
+            stop.set()
+            timer.cancel()
     wrong = [(g, b) for g, b in seen if g in committed and not _carries(ctx, b, committed[g])]
     ctx.note(f"1 writer, 3 bracketing readers for 1 s: {len(committed)} commits, "
              f"{len(seen)} reads with an unchanged generation")
@@ -187,10 +192,12 @@ def rmdir_during_reads(ctx: Ctx) -> None:
             outcomes.append(res if isinstance(res, str) else "report")
     workers = [threading.Thread(target=reader) for _ in range(3)]
     _start(workers)
-    time.sleep(0.05)
-    ctx.tree.rmdir(r)
-    time.sleep(0.05)
-    stop.set()
+    try:
+        time.sleep(0.05)
+        ctx.tree.rmdir(r)
+        time.sleep(0.05)
+    finally:
+        stop.set()
     _join(ctx, workers, "3 readers racing rmdir")
     allowed = {"report", *ctx.profile.errno("access_after_rmdir")}
     odd = sorted({o for o in outcomes if o not in allowed})

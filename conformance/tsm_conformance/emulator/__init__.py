@@ -27,7 +27,8 @@ def boot(spec: Spec | str) -> Kernel:
         provider = cls(params, era=spec.era)  # type: ignore[call-arg]
     else:
         provider = cls(params)
-    k.register(provider)
+    if spec.params.get("registered", "1") != "0":  # registered=0: the core loaded, no provider (mkdir ENXIO)
+        k.register(provider)
     return k
 
 

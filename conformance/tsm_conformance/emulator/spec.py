@@ -19,7 +19,7 @@ from .quirks import check_applicable
 
 _SPEC = re.compile(r"^(?P<config>[a-z0-9_-]+)(?::(?P<params>[^@+]*))?(?:@(?P<era>[0-9.]+))?"
                    r"(?:\+(?P<quirks>[a-z0-9,-]+))?$")
-EMULATOR_PARAMS = ("gen_bits", "init_on_alloc", "size_fill_fix")
+EMULATOR_PARAMS = ("gen_bits", "init_on_alloc", "size_fill_fix", "registered")  # registered=0: no provider
 
 
 @dataclass(frozen=True)

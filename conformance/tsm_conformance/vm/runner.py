@@ -8,7 +8,6 @@ run.  All results land in one JUnit file on the host.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import sys
@@ -26,9 +25,7 @@ from .differential import compare, divergence_file, era_of, write_sequences
 from .initramfs import build_initramfs
 from .kernel import KernelTree, VmError
 
-# Kernel log lines that fail a run (an oops, a BUG, a WARN, lockdep, KASAN/UBSAN reports).
-BAD_DMESG = re.compile(r"(BUG:|WARNING:|Oops|general protection fault|Call Trace:|"
-                       r"kernel NULL pointer|UBSAN:|KASAN:|possible recursive locking|INFO: task .* blocked)")
+from ..kernlog import BAD_DMESG, bad_dmesg  # noqa: F401  (the one kernel-log policy)
 DEFAULT_PARAMS = ("privlevel_floor=1", "privlevel_floor=0", "privlevel_floor=2 outblob_size=32768")
 
 
@@ -113,10 +110,6 @@ def init_on_alloc(tree: KernelTree) -> str:
     cfg = tree.headers / ".config"
     text = cfg.read_text(errors="replace") if cfg.exists() else ""
     return "y" if "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y" in text else ("n" if text else "unknown")
-
-
-def bad_dmesg(text: str) -> list[str]:
-    return [line for line in text.splitlines() if BAD_DMESG.search(line)]
 
 
 def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, int]:

@@ -1,0 +1,258 @@
+"""Running it for real: KTAP (checked by a strict parser written from ktap.rst) agreeing with JUnit,
+detect, clean, no leftovers after SIGINT/SIGTERM/SIGKILL, hung operations, budgets, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .test_cli import REPO, cli, one_line_error
+from .test_fuse import emulate, needs_fuse
+
+DIRECTIVES = ("SKIP", "TODO", "XFAIL", "TIMEOUT", "ERROR")
+RESULT = re.compile(r"^(ok|not ok) (\d+)(?: ([^#]*?))?(?: # (.*))?$")
+
+
+def parse_ktap(text: str) -> tuple[list[dict], dict[str, int]]:
+    """Strict KTAP v1 (Documentation/dev-tools/ktap.rst): version line, plan, results numbered 1..N
+    matching the plan, subtests indented two spaces with their own version and plan before their
+    result line, known directives only, no '#' in descriptions.  Returns the top-level tests (each
+    with 'subtests') and the '# Totals:' counts."""
+    lines = text.splitlines()
+    totals: dict[str, int] = {}
+
+    def block(i: int, depth: int) -> tuple[list[dict], int]:
+        ind = "  " * depth
+        assert lines[i] == ind + "KTAP version 1", (i, lines[i])
+        m = re.fullmatch(re.escape(ind) + r"1\.\.(\d+)", lines[i + 1])
+        assert m, (i + 1, lines[i + 1])
+        plan, i, tests, pending = int(m.group(1)), i + 2, [], None
+        while i < len(lines):
+            ln = lines[i]
+            if ln == ind + "  KTAP version 1":
+                pending, i = block(i, depth + 1)
+                continue
+            if not ln.startswith(ind) or (depth and not ln.startswith(ind)):
+                break
+            body = ln[len(ind):]
+            if body.startswith("# "):
+                if body.startswith("# Totals: ") and depth == 0:
+                    totals.update({k: int(v) for k, v in (x.split(":") for x in body[10:].split())})
+                i += 1
+                continue
+            if body.startswith(" "):
+                break  # a deeper line outside a subtest block: caller decides (never valid here)
+            m = RESULT.match(body)
+            assert m, (i, ln)
+            ok, num, desc, directive = m.group(1), int(m.group(2)), m.group(3) or "", m.group(4)
+            assert num == len(tests) + 1, (i, ln)
+            if directive:
+                word = directive.split()[0]
+                assert word in DIRECTIVES, (i, ln)
+                if word in ("ERROR", "TIMEOUT"):
+                    assert ok == "not ok", (i, ln)
+                if word == "SKIP":
+                    assert ok == "ok", (i, ln)
+            tests.append({"ok": ok == "ok", "id": desc, "directive": directive or "", "subtests": pending or []})
+            pending = None
+            i += 1
+        assert pending is None, "a subtest block without its result line"
+        assert len(tests) == plan, (plan, len(tests))
+        return tests, i
+
+    tests, end = block(0, 0)
+    assert end == len(lines), (end, lines[end:end + 3])
+    return tests, totals
+
+
+def leaf_counts(tests: list[dict]) -> dict[str, int]:
+    c = dict.fromkeys(("pass", "fail", "xfail", "xpass", "skip", "error"), 0)
+    for area in tests:
+        for t in area["subtests"]:
+            d = t["directive"].split()[0] if t["directive"] else ""
+            if d == "SKIP":
+                c["skip"] += 1
+            elif d == "XFAIL":
+                c["xfail"] += 1
+            elif d == "ERROR":
+                c["error"] += 1
+            elif t["ok"]:
+                c["pass"] += 1
+            else:
+                c["fail"] += 1  # TIMEOUT, XPASS(strict) and plain failures
+    return c
+
+
+def junit_counts(path: Path) -> dict[str, int]:
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+
+@pytest.mark.parametrize("spec,profile", [("tsm_test", "tsm_test"), ("sev_guest+inblob-truncate", "sev_guest")])
+def test_ktap_is_strict_and_agrees_with_junit(tmp_path: Path, spec: str, profile: str) -> None:
+    ktap, junit = tmp_path / "k.txt", tmp_path / "j.xml"
+    p = cli("run", "--emulate", spec, "--profile", profile, "--ktap", str(ktap), "--junit", str(junit),
+            "--", "--tsm-check", "[!m]*", cwd=tmp_path)
+    assert p.returncode in (0, 1), p.stderr
+    tests, totals = parse_ktap(ktap.read_text())
+    c = leaf_counts(tests)
+    assert {k: totals[k] for k in c if k != "xpass"} == {k: v for k, v in c.items() if k != "xpass"}
+    j = junit_counts(junit)
+    assert j["tests"] == sum(totals.values())
+    assert j["failures"] == totals["fail"] + totals["xpass"]
+    assert j["errors"] == totals["error"]
+    assert j["skipped"] == totals["skip"] + totals["xfail"]
+    if spec == "tsm_test":
+        assert totals["xfail"] >= 1 and totals["fail"] == 0 and p.returncode == 0
+    else:
+        assert totals["fail"] >= 1 and not next(a for a in tests if a["id"] == "inblob")["ok"]
+    assert "tsm summary per area" in p.stdout and "tsm: [1/" in p.stderr
+
+
+def test_format_ktap_puts_only_ktap_on_stdout(tmp_path: Path) -> None:
+    p = cli("run", "--emulate", "tdx_guest", "--format", "ktap", "--", "--tsm-check", "inblob.*", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    tests, totals = parse_ktap(p.stdout)
+    assert [t["id"] for t in tests] == ["inblob"] and totals["pass"] >= 1
+    assert "passed" in p.stderr
+
+
+def test_kselftest_wrapper_skips_without_configfs_tsm(tmp_path: Path) -> None:
+    env = dict(os.environ, TSM_ROOT=str(tmp_path / "nope"),
+               PYTHONPATH=str(REPO / "conformance"), TSM_CONFORMANCE=f"{sys.executable} -m tsm_conformance.cli")
+    p = subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert p.stdout.startswith("KTAP version 1\n1..0 # SKIP ")
+    env["TSM_EMULATE"] = "tdx_guest"
+    env["TSM_ARGS"] = "-- --tsm-check inblob.*"
+    p = subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    parse_ktap(p.stdout)
+
+
+def test_detect_prints_profile_and_evidence() -> None:
+    p = cli("detect", "--emulate", "sev_guest-svsm")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("profile sev_guest-svsm ")
+    assert "svsm present" in p.stdout and "privlevel_floor  2" in p.stdout and "kernel " in p.stdout
+    assert cli("detect", "--emulate", "tdx_guest").stdout.startswith("profile tdx_guest ")
+    assert "no report provider is registered" in one_line_error(cli("detect", "--emulate", "tsm_test:registered=0"))
+
+
+def test_hung_report_in_process_ends_within_budget(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    p = cli("run", "--emulate", "sev_guest+report-hangs", "--op-timeout", "1", "--ktap", str(tmp_path / "k"),
+            cwd=tmp_path)
+    took = time.monotonic() - t0
+    assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
+    assert "hung: read(fd " in p.stdout and "/outblob" in p.stdout
+    assert "not-run: read(fd " in p.stdout  # later checks are skipped, naming the hang
+    k = (tmp_path / "k").read_text()
+    assert re.search(r"not ok \d+ cache\.\S+ # TIMEOUT", k)
+    parse_ktap(k)
+
+
+def test_budget_skips_as_not_run(tmp_path: Path) -> None:
+    p = cli("run", "--emulate", "sev_guest", "--budget", "reports=3", "--", "-rs", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:]
+    assert "not-run: report budget used up" in p.stdout
+    p = cli("run", "--emulate", "sev_guest", "--budget", "reports=1000,time=1h", "--", "-rs", "--tsm-check",
+            "concurrency.*", cwd=tmp_path)
+    assert p.returncode == 4 and "not-run: concurrency checks make uncounted reports" in p.stdout, p.stdout[-2000:]
+    p = cli("run", "--emulate", "sev_guest", "--budget", "time=0.001", "--", "-rs", cwd=tmp_path)
+    assert "not-run: time budget of 0.001 s used up" in p.stdout
+    assert "reports=N" in one_line_error(cli("run", "--emulate", "sev_guest", "--budget", "lots"))
+
+
+def test_one_line_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    assert "configfs is not mounted" in one_line_error(cli("run", "--root", str(cfg / "tsm" / "report")))
+    assert "no report provider is registered (mkdir gives ENXIO)" in one_line_error(
+        cli("run", "--emulate", "sev_guest:registered=0"))
+    env = dict(os.environ, FUSE_LIBRARY_PATH="/nonexistent/libfuse3.so.3")
+    env["PYTHONPATH"] = str(REPO / "conformance")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "emulate", "sev_guest", "--mount", str(mnt)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert one_line_error(p).startswith("tsm-conformance: FUSE unavailable: ")
+    assert "--op-timeout" in one_line_error(cli("run", "--emulate", "sev_guest", "--op-timeout", "0"))
+    nobody = tmp_path / "ro"
+    nobody.mkdir()
+    os.chmod(tmp_path, 0o755)
+    if os.geteuid() == 0:
+        def drop() -> None:
+            os.setgid(65534)
+            os.setuid(65534)
+        try:
+            p = subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "run", "--root", str(nobody)],
+                               capture_output=True, text=True, env=env, timeout=60, preexec_fn=drop)
+        except PermissionError:  # the interpreter itself is not executable for nobody here
+            return
+        if "Permission denied" not in p.stderr:
+            assert "run as root" in one_line_error(p)
+
+
+def _ours(report: Path) -> list[str]:
+    return [n for n in os.listdir(report) if n.startswith("tsmct-")]
+
+
+@needs_fuse
+def test_killed_runs_leave_nothing_and_clean_removes_sigkill_leftovers(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    rng = random.Random(6)
+    with emulate("sev_guest", mnt):
+        report = mnt / "tsm" / "report"
+        for sig in [signal.SIGINT, signal.SIGTERM] * 4:
+            p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--root", str(report), "-q"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+            time.sleep(rng.uniform(0.6, 3.0))  # start-up is ~0.5 s: signals land in probe, checks or workers
+            p.send_signal(sig)
+            err = p.communicate(timeout=60)[1]
+            assert "Traceback" not in err, err
+            assert _ours(report) == [], (sig, _ours(report))
+        leftovers = 0
+        for _ in range(6):
+            p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--root", str(report), "-q"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+            time.sleep(rng.uniform(0.8, 2.5))
+            p.kill()
+            p.wait(30)
+            leftovers += len(_ours(report))
+        os.mkdir(report / "tsmct-999999-7")  # a dead run's item, made certain
+        os.mkdir(report / "keepme")  # not ours: clean must leave it
+        p = cli("clean", "--root", str(report))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "removed tsmct-999999-7" in p.stdout
+        assert sorted(os.listdir(report)) == ["keepme"]
+        os.rmdir(report / "keepme")
+    assert "not configfs" in one_line_error(cli("clean", "--root", str(tmp_path)))
+
+
+@needs_fuse
+def test_hung_report_over_fuse_ends_within_budget(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with emulate("tdx_guest+report-hangs", mnt):
+        t0 = time.monotonic()
+        p = cli("run", "--root", str(mnt / "tsm" / "report"), "--op-timeout", "1", cwd=tmp_path)
+        took = time.monotonic() - t0
+        assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
+        assert "hung: read(fd " in p.stdout and "/outblob" in p.stdout
+        assert _ours(mnt / "tsm" / "report") == []
