@@ -19,14 +19,19 @@ def target(spec: str):  # noqa: ANN201
     return F.make(TargetContext(emulate=spec, prefix=f"tsmfzt-{os.getpid()}-"))
 
 
-def inputs(n: int, seed: int = 0) -> list[bytes]:
+def inputs(n: int, seed: int = 0, one_thread: bool = False) -> list[bytes]:
+    """Random inputs; ``one_thread``: the first byte asks for one thread (decode: head % 4 + 1)."""
     rnd = random.Random(seed)
-    return [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 48))) for _ in range(n)]
+    out = [bytearray(rnd.randrange(256) for _ in range(rnd.randrange(1, 48))) for _ in range(n)]
+    for b in out:
+        if one_thread:
+            b[0] &= ~3
+    return [bytes(b) for b in out]
 
 
-def first_finding(spec: str, n: int = 400) -> Finding:
+def first_finding(spec: str, n: int = 400, one_thread: bool = False) -> Finding:
     one = target(spec)
-    for data in inputs(n, seed=3):
+    for data in inputs(n, seed=3, one_thread=one_thread):
         try:
             one(data)
         except Finding as f:
@@ -46,11 +51,14 @@ def test_faithful_emulator_gives_no_finding(spec: str) -> None:
         one(data)
 
 
+# Deterministic faults are searched with one-thread inputs, whose findings replay exactly; a race's
+# finding replays its evidence step (mkdir results) within the file's attempts.  (A racy finding
+# whose evidence is report bytes rarely recurs byte for byte: the report counter moves.)
 @pytest.mark.parametrize("spec,rule", [("sev_guest+shared-inblob", None), ("sev_guest+rmdir-read-eio", None),
                                        ("tsm_test+privlevel-reject-bumps", None), ("sev_guest+mkdir-race",
                                                                                     "mkdir.one_winner")])
 def test_quirk_found_and_replay_reproduces(spec: str, rule: str | None) -> None:
-    f = first_finding(spec)
+    f = first_finding(spec, one_thread=rule is None)
     assert f.sequence is not None and (rule is None or f.rule == rule), f.rule
     seq = parse_tsmseq(format_tsmseq(f.sequence))  # through the file format, as the CLI would
     assert seq.header["emulate"] == spec

@@ -14,6 +14,7 @@ import ast
 import hashlib
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -329,6 +330,7 @@ def replay(tree: Tree, seq: Sequence, prefix: str, attempts: int | None = None) 
 
 # ----------------------------------------------------------------------------- concurrent schedules
 HUNG = "HUNG"  # the result of a step still running at the schedule's deadline
+SWITCH_INTERVAL = 1e-5  # seconds between GIL switches while a schedule's threads run
 
 
 @dataclass
@@ -380,6 +382,10 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
                 run(i)
         elif programs:
             gate = threading.Barrier(len(programs))
+            switch = sys.getswitchinterval()
+            # in-process trees interleave only at GIL switches (5 ms by default): make them
+            # fine-grained while the threads run, or races in an emulator would hardly ever recur
+            sys.setswitchinterval(SWITCH_INTERVAL)
 
             def worker(idx: list[int]) -> None:
                 try:
@@ -394,6 +400,7 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             end = time.monotonic() + deadline
             for w in workers:
                 w.join(max(0.0, end - time.monotonic()))
+            sys.setswitchinterval(switch)
         if all(done[i] is not None for i in labelled):
             for i in after:
                 run(i)

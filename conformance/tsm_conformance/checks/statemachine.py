@@ -138,6 +138,12 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
     ctx.names.pop(base, None)
     counter = iter(range(1 << 30))
     failed: list[tuple[list[tuple[str, dict[str, Any]]], TsmFailure]] = []
+    limits = getattr(ctx.tree.t, "limits", {}) or {}  # what a FUSE mount cannot show (fuse_limits.py)
+
+    def unobservable(op: Op) -> bool:
+        if op.name in ("write", "pwrite") and not op.args[1] and "zero-length-write" in limits:
+            return True
+        return op.name == "lseek" and "binary-lseek" in limits  # the machine seeks only binary fds
     item = st.integers(0, 7)  # mostly an existing item (see pick), now and then any name
     limit = profile.limits_inblob_max
     # report-sized nonces mostly; any size; past the limit (EFBIG, an empty commit); empty (EFAULT)
@@ -152,6 +158,8 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
             ctx.names.clear()
             ctx.names.update({f"{prefix}{i}": f"r{i}" for i in range(ITEMS)})
             ctx.note(f"hypothesis seed {s} (--tsm-hypothesis-seed {s} reruns this run)")
+            if limits:
+                ctx.note("left out on this target: " + ", ".join(sorted(limits)))
             self.ex = Executor(ctx.tree, prefix)  # type: ignore[arg-type]
             self.model = SpecModel(profile, attrs, facts.privlevel_floor, facts.provider)
             # fd names stay listed even when their open failed: which rules apply must depend on
@@ -161,6 +169,8 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
             self.program: list[tuple[str, dict[str, Any]]] = []
 
         def do(self, op: Op) -> object:
+            if unobservable(op):
+                return None
             obs = self.ex.call(op)
             want, why = self.model.step(op, obs)
             if why:
