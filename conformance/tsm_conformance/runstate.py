@@ -91,6 +91,8 @@ def missing_tree(path: str, given: bool, fstype=None) -> str:  # noqa: ANN001
     from .target.live import mount_fstype
     fstype = fstype or mount_fstype
     p = os.path.abspath(path).rstrip("/")
+    if p.endswith("/tsm/report") and not given:  # the default: say how to go on without one
+        return missing_tree(path, True, fstype) + "; or use --emulate PROVIDER, e.g. --emulate sev_guest"
     if p.endswith("/tsm/report"):
         top = p[: -len("/tsm/report")] or "/"
         kind = fstype(top) if os.path.isdir(top) else None
