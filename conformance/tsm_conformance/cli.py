@@ -411,6 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # An interrupt that lands inside an import leaves the module half-initialised, and a later
+        # import then fails with ImportError: after a signal, that is still "interrupted".
+        if _SIGNALLED:
+            print("tsm-conformance: interrupted", file=sys.stderr)
+            return 130
+        raise
+
+
+_SIGNALLED: list[int] = []
 
 
 def _unwind_on_signals() -> None:
@@ -418,7 +428,7 @@ def _unwind_on_signals() -> None:
     sweep remove their items); a second SIGINT/SIGTERM while that cleanup runs is ignored, with a
     note (SIGKILL abandons it; `tsm-conformance clean` then removes what is left)."""
     import signal
-    seen = []
+    seen = _SIGNALLED
 
     def handler(signum: int, frame: object) -> None:
         if seen:
