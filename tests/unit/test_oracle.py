@@ -181,6 +181,7 @@ def test_parsers_match_the_abi_examples() -> None:
     for text in (b"3\n\n", b"-1", b"3x", b"08", b" 1", b"1 ", b"0x", b"\n", b"0b1", b"3\r", b""):
         assert kstrtouint(text) == "EINVAL", text
     assert kstrtouint(b"4294967296") == "ERANGE"
+    assert kstrtouint(b"99999999999999999999999x") == "ERANGE"  # _kstrtoull: overflow before junk
     assert guid_ok(b"c476f1eb-0123-45a5-9641-b4e7dde5bfe3JUNK")
     assert not guid_ok(b"00000000-0000-0000-0000-000000")  # the ABI doc's malformed null GUID
 

@@ -1,8 +1,9 @@
 """Text option attributes: privlevel, service_provider, service_guid, service_manifest_version.
 
 Random text is written to one of the attributes the tree shows; the result of every write() and the
-generation after it are checked against an oracle written here, independently of the emulator's
-parsers (shared/abi.md §1a, §1c, §2, §3; lib/kstrtox.c, lib/uuid.c):
+generation after it are checked against an oracle written here with the grammar of
+``tsm_conformance.oracle.parse`` (independent of the emulator's parsers; shared/abi.md §1a, §1c,
+§2, §3; lib/kstrtox.c, lib/uuid.c):
 
 * configfs stores at most ``text_store_max`` (4095) bytes per write() into a zeroed page, so the
   store sees a C string: bytes after a NUL are invisible; write() returns the count stored; a
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
+
+from tsm_conformance.oracle import parse as oracle_parse
 
 from ..api import Finding, TargetContext
 from .. import harness
@@ -39,50 +41,10 @@ EMULATED_INSTRUMENT = ()  # the oracle alone: 3x the exec/s of also instrumentin
 MAX_LEN = 64  # libFuzzer -max_len: the long-text mode covers texts past one page
 ATTRS = ("privlevel", "service_provider", "service_guid", "service_manifest_version")
 
-_U64 = (1 << 64) - 1
-_U32 = (1 << 32) - 1
-_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
-
-
-_RUN = {10: re.compile(rb"[0-9]*"), 8: re.compile(rb"[0-7]*"), 16: re.compile(rb"[0-9a-fA-F]*")}
-_GUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def parse_uint(s: bytes) -> int | str:
-    """kstrtouint(s, 0) over a C string: the value, or the errno name it fails with.
-
-    The digit run is matched as a whole (the value only grows as digits are appended, so "some
-    intermediate value passed 2^64-1" is "the final value is past it"); no per-character loop,
-    which keeps long texts cheap under coverage instrumentation."""
-    nul = s.find(0)
-    if nul >= 0:
-        s = s[:nul]
-    i = 1 if s[:1] == b"+" else 0
-    base = 10
-    if s[i:i + 1] == b"0":
-        if s[i + 1:i + 2] in (b"x", b"X") and s[i + 2:i + 3] and s[i + 2] in _HEXDIGITS:
-            base, i = 16, i + 2
-        else:
-            base = 8
-    end = _RUN[base].match(s, i).end()  # type: ignore[union-attr]
-    if end == i:
-        return "EINVAL"
-    value = int(s[i:end], base)
-    if value > _U64:
-        return "ERANGE"
-    rest = s[end:]
-    if rest and rest != b"\n":
-        return "EINVAL"
-    return "ERANGE" if value > _U32 else value
-
-
-def guid_ok(s: bytes) -> bool:
-    """guid_parse's validity test: 36 characters, dashes at 8, 13, 18, 23, hex digits elsewhere;
-    what follows the 36 is ignored."""
-    nul = s.find(0)
-    if nul >= 0:
-        s = s[:nul]
-    return _GUID.match(s) is not None
+# The grammar is the oracle's (tsm_conformance.oracle.parse), an encoding independent of the
+# emulator's kstrtox: one place for it on the checking side.
+parse_uint = oracle_parse.kstrtouint
+guid_ok = oracle_parse.guid_ok
 
 
 class Oracle:
