@@ -155,13 +155,6 @@ class TsmTest(Provider):
         return Blobs(bytes(out), aux, man)
 
 
-def _flip(blob: bytes, at: int) -> bytes:
-    """Quirk report-signature-corrupt: one bit of the signature flipped after signing."""
-    b = bytearray(blob)
-    b[at] ^= 0x01
-    return bytes(b)
-
-
 class SevGuest(Provider):
     """sev_guest (abi.md §5.1): floor = vmpck_id from 6.11 (0 before; the parameter defaults to the
     guest's VMPL); inblob exactly 64 bytes at read time; service_* and manifestblob only under an
@@ -173,7 +166,6 @@ class SevGuest(Provider):
 
     name = "sev_guest"
     extra_type = True
-    SIGNATURE_AT = 0x2A0
 
     def __init__(self, params: dict[str, str] | None = None, hooks: bool = True) -> None:
         super().__init__(params)
@@ -197,9 +189,9 @@ class SevGuest(Provider):
 
     def _report(self, vmpl: int, report_data: bytes) -> bytes:
         from .reports import snp
-        r = snp.build_report(report_data=report_data, vmpl=vmpl, version=self.report_version,
-                             counter=self.calls, key=self.signing_key)
-        return _flip(r, self.SIGNATURE_AT) if "report-signature-corrupt" in self.quirks else r
+        return snp.build_report(report_data=report_data, vmpl=vmpl, version=self.report_version,
+                                counter=self.calls, key=self.signing_key,
+                                corrupt_signature="report-signature-corrupt" in self.quirks)
 
     def _certs(self) -> bytes:
         if not self.with_certs:
@@ -295,19 +287,9 @@ class TdxGuest(Provider):
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
         q = tdx.build_quote(report_data=nonce.ljust(64, b"\0"), counter=self.calls,
                             version=_int(self.params, "quote_version", 4),
-                            tee_type=0 if "tdx-wrong-tee-type" in self.quirks else 0x81)
-        if "report-signature-corrupt" in self.quirks:
-            q = _flip(q, self._sig_at(q))
+                            tee_type=0 if "tdx-wrong-tee-type" in self.quirks else 0x81,
+                            corrupt_signature="report-signature-corrupt" in self.quirks)
         return Blobs(q)
-
-    @staticmethod
-    def _sig_at(q: bytes) -> int:
-        """First byte of the quote signature: after the header, the body and the u32 length."""
-        version = int.from_bytes(q[0:2], "little")
-        if version == 4:
-            return 0x27C
-        body_size = int.from_bytes(q[0x32:0x36], "little")  # v5 body descriptor: type u16, size u32
-        return 0x36 + body_size + 4
 
 
 class ArmCcaGuest(Provider):
@@ -329,9 +311,8 @@ class ArmCcaGuest(Provider):
         # quirk: the padding is left as whatever the buffer held instead of zeroes
         challenge = nonce.ljust(64, b"\xa5" if "cca-challenge-unpadded" in self.quirks else b"\0")
         token = cca.build_token(challenge=challenge, counter=self.calls,
-                                cmw=self.params.get("token", "legacy") == "cmw")
-        # the realm token's COSE signature is the token's last byte string
-        token = _flip(token, len(token) - 1) if "report-signature-corrupt" in self.quirks else token
+                                cmw=self.params.get("token", "legacy") == "cmw",
+                                corrupt_signature="report-signature-corrupt" in self.quirks)
         return Blobs(token, token[:64] if "cca-auxblob-filled" in self.quirks else None)
 
 

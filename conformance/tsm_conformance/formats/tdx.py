@@ -180,6 +180,23 @@ def sniff(data: bytes) -> bool:
     return version in (4, 5) and key_type == ATTESTATION_KEY_ECDSA_P256
 
 
+def declared_length(data: bytes) -> int | None:
+    """The length the quote declares for itself (header, body, u32 size, signature data), from
+    as few bytes as that takes; None when too short or not a v4/v5 layout to say."""
+    if len(data) < HEADER_SIZE:
+        return None
+    version = int.from_bytes(data[0:2], "little")
+    if version == 4:
+        at = HEADER_SIZE + TD_REPORT10_SIZE
+    elif version == 5 and len(data) >= HEADER_SIZE + 6:
+        at = HEADER_SIZE + 6 + int.from_bytes(data[HEADER_SIZE + 2:HEADER_SIZE + 6], "little")
+    else:
+        return None
+    if len(data) < at + 4:
+        return None
+    return at + 4 + int.from_bytes(data[at:at + 4], "little")
+
+
 def parse_quote(data: bytes) -> TdxQuote:
     """Parse a TDX quote v4/v5; ParseError (with the offset) for anything malformed."""
     r = Reader(FMT, data)

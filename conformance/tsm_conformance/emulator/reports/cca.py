@@ -71,12 +71,15 @@ def anchor_pem() -> bytes:
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _sign1(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
-    """A tagged COSE_Sign1 over `payload`, ES384, empty unprotected header."""
+def _sign1(key: ec.EllipticCurvePrivateKey, payload: bytes, corrupt: bool = False) -> bytes:
+    """A tagged COSE_Sign1 over `payload`, ES384, empty unprotected header (`corrupt`: one bit of
+    the signature flipped, for the report-signature-corrupt fault)."""
     protected = cbor2.dumps({1: ES384})
     to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
     r, s = decode_dss_signature(pki.sign(key, to_sign, hashes.SHA384()))
     signature = r.to_bytes(COORD, "big") + s.to_bytes(COORD, "big")
+    if corrupt:
+        signature = bytes([signature[0] ^ 1]) + signature[1:]
     return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signature]))
 
 
@@ -105,7 +108,7 @@ def _platform_token(index: int) -> bytes:
     return _sign1(cpak(), cbor2.dumps(claims))
 
 
-def _realm_token(index: int, challenge: bytes, personalization_value: bytes) -> bytes:
+def _realm_token(index: int, challenge: bytes, personalization_value: bytes, corrupt: bool = False) -> bytes:
     claims = {
         10: challenge,
         44235: personalization_value,
@@ -116,17 +119,18 @@ def _realm_token(index: int, challenge: bytes, personalization_value: bytes) -> 
         44238: _fixed("rim", 32),
         44239: [bytes(32)] * 4,  # no RSI_MEASUREMENT_EXTEND yet
     }
-    return _sign1(rak(index), cbor2.dumps(claims))
+    return _sign1(rak(index), cbor2.dumps(claims), corrupt)
 
 
 def build_token(*, challenge: bytes, counter: int = 0, cmw: bool = False,
-                personalization_value: bytes = bytes(64)) -> bytes:
-    """The token for an (already zero-padded, 64-byte) challenge; `cmw` selects tag 907 over 399."""
+                personalization_value: bytes = bytes(64), corrupt_signature: bool = False) -> bytes:
+    """The token for an (already zero-padded, 64-byte) challenge; `cmw` selects tag 907 over 399;
+    `corrupt_signature` flips one bit of the realm token's signature."""
     if len(challenge) != 64 or len(personalization_value) != 64:
         raise ValueError("challenge and personalization value are 64 bytes")
     index = counter % RAK_POOL
     platform = _platform_token(index)
-    realm = _realm_token(index, bytes(challenge), bytes(personalization_value))
+    realm = _realm_token(index, bytes(challenge), bytes(personalization_value), corrupt_signature)
     if cmw:
         return cbor2.dumps(cbor2.CBORTag(907, {44234: [263, platform], 44241: [263, realm]}))
     return cbor2.dumps(cbor2.CBORTag(399, {44234: platform, 44241: realm}))

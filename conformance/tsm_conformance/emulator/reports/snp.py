@@ -147,9 +147,10 @@ def _sign(r: bytearray, key: str) -> None:
 
 def build_report(*, report_data: bytes, vmpl: int, version: int = 2, counter: int = 0,
                  measurement: bytes | None = None, host_data: bytes | None = None,
-                 key: str = "vcek", product: str = "milan") -> bytes:
+                 key: str = "vcek", product: str = "milan", corrupt_signature: bool = False) -> bytes:
     """A signed ATTESTATION_REPORT.  `report_data` is padded to 64 bytes; `counter` varies
-    REPORT_ID so every report differs; `product` "milan" or "turin" picks the TCB layout."""
+    REPORT_ID so every report differs; `product` "milan" or "turin" picks the TCB layout;
+    `corrupt_signature` flips one bit of R after signing."""
     if version not in VERSIONS:
         raise ValueError(f"version {version}: emulated versions are {VERSIONS}")
     if key not in SIGNING_KEY or product not in CPUID:
@@ -161,6 +162,8 @@ def build_report(*, report_data: bytes, vmpl: int, version: int = 2, counter: in
                measurement=_fixed(measurement, 48, b"emulated launch measurement"),
                host_data=_fixed(host_data, 32, None), key=key, counter=counter, product=product)
     _sign(r, key)
+    if corrupt_signature:
+        r[BODY] ^= 1
     return bytes(r)
 
 

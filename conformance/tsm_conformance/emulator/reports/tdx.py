@@ -155,12 +155,13 @@ def _td_report(report_data: bytes, counter: int, v15: bool) -> bytes:
 
 
 def build_quote(*, report_data: bytes, counter: int = 0, version: int = 4, tee_type: int = TEE_TDX,
-                body_type: int | None = None, trailing: int = 0) -> bytes:
+                body_type: int | None = None, trailing: int = 0, corrupt_signature: bool = False) -> bytes:
     """A signed TDX quote binding `report_data` (at most 64 bytes, zero-padded).
 
     version 5 adds the body descriptor; `body_type` 3 (default for v5) is the TD 1.5 body, 2 the
     TD 1.0 body.  Any other version number is written into a v4 layout (for faults).  `tee_type`
     is written as given.  `trailing` zero bytes follow the signed quote, as a QGS buffer may.
+    `corrupt_signature` flips one bit of the attestation key's signature.
     """
     if len(report_data) > 64:
         raise ValueError(f"report_data is {len(report_data)} bytes; at most 64")
@@ -173,6 +174,8 @@ def build_quote(*, report_data: bytes, counter: int = 0, version: int = 4, tee_t
         signed = header + struct.pack("<HI", body_type, len(body)) + body
     else:
         signed = header + _td_report(report_data, counter, False)
-    sig_data = (_raw_signature(_keys()["attestation"], signed) + _attestation_key_xy()
-                + _certification_data())
+    signature = _raw_signature(_keys()["attestation"], signed)
+    if corrupt_signature:
+        signature = bytes([signature[0] ^ 1]) + signature[1:]
+    sig_data = signature + _attestation_key_xy() + _certification_data()
     return signed + struct.pack("<I", len(sig_data)) + sig_data + bytes(trailing)
