@@ -64,8 +64,11 @@ def test_quirk_found_and_replay_reproduces(spec: str, rule: str | None) -> None:
     assert seq.header["emulate"] == spec
     base = spec.split("+")[0]
     assert replay(EmulatedTree(spec), seq, "rp-") == [], format_tsmseq(f.sequence)
-    # on the faithful tree it does not recur (a race: not within a few attempts either)
-    assert replay(EmulatedTree(base), seq, "rp-", attempts=5) != []
+    if rule is None:  # a one-thread finding is deterministic: on the faithful tree it never recurs
+        assert replay(EmulatedTree(base), seq, "rp-") != []
+    # A race's recorded results can also be those of a legal interleaving on the faithful tree
+    # (e.g. mkdir, rmdir, mkdir: two successes), so "differs there" cannot be asserted for it;
+    # test_faithful_emulator_gives_no_finding covers the faithful side.
 
 
 def test_unlocked_generation_found() -> None:
