@@ -66,3 +66,25 @@ def test_catalogue_ids_are_dotted_and_rules_are_sentences() -> None:
         assert len(parts) == 3 and all(p.replace("_", "").isalnum() and p.islower() for p in parts), c.id
         assert c.rule and c.abi and "#" not in c.id
     assert len(REGISTRY) >= 40
+
+
+def test_checks_share_one_report_and_the_reproducer_makes_it_again() -> None:
+    """format.* checks that only inspect a report's bytes share one (a budget counts it once); a
+    failure in a sharing check still carries the operations that made it, so replay reproduces."""
+    from tsm_conformance.seq import replay
+    by_id = {c.id: c for c in all_checks()}
+    spec = "sev_guest+report-signature-corrupt"
+    t = EmulatedTree(spec)
+    s = Session(t, load_profile("sev_guest"))
+    assert s.execute(by_id["format.outblob.parses"]).outcome == Outcome.PASS
+    used = s.reports_used
+    assert used == 2  # outblob and auxblob of the one shared report
+    r = s.execute(by_id["format.signature.verifies"])
+    assert r.outcome == Outcome.FAIL and s.reports_used == used
+    assert r.failure is not None
+    assert any("shared: made once per run by format.outblob.parses" in line for line in r.failure.ops)
+    assert any(line.startswith("read(fd1") for line in r.failure.ops)  # the outblob read is in its log
+    assert replay(EmulatedTree(spec), r.failure.sequence, "tsmrp-1-") == []  # type: ignore[arg-type]
+    assert replay(EmulatedTree("sev_guest"), r.failure.sequence, "tsmrp-1-") != []  # type: ignore[arg-type]
+    assert s.execute(by_id["format.auxblob.parses"]).outcome == Outcome.PASS and s.reports_used == used
+    assert t.listdir("") == []

@@ -20,6 +20,7 @@ from ..seq import from_log
 from ..target.base import READ_CHUNK, Stat, Tree
 from ..verify.base import TrustAnchors
 
+BLOBS = ("outblob", "auxblob", "manifestblob")
 READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
 ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
 
@@ -190,11 +191,31 @@ class RecordedControl:
             self.load()
 
 
+def report_opens(log: list[tuple[str, tuple, object]]) -> int:
+    """Read opens of a report blob in ``log``: what a report budget counts (an upper bound on
+    generations: a read of an unchanged item returns the cached report)."""
+    return sum(1 for op, args, r in log if op == "open" and isinstance(r, int) and not int(args[1]) & 3
+               and str(args[0]).rpartition("/")[2] in BLOBS)
+
+
+@dataclass
+class SharedReport:
+    """One plain report made by the first check that asked for it (see ``Ctx.shared_report``)."""
+
+    owner: str  # the check id that made it
+    name: str  # its item's real name (removed again)
+    nonce: bytes
+    outblob: bytes
+    auxblob: bytes | str | None  # bytes, an errno name, or None without an auxblob attribute
+    log: list[tuple[str, tuple, object]]  # the operations that made it
+
+
 class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
     def __init__(self, check: Check, recorder: Recorder, profile: Profile, facts: Facts, prefix: str,
-                 counter: Iterator[int], control: object = None, anchors: TrustAnchors | None = None) -> None:
+                 counter: Iterator[int], control: object = None, anchors: TrustAnchors | None = None,
+                 shared: dict[str, SharedReport] | None = None) -> None:
         self.check = check
         self._control = control
         self.anchors = anchors if anchors is not None else TrustAnchors()  # for format.signature.*
@@ -206,6 +227,9 @@ class Ctx:
         self.prefix = prefix
         self._counter = counter  # session-wide, so names never repeat within a run
         self._made: list[str] = []
+        self._shared = shared if shared is not None else {}
+        self._used_shared: list[SharedReport] = []
+        self.copied_opens = 0  # report opens copied from a shared report (made once, counted once)
 
     # ---- items
     def new_name(self, pad_to: int = 0) -> str:
@@ -307,6 +331,33 @@ class Ctx:
         if r != len(data):
             self.fail(f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {len(data)}",
                       f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {r}", "limits.inblob_max")
+
+    def shared_report(self) -> SharedReport:
+        """A plain report (fresh item, default options, a run-wide nonce of ``report_len`` bytes,
+        outblob then auxblob read) shared by the checks that only inspect its bytes: on real
+        hardware each generation costs milliseconds to seconds (``--budget``).  The first check to
+        ask makes it; later ones get its operations copied into their own log, so their failure's
+        operation sequence makes it again when replayed."""
+        s = self._shared.get("plain")
+        if s is not None and s in self._used_shared:  # already in this check's log
+            return s
+        if s is not None:
+            self._used_shared.append(s)
+            self.note(f"the report below is shared: made once per run by {s.owner}")
+            self.names.setdefault(s.name, f"r{len(self.names)}")
+            self.tree.log.extend(s.log)
+            self.copied_opens += report_opens(s.log)
+            return s
+        start = len(self.tree.log)
+        nonce = (hashlib.sha512(b"tsm-conformance shared report").digest() * 2)[:self.report_len()]
+        with self.item() as r:
+            self.commit_inblob(r, nonce)
+            out = self.read_ok(f"{r}/outblob", "report.format")
+            aux = self.read(f"{r}/auxblob") if "auxblob" in self.facts.attributes else None
+        s = SharedReport(self.check.id, r, nonce, out, aux, list(self.tree.log[start:]))
+        self._shared["plain"] = s
+        self._used_shared.append(s)
+        return s
 
     # ---- verdicts
     def rel(self, path: str) -> str:

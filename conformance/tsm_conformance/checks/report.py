@@ -33,23 +33,41 @@ def _report(ctx: Ctx, r: str, nonce: bytes) -> tuple[bytes, Any]:
     return blob, _parse(ctx, ctx.profile.report_format or "", blob, f"read({ctx.rel(r)}/outblob)", "report.format")
 
 
+def _shared(ctx: Ctx, fmt: str) -> Any:
+    """The run's shared plain report (Ctx.shared_report), parsed."""
+    s = ctx.shared_report()
+    return _parse(ctx, fmt, s.outblob, f"read({ctx.rel(s.name)}/outblob)", "report.format")
+
+
+def _shared_certs(ctx: Ctx) -> Any:
+    """The shared report's certificate table: None without auxblob or when it is empty."""
+    s = ctx.shared_report()
+    afmt = ctx.profile.auxblob_format
+    if afmt is None or s.auxblob is None:
+        return None
+    if isinstance(s.auxblob, str):
+        ctx.fail(f"read({ctx.rel(s.name)}/auxblob) -> bytes", f"read({ctx.rel(s.name)}/auxblob) -> {s.auxblob}",
+                 "report.auxblob_format")
+    return _parse(ctx, afmt, s.auxblob, f"read({ctx.rel(s.name)}/auxblob)", "report.auxblob_format") \
+        if s.auxblob else None
+
+
 @check("format.outblob.parses",
        "outblob parses as the profile's report format, with a version and TEE type the profile allows",
        "abi.md §5.1 ATTESTATION_REPORT, §5.2 quote header, §5.3 CCA token")
 def parses(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
-    with ctx.item() as r:
-        _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len()))
-        versions = ctx.profile.report_versions
-        if versions and fmt in registry.VERSION_FIELD:
-            v = registry.field(parsed, registry.VERSION_FIELD[fmt])
-            if v not in versions:
-                ctx.fail(f"{registry.VERSION_FIELD[fmt]} in {list(versions)}",
-                         f"{registry.VERSION_FIELD[fmt]} = {v}", "report.versions")
-        tee = ctx.profile.report_tee_type
-        if tee is not None and parsed.header.tee_type != tee:
-            ctx.fail(f"header.tee_type = {tee:#x}", f"header.tee_type = {parsed.header.tee_type:#x}",
-                     "report.tee_type")
+    parsed = _shared(ctx, fmt)
+    versions = ctx.profile.report_versions
+    if versions and fmt in registry.VERSION_FIELD:
+        v = registry.field(parsed, registry.VERSION_FIELD[fmt])
+        if v not in versions:
+            ctx.fail(f"{registry.VERSION_FIELD[fmt]} in {list(versions)}",
+                     f"{registry.VERSION_FIELD[fmt]} = {v}", "report.versions")
+    tee = ctx.profile.report_tee_type
+    if tee is not None and parsed.header.tee_type != tee:
+        ctx.fail(f"header.tee_type = {tee:#x}", f"header.tee_type = {parsed.header.tee_type:#x}",
+                 "report.tee_type")
 
 
 @check("format.outblob.nonce_bound",
@@ -99,17 +117,14 @@ def auxblob(ctx: Ctx) -> None:
     afmt = ctx.profile.auxblob_format
     if afmt is None:
         ctx.na(f"{ctx.profile.name} does not name an auxblob format")
-    with ctx.item() as r:
-        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
-        blob = ctx.read_ok(f"{r}/auxblob", "report.auxblob_format")
-        if not blob:
-            if not ctx.profile.auxblob_may_be_empty:
-                ctx.fail("auxblob holds certificates", "0 bytes", "report.auxblob_format")
-            return
-        table = _parse(ctx, afmt, blob, f"read({ctx.rel(r)}/auxblob)", "report.auxblob_format")
-        names = {e.name for e in table.entries}
-        if not names & {"vcek", "vlek"}:
-            ctx.fail("a VCEK or VLEK entry", f"entries: {sorted(str(n) for n in names)}", "report.auxblob_format")
+    table = _shared_certs(ctx)
+    if table is None:
+        if not ctx.profile.auxblob_may_be_empty:
+            ctx.fail("auxblob holds certificates", "0 bytes", "report.auxblob_format")
+        return
+    names = {e.name for e in table.entries}
+    if not names & {"vcek", "vlek"}:
+        ctx.fail("a VCEK or VLEK entry", f"entries: {sorted(str(n) for n in names)}", "report.auxblob_format")
 
 
 def _verdict(ctx: Ctx, what: str, v: Any, keypath: str) -> None:
@@ -138,9 +153,8 @@ def _certs(ctx: Ctx, r: str) -> Any:
        "abi.md §5.1 signature over [0, 0x2A0) by VCEK/VLEK; §5.2 quote signature data; §5.3 COSE_Sign1")
 def signature(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
-    with ctx.item() as r:
-        _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len()))
-        _verdict(ctx, "outblob", verify(fmt, parsed, ctx.anchors, _certs(ctx, r)), "report.format")
+    parsed = _shared(ctx, fmt)
+    _verdict(ctx, "outblob", verify(fmt, parsed, ctx.anchors, _shared_certs(ctx)), "report.format")
 
 
 @check("format.svsm.binding",

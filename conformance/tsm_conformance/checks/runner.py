@@ -13,14 +13,13 @@ from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
 from ..verify.base import TrustAnchors, anchors_from_pem
-from .base import Check, Ctx, Facts, Recorder, all_checks, not_applicable_reason, probe
+from .base import Check, Ctx, Facts, Recorder, SharedReport, all_checks, not_applicable_reason, probe, report_opens
 from .deadline import WATCHDOG, OperationHung
 
 #: Default per-operation deadline (seconds).  A TDX quote may legitimately take up to the guest
 #: driver's 30 s GetQuote timeout while holding the global lock, and another operation may wait
 #: that long for the lock before its own quote: 90 s is past both.  `run --op-timeout` changes it.
 DEFAULT_OP_TIMEOUT = 90.0
-BLOBS = ("outblob", "auxblob", "manifestblob")
 
 
 @dataclass
@@ -84,6 +83,7 @@ class Session:
         self.recorder = Recorder(tree, {})
         self.op_timeout, self.budget, self.stop_on_hang = op_timeout, budget or Budget(), stop_on_hang
         self.reports_used = 0
+        self.shared: dict[str, SharedReport] = {}  # reports checks share (Ctx.shared_report)
         self.started: float | None = None
         self.wedged = ""  # why later checks do not run: an operation hung and the tree may be stuck
 
@@ -114,10 +114,8 @@ class Session:
             args[1] = f"<{len(args[1])} bytes>"
         return f"{op}({', '.join(str(a) for a in args)})"
 
-    def _count_reports(self, log: list) -> None:
-        for op, args, r in log:
-            if op == "open" and isinstance(r, int) and not int(args[1]) & 3 and str(args[0]).rpartition("/")[2] in BLOBS:
-                self.reports_used += 1
+    def _count_reports(self, ctx: Ctx) -> None:
+        self.reports_used += report_opens(ctx.tree.log) - ctx.copied_opens
 
     def _hung(self, c: Check, ctx: Ctx, h: OperationHung, t0: float) -> Result:
         when = "returned only after" if h.completed else "no result after"
@@ -156,7 +154,7 @@ class Session:
         if reason:
             return Result(c, Outcome.SKIP_UNSUPPORTED, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
-                  getattr(self.tree, "control", None), self.anchors)
+                  getattr(self.tree, "control", None), self.anchors, self.shared)
         ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
         try:
@@ -165,7 +163,7 @@ class Session:
                     r = self._call(c, ctx, t0)
                 finally:  # also after a hang: a hung mkdir may have made its item
                     ctx.cleanup()
-                    self._count_reports(ctx.tree.log)
+                    self._count_reports(ctx)
         except OperationHung as h:  # raised during the cleanup itself
             return self._hung(c, ctx, h, t0)
         late = WATCHDOG.take()  # a call that returned only past its deadline (uninterruptible wait)
