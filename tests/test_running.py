@@ -207,6 +207,33 @@ def test_one_line_errors(tmp_path: Path) -> None:
             assert "run as root" in one_line_error(p)
 
 
+def test_interrupted_emulated_runs_leave_nothing_and_complete_ktap(tmp_path: Path) -> None:
+    """SIGINT/SIGTERM at random points of an in-process emulated run: exit 130, the end-of-run line
+    says 0 items are left (listed after the sweep), no traceback, and the KTAP is still complete."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    rng = random.Random(61)
+    swept = 0
+    for n, sig in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
+        ktap = tmp_path / f"k{n}"
+        p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q",
+                              "--ktap", str(ktap)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path)
+        time.sleep(rng.uniform(0.8, 2.5))
+        p.send_signal(sig)
+        err = p.communicate(timeout=60)[1]
+        assert "Traceback" not in err and "could not be removed" not in err, err
+        if p.returncode == 0:
+            continue  # finished before the signal
+        assert p.returncode == 130, err
+        if "report items left" in err:  # the tree existed when the signal came
+            assert re.search(r"interrupted; 0 report items left in emulated sev_guest", err), err
+            swept += 1
+        if ktap.exists() and ktap.stat().st_size:
+            tests, totals = parse_ktap(ktap.read_text())
+            assert sum(totals.values()) == sum(len(a["subtests"]) for a in tests)
+    assert swept >= 3, "too few signals landed while checks ran"
+
+
 def _ours(report: Path) -> list[str]:
     return [n for n in os.listdir(report) if n.startswith("tsmct-")]
 

@@ -38,8 +38,9 @@ def wait_for_workers(grace: float) -> list[str]:
     return left
 
 
-def sweep(tree: Tree, prefix: str, grace: float = 5.0) -> list[str]:
-    """Remove every item named ``prefix*``; returns the names still there afterwards."""
+def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None = None) -> list[str]:
+    """Remove every item named ``prefix*``; returns the names still there afterwards and adds the
+    names it removed to ``removed``."""
     wait_for_workers(grace)
     left: list[str] = []
     for _ in range(2):  # a worker that outlived the grace may mkdir between two passes
@@ -51,6 +52,8 @@ def sweep(tree: Tree, prefix: str, grace: float = 5.0) -> list[str]:
             try:
                 tree.rmdir(n)
                 left.remove(n)
+                if removed is not None:
+                    removed.append(n)
             except OSError:
                 pass
         if not left:

@@ -1,7 +1,7 @@
 """``tsm-conformance``: run the suite; inspect reports, profiles and quirks.
 
 Exit codes follow kselftest: 0 all passed, 1 any failure or error, 2 usage or profile error,
-4 nothing applicable ran.
+4 nothing applicable ran; 130 interrupted (SIGINT or SIGTERM, after the cleanup).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from importlib import resources
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; also after SIGTERM (same unwinding)
 
 
 class _Counter:
@@ -67,23 +68,45 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     counter = _Counter()
     # KTAP on stdout: pytest's own report goes to stderr, so stdout is KTAP alone
     redirect = contextlib.redirect_stdout(sys.stderr) if ktap_stdout else contextlib.nullcontext()
+    interrupted = False
     try:
         with redirect:
             code = _main_with_state(argv, _StateCarrier(state), counter, STATE_PLUGIN)
+        interrupted = code == pytest.ExitCode.INTERRUPTED
+    except KeyboardInterrupt:  # outside pytest's own handling (start-up, teardown)
+        interrupted = True
+        raise
     finally:
         from .cleanup import sweep
-        sweep(state.tree, state.session.prefix)  # again, in case pytest itself was interrupted
+        # again, in case pytest itself was interrupted; a signal during it waits until it is done
+        with _signals_deferred():
+            left = sweep(state.tree, state.session.prefix, removed=state.swept)
+            _say_leftovers(state, left, interrupted or bool(_SIGNALLED))
     c = counter.counts
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
-    if code == pytest.ExitCode.INTERRUPTED:
-        return EXIT_FAIL
+    if interrupted:
+        return EXIT_INTERRUPTED
     if c["failed"] or c["error"] or code == pytest.ExitCode.INTERNAL_ERROR:
         return EXIT_FAIL
     if c["passed"] + c["xfailed"] == 0:
         print("tsm-conformance: nothing applicable ran", file=sys.stderr)
         return EXIT_SKIP
     return EXIT_OK
+
+
+def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
+    """One line on stderr about report items after the end-of-run sweep: any left behind (with what
+    to do), and after an interrupt, that none were."""
+    tree, swept = state.tree, state.swept  # type: ignore[attr-defined]
+    where = tree.describe()
+    if left:
+        print(f"tsm-conformance: {len(left)} report item(s) could not be removed from {where}: "
+              f"{' '.join(sorted(left))}; `tsm-conformance clean` removes them once nothing holds them",
+              file=sys.stderr)
+    elif interrupted:
+        print(f"tsm-conformance: interrupted; 0 report items left in {where} "
+              f"(the end-of-run sweep removed {len(swept)})", file=sys.stderr)
 
 
 def _main_with_state(argv: list[str], carrier: object, counter: object, name: str) -> int:
@@ -410,17 +433,32 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception:
         # An interrupt that lands inside an import leaves the module half-initialised, and a later
         # import then fails with ImportError: after a signal, that is still "interrupted".
         if _SIGNALLED:
             print("tsm-conformance: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         raise
 
 
 _SIGNALLED: list[int] = []
+_DEFERRED: list[int] = []  # non-empty: inside the final cleanup; after a signal there, also holds it
+
+
+class _signals_deferred:
+    """The final sweep must finish: a first SIGINT/SIGTERM arriving during it is held and raised as
+    KeyboardInterrupt when it is done (the handler of _unwind_on_signals)."""
+
+    def __enter__(self) -> None:
+        _DEFERRED.append(0)
+
+    def __exit__(self, *exc: object) -> None:
+        held = len(_DEFERRED) > 1
+        _DEFERRED.clear()
+        if held and exc[0] is None:
+            raise KeyboardInterrupt
 
 
 def _unwind_on_signals() -> None:
@@ -431,9 +469,12 @@ def _unwind_on_signals() -> None:
     seen = _SIGNALLED
 
     def handler(signum: int, frame: object) -> None:
-        if seen:
+        if seen or _DEFERRED:
             print("tsm-conformance: cleaning up report items; SIGKILL abandons that "
                   "(then: tsm-conformance clean)", file=sys.stderr)
+            if not seen:  # remembered: _signals_deferred raises it once the cleanup is done
+                seen.append(signum)
+                _DEFERRED.append(signum)
             return
         seen.append(signum)
         raise KeyboardInterrupt

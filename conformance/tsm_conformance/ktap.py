@@ -208,6 +208,9 @@ class KtapReporter:
                 tr.write_line(f"{area:14} " + " ".join(f"{c[k]:5}" for k in KINDS))
         t = self.totals()
         tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
+        not_run = sum(1 for kind, directive, _ in self.result.values() if directive.startswith("SKIP not-run: run int"))
+        if not_run:
+            tr.write_line(f"interrupted: {not_run} of the skipped checks did not run")
 
 
 def open_stream(path: str) -> IO[str]:

@@ -270,4 +270,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     # Last line of defence: nothing with this run's prefix may stay behind (workers joined first).
     from .cleanup import sweep
-    sweep(state.tree, state.session.prefix)
+    sweep(state.tree, state.session.prefix, removed=state.swept)

@@ -7,7 +7,7 @@ pytest does (pytest would then warn that it cannot rewrite it).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import DEFAULT_ROOT
@@ -31,6 +31,7 @@ class TsmState:
     tree: Tree
     profile: Profile
     session: Session
+    swept: list[str] = field(default_factory=list)  # items the end-of-run sweep had to remove
 
     @property
     def facts(self) -> Facts:
