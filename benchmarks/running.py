@@ -64,7 +64,7 @@ def hung(timeouts: list[float]) -> None:
             p = subprocess.run(CLI + ["run", "--emulate", "sev_guest+report-hangs", "--op-timeout", str(t), "-q"],
                                capture_output=True, text=True, env=ENV, cwd=d, timeout=600)
             wall = time.perf_counter() - t0
-        ok = p.returncode == 1 and "hung: read(fd " in p.stdout
+        ok = p.returncode == 1 and "hung: read(fd" in p.stdout
         print(f"hung provider, --op-timeout {t:g} s: run ended in {wall:.2f} s (exit {p.returncode}, "
               f"{'names the hung read' if ok else 'DID NOT report the hang'})")
 

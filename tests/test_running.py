@@ -158,11 +158,24 @@ def test_hung_report_in_process_ends_within_budget(tmp_path: Path) -> None:
             cwd=tmp_path)
     took = time.monotonic() - t0
     assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
-    assert "hung: read(fd " in p.stdout and "/outblob" in p.stdout
-    assert "not-run: read(fd " in p.stdout  # later checks are skipped, naming the hang
+    assert "hung: read(fd1 = r0/outblob" in p.stdout and "/outblob" in p.stdout
+    assert "not-run: read(fd1 = r0/outblob" in p.stdout  # later checks are skipped, naming the hang
     k = (tmp_path / "k").read_text()
     assert re.search(r"not ok \d+ cache\.\S+ # TIMEOUT", k)
     parse_ktap(k)
+
+
+def test_time_budget_bounds_a_hang_without_an_op_timeout(tmp_path: Path) -> None:
+    """With the default 90 s --op-timeout, a hung report still cannot carry the run past
+    --budget time: the operation's deadline is what is left of the budget (a kselftest TIMEOUT)."""
+    t0 = time.monotonic()
+    p = cli("run", "--emulate", "sev_guest+report-hangs", "--budget", "time=3", "--ktap", str(tmp_path / "k"),
+            cwd=tmp_path)
+    took = time.monotonic() - t0
+    assert p.returncode == 1 and took < 20, (took, p.stdout[-1500:])
+    assert "(what was left of --budget time)" in p.stdout and "hung: read(fd1 = r0/outblob" in p.stdout
+    assert "not-run: time budget of 3 s used up (read(fd1 = r0/outblob" in p.stdout
+    assert re.search(r"not ok \d+ \S+ # TIMEOUT", (tmp_path / "k").read_text())
 
 
 def test_budget_skips_as_not_run(tmp_path: Path) -> None:
@@ -281,5 +294,5 @@ def test_hung_report_over_fuse_ends_within_budget(tmp_path: Path) -> None:
         p = cli("run", "--root", str(mnt / "tsm" / "report"), "--op-timeout", "1", cwd=tmp_path)
         took = time.monotonic() - t0
         assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
-        assert "hung: read(fd " in p.stdout and "/outblob" in p.stdout
+        assert "hung: read(fd1 = r0/outblob" in p.stdout and "/outblob" in p.stdout
         assert _ours(mnt / "tsm" / "report") == []

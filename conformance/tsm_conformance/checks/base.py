@@ -125,9 +125,20 @@ class Recorder:
         head, sep, tail = p.partition("/")
         return self.names.get(head, head) + sep + tail
 
+    def fd_name(self, fd: int) -> str | None:
+        """The name ``render`` gives the open file ``fd`` (fd0, fd1, ... in open order)."""
+        name, opened = None, 0
+        for op, args, r in self.log:
+            if op == "open" and isinstance(r, int):
+                if r == fd:
+                    name = f"fd{opened}"
+                opened += 1
+        return name
+
     def render(self) -> list[str]:
         out = []
-        fds: dict[int, str] = {}  # fd numbers differ per run: show fd0, fd1, ... instead
+        fds: dict[int, str] = {}  # fd numbers differ per run: show fd0, fd1, ... (in open order) instead
+        opened = 0
         for op, args, r in self.log:
             if op == "#":  # a provider-control action, shown as its shell command
                 out.append(f"# {args[0]}" + (f" -> {errnos.name(r.errno)}" if isinstance(r, OSError) else ""))
@@ -145,7 +156,8 @@ class Recorder:
                 a[1] = repr(d) if len(d) <= 24 else f"<{len(d)} bytes sha1:{hashlib.sha1(d).hexdigest()[:8]}>"
             res = errnos.name(r.errno) if isinstance(r, OSError) else _res(r)
             if op == "open" and isinstance(r, int):
-                res = fds[r] = f"fd{len(fds)}"
+                res = fds[r] = f"fd{opened}"
+                opened += 1
             if r is None:
                 res = "0"
             if op == "listdir" and isinstance(r, list):

@@ -20,6 +20,7 @@ from .deadline import WATCHDOG, OperationHung
 #: driver's 30 s GetQuote timeout while holding the global lock, and another operation may wait
 #: that long for the lock before its own quote: 90 s is past both.  `run --op-timeout` changes it.
 DEFAULT_OP_TIMEOUT = 90.0
+BUDGET_FLOOR = 1.0  # seconds an operation always gets, even with the time budget used up
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Session:
         self.reports_used = 0
         self.shared: dict[str, SharedReport] = {}  # reports checks share (Ctx.shared_report)
         self.started: float | None = None
+        self._budget_cut = False  # the running check's deadline is the rest of the time budget
         self.wedged = ""  # why later checks do not run: an operation hung and the tree may be stuck
 
     def not_run_reason(self, c: Check) -> str | None:
@@ -101,6 +103,21 @@ class Session:
                 return f"not-run: concurrency checks make uncounted reports; excluded under a report budget"
         return None
 
+    def _deadline(self) -> float | None:
+        """This check's per-operation deadline: --op-timeout, or what is left of a time budget when
+        that is shorter (at least BUDGET_FLOOR, so the check's cleanup can still run): a hang
+        cannot carry the run past its budget; the check then fails as hung, like a kselftest
+        TIMEOUT."""
+        d, b = self.op_timeout, self.budget.seconds
+        self._budget_cut = False
+        if b is None or self.started is None:
+            return d
+        left = max(BUDGET_FLOOR, b - (time.monotonic() - self.started))
+        if d is None or left < d:
+            self._budget_cut = True
+            return left
+        return d
+
     def _op_text(self, op: str, args: list) -> str:
         """A recorded operation in flight, for a hang: paths as r0..., fds by the file they opened."""
         rec = self.recorder
@@ -109,7 +126,7 @@ class Session:
             args[0] = rec._path(str(args[0])) or "."
         elif args and op in ("close", "read", "pread", "write", "pwrite", "lseek"):
             path = next((rec._path(str(a[0])) for o, a, r in reversed(rec.log) if o == "open" and r == args[0]), None)
-            args[0] = f"fd {args[0]} = {path}" if path else args[0]
+            args[0] = f"{rec.fd_name(args[0])} = {path}" if path else args[0]
         if op in ("write", "pwrite") and len(args) > 1 and len(args[1]) > 24:
             args[1] = f"<{len(args[1])} bytes>"
         return f"{op}({', '.join(str(a) for a in args)})"
@@ -119,7 +136,7 @@ class Session:
 
     def _hung(self, c: Check, ctx: Ctx, h: OperationHung, t0: float) -> Result:
         when = "returned only after" if h.completed else "no result after"
-        line = f"{h.op} -> hung: {when} {h.seconds:.1f} s (deadline {h.deadline:g} s)"
+        line = f"{h.op} -> hung: {when} {h.seconds:.1f} s (deadline {h.deadline:.3g} s)"
         if self.stop_on_hang:
             self.wedged = f"{h.op} hung in {c.id}; later checks could block on the same lock"
         at = min(getattr(self, "_hang_at", len(ctx.tree.log)), len(ctx.tree.log))
@@ -128,11 +145,15 @@ class Session:
         ops = ctx.tree.render()
         ops.insert(at, line)
         from ..seq import from_log
-        header = {"check": c.id, "rule": c.rule, "expected": f"{h.op} returns within {h.deadline:g} s",
+        if self._budget_cut:
+            self.wedged = f"time budget of {self.budget.seconds:g} s used up ({h.op} still running in {c.id})"
+        header = {"check": c.id, "rule": c.rule, "expected": f"{h.op} returns within {h.deadline:.3g} s",
                   "observed": f"hung: {when} {h.seconds:.1f} s", "target": self.facts.target,
                   "kernel": self.facts.kernel_release}
-        f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:g} s (--op-timeout)",
-                       f"hung: {h.op}: {when} {h.seconds:.1f} s", "run --op-timeout", ops,
+        source = "--op-timeout" if not self._budget_cut else "what was left of --budget time"
+        f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:.3g} s ({source})",
+                       f"hung: {h.op}: {when} {h.seconds:.1f} s",
+                       "run --budget time" if self._budget_cut else "run --op-timeout", ops,
                        self.facts.target, self.facts.kernel_release,
                        sequence=from_log(log, dict(ctx.names), header))
         return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)
@@ -158,7 +179,7 @@ class Session:
         ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
         try:
-            with WATCHDOG.guard(self.op_timeout, self._op_text):
+            with WATCHDOG.guard(self._deadline(), self._op_text):
                 try:
                     r = self._call(c, ctx, t0)
                 finally:  # also after a hang: a hung mkdir may have made its item
