@@ -11,7 +11,7 @@ import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
@@ -128,7 +128,7 @@ class Recorder:
     def fd_name(self, fd: int) -> str | None:
         """The name ``render`` gives the open file ``fd`` (fd0, fd1, ... in open order)."""
         name, opened = None, 0
-        for op, args, r in self.log:
+        for op, _args, r in self.log:
             if op == "open" and isinstance(r, int):
                 if r == fd:
                     name = f"fd{opened}"
@@ -375,7 +375,7 @@ class Ctx:
     def rel(self, path: str) -> str:
         return self.tree._path(path)
 
-    def fail(self, expected: str, observed: str, keypath: str) -> None:
+    def fail(self, expected: str, observed: str, keypath: str) -> NoReturn:
         header = {"check": self.check.id, "rule": self.check.rule, "expected": expected, "observed": observed,
                   "target": self.facts.target, "kernel": self.facts.kernel_release}
         if self.facts.target.startswith("emulated "):
@@ -399,7 +399,7 @@ class Ctx:
         """A line in the operation log for what worker threads did (their own ops are not logged)."""
         self.tree.log.append(("#", (text,), None))
 
-    def na(self, reason: str) -> None:
+    def na(self, reason: str) -> NoReturn:
         raise NotApplicable(f"not-applicable: {reason}")
 
     def control(self) -> "RecordedControl":

@@ -82,7 +82,7 @@ def priv_rejected(ctx: Ctx) -> None:
             res = ctx.write(f"{r}/privlevel", text)
             ctx.expect_errno("privlevel_out_of_range" if text[0:1].isdigit() else "privlevel_invalid",
                              f"write({ctx.rel(r)}/privlevel, {text!r})", res)
-        ctx.expect_equal(f"generation after rejected privlevel writes", g0, ctx.generation(r),
+        ctx.expect_equal("generation after rejected privlevel writes", g0, ctx.generation(r),
                          "generation.text_commit")
 
 

@@ -100,7 +100,7 @@ class Session:
             if self.reports_used >= b.reports:
                 return f"not-run: report budget used up ({self.reports_used} of {b.reports} report reads)"
             if c.area == "concurrency":  # worker threads read reports unrecorded, without bound
-                return f"not-run: concurrency checks make uncounted reports; excluded under a report budget"
+                return "not-run: concurrency checks make uncounted reports; excluded under a report budget"
         return None
 
     def _deadline(self) -> float | None:

@@ -23,7 +23,7 @@ from . import qemu
 from .build import build_module
 from .differential import compare, divergence_file, era_of, write_sequences
 from .initramfs import build_initramfs
-from .kernel import KernelTree, VmError
+from .kernel import KernelTree
 
 from ..kernlog import BAD_DMESG, bad_dmesg  # noqa: F401  (the one kernel-log policy)
 DEFAULT_PARAMS = ("privlevel_floor=1", "privlevel_floor=0", "privlevel_floor=2 outblob_size=32768")
