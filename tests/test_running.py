@@ -277,9 +277,15 @@ def test_killed_runs_leave_nothing_and_clean_removes_sigkill_leftovers(tmp_path:
             leftovers += len(_ours(report))
         os.mkdir(report / "tsmct-999999-7")  # a dead run's item, made certain
         os.mkdir(report / "keepme")  # not ours: clean must leave it
+        alive = f"tsmct-{os.getpid()}-0"  # a running process's item: kept unless --force
+        os.mkdir(report / alive)
         p = cli("clean", "--root", str(report))
         assert p.returncode == 0, p.stdout + p.stderr
         assert "removed tsmct-999999-7" in p.stdout
+        assert f"kept {alive}: process {os.getpid()} is still running (--force" in p.stdout
+        assert sorted(os.listdir(report)) == sorted(["keepme", alive])
+        p = cli("clean", "--root", str(report), "--force")
+        assert p.returncode == 0 and f"removed {alive}" in p.stdout, p.stdout + p.stderr
         assert sorted(os.listdir(report)) == ["keepme"]
         os.rmdir(report / "keepme")
     assert "not configfs" in one_line_error(cli("clean", "--root", str(tmp_path)))
