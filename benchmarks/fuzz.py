@@ -106,7 +106,11 @@ def main() -> int:
     print(f"fuzz throughput on {where}, {args.seconds:g} s per figure")
     print(f"{'target':16} {'raw exec/s':>11} {'atheris exec/s':>15}")
     for name in names:
-        mod = targets.load(name)
+        try:
+            mod = targets.load(name)
+        except ValueError as e:
+            print(f"fuzz.py: {e}", file=sys.stderr)
+            return 2
         why = targets.unavailable(mod)
         if why:
             print(f"{name:16} {'-':>11} {'-':>15}  ({why})")
