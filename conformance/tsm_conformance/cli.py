@@ -103,6 +103,15 @@ def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
     to do), and after an interrupt, that none were."""
     tree, swept = state.tree, state.swept  # type: ignore[attr-defined]
     where = tree.describe()
+    if not left and interrupted:  # confirm by listing (the sweep gives up quietly when it cannot list)
+        prefix = state.session.prefix  # type: ignore[attr-defined]
+        try:
+            left = [n for n in tree.listdir("") if n.startswith(prefix)]
+        except OSError as e:
+            from .errnos import name
+            print(f"tsm-conformance: interrupted; cannot list {where} ({name(e.errno)}) to confirm no report "
+                  f"items are left: check it, then `tsm-conformance clean`", file=sys.stderr)
+            return
     if left:
         print(f"tsm-conformance: {len(left)} report item(s) could not be removed from {where}: "
               f"{' '.join(sorted(left))}; `tsm-conformance clean` removes them once nothing holds them",
