@@ -126,3 +126,18 @@ def test_failure_writes_a_tsmseq_that_replay_reproduces(tmp_path: Path) -> None:
     p = cli("replay", str(seqfile), "--emulate", "sev_guest")
     assert p.returncode == 1 and "expected: 0" in p.stdout and "got:      EFAULT" in p.stdout
     assert "expected '# tsmseq 1'" in one_line_error(cli("replay", str(REPO / "README.md")))
+
+
+def test_argument_errors_and_unwritable_outputs_are_one_line(tmp_path: Path) -> None:
+    line = one_line_error(cli("run", "--root", str(tmp_path), "--emulate", "sev_guest"))
+    assert "not allowed with argument --root" in line and "--help" in line
+    assert "invalid choice: 'maybe'" in one_line_error(cli("run", "--on-hang", "maybe"))
+    assert "unrecognized arguments: --bogus" in one_line_error(cli("detect", "--bogus"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for opt in ("--ktap", "--junit"):
+        assert one_line_error(cli("run", "--emulate", "sev_guest", opt, str(blocker / "out"))).startswith(
+            f"tsm-conformance: {opt} {blocker / 'out'}: ")
+    p = cli("run", "--emulate", "tdx_guest", "--ktap", str(tmp_path / "new" / "k.ktap"), "--", "--tsm-check",
+            "inblob.*", cwd=tmp_path)
+    assert p.returncode == 0 and (tmp_path / "new" / "k.ktap").read_text().startswith("KTAP version 1\n")

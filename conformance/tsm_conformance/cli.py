@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from importlib import resources
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; also after SIGTERM (same unwinding)
@@ -48,6 +49,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
     if args.op_timeout is not None and args.op_timeout <= 0:
         return _usage("--op-timeout must be a positive number of seconds")
+    for opt, path in (("--ktap", args.ktap), ("--junit", args.junit)):
+        if path and path != "-":
+            try:  # before the run, not as a pytest INTERNALERROR after it
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as e:
+                return _usage(f"{opt} {path}: {e.strerror}")
     try:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
@@ -315,8 +324,15 @@ def cmd_quirks(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse would print the whole usage first); exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tsm-conformance",
+    ap = _Parser(prog="tsm-conformance",
                                  description="Conformance suite for the Linux configfs-tsm report ABI")
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the checks against a live or emulated tree",

@@ -24,6 +24,7 @@ errors = error, skipped = skip + xfail.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any
@@ -217,4 +218,7 @@ def open_stream(path: str) -> IO[str]:
     """``-``: the process's real stdout (``run --format ktap`` points sys.stdout at stderr for pytest)."""
     if path == "-":
         return sys.__stdout__ or sys.stdout
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)  # as pytest does for --junitxml
     return open(path, "w", encoding="utf-8")

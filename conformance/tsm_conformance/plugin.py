@@ -71,8 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
     ktap = config.getoption("tsm_ktap")
     from .ktap import KtapReporter, open_stream
     import sys
-    reporter = KtapReporter(open_stream(ktap) if ktap else None,
-                            sys.stderr if config.getoption("tsm_progress") else None)
+    try:
+        stream = open_stream(ktap) if ktap else None
+    except OSError as e:
+        raise pytest.UsageError(f"--tsm-ktap {ktap}: {e.strerror}") from None
+    reporter = KtapReporter(stream, sys.stderr if config.getoption("tsm_progress") else None)
     config.pluginmanager.register(reporter, "tsm-ktap")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
                                 f"{state.profile.name}, kernel {state.facts.kernel_release}")
