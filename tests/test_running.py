@@ -302,3 +302,15 @@ def test_hung_report_over_fuse_ends_within_budget(tmp_path: Path) -> None:
         assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
         assert "hung: read(fd1 = r0/outblob" in p.stdout and "/outblob" in p.stdout
         assert _ours(mnt / "tsm" / "report") == []
+
+
+def test_hang_in_a_concurrency_check_still_ends_the_run(tmp_path: Path) -> None:
+    """A worker hung holding the lock the end-of-run sweep's rmdir needs: the sweep is bounded too,
+    and the run ends naming the item it could not remove (it used to wait forever)."""
+    t0 = time.monotonic()
+    p = cli("run", "--emulate", "sev_guest+report-hangs", "--op-timeout", "1", "-q", "--", "--tsm-check",
+            "concurrency.*", cwd=tmp_path)
+    took = time.monotonic() - t0
+    assert p.returncode == 1 and took < 60, (took, p.stderr[-800:])
+    assert "could not be removed from emulated sev_guest@7.0+report-hangs: tsmct-" in p.stderr
+    assert "Traceback" not in p.stderr

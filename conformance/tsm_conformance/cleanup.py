@@ -38,26 +38,43 @@ def wait_for_workers(grace: float) -> list[str]:
     return left
 
 
-def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None = None) -> list[str]:
+#: seconds one sweep operation may take: a hung provider (holding the lock an rmdir needs) must
+#: not keep the run from ending
+SWEEP_DEADLINE = 10.0
+_HUNG: set[int] = set()  # id() of trees whose sweep hung in this process
+
+
+def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None = None,
+          deadline: float = SWEEP_DEADLINE) -> list[str]:
     """Remove every item named ``prefix*``; returns the names still there afterwards and adds the
-    names it removed to ``removed``."""
+    names it removed to ``removed``.  Each operation is bounded by ``deadline`` (the watchdog, main
+    thread only): past it the sweep stops and what it had not removed counts as left."""
+    from .checks.deadline import WATCHDOG, OperationHung
+    if id(tree) in _HUNG:  # an earlier sweep of this tree hung: do not wait that long again
+        grace, deadline = min(grace, 0.5), min(deadline, 1.0)
     wait_for_workers(grace)
     left: list[str] = []
-    for _ in range(2):  # a worker that outlived the grace may mkdir between two passes
-        try:
-            left = [n for n in tree.listdir("") if n.startswith(prefix)]
-        except OSError:
-            return []
-        for n in list(left):
-            try:
-                tree.rmdir(n)
-                left.remove(n)
-                if removed is not None:
-                    removed.append(n)
-            except OSError:
-                pass
-        if not left:
-            break
+    try:
+        with WATCHDOG.guard(deadline):
+            for _ in range(2):  # a worker that outlived the grace may mkdir between two passes
+                try:
+                    left = [n for n in tree.listdir("") if n.startswith(prefix)]
+                except OSError:
+                    return []
+                for n in list(left):
+                    try:
+                        tree.rmdir(n)
+                        left.remove(n)
+                        if removed is not None:
+                            removed.append(n)
+                    except OSError:
+                        pass
+                if not left:
+                    break
+    except OperationHung:
+        _HUNG.add(id(tree))
+    if WATCHDOG.take() is not None:
+        _HUNG.add(id(tree))
     return left
 
 
