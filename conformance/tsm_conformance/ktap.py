@@ -92,6 +92,7 @@ class KtapReporter:
         self.finished: set[str] = set()
         self.t_area: dict[str, float] = {}
         self.interrupted = False
+        self.not_run = 0  # planned checks that never reported (an interrupted or -x run)
         self.diagnostics: list[str] = []  # run-level lines (target, kernel, taint, dmesg) before Totals
 
     # ------------------------------------------------------------ output
@@ -181,6 +182,7 @@ class KtapReporter:
                 if nid not in self.result or self.result[nid][0] in ("pass",):
                     why = "run interrupted" if self.interrupted else "no result"
                     self.result[nid] = ("skip", f"SKIP not-run: {why}", "")
+                    self.not_run += 1
                 self._emit(nid)
         t = self.totals()
         for d in self.diagnostics:
@@ -209,9 +211,9 @@ class KtapReporter:
                 tr.write_line(f"{area:14} " + " ".join(f"{c[k]:5}" for k in KINDS))
         t = self.totals()
         tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
-        not_run = sum(1 for kind, directive, _ in self.result.values() if directive.startswith("SKIP not-run: run int"))
-        if not_run:
-            tr.write_line(f"interrupted: {not_run} of the skipped checks did not run")
+        if self.not_run:
+            why = "interrupted" if self.interrupted else "stopped early"
+            tr.write_line(f"{why}: {self.not_run} of the skipped checks did not run")
 
 
 def open_stream(path: str) -> IO[str]:
