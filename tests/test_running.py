@@ -296,13 +296,38 @@ def test_hung_report_over_fuse_ends_within_budget(tmp_path: Path) -> None:
         assert _ours(mnt / "tsm" / "report") == []
 
 
+def _concurrency_hang(root: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    p = cli("run", *root, "--op-timeout", "1", "-q", "--", "--tsm-check", "concurrency.*", cwd=tmp_path)
+    return p, time.monotonic() - t0
+
+
+def _says_join_then_rmdir(p: subprocess.CompletedProcess[str]) -> None:
+    assert "hung: join(1 writer and 3 readers for 1 s): no result after" in p.stdout, p.stdout[-1500:]
+    assert "then rmdir(r0) hung in the cleanup" in p.stdout
+    assert "Traceback" not in p.stderr
+
+
 def test_hang_in_a_concurrency_check_still_ends_the_run(tmp_path: Path) -> None:
     """A worker hung holding the lock the end-of-run sweep's rmdir needs: the sweep is bounded too,
-    and the run ends naming the item it could not remove (it used to wait forever)."""
-    t0 = time.monotonic()
-    p = cli("run", "--emulate", "sev_guest+report-hangs", "--op-timeout", "1", "-q", "--", "--tsm-check",
-            "concurrency.*", cwd=tmp_path)
-    took = time.monotonic() - t0
+    and the run ends naming the item it could not remove (it used to wait forever).  The failure
+    names the first hang (the workers' join), then the cleanup's."""
+    p, took = _concurrency_hang(["--emulate", "sev_guest+report-hangs"], tmp_path)
     assert p.returncode == 1 and took < 60, (took, p.stderr[-800:])
     assert "could not be removed from emulated sev_guest@7.0+report-hangs: tsmct-" in p.stderr
-    assert "Traceback" not in p.stderr
+    _says_join_then_rmdir(p)
+
+
+@needs_fuse
+def test_hang_in_a_concurrency_check_over_fuse_still_ends_the_run(tmp_path: Path) -> None:
+    """The same over FUSE: the rmdir waits behind the hung read in the daemon; when the deadline
+    signals the caller, the daemon must answer the INTERRUPT (the caller then waits only killably).
+    It used to wait forever: libfuse's own path lock held the rmdir where no INTERRUPT reaches."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with emulate("sev_guest+report-hangs", mnt):
+        report = mnt / "tsm" / "report"
+        p, took = _concurrency_hang(["--root", str(report)], tmp_path)
+        assert p.returncode == 1 and took < 60, (took, p.stderr[-800:])
+        assert f"could not be removed from fuse {report}: tsmct-" in p.stderr
+        _says_join_then_rmdir(p)

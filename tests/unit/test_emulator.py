@@ -371,3 +371,34 @@ def test_spec_errors() -> None:
                      ("sev_guest+stale-outblb", "did you mean 'stale-outblob'")):
         with pytest.raises(ValueError, match=msg):
             parse_spec(bad)
+
+
+def test_lock_waits_fail_eintr_once_the_caller_is_interrupted() -> None:
+    """Behind FUSE every wait must answer INTERRUPT (emulator/locks.py): rwsem readers and writers
+    and the mutex fail EINTR when ``intr`` says so, and a writer that gave up lets readers in again."""
+    from tsm_conformance.emulator.locks import RWLock, locked
+
+    sem, gate = RWLock(), threading.Lock()
+    flag = threading.Event()
+    with sem.read():
+        with pytest.raises(OSError) as e:
+            flag.set()
+            with sem.write(flag.is_set):
+                pass
+        assert e.value.errno == errno.EINTR
+        with sem.read(lambda: False):  # the writer that gave up no longer holds readers back
+            pass
+    with sem.write():
+        with pytest.raises(OSError) as e:
+            with sem.read(flag.is_set):
+                pass
+        assert e.value.errno == errno.EINTR
+    with sem.write(lambda: False):  # nothing left held
+        pass
+    with gate:
+        with pytest.raises(OSError) as e:
+            with locked(gate, flag.is_set):
+                pass
+        assert e.value.errno == errno.EINTR
+    with locked(gate, lambda: False):
+        pass

@@ -45,6 +45,7 @@ def _run(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
 def _join(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
     """Wait for every worker until the common deadline; a straggler fails the check as hung."""
     end = time.monotonic() + DEADLINE
+    hang_label = f"join({what})"  # how the watchdog names this wait if it outlives --op-timeout
     for w in workers:
         w.join(max(0.0, end - time.monotonic()))
     if any(w.is_alive() for w in workers):

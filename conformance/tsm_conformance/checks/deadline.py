@@ -171,12 +171,20 @@ class Watchdog:
         return f
 
     def _describe(self, f: types.FrameType, rename: Callable[[str, list], str]) -> str:
-        """The recorded tree operation the frame is in, else the innermost Python function."""
+        """The recorded tree operation the frame is in, else what a frame on the stack says it
+        waits for (a local ``hang_label``, e.g. a concurrency check's join), else the innermost
+        Python function."""
         g: types.FrameType | None = f
         while g is not None:
             if g.f_code is self._code:
                 loc = g.f_locals
                 return rename(str(loc.get("op", "?")), list(loc.get("args", ())))
+            g = g.f_back
+        g = f
+        while g is not None:
+            label = g.f_locals.get("hang_label") if "hang_label" in g.f_code.co_varnames else None
+            if isinstance(label, str):
+                return label
             g = g.f_back
         code = f.f_code
         where = code.co_filename.rsplit("/tsm_conformance/", 1)[-1]

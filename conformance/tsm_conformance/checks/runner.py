@@ -87,6 +87,7 @@ class Session:
         self.shared: dict[str, SharedReport] = {}  # reports checks share (Ctx.shared_report)
         self.started: float | None = None
         self._budget_cut = False  # the running check's deadline is the rest of the time budget
+        self._hang_at: int | None = None  # see _op_text
         self.wedged = ""  # why later checks do not run: an operation hung and the tree may be stuck
 
     def not_run_reason(self, c: Check) -> str | None:
@@ -121,7 +122,8 @@ class Session:
     def _op_text(self, op: str, args: list) -> str:
         """A recorded operation in flight, for a hang: paths as r0..., fds by the file they opened."""
         rec = self.recorder
-        self._hang_at = len(rec.log)  # the log's length when the call was seen hanging
+        if self._hang_at is None:  # the log's length when the first hung call was seen
+            self._hang_at = len(rec.log)
         if args and op in ("mkdir", "rmdir", "listdir", "stat", "open"):
             args[0] = rec._path(str(args[0])) or "."
         elif args and op in ("close", "read", "pread", "write", "pwrite", "lseek"):
@@ -135,15 +137,22 @@ class Session:
         self.reports_used += report_opens(ctx.tree.log) - ctx.copied_opens
 
     def _hung(self, c: Check, ctx: Ctx, h: OperationHung, t0: float) -> Result:
+        first = WATCHDOG.hung
+        then = None
+        if first is not None and first is not h and first.op != h.op:  # h hung in the cleanup after it
+            h, then = first, h
         when = "returned only after" if h.completed else "no result after"
-        line = f"{h.op} -> hung: {when} {h.seconds:.1f} s (deadline {h.deadline:.3g} s)"
+        lines = [f"{h.op} -> hung: {when} {h.seconds:.1f} s (deadline {h.deadline:.3g} s)"]
+        if then is not None:
+            lines.append(f"{then.op} -> hung in the cleanup: no result after {then.seconds:.1f} s")
         if self.stop_on_hang:
             self.wedged = f"{h.op} hung in {c.id}; later checks could block on the same lock"
-        at = min(getattr(self, "_hang_at", len(ctx.tree.log)), len(ctx.tree.log))
+        at = self._hang_at if self._hang_at is not None else len(ctx.tree.log)
+        at = min(at, len(ctx.tree.log))
         log = list(ctx.tree.log)
-        log.insert(at, ("#", (f"hung: {h.op}",), None))
+        log[at:at] = [("#", (f"hung: {x.op}",), None) for x in (h, then) if x is not None]
         ops = ctx.tree.render()
-        ops.insert(at, line)
+        ops[at:at] = lines
         from ..seq import from_log
         if self._budget_cut:
             self.wedged = f"time budget of {self.budget.seconds:g} s used up ({h.op} still running in {c.id})"
@@ -151,8 +160,10 @@ class Session:
                   "observed": f"hung: {when} {h.seconds:.1f} s", "target": self.facts.target,
                   "kernel": self.facts.kernel_release}
         source = "--op-timeout" if not self._budget_cut else "what was left of --budget time"
-        f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:.3g} s ({source})",
-                       f"hung: {h.op}: {when} {h.seconds:.1f} s",
+        observed = f"hung: {h.op}: {when} {h.seconds:.1f} s"
+        if then is not None:
+            observed += f"; then {then.op} hung in the cleanup"
+        f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:.3g} s ({source})", observed,
                        "run --budget time" if self._budget_cut else "run --op-timeout", ops,
                        self.facts.target, self.facts.kernel_release,
                        sequence=from_log(log, dict(ctx.names), header))
@@ -178,6 +189,7 @@ class Session:
                   getattr(self.tree, "control", None), self.anchors, self.shared)
         ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
+        self._hang_at = None
         try:
             with WATCHDOG.guard(self._deadline(), self._op_text):
                 try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from . import kstrtox
 from .era import Era
-from .locks import RWLock
+from .locks import Interrupted, RWLock, locked
 from .providers import BIN_ATTRS, DEFAULT_TYPE, EXTRA_TYPE, TEXT_ATTRS, Blobs, Desc, Provider
 
 NAME_MAX = 255
@@ -115,12 +115,13 @@ class Kernel:
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
         # Set by a frontend that learns when the caller gave up (FUSE: fuse_interrupted()); long
-        # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does.
-        self.interrupted = None  # Callable[[], bool] | None
+        # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does, and so
+        # do lock waits (locks.py says why a FUSE mount needs that).
+        self.interrupted: Interrupted = None
 
     # ---------------------------------------------------------------- provider registration
     def register(self, provider: Provider) -> None:
-        with self.tsm_rwsem.write():
+        with self.tsm_rwsem.write(self.interrupted):
             if self.provider is not None:
                 self.dmesg.append(f'{self.era.core_module}: "{self.provider.name}" ops already registered')
                 raise _err(errno.EBUSY)
@@ -131,7 +132,7 @@ class Kernel:
             self.provider = provider
 
     def unregister(self) -> None:
-        with self.tsm_rwsem.write():
+        with self.tsm_rwsem.write(self.interrupted):
             if self.provider is None:
                 raise _err(errno.EBUSY)
             if self.provider_count:
@@ -162,7 +163,7 @@ class Kernel:
 
     # ---------------------------------------------------------------- text attribute callbacks
     def _show(self, item: ReportItem, attr: str) -> bytes:
-        with self.tsm_rwsem.read():
+        with self.tsm_rwsem.read(self.interrupted):
             if attr == "generation":
                 extra = 1 if "generation-starts-at-1" in self.q else 0
                 return b"%d\n" % (item.gen.write + extra)
@@ -209,22 +210,22 @@ class Kernel:
                 p = self.provider  # read without tsm_rwsem before the fix (abi.md §8.2)
                 if p is None:
                     raise self._oops("tsm_report_privlevel_store")
-                with self.tsm_rwsem.write():
+                with self.tsm_rwsem.write(self.interrupted):
                     self._privlevel_locked(item, p, val)
                 return len(buf)
-            with self.tsm_rwsem.write():
+            with self.tsm_rwsem.write(self.interrupted):
                 if self.provider is None:
                     raise _err(errno.ENXIO)
                 self._privlevel_locked(item, self.provider, val)
             return len(buf)
         if attr == "service_provider":
-            with self.tsm_rwsem.write():
+            with self.tsm_rwsem.write(self.interrupted):
                 self._advance(item)
                 sp = buf[:-1] if buf.endswith(b"\n") else buf
                 item.desc.service_provider = sp.split(b"\0")[0]  # kstrndup stops at NUL
             return len(buf)
         if attr == "service_guid":
-            with self.tsm_rwsem.write():
+            with self.tsm_rwsem.write(self.interrupted):
                 if "guid-reject-no-bump" in self.q:
                     item.desc.service_guid = kstrtox.guid_parse(buf)
                     self._advance(item)
@@ -235,7 +236,7 @@ class Kernel:
             return len(buf)
         if attr == "service_manifest_version":
             val = self._parse_uint(buf)
-            with self.tsm_rwsem.write():
+            with self.tsm_rwsem.write(self.interrupted):
                 self._advance(item)
                 item.desc.service_manifest_version = val
             return len(buf)
@@ -254,7 +255,7 @@ class Kernel:
 
     # ---------------------------------------------------------------- binary attribute callbacks
     def _inblob_write(self, item: ReportItem, data: bytes) -> None:
-        with self.tsm_rwsem.write():
+        with self.tsm_rwsem.write(self.interrupted):
             self._advance(item)
             item.desc.inblob_len = len(data)
             item.desc.inblob[: len(data)] = data  # the tail keeps older bytes (verified N1)
@@ -276,7 +277,7 @@ class Kernel:
     def _report_read(self, item: ReportItem, attr: str) -> bytes:
         """tsm_report_read(): the cached fast path under the read lock, else regenerate under the
         write lock.  Returns the selected blob; the configfs layer takes len() or the bytes."""
-        with self.tsm_rwsem.read():
+        with self.tsm_rwsem.read(self.interrupted):
             if not item.desc.inblob_len:
                 raise _err(errno.ENODATA if "read-before-inblob-enodata" in self.q else errno.EINVAL)
             if "unregister-drops-cache" in self.q and self.provider is None:
@@ -285,7 +286,8 @@ class Kernel:
                 return self._select(item, attr)
         if "unlocked-generation" in self.q:
             return self._report_read_unlocked(item, attr)
-        lock = item.report_lock if "per-item-lock" in self.q else self.tsm_rwsem.write()
+        lock = (locked(item.report_lock, self.interrupted) if "per-item-lock" in self.q
+                else self.tsm_rwsem.write(self.interrupted))
         with lock:
             p = self.provider
             if p is None:
@@ -312,7 +314,7 @@ class Kernel:
     def _report_read_unlocked(self, item: ReportItem, attr: str) -> bytes:
         """Quirk unlocked-generation: report_new runs outside tsm_rwsem and the result is stamped
         with the generation current afterwards, so a write during generation goes unnoticed."""
-        with self.tsm_rwsem.read():
+        with self.tsm_rwsem.read(self.interrupted):
             p, desc = self.provider, Desc(item.desc.privlevel, bytearray(item.desc.inblob), item.desc.inblob_len,
                                           item.desc.service_provider, item.desc.service_guid,
                                           item.desc.service_manifest_version)
@@ -320,7 +322,7 @@ class Kernel:
             raise _err(errno.ENXIO)
         blobs = p.report_new(desc)
         time.sleep(PREEMPT_WINDOW if threading.active_count() > 1 else 0)
-        with self.tsm_rwsem.write():
+        with self.tsm_rwsem.write(self.interrupted):
             item.blobs = blobs
             item.gen.read = item.gen.write
             return self._select(item, attr)
@@ -344,7 +346,7 @@ class Kernel:
     def mkdir(self, path: str) -> None:
         if "mkdir-race" in self.q:
             return self._mkdir(path)
-        with self._dir_lock:
+        with locked(self._dir_lock, self.interrupted):
             return self._mkdir(path)
 
     def _mkdir(self, path: str) -> None:
@@ -391,7 +393,7 @@ class Kernel:
         return tuple(out)
 
     def _make_item(self, name: str) -> None:
-        with self.tsm_rwsem.read():  # tsm_report_make_item + populate_attrs' is_visible
+        with self.tsm_rwsem.read(self.interrupted):  # tsm_report_make_item + populate_attrs' is_visible
             p = self.provider
             if p is None:
                 raise _err(errno.ENXIO)
@@ -410,7 +412,7 @@ class Kernel:
             self.items[name] = item
 
     def rmdir(self, path: str) -> None:
-        with self._dir_lock:
+        with locked(self._dir_lock, self.interrupted):
             return self._rmdir(path)
 
     def _rmdir(self, path: str) -> None:
@@ -425,7 +427,7 @@ class Kernel:
             raise _err(errno.ENOTDIR if parts[1] in item.visible else errno.ENOENT)
         if "rmdir-silent-fail" in self.q:
             return
-        with item.frag_sem.write():  # waits for in-flight callbacks (abi.md §4)
+        with item.frag_sem.write(self.interrupted):  # waits for in-flight callbacks (abi.md §4)
             item.dead = True
         del self.items[parts[0]]
         if self.era.provider_refcount_fix:
@@ -499,7 +501,7 @@ class Kernel:
             wants_wr = acc in (os.O_WRONLY, os.O_RDWR)
             writable = attr_mode(attr) & 0o222 != 0
             readable = not writable
-            with item.frag_sem.read():
+            with item.frag_sem.read(self.interrupted):
                 if item.dead:
                     raise _err(errno.ENOENT)
             # __configfs_open_file: each TSM attribute has one direction; the other is EACCES,
@@ -526,7 +528,7 @@ class Kernel:
         if f.kind == "binary" and f.write_in_progress and f.attr == "inblob":
             item = f.item
             assert item is not None
-            with item.frag_sem.read():
+            with item.frag_sem.read(self.interrupted):
                 if not item.dead:
                     try:  # configfs_release_bin_file: the callback's result is ignored
                         self._inblob_write(item, bytes(f.bin_buffer or b""))
@@ -557,7 +559,7 @@ class Kernel:
         with f.mutex:
             if f.kind == "text":
                 if f.needs_read_fill:  # fill_read_buffer: one show per fd, then a snapshot
-                    with item.frag_sem.read():
+                    with item.frag_sem.read(self.interrupted):
                         if self._dead(item):
                             raise _err(errno.ENOENT)
                         f.page = self._show(item, f.attr)
@@ -574,7 +576,7 @@ class Kernel:
         if f.needs_read_fill or "no-snapshot" in self.q:
             # configfs_bin_read_iter: size with buf == NULL, allocate, then fill: two callback
             # calls under separate frag_sem acquisitions, so a writer can slip in between.
-            with item.frag_sem.read():
+            with item.frag_sem.read(self.interrupted):
                 if self._dead(item):
                     raise _err(errno.EIO if "rmdir-read-eio" in self.q else errno.ENOENT)
                 size = len(self._report_read(item, f.attr))
@@ -588,7 +590,7 @@ class Kernel:
                 # writer on another CPU gets in.  Python threads only switch on blocking calls or
                 # every few ms, so give them the window explicitly (only when there are any).
                 time.sleep(PREEMPT_WINDOW)
-            with item.frag_sem.read():
+            with item.frag_sem.read(self.interrupted):
                 if self._dead(item):
                     raise _err(errno.ENOENT)
                 blob = self._report_read(item, f.attr)
@@ -638,7 +640,7 @@ class Kernel:
         f.needs_read_fill = True
         if f.stored_once and "text-multiwrite-once" in self.q:
             return len(chunk)
-        with item.frag_sem.read():
+        with item.frag_sem.read(self.interrupted):
             if item.dead:
                 raise _err(errno.ENOENT)
             res = self._store(item, f.attr, chunk)
@@ -672,7 +674,7 @@ class Kernel:
         if not data:
             raise _err(errno.EFAULT)  # `len ?: -EFAULT`, yet write_in_progress stays set
         if "inblob-commit-on-write" in self.q:
-            with item.frag_sem.read():
+            with item.frag_sem.read(self.interrupted):
                 if not item.dead:
                     self._inblob_write(item, bytes(buf))
             f.write_in_progress = False

@@ -21,6 +21,9 @@ to the group; an ``OSError`` from the emulator becomes the same errno for the ca
 * interrupts: mounted with ``intr``; a request whose caller got a signal is marked interrupted,
   and the emulator's long waits (quirk report-hangs) poll ``fuse_interrupted()`` and fail EINTR,
   as the TDX driver's interruptible wait does, so a caller's deadline can end a hung request.
+  Lock waits (tsm_rwsem, frag_sem, the group's inode lock) fail EINTR too, though the kernel's are
+  uninterruptible: an rmdir waiting behind a hung read would otherwise keep its caller blocked for
+  good, since after INTERRUPT the kernel waits for our reply only killably (emulator/locks.py).
 * truncate (O_TRUNC without atomic_o_trunc, ftruncate) succeeds and changes nothing, as configfs'
   ``simple_setattr`` does for attribute data; create -> EACCES (configfs dirs have no ->create),
   mknod/unlink/rename/symlink -> EPERM.
@@ -113,6 +116,7 @@ class EmulatorFS:
         self.on_mounted = on_mounted
         self.now = time.time_ns()
         self._files: dict[int, _Handle] = {}  # FUSE file handle -> open file
+        self._dirs: dict[int, str] = {}  # FUSE directory handle -> its path (readdir gets none)
         self._fhs = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -147,6 +151,11 @@ class EmulatorFS:
             # intr_signal; serve() ignores it (the poll, not the signal, ends the wait).
             config.intr = 1
             config.intr_signal = signal.SIGUSR1
+            # Operations on an open file get no path, so libfuse takes no path lock for them: its
+            # locks would make an rmdir wait, inside libfuse and deaf to INTERRUPT, for a hung read
+            # on one of the item's files.  The emulator's own frag_sem makes it wait as configfs
+            # does, interruptibly (emulator/locks.py).
+            config.nullpath_ok = 1
         if self.on_mounted:
             self.on_mounted()
 
@@ -162,17 +171,21 @@ class EmulatorFS:
 
     # ---------------------------------------------------------------- metadata
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
-        if path is None:  # fstat of a file whose item was removed
+        if path is None:  # fstat (nullpath_ok: libfuse gives no path with a handle)
             if fh is None:
                 raise _err(errno.ENOENT)
-            path = self._handle(fh).path
+            path = self._dirs[fh] if fh in self._dirs else self._handle(fh).path
         rel = self._rel(path)
         if rel is None:
             return self._dirattr()
         mode, size = self.k.stat(rel)
         return self._attrs(mode, size)
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str | None, fh: int) -> list[str]:
+        if path is None:
+            path = self._dirs.get(fh)
+            if path is None:
+                raise _err(errno.EBADF)
         rel = self._rel(path)
         if rel is None:
             return [".", "..", "tsm" if path == "/" else "report"]
@@ -182,9 +195,14 @@ class EmulatorFS:
         rel = self._rel(path)
         if rel is not None:
             self.k.listdir(rel)  # ENOENT / ENOTDIR as the emulator says
-        return 0
+        with self._lock:
+            fh = next(self._fhs)
+            self._dirs[fh] = path
+        return fh
 
     def releasedir(self, path: str | None, fh: int) -> int:
+        with self._lock:
+            self._dirs.pop(fh, None)
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
