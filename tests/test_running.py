@@ -99,12 +99,9 @@ def junit_counts(path: Path) -> dict[str, int]:
     return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
 
 
-@pytest.mark.parametrize("spec,profile", [("tsm_test", "tsm_test"), ("sev_guest+inblob-truncate", "sev_guest")])
-def test_ktap_is_strict_and_agrees_with_junit(tmp_path: Path, spec: str, profile: str) -> None:
-    ktap, junit = tmp_path / "k.txt", tmp_path / "j.xml"
-    p = cli("run", "--emulate", spec, "--profile", profile, "--ktap", str(ktap), "--junit", str(junit),
-            "--", "--tsm-check", "[!m]*", cwd=tmp_path)
-    assert p.returncode in (0, 1), p.stderr
+def agreeing_counts(ktap: Path, junit: Path) -> tuple[list[dict], dict[str, int]]:
+    """Parse the KTAP strictly and check that its leaves, its Totals line and the JUnit file all
+    count the same checks the same way."""
     tests, totals = parse_ktap(ktap.read_text())
     c = leaf_counts(tests)
     assert {k: totals[k] for k in c if k != "xpass"} == {k: v for k, v in c.items() if k != "xpass"}
@@ -113,6 +110,32 @@ def test_ktap_is_strict_and_agrees_with_junit(tmp_path: Path, spec: str, profile
     assert j["failures"] == totals["fail"] + totals["xpass"]
     assert j["errors"] == totals["error"]
     assert j["skipped"] == totals["skip"] + totals["xfail"]
+    return tests, totals
+
+
+def test_a_run_stopped_by_x_reports_every_planned_check_in_both_formats(tmp_path: Path) -> None:
+    """-x: the checks after the first failure are SKIP not-run in KTAP *and* skipped in JUnit, with
+    the reason naming -x; the kernel evidence is not lost to it (FUSE/live only, so not here)."""
+    ktap, junit = tmp_path / "k.txt", tmp_path / "j.xml"
+    p = cli("run", "--emulate", "sev_guest+read-bumps-generation", "--ktap", str(ktap), "--junit", str(junit),
+            "-q", "--", "-x", cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    tests, totals = agreeing_counts(ktap, junit)
+    assert totals["fail"] == 1
+    why = "-x stopped the run after the first failure"
+    not_run = ktap.read_text().count(f"# SKIP not-run: {why}")
+    assert not_run >= 10 and f"{why}: {not_run} of the skipped checks did not run" in p.stdout
+    skipped = [e.get("message", "") for e in ET.parse(junit).getroot().iter("skipped")]
+    assert sum(f"not-run: {why}" in m for m in skipped) == not_run
+
+
+@pytest.mark.parametrize("spec,profile", [("tsm_test", "tsm_test"), ("sev_guest+inblob-truncate", "sev_guest")])
+def test_ktap_is_strict_and_agrees_with_junit(tmp_path: Path, spec: str, profile: str) -> None:
+    ktap, junit = tmp_path / "k.txt", tmp_path / "j.xml"
+    p = cli("run", "--emulate", spec, "--profile", profile, "--ktap", str(ktap), "--junit", str(junit),
+            "--", "--tsm-check", "[!m]*", cwd=tmp_path)
+    assert p.returncode in (0, 1), p.stderr
+    tests, totals = agreeing_counts(ktap, junit)
     if spec == "tsm_test":
         assert totals["xfail"] >= 1 and totals["fail"] == 0 and p.returncode == 0
     else:
@@ -214,14 +237,15 @@ def test_one_line_errors(tmp_path: Path) -> None:
 
 def test_interrupted_emulated_runs_leave_nothing_and_complete_ktap(tmp_path: Path) -> None:
     """SIGINT/SIGTERM at random points of an in-process emulated run: exit 130, the end-of-run line
-    says 0 items are left (listed after the sweep), no traceback, and the KTAP is still complete."""
+    says 0 items are left (listed after the sweep), no traceback, and KTAP and JUnit both still
+    list every planned check (the unrun ones as skipped not-run)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
     rng = random.Random(61)
     swept = 0
     for n, sig in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
-        ktap = tmp_path / f"k{n}"
+        ktap, junit = tmp_path / f"k{n}", tmp_path / f"j{n}.xml"
         p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q",
-                              "--ktap", str(ktap)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              "--ktap", str(ktap), "--junit", str(junit)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=env, cwd=tmp_path)
         time.sleep(rng.uniform(0.8, 2.5))
         p.send_signal(sig)
@@ -233,9 +257,8 @@ def test_interrupted_emulated_runs_leave_nothing_and_complete_ktap(tmp_path: Pat
         if "report items left" in err:  # the tree existed when the signal came
             assert re.search(r"interrupted; 0 report items left in emulated sev_guest", err), err
             swept += 1
-        if ktap.exists() and ktap.stat().st_size:
-            tests, totals = parse_ktap(ktap.read_text())
-            assert sum(totals.values()) == sum(len(a["subtests"]) for a in tests)
+        if ktap.exists() and ktap.stat().st_size and junit.exists():
+            agreeing_counts(ktap, junit)  # the unrun checks are skipped in both
     assert swept >= 3, "too few signals landed while checks ran"
 
 

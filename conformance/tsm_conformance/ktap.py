@@ -47,13 +47,23 @@ def _skip_reason(report: Any) -> str:
     return str(lr or "")
 
 
+def _cause(report: Any) -> str:
+    """An error's one-line cause: the exception message (``reprcrash``), not the first line of
+    pytest's traceback text (which may be a source line or a repr header)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    msg = getattr(crash, "message", None)
+    if msg:
+        return str(msg).splitlines()[0]
+    text = str(report.longrepr or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
 def classify(report: Any) -> tuple[str, str, str] | None:
     """(kind, directive text, diagnostic text) for a setup/call report that decides an outcome;
     None for one that does not (a passed setup, a passed teardown)."""
     if report.when == "setup":
         if report.failed:
-            return "error", f"ERROR {_one_line(str(report.longrepr).splitlines()[0] if report.longrepr else '')}", \
-                str(report.longrepr or "")
+            return "error", f"ERROR {_one_line(_cause(report))}", str(report.longrepr or "")
         if report.skipped:
             return "skip", f"SKIP {_one_line(_skip_reason(report))}", ""
         return None
@@ -92,7 +102,8 @@ class KtapReporter:
         self.finished: set[str] = set()
         self.t_area: dict[str, float] = {}
         self.interrupted = False
-        self.not_run = 0  # planned checks that never reported (an interrupted or -x run)
+        self.not_run = 0  # planned checks that never ran (an interrupted or -x run)
+        self.stop_why = ""  # ... and why
         self.diagnostics: list[str] = []  # run-level lines (target, kernel, taint, dmesg) before Totals
 
     # ------------------------------------------------------------ output
@@ -129,6 +140,10 @@ class KtapReporter:
             self.t_area[area] = time.monotonic()
             self._w("KTAP version 1", 1)
             self._w(f"1..{len(self.items[area])}", 1)
+        why = dict(report.user_properties).get("tsm.not_run") if report.when == "setup" else None
+        if why is not None:  # plugin.Completion: a planned check the run never reached
+            self.not_run += 1
+            self.stop_why = str(why)
         c = classify(report)
         if c is not None and (nid not in self.result or c[0] == "error"):
             self.result[nid] = c
@@ -179,16 +194,16 @@ class KtapReporter:
                 self._w("KTAP version 1", 1)
                 self._w(f"1..{len(self.items[area])}", 1)
             for nid in todo:
-                if nid not in self.result or self.result[nid][0] in ("pass",):
-                    why = "run interrupted" if self.interrupted else "no result"
-                    self.result[nid] = ("skip", f"SKIP not-run: {why}", "")
+                if nid not in self.result or self.result[nid][0] in ("pass",):  # without plugin.Completion
+                    self.stop_why = "run interrupted" if self.interrupted else "no result"
+                    self.result[nid] = ("skip", f"SKIP not-run: {self.stop_why}", "")
                     self.not_run += 1
                 self._emit(nid)
         t = self.totals()
         for d in self.diagnostics:
             self.diag(d)
-        if self.interrupted:
-            self._w("# interrupted: checks not run are reported as SKIP not-run")
+        if self.not_run:
+            self._w(f"# {self.stop_why}: the {self.not_run} checks not run are reported as SKIP not-run")
         self._w("# Totals: " + " ".join(f"{k}:{t[k]}" for k in KINDS))
 
     def totals(self) -> dict[str, int]:
@@ -212,8 +227,7 @@ class KtapReporter:
         t = self.totals()
         tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
         if self.not_run:
-            why = "interrupted" if self.interrupted else "stopped early"
-            tr.write_line(f"{why}: {self.not_run} of the skipped checks did not run")
+            tr.write_line(f"{self.stop_why}: {self.not_run} of the skipped checks did not run")
 
 
 def open_stream(path: str) -> IO[str]:

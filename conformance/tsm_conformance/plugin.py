@@ -77,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--tsm-ktap {ktap}: {e.strerror}") from None
     reporter = KtapReporter(stream, sys.stderr if config.getoption("tsm_progress") else None)
     config.pluginmanager.register(reporter, "tsm-ktap")
+    config.pluginmanager.register(Completion(), "tsm-completion")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
                                 f"{state.profile.name}, kernel {state.facts.kernel_release}")
     if state.tree.kind in ("live", "fuse"):  # the kernel under the tree: taint and dmesg across the run
@@ -265,6 +266,56 @@ class KernelLogItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, 0, "environment.kernel_log: no oops, WARNING or new taint during the run"
+
+
+class Completion:
+    """Every planned check gets a result: one that never ran (an interrupt, -x, --maxfail) is
+    reported as skipped ``not-run: <why>`` through the same hook as a real result, so JUnit, KTAP,
+    the terminal counts and the per-area table agree.  The kernel-log item still runs after -x
+    (it reads the kernel log and touches no tree): it is the run's evidence of an oops."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, set[str]] = {}  # nodeid -> phases reported
+        self.interrupted = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.phases.setdefault(report.nodeid, set()).add(report.when or "")
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        self.interrupted = True
+
+    def why(self, session: pytest.Session) -> str:
+        """Why planned checks did not run, in the words of the option that stopped the run."""
+        if self.interrupted or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "run interrupted"
+        maxfail = session.config.getoption("maxfail", 0)
+        if session.shouldfail and maxfail == 1:
+            return "-x stopped the run after the first failure"
+        if session.shouldfail:
+            return f"--maxfail={maxfail} stopped the run"
+        return f"the run stopped early ({session.shouldstop})" if session.shouldstop else "the run stopped early"
+
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml and KTAP write their files
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from _pytest.reports import TestReport
+        from _pytest.runner import runtestprotocol
+        why, hook = self.why(session), session.config.hook
+        for item in session.items:
+            done = self.phases.get(item.nodeid, set())
+            if "teardown" in done:
+                continue
+            if isinstance(item, KernelLogItem) and not done and not self.interrupted:
+                runtestprotocol(item, nextitem=None, log=True)
+                continue
+            if not done:
+                hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+                line = (item.location[1] or 0) + 1
+                hook.pytest_runtest_logreport(report=TestReport(
+                    item.nodeid, item.location, {}, "skipped", (str(item.path), line, f"not-run: {why}"),
+                    "setup", user_properties=[("tsm.not_run", why)]))
+            hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None,
+                                                             "teardown"))
+            hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
