@@ -219,6 +219,17 @@ def test_one_line_errors(tmp_path: Path) -> None:
                        capture_output=True, text=True, env=env, timeout=60)
     assert one_line_error(p).startswith("tsm-conformance: FUSE unavailable: ")
     assert "--op-timeout" in one_line_error(cli("run", "--emulate", "sev_guest", "--op-timeout", "0"))
+    (tmp_path / "afile").write_text("")
+    assert one_line_error(cli("run", "--emulate", "sev_guest", "--seq-dir", str(tmp_path / "afile"))).endswith(
+        "afile: not a directory")
+    for spec, says in [("tsm_test:delay_ms=abc", "tsm_test parameter delay_ms=abc: expected an integer 0..3600000"),
+                       ("sev_guest:vmpl=abc", "sev_guest parameter vmpl=abc: expected an integer 0..3"),
+                       ("sev_guest:vmpl=4", "sev_guest parameter vmpl=4: expected an integer 0..3"),
+                       ("tsm_test:dely_ms=5", "unknown tsm_test parameter 'dely_ms'; did you mean 'delay_ms'?"),
+                       ("sev_guest:foo=1", "unknown sev_guest parameter 'foo' (known: "),
+                       ("tdx_guest:quote_status=bad", "tdx_guest parameter quote_status=bad: expected ok | error"),
+                       ("sev_guest:vmpl=1,vmpl=2", "parameter vmpl given twice")]:
+        assert says in one_line_error(cli("run", "--emulate", spec)), spec
     nobody = tmp_path / "ro"
     nobody.mkdir()
     os.chmod(tmp_path, 0o755)
@@ -260,6 +271,41 @@ def test_interrupted_emulated_runs_leave_nothing_and_complete_ktap(tmp_path: Pat
         if ktap.exists() and ktap.stat().st_size and junit.exists():
             agreeing_counts(ktap, junit)  # the unrun checks are skipped in both
     assert swept >= 3, "too few signals landed while checks ran"
+
+
+def test_a_signal_after_the_cleanup_does_not_change_the_exit_status(tmp_path: Path) -> None:
+    """SIGINT, then SIGTERM the moment the leftover line is out (the cleanup is done): the process
+    still exits 130 (it used to die by the second signal: shutdown restores default handlers)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    for n in range(4):
+        p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        time.sleep(1.0 + 0.3 * n)
+        p.send_signal(signal.SIGINT)
+        assert p.stderr is not None
+        lines = []
+        for line in p.stderr:
+            lines.append(line)
+            if "report items left" in line:
+                p.send_signal(signal.SIGTERM)
+                break
+        rest = p.communicate(timeout=60)[1]
+        if p.returncode == 0:
+            continue
+        assert p.returncode == 130, (p.returncode, "".join(lines) + rest)
+
+
+def test_closed_stdout_does_not_end_the_run(tmp_path: Path) -> None:
+    """`run | head -1`: the run goes on to its cleanup and exit status, without a BrokenPipeError."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    for fmt in ([], ["--format", "ktap"]):
+        p = subprocess.run(f"{sys.executable} -m tsm_conformance.cli run --emulate sev_guest+stale-outblob "
+                           f"{' '.join(fmt)} 2>err.txt | head -1; echo \"rc=${{PIPESTATUS[0]}}\"",
+                           shell=True, executable="/bin/bash", capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300)
+        err = (tmp_path / "err.txt").read_text()
+        assert p.stdout.strip().endswith("rc=1"), (p.stdout, err[-2000:])
+        assert "BrokenPipe" not in err and "Traceback" not in err, err[-2000:]
 
 
 def _ours(report: Path) -> list[str]:

@@ -57,6 +57,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
                     pass
             except OSError as e:
                 return _usage(f"{opt} {path}: {e.strerror}")
+    from .plugin import seq_dir_problem
+    problem = seq_dir_problem(args.seq_dir)
+    if problem:
+        return _usage(problem)
     try:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
@@ -94,6 +98,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         with _signals_deferred():
             left = sweep(state.tree, state.session.prefix, removed=state.swept)
             _say_leftovers(state, left, interrupted or bool(_SIGNALLED))
+    if _unwinding():
+        _ignore_signals_from_now_on()  # done and swept: a signal now must not change the status
     c = counter.counts
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
@@ -433,6 +439,28 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fuzz(argv[1:])
     if as_command and argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
         _unwind_on_signals()
+    if as_command:
+        from .pipes import pipe_safe
+        sys.stdout = pipe_safe(sys.stdout)
+        try:
+            return _dispatch(argv)
+        finally:
+            if argv[:1] != ["emulate"]:
+                _ignore_signals_from_now_on()
+    return _dispatch(argv)
+
+
+def _ignore_signals_from_now_on() -> None:
+    """The work and its cleanup are done and the exit status is decided.  Interpreter shutdown
+    puts the default handlers back for signals that have Python handlers, so a late SIGINT/SIGTERM
+    would kill the process by that signal instead of letting it exit with its status; ignored
+    signals stay ignored through shutdown."""
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _dispatch(argv: list[str]) -> int:
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
@@ -472,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _SIGNALLED: list[int] = []
+_HANDLING: list[bool] = []  # non-empty once _unwind_on_signals installed its handler (a command)
+
+
+def _unwinding() -> bool:
+    return bool(_HANDLING)
 _DEFERRED: list[int] = []  # non-empty: inside the final cleanup; after a signal there, also holds it
 
 
@@ -508,6 +541,7 @@ def _unwind_on_signals() -> None:
         raise KeyboardInterrupt
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+    _HANDLING.append(True)
 
 
 

@@ -233,7 +233,8 @@ class KtapReporter:
 def open_stream(path: str) -> IO[str]:
     """``-``: the process's real stdout (``run --format ktap`` points sys.stdout at stderr for pytest)."""
     if path == "-":
-        return sys.__stdout__ or sys.stdout
+        from .pipes import pipe_safe
+        return pipe_safe(sys.__stdout__ or sys.stdout)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)  # as pytest does for --junitxml

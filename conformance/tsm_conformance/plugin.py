@@ -68,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state
+    seq_dir = config.getoption("tsm_seq_dir")
+    if seq_dir and seq_dir_problem(seq_dir):
+        raise pytest.UsageError(seq_dir_problem(seq_dir))
     ktap = config.getoption("tsm_ktap")
     from .ktap import KtapReporter, open_stream
     import sys
@@ -159,6 +162,22 @@ class AreaCollector(pytest.Collector):
             if xf:
                 item.add_marker(pytest.mark.xfail(strict=True, reason=f"{xf.tracking}: {xf.reason}"))
             yield item
+
+
+def seq_dir_problem(directory: str) -> str | None:
+    """Why failures' .tsmseq files could not be written to ``directory`` (checked before the run;
+    the directory itself is made only when a check fails), or None."""
+    import os
+    if os.path.exists(directory):
+        if not os.path.isdir(directory):
+            return f"--seq-dir {directory}: not a directory"
+        return None if os.access(directory, os.W_OK | os.X_OK) else f"--seq-dir {directory}: not writable"
+    parent = os.path.dirname(os.path.abspath(directory))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"--seq-dir {directory}: {parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"--seq-dir {directory}: cannot create it in {parent}"
 
 
 def write_sequence(directory: str, f: TsmFailure) -> str:

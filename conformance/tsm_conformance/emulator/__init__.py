@@ -6,7 +6,8 @@ from .era import Era
 from .kernel import Kernel, KernelOops
 from .providers import CONFIGS, Provider
 from .quirks import QUIRKS
-from .spec import EMULATOR_PARAMS, Spec, parse_spec
+from .params import EMULATOR as EMULATOR_PARAMS, as_bool
+from .spec import Spec, parse_spec
 
 
 def boot(spec: Spec | str) -> Kernel:
@@ -15,19 +16,17 @@ def boot(spec: Spec | str) -> Kernel:
         spec = parse_spec(spec)
     cls, fixed, _ = CONFIGS[spec.config]
     params = {**fixed, **{k: v for k, v in spec.params.items() if k not in EMULATOR_PARAMS}}
-    gen_bits = int(spec.params.get("gen_bits", 64))
-    if not 2 <= gen_bits <= 64:
-        raise ValueError("gen_bits must be 2..64")
-    k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=gen_bits,
-               init_on_alloc=spec.params.get("init_on_alloc", "1") != "0",
-               size_fill_fix=spec.params.get("size_fill_fix", "0") != "0")
+    # parse_spec checked every value against params.py's tables
+    k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=int(spec.params.get("gen_bits", "64"), 0),
+               init_on_alloc=as_bool(spec.params.get("init_on_alloc", "1")),
+               size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")))
     if cls.__name__ == "SevGuest":
         provider: Provider = cls(params, hooks=spec.era.visibility_hooks)  # type: ignore[call-arg]
     elif cls.__name__ == "TdxGuest":
         provider = cls(params, era=spec.era)  # type: ignore[call-arg]
     else:
         provider = cls(params)
-    if spec.params.get("registered", "1") != "0":  # registered=0: the core loaded, no provider (mkdir ENXIO)
+    if as_bool(spec.params.get("registered", "1")):  # registered=0: the core loaded, no provider (mkdir ENXIO)
         k.register(provider)
     return k
 

@@ -14,6 +14,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from .params import HOUR_MS, Bool, Choice, Int, Param, as_bool
+
 # Attribute order of enum tsm_attr_index / tsm_bin_attr_index (include/linux/tsm.h, 6.11+).
 TEXT_ATTRS = ("generation", "provider", "privlevel", "privlevel_floor", "service_provider",
               "service_guid", "service_manifest_version")
@@ -51,6 +53,7 @@ class Provider:
 
     name = "?"
     extra_type = True  # 6.7-6.10 config type
+    PARAMS: dict[str, Param] = {}  # what ``--emulate NAME:KEY=VALUE`` accepts (params.py checks it)
 
     def __init__(self, params: dict[str, str] | None = None) -> None:
         self.params = dict(params or {})
@@ -92,23 +95,22 @@ class TsmTest(Provider):
 
     name = "tsm_test"
     LAYOUT_LEN = 0xC0
+    PARAMS = {  # the kernel module's parameters (kmod/tsm_test), same names, types and defaults
+        "privlevel_floor": Int(0, 3), "visibility": Choice("all", "sev-like", "tdx-like"),
+        "fail_errno": Int(0, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
+        "auxblob": Bool(), "manifestblob": Bool(),
+    }
 
     def __init__(self, params: dict[str, str] | None = None) -> None:
         super().__init__(params)
         # parameter names and defaults are the kernel module's (kmod/tsm_test)
         self.privlevel_floor = _int(self.params, "privlevel_floor", 1)
         self.visibility = self.params.get("visibility", "all")
-        if self.visibility not in ("all", "sev-like", "tdx-like"):
-            raise ValueError(f"tsm_test visibility={self.visibility}: use all, sev-like or tdx-like")
         self.extra_type = self.visibility != "tdx-like"
         self.fail_errno = _int(self.params, "fail_errno", 0)
         self.outblob_size = _int(self.params, "outblob_size", self.LAYOUT_LEN)
-        self.with_auxblob = self.params.get("auxblob", "1") not in ("0", "N", "n")
-        self.with_manifestblob = self.params.get("manifestblob", "1") not in ("0", "N", "n")
-        unknown = set(self.params) - {"privlevel_floor", "visibility", "fail_errno", "outblob_size", "auxblob",
-                                      "manifestblob", "delay_ms"}
-        if unknown:
-            raise ValueError(f"unknown tsm_test parameter(s): {', '.join(sorted(unknown))}")
+        self.with_auxblob = as_bool(self.params.get("auxblob", "1"))
+        self.with_manifestblob = as_bool(self.params.get("manifestblob", "1"))
 
     RUNTIME = ("fail_errno", "delay_ms", "outblob_size", "auxblob", "manifestblob")  # the 0644 params
 
@@ -116,11 +118,13 @@ class TsmTest(Provider):
         """Writing /sys/module/tsm_test/parameters/NAME (only the 0644 ones)."""
         if name not in self.RUNTIME:
             raise PermissionError(errno.EACCES, f"{name} is read-only")
+        if not self.PARAMS[name].check(value):
+            raise OSError(errno.EINVAL, f"{name}={value}: expected {self.PARAMS[name].describe()}")
         self.params[name] = value
         self.fail_errno = _int(self.params, "fail_errno", 0)
         self.outblob_size = _int(self.params, "outblob_size", self.LAYOUT_LEN)
-        self.with_auxblob = self.params.get("auxblob", "1") not in ("0", "N", "n")
-        self.with_manifestblob = self.params.get("manifestblob", "1") not in ("0", "N", "n")
+        self.with_auxblob = as_bool(self.params.get("auxblob", "1"))
+        self.with_manifestblob = as_bool(self.params.get("manifestblob", "1"))
 
     def attr_visible(self, attr: str) -> bool | None:
         if self.visibility == "all":
@@ -166,17 +170,17 @@ class SevGuest(Provider):
 
     name = "sev_guest"
     extra_type = True
+    PARAMS = {"vmpl": Int(0, 3), "vmpck_id": Int(-1, 3), "certs": Bool(), "signing_key": Choice("vcek", "vlek"),
+              "report_version": Choice("2", "3", "5")}
 
     def __init__(self, params: dict[str, str] | None = None, hooks: bool = True) -> None:
         super().__init__(params)
         self.vmpl = _int(self.params, "vmpl", 0)
         vmpck = _int(self.params, "vmpck_id", -1)
         self.privlevel_floor = (self.vmpl if vmpck < 0 else vmpck) if hooks else 0
-        self.with_certs = self.params.get("certs", "1") not in ("0", "N", "n")
+        self.with_certs = as_bool(self.params.get("certs", "1"))
         self.signing_key = self.params.get("signing_key", "vcek")
         self.report_version = _int(self.params, "report_version", 2)
-        if self.signing_key not in ("vcek", "vlek") or self.report_version not in (2, 3, 5):
-            raise ValueError("sev_guest: signing_key is vcek or vlek; report_version is 2, 3 or 5")
 
     def attr_visible(self, attr: str) -> bool | None:
         if attr in SERVICE_ATTRS:
@@ -238,18 +242,19 @@ class TdxGuest(Provider):
     name = "tdx_guest"
     extra_type = False
     HOST_PARAMS = ("quote_ms", "signal_ms", "quote_status", "quote_version")
+    PARAMS = {"quote_ms": Int(0, HOUR_MS), "signal_ms": Int(0, HOUR_MS), "quote_status": Choice("ok", "error"),
+              "quote_version": Choice("4", "5")}
 
     def __init__(self, params: dict[str, str] | None = None, era: object = None) -> None:
         super().__init__(params)
         self.status_check = era is None or getattr(era, "version", (7, 0)) >= (7, 0)
         self.in_flight_until = 0.0
-        for k in self.params:
-            if k not in self.HOST_PARAMS:
-                raise ValueError(f"unknown tdx_guest parameter {k}; known: {', '.join(self.HOST_PARAMS)}")
 
     def set_param(self, name: str, value: str) -> None:
         if name not in self.HOST_PARAMS:
             raise PermissionError(errno.EACCES, f"{name} is not a host parameter")
+        if not self.PARAMS[name].check(value):
+            raise OSError(errno.EINVAL, f"{name}={value}: expected {self.PARAMS[name].describe()}")
         self.params[name] = value
 
     def attr_visible(self, attr: str) -> bool | None:
@@ -298,6 +303,7 @@ class ArmCcaGuest(Provider):
     a CCA token (emulator/reports/cca.py); parameter token = legacy (tag 399) | cmw."""
 
     name = "arm_cca_guest"
+    PARAMS = {"token": Choice("legacy", "cmw")}
 
     def anchor_pems(self) -> list[bytes]:
         from .reports import cca

@@ -3,8 +3,9 @@
 CONFIG is a provider configuration (``tsm_test``, ``sev_guest``, ``sev_guest-svsm``,
 ``tdx_guest``, ``arm_cca_guest``); KEY=VALUE are provider parameters (tsm_test: the kernel
 module's privlevel_floor, visibility, fail_errno, delay_ms, outblob_size, auxblob, manifestblob;
-sev_guest: vmpl) or emulator parameters
-(gen_bits, init_on_alloc, size_fill_fix: a configfs with the size-then-fill race fixed).  Example: ``sev_guest@6.16+stale-outblob``.
+sev_guest: vmpl, ...) or emulator parameters
+(gen_bits, init_on_alloc, size_fill_fix: a configfs with the size-then-fill race fixed); what each
+accepts is in params.py and the providers' ``PARAMS``.  Example: ``sev_guest@6.16+stale-outblob``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field
 
 from ..suggest import did_you_mean
 from .era import DEFAULT_ERA, Era
+from .params import validate
 from .providers import CONFIGS
 from .quirks import check_applicable
 
 _SPEC = re.compile(r"^(?P<config>[a-z0-9_-]+)(?::(?P<params>[^@+]*))?(?:@(?P<era>[0-9.]+))?"
                    r"(?:\+(?P<quirks>[a-z0-9,-]+))?$")
-EMULATOR_PARAMS = ("gen_bits", "init_on_alloc", "size_fill_fix", "registered")  # registered=0: no provider
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ def parse_spec(text: str) -> Spec:
         k, eq, v = kv.partition("=")
         if not eq:
             raise ValueError(f"bad parameter {kv!r} in spec: expected KEY=VALUE")
+        if k in params:
+            raise ValueError(f"parameter {k} given twice in spec {text!r}")
         params[k] = v
+    validate(config, CONFIGS[config][0].PARAMS, params)
     quirks = tuple(filter(None, (m["quirks"] or "").split(",")))
     check_applicable(config, list(quirks))
     return Spec(config, era, quirks, params)

@@ -45,7 +45,7 @@ class EmulatedControl:
     """ProviderControl over the emulator: register/unregister a TsmTest like insmod/rmmod would."""
 
     def __init__(self, tree: EmulatedTree) -> None:
-        from ..emulator.spec import EMULATOR_PARAMS
+        from ..emulator.params import EMULATOR as EMULATOR_PARAMS
         self.k = tree.kernel
         self.base = {k: v for k, v in tree.spec.params.items() if k not in EMULATOR_PARAMS}
 
