@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -68,10 +70,26 @@ def test_missing_given_root(tmp_path: Path) -> None:
     assert "does not exist" in one_line_error(cli("run", "--root", str(tmp_path / "nope")))
 
 
-def test_root_without_the_abi(tmp_path: Path) -> None:
-    line = one_line_error(cli("run", "--root", str(tmp_path)))
-    assert "provider" in line
-    assert os.listdir(tmp_path) == []  # the probe item was removed
+def test_root_without_the_abi_is_refused_before_any_write(tmp_path: Path) -> None:
+    """A directory that is not a configfs (or emulator) report group: one line, and nothing was
+    made there, not even the probe item (it used to mkdir one first)."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # a probe item lives for milliseconds: look often
+        while not stop.is_set():
+            seen.extend(os.listdir(tmp_path))
+            time.sleep(0.0005)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        for cmd in ("run", "detect"):
+            line = one_line_error(cli(cmd, "--root", str(tmp_path)))
+            assert "not configfs" in line and "nothing is made or removed there" in line, line
+    finally:
+        stop.set()
+        t.join()
+    assert seen == [] and os.listdir(tmp_path) == []
 
 
 def test_bad_specs_are_usage_errors() -> None:

@@ -151,19 +151,31 @@ def test_format_ktap_puts_only_ktap_on_stdout(tmp_path: Path) -> None:
     assert "passed" in p.stderr
 
 
-def test_kselftest_wrapper_skips_without_configfs_tsm(tmp_path: Path) -> None:
-    env = dict(os.environ, TSM_ROOT=str(tmp_path / "nope"),
-               PYTHONPATH=str(REPO / "conformance"), TSM_CONFORMANCE=f"{sys.executable} -m tsm_conformance.cli")
-    p = subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True, text=True,
-                       env=env, timeout=120)
-    assert p.returncode == 4, p.stdout + p.stderr
-    assert p.stdout.startswith("KTAP version 1\n1..0 # SKIP ")
-    env["TSM_EMULATE"] = "tdx_guest"
-    env["TSM_ARGS"] = "-- --tsm-check inblob.*"
-    p = subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True, text=True,
-                       env=env, timeout=120)
+def test_kselftest_wrapper_skips_without_configfs_tsm_and_fails_on_bad_setup(tmp_path: Path) -> None:
+    """Exit 4 and a KTAP skip plan only when the machine has no configfs-tsm (or no provider); a
+    mistake in TSM_ROOT/TSM_EMULATE/TSM_ARGS is a failure with "Bail out!"; TSM_ARGS reach the run."""
+    base = dict(os.environ, PYTHONPATH=str(REPO / "conformance"),
+                TSM_CONFORMANCE=f"{sys.executable} -m tsm_conformance.cli")
+
+    def wrapper(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True,
+                              text=True, env={**base, **env}, timeout=120)
+    for absent in (dict(TSM_ROOT=str(tmp_path / "config" / "tsm" / "report")),
+                   dict(TSM_EMULATE="sev_guest:registered=0")):
+        p = wrapper(**absent)
+        assert p.returncode == 4, p.stdout + p.stderr
+        assert p.stdout.startswith("KTAP version 1\n1..0 # SKIP ") and p.stdout.count("\n") == 2, p.stdout
+    for mistake, says in ((dict(TSM_ROOT=str(tmp_path)), "not configfs"),
+                          (dict(TSM_EMULATE="sev_guest+nope"), "unknown quirk 'nope'"),
+                          (dict(TSM_EMULATE="sev_guest", TSM_ARGS="--profile nosuch"), "nosuch")):
+        p = wrapper(**mistake)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert p.stdout.startswith("KTAP version 1\n1..0\nBail out! ") and says in p.stdout, p.stdout
+    p = wrapper(TSM_EMULATE="tdx_guest", TSM_ARGS="-- --tsm-check inblob.*")
     assert p.returncode == 0, p.stdout + p.stderr
     parse_ktap(p.stdout)
+    p = wrapper(TSM_EMULATE="sev_guest", TSM_ARGS="--profile sev_guest-svsm -- --tsm-check discovery.*")
+    assert p.returncode == 1 and "profile sev_guest-svsm" in p.stdout, p.stdout  # the profile was used
 
 
 def test_detect_prints_profile_and_evidence() -> None:

@@ -103,15 +103,12 @@ def _pid_alive(pid: int) -> bool:
 
 def check_report_group(root: str) -> None:
     """NotAReportGroup unless ``root`` is a configfs (or FUSE-mounted emulator) report group."""
-    from .target.live import mount_fstype
+    from .target.live import report_group_problem
     if not os.path.isdir(root):
         raise NotAReportGroup(f"{root} is not a directory")
-    fstype = mount_fstype(root) or "?"
-    if fstype != "configfs" and fstype != "fuse" and not fstype.startswith("fuse."):
-        raise NotAReportGroup(f"{root} is on {fstype}, not configfs: refusing to remove anything there")
-    real = os.path.realpath(root).rstrip("/")
-    if not real.endswith("/tsm/report"):
-        raise NotAReportGroup(f"{root} is not a configfs-tsm report group (expected .../tsm/report)")
+    problem = report_group_problem(root)
+    if problem:
+        raise NotAReportGroup(problem)
 
 
 def clean(root: str, force: bool = False) -> CleanResult:

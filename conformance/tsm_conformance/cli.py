@@ -1,7 +1,8 @@
 """``tsm-conformance``: run the suite; inspect reports, profiles and quirks.
 
 Exit codes follow kselftest: 0 all passed, 1 any failure or error, 2 usage or profile error,
-4 nothing applicable ran; 130 interrupted (SIGINT or SIGTERM, after the cleanup).
+4 nothing applicable ran; 130 interrupted (SIGINT or SIGTERM, after the cleanup).  ``--absent-exit``
+changes the status of a machine without configfs-tsm (the kselftest wrapper: 4).
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
     except SetupError as e:
-        return _usage(str(e))
+        if args.format == "ktap":  # stdout stays KTAP: a skip for an absent ABI, a bail-out otherwise
+            print("KTAP version 1\n1..0" + (f" # SKIP {_one_line_ktap(e)}" if e.absent else
+                                            f"\nBail out! {_one_line_ktap(e)}"), flush=True)
+        return _setup_failed(e, args.absent_exit)
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
     # -p is a no-op when the entry point already loaded the plugin under the same name
     # Hypothesis's pytest plugin is for @given tests; the state-machine check drives Hypothesis
@@ -275,6 +279,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_line_ktap(e: Exception) -> str:
+    return str(e).replace("#", " ").replace("\n", " ")
+
+
+def _setup_failed(e: "SetupError", absent_exit: int) -> int:  # noqa: F821 (runstate, imported lazily)
+    """The one line; exit 2, or --absent-exit when the machine simply has no configfs-tsm."""
+    code = _usage(str(e))
+    return absent_exit if e.absent else code
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     """Probe the tree, match a profile with runstate's selection, print both with the evidence."""
     from .runstate import SetupError, _groups_seen, choose_profile, make_tree, probe_tree
@@ -284,7 +298,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         groups = _groups_seen(facts)
         prof = choose_profile(facts)
     except SetupError as e:
-        return _usage(str(e))
+        return _setup_failed(e, args.absent_exit)
     rows = [("target", facts.target), ("kernel", facts.kernel_release), ("provider", facts.provider),
             ("attributes", " ".join(sorted(facts.attributes))),
             ("privlevel_floor", "-" if facts.privlevel_floor is None else str(facts.privlevel_floor)),
@@ -357,6 +371,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
     run.add_argument("--ktap", metavar="FILE", help="write KTAP v1 results (one subtest per area) to FILE")
+    _absent_exit(run)
     run.add_argument("--format", choices=("pytest", "ktap"), default="pytest",
                      help="stdout: pytest's report (default), or KTAP alone (pytest's report goes to stderr)")
     run.add_argument("--op-timeout", type=float, metavar="S",
@@ -372,6 +387,7 @@ def parser() -> argparse.ArgumentParser:
     dtg = det.add_mutually_exclusive_group()
     dtg.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     dtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (for testing)")
+    _absent_exit(det)
     cl = sub.add_parser("clean", help="remove report items left by killed runs (tsmct-, tsmfz-, tsmrp-, ... only)")
     cl.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     cl.add_argument("--force", action="store_true", help="also items whose creating process is still running")
@@ -448,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             if argv[:1] != ["emulate"]:
                 _ignore_signals_from_now_on()
     return _dispatch(argv)
+
+
+def _absent_exit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--absent-exit", type=int, default=EXIT_USAGE, metavar="N",
+                   help="exit status when the machine has no configfs-tsm to test (configfs not mounted, no tsm "
+                        "core, no report group, no provider), default 2 like other set-up errors; the "
+                        "kselftest wrapper passes 4 (KSFT_SKIP)")
 
 
 def _ignore_signals_from_now_on() -> None:

@@ -6,6 +6,7 @@ pytest does (pytest would then warn that it cannot rewrite it).
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,14 @@ STATE_PLUGIN = "tsm-state"
 
 
 class SetupError(Exception):
-    """A one-line, actionable reason the run cannot start (exit 2 from the CLI)."""
+    """A one-line, actionable reason the run cannot start (exit 2 from the CLI).  ``absent``: the
+    machine has no configfs-tsm to test (no configfs, no tsm core, no report group, no provider),
+    as opposed to a mistake in what was asked; a kselftest run skips on the first, fails on the
+    second (``--absent-exit``)."""
+
+    def __init__(self, message: str, absent: bool = False) -> None:
+        super().__init__(message)
+        self.absent = absent
 
 
 @dataclass
@@ -71,15 +79,19 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None) 
         except ValueError as e:
             raise SetupError(str(e)) from None
     else:
-        from .target.live import LiveTree
+        from .target.live import LiveTree, report_group_problem
         path = root or DEFAULT_ROOT
         if not os.path.exists(path):
-            raise SetupError(missing_tree(path, given=bool(root)))
+            absent = not root or os.path.abspath(path).rstrip("/").endswith("/tsm/report")
+            raise SetupError(missing_tree(path, given=bool(root)), absent=absent)
         if not os.path.isdir(path):
             raise SetupError(f"{path} is not a directory")
         if os.geteuid() != 0 and not os.access(path, os.W_OK):
             raise SetupError(f"{path} is not writable for uid {os.geteuid()}: the suite makes report items "
                              "(mkdir); run as root")
+        problem = report_group_problem(path)  # before the probe's mkdir: never write anywhere else
+        if problem:
+            raise SetupError(problem)
         tree = LiveTree(path)
         if module:
             module_control(module, tree)
@@ -164,7 +176,8 @@ def probe_tree(tree: Tree, deadline: float | None = None) -> Facts:
         with WATCHDOG.guard(deadline):
             return probe(tree, f"tsmct-{os.getpid()}-")
     except TsmError as e:
-        raise SetupError(str(e)) from None
+        cause = e.__cause__
+        raise SetupError(str(e), absent=isinstance(cause, OSError) and cause.errno == errno.ENXIO) from None
     except OperationHung as e:
         raise SetupError(f"{tree.describe()}: probing the tree hung: {e} (a wedged provider? see --op-timeout)") from None
 

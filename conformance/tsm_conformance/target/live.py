@@ -30,6 +30,23 @@ def mount_fstype(path: str) -> str | None:
     return fstype
 
 
+#: Filesystems a report group may be on: configfs, or a `tsm-conformance emulate` mount (its FUSE
+#: subtype is "tsm", frontend/fuse.py).  Anything else is not ours to mkdir or rmdir in.
+REPORT_GROUP_FSTYPES = ("configfs", "fuse.tsm")
+
+
+def report_group_problem(root: str) -> str | None:
+    """Why ``root`` is not a configfs-tsm report group we may make and remove items in, or None.
+    Checked before any write (run and detect probe with a mkdir; clean removes)."""
+    fstype = mount_fstype(root) or "?"
+    if fstype not in REPORT_GROUP_FSTYPES:
+        return (f"{root} is on {fstype}, not configfs (nor a `tsm-conformance emulate` mount): "
+                "not a configfs-tsm report group, so nothing is made or removed there")
+    if not os.path.realpath(root).rstrip("/").endswith("/tsm/report"):
+        return f"{root} is not a configfs-tsm report group (expected .../tsm/report)"
+    return None
+
+
 class LiveTree:
     #: "live", or "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``)
     kind = "live"
