@@ -10,6 +10,8 @@ cleanup cost, and how many reports a run asks a provider for.
    per-operation deadline armed against none; median of N each, and the ratio.
 4. `clean`: time to remove N leftover items from a FUSE-mounted emulator (skipped without FUSE).
 5. Report reads per full run for each emulated provider (what `--budget reports=N` counts).
+6. A hang inside a concurrency check (a worker holds the lock the item's rmdir needs): wall time
+   of the run in-process and over FUSE with `--op-timeout 1`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,16 +89,17 @@ def watchdog_cost(n: int) -> None:
           f"(ratio {a / b:.2f}, {len(checks)} checks, median of {n})")
 
 
-def clean_time(items: int) -> None:
+@contextmanager
+def fuse_mount(spec: str) -> Iterator[Path | None]:
+    """`tsm-conformance emulate SPEC --mount` in a temporary directory; None without FUSE."""
     from tsm_conformance.frontend.fuse import unavailable_reason
-    why = unavailable_reason()
-    if why:
-        print(f"clean: skipped (FUSE cannot mount here: {why})")
+    if unavailable_reason():
+        yield None
         return
     with tempfile.TemporaryDirectory() as d:
         mnt = Path(d) / "mnt"
         mnt.mkdir()
-        daemon = subprocess.Popen(CLI + ["emulate", "sev_guest", "--mount", str(mnt)], env=ENV,
+        daemon = subprocess.Popen(CLI + ["emulate", spec, "--mount", str(mnt)], env=ENV,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         report = mnt / "tsm" / "report"
         try:
@@ -103,14 +108,7 @@ def clean_time(items: int) -> None:
                 if time.monotonic() > end or daemon.poll() is not None:
                     raise SystemExit("the FUSE emulator did not come up")
                 time.sleep(0.05)
-            for i in range(items):
-                os.mkdir(report / f"tsmct-999999-{i}")  # a dead pid: clean may remove them
-            t0 = time.perf_counter()
-            p = subprocess.run(CLI + ["clean", "--root", str(report)], capture_output=True, text=True, env=ENV)
-            wall = time.perf_counter() - t0
-            left = [x for x in os.listdir(report) if x.startswith("tsmct-")]
-            print(f"clean: {items} leftovers over FUSE removed in {wall:.2f} s, process start-up included "
-                  f"(exit {p.returncode}, {len(left)} left)")
+            yield report
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -118,6 +116,41 @@ def clean_time(items: int) -> None:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def clean_time(items: int) -> None:
+    with fuse_mount("sev_guest") as report:
+        if report is None:
+            print("clean: skipped (FUSE cannot mount here)")
+            return
+        for i in range(items):
+            os.mkdir(report / f"tsmct-999999-{i}")  # a dead pid: clean may remove them
+        t0 = time.perf_counter()
+        p = subprocess.run(CLI + ["clean", "--root", str(report)], capture_output=True, text=True, env=ENV)
+        wall = time.perf_counter() - t0
+        left = [x for x in os.listdir(report) if x.startswith("tsmct-")]
+        print(f"clean: {items} leftovers over FUSE removed in {wall:.2f} s, process start-up included "
+              f"(exit {p.returncode}, {len(left)} left)")
+
+
+def concurrency_hang() -> None:
+    """A worker hung in a concurrency check holds the lock its item's rmdir needs: the run still
+    ends (join deadline, the cleanup's rmdir deadline, the bounded sweep), in-process and over FUSE."""
+    def one(where: str, target: list[str]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            p = subprocess.run(CLI + ["run", *target, "--op-timeout", "1", "-q", "--", "--tsm-check",
+                                      "concurrency.*"], capture_output=True, text=True, env=ENV, cwd=d, timeout=600)
+            wall = time.perf_counter() - t0
+        ok = p.returncode == 1 and "hung: join(" in p.stdout
+        print(f"hung concurrency check ({where}), --op-timeout 1 s: run ended in {wall:.1f} s (exit {p.returncode}, "
+              f"{'names the join, then the rmdir' if ok else 'DID NOT report the hang'})")
+    one("in-process", ["--emulate", "sev_guest+report-hangs"])
+    with fuse_mount("sev_guest+report-hangs") as report:
+        if report is None:
+            print("hung concurrency check (FUSE): skipped (FUSE cannot mount here)")
+            return
+        one("FUSE", ["--root", str(report)])
 
 
 def report_reads() -> None:
@@ -139,6 +172,7 @@ def main() -> None:
     report_reads()
     watchdog_cost(a.n)
     hung([1.0, 3.0])
+    concurrency_hang()
     signal_to_exit(a.n, a.seed)
     clean_time(a.items)
 

@@ -41,7 +41,7 @@ def wait_for_workers(grace: float) -> list[str]:
 #: seconds one sweep operation may take: a hung provider (holding the lock an rmdir needs) must
 #: not keep the run from ending
 SWEEP_DEADLINE = 10.0
-_HUNG: set[int] = set()  # id() of trees whose sweep hung in this process
+_HUNG: set[int] = set()  # id() of trees whose sweep hung, or outwaited stuck workers, in this process
 
 
 def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None = None,
@@ -50,9 +50,13 @@ def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None
     names it removed to ``removed``.  Each operation is bounded by ``deadline`` (the watchdog, main
     thread only): past it the sweep stops and what it had not removed counts as left."""
     from .checks.deadline import WATCHDOG, OperationHung
+    from .checks.base import BLOCKED_ITEMS
     if id(tree) in _HUNG:  # an earlier sweep of this tree hung: do not wait that long again
         grace, deadline = min(grace, 0.5), min(deadline, 1.0)
-    wait_for_workers(grace)
+    if not wait_for_workers(grace):
+        BLOCKED_ITEMS.clear()  # no worker is left that could be blocked in them
+    else:
+        _HUNG.add(id(tree))  # workers outlived the grace: the next sweep need not wait for them as long
     left: list[str] = []
     try:
         with WATCHDOG.guard(deadline):
@@ -62,6 +66,8 @@ def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None
                 except OSError:
                     return []
                 for n in list(left):
+                    if n in BLOCKED_ITEMS:  # a live worker may be blocked in it (Ctx.abandon_items)
+                        continue
                     try:
                         tree.rmdir(n)
                         left.remove(n)

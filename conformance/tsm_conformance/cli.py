@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
     except SetupError as e:
-        if args.format == "ktap":  # stdout stays KTAP: a skip for an absent ABI, a bail-out otherwise
+        if args.format == "ktap" or args.ktap == "-":  # stdout stays KTAP: a skip for an absent ABI, a bail-out otherwise
             print("KTAP version 1\n1..0" + (f" # SKIP {_one_line_ktap(e)}" if e.absent else
                                             f"\nBail out! {_one_line_ktap(e)}"), flush=True)
         return _setup_failed(e, args.absent_exit)
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir]
     if args.junit:
         argv += ["--junitxml", args.junit]
-    ktap_stdout = args.format == "ktap"
+    ktap_stdout = args.format == "ktap" or args.ktap == "-"  # `--ktap -` is --format ktap: stdout is KTAP alone
     if ktap_stdout or args.ktap:
         argv += ["--tsm-ktap", "-" if ktap_stdout else args.ktap]
     if not args.quiet:
@@ -370,7 +370,7 @@ def parser() -> argparse.ArgumentParser:
                           "emulator's roots (e.g. a FUSE mount); an emulated run uses them by default")
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
-    run.add_argument("--ktap", metavar="FILE", help="write KTAP v1 results (one subtest per area) to FILE")
+    run.add_argument("--ktap", metavar="FILE", help="write KTAP v1 results (one subtest per area) to FILE (- is stdout, as --format ktap)")
     _absent_exit(run)
     run.add_argument("--format", choices=("pytest", "ktap"), default="pytest",
                      help="stdout: pytest's report (default), or KTAP alone (pytest's report goes to stderr)")

@@ -104,6 +104,7 @@ class KtapReporter:
         self.interrupted = False
         self.not_run = 0  # planned checks that never ran (an interrupted or -x run)
         self.stop_why = ""  # ... and why
+        self.terminal: Any = None  # pytest's terminal reporter (progress lines share its screen)
         self.diagnostics: list[str] = []  # run-level lines (target, kernel, taint, dmesg) before Totals
 
     # ------------------------------------------------------------ output
@@ -176,8 +177,24 @@ class KtapReporter:
         if self.progress is not None:
             took = time.monotonic() - self.t_area.get(area, time.monotonic())
             parts = ", ".join(f"{v} {k}" for k, v in c.items() if v)
-            self.progress.write(f"tsm: [{i}/{len(self.areas)}] {area}: {parts} ({took:.1f} s)\n")
-            self.progress.flush()
+            self._progress_line(f"tsm: [{i}/{len(self.areas)}] {area}: {parts} ({took:.1f} s)")
+
+    def _progress_line(self, line: str) -> None:
+        """On its own line: where pytest's dots share the screen with it (pytest writes to the same
+        stream, or to the same terminal), through pytest's terminal writer, which ends its line first."""
+        tr = self.terminal
+        tw_file = getattr(getattr(tr, "_tw", None), "_file", None)
+        if tr is not None and tw_file is not None and _same_screen(tw_file, self.progress):
+            if getattr(tr._tw, "width_of_current_line", 0):  # -q dots: pytest has no newline pending
+                tr._tw.line()
+            tr.write_line(line)
+            return
+        assert self.progress is not None
+        self.progress.write(line + "\n")
+        self.progress.flush()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.terminal = session.config.pluginmanager.get_plugin("terminalreporter")
 
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
         self.interrupted = True
@@ -228,6 +245,17 @@ class KtapReporter:
         tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
         if self.not_run:
             tr.write_line(f"{self.stop_why}: {self.not_run} of the skipped checks did not run")
+
+
+def _same_screen(a: Any, b: Any) -> bool:
+    """Whether two streams end up on the same screen: the same object, or one terminal."""
+    if a is b or getattr(a, "_stream", None) is b or getattr(b, "_stream", None) is a:
+        return True
+    try:
+        fa, fb = os.fstat(a.fileno()), os.fstat(b.fileno())
+        return a.isatty() and b.isatty() and (fa.st_dev, fa.st_ino, fa.st_rdev) == (fb.st_dev, fb.st_ino, fb.st_rdev)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def open_stream(path: str) -> IO[str]:

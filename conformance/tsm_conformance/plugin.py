@@ -26,7 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-root", help=f"live configfs-tsm report directory (default {DEFAULT_ROOT})")
     g.addoption("--tsm-emulate", metavar="SPEC", help="run against the built-in emulator, e.g. sev_guest@6.16")
     g.addoption("--tsm-profile", metavar="NAME|PATH", help="profile to hold the tree to (default: by provider)")
-    g.addoption("--tsm-check", metavar="GLOB", help="only checks whose id matches GLOB")
+    g.addoption("--tsm-check", metavar="GLOB", action="append",
+                help="only checks whose id matches GLOB (repeatable: any of them)")
     g.addoption("--tsm-module", metavar="KO", help="tsm_test module file for the provider-lifecycle checks")
     g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
     g.addoption("--tsm-trust-anchor", action="append", metavar="PEM|emulator",
@@ -139,10 +140,12 @@ def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool |
 class ProfileCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         state: TsmState = self.config.stash[_KEY]
-        pattern = _opt(self.config, "tsm_check")
-        checks = [c for c in all_checks() if not pattern or fnmatch.fnmatch(c.id, pattern)]
-        if pattern and not checks:
-            raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+        given = _opt(self.config, "tsm_check")
+        patterns = [given] if isinstance(given, str) else list(given or ())
+        for pattern in patterns:
+            if not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
+                raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+        checks = [c for c in all_checks() if not patterns or any(fnmatch.fnmatch(c.id, p) for p in patterns)]
         areas: dict[str, list[Check]] = {}
         for c in checks:
             areas.setdefault(c.area, []).append(c)

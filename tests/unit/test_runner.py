@@ -88,3 +88,29 @@ def test_checks_share_one_report_and_the_reproducer_makes_it_again() -> None:
     assert replay(EmulatedTree("sev_guest"), r.failure.sequence, "tsmrp-1-") != []  # type: ignore[arg-type]
     assert s.execute(by_id["format.auxblob.parses"]).outcome == Outcome.PASS and s.reports_used == used
     assert t.listdir("") == []
+
+
+def test_a_hang_in_the_cleanup_after_a_hang_reports_both_first_one_first() -> None:
+    """The check's own wait hangs first; then its item's rmdir hangs behind a worker blocked in the
+    provider: the failure names the first hang and says the cleanup's came after it."""
+    import threading
+    import time
+
+    from tsm_conformance.checks.base import read_unrecorded
+    all_checks()
+    t = EmulatedTree("sev_guest+report-hangs")
+
+    def waits(ctx) -> None:  # noqa: ANN001
+        with ctx.item() as r:
+            ctx.write(f"{r}/inblob", ctx.nonce(64))
+            threading.Thread(target=read_unrecorded, args=(ctx.tree.t, f"{r}/outblob"), daemon=True).start()
+            time.sleep(30)  # the first hang: not a tree operation
+
+    s = Session(t, load_profile("sev_guest"), op_timeout=1.0)
+    r = s.execute(Check("x.hang.twice", "rule", "abi", waits))
+    assert r.outcome == Outcome.FAIL and r.failure is not None
+    assert r.failure.observed.startswith("hung: waits() at ") and "test_runner.py" in r.failure.observed
+    assert r.failure.observed.endswith("; then rmdir(r0) hung in the cleanup"), r.failure.observed
+    ops = r.failure.ops
+    first = next(i for i, line in enumerate(ops) if "-> hung: no result after" in line)
+    assert ops[first + 1].startswith("rmdir(r0) -> hung in the cleanup")

@@ -222,6 +222,11 @@ class SharedReport:
     log: list[tuple[str, tuple, object]]  # the operations that made it
 
 
+#: Items a check's worker thread may still be blocked in (Ctx.abandon_items): never removed while
+#: a worker lives.  Names are unique per process (the pid is in the prefix), so one set will do.
+BLOCKED_ITEMS: set[str] = set()
+
+
 class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
@@ -254,14 +259,25 @@ class Ctx:
 
     @contextmanager
     def item(self, name: str | None = None) -> Iterator[str]:
-        """mkdir a fresh report item and rmdir it afterwards, also on failure or Ctrl-C."""
+        """mkdir a fresh report item and rmdir it afterwards, also on failure or Ctrl-C (unless a
+        worker thread may still be blocked in it: see ``abandon_items``)."""
         name = name or self.new_name()
         self.tree.mkdir(name)
         self._made.append(name)
         try:
             yield name
         finally:
-            self.remove(name)
+            if name not in BLOCKED_ITEMS:
+                self.remove(name)
+
+    def abandon_items(self) -> None:
+        """A worker thread did not return and may be blocked inside one of this check's items (a
+        hung read holds configfs' frag_sem for reading).  An rmdir of that item waits for it with an
+        uninterruptible down_write on a real kernel, where no deadline could end the wait, so the
+        items are left in place: the end-of-run sweep removes them once no worker is alive, else
+        they are reported as left (``tsm-conformance clean`` removes them later)."""
+        BLOCKED_ITEMS.update(self._made)
+        self._made.clear()
 
     def remove(self, name: str) -> None:
         try:

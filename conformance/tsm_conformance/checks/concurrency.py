@@ -46,8 +46,12 @@ def _join(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
     """Wait for every worker until the common deadline; a straggler fails the check as hung."""
     end = time.monotonic() + DEADLINE
     hang_label = f"join({what})"  # how the watchdog names this wait if it outlives --op-timeout
-    for w in workers:
-        w.join(max(0.0, end - time.monotonic()))
+    try:
+        for w in workers:
+            w.join(max(0.0, end - time.monotonic()))
+    finally:  # also when the watchdog cut the join short: do not rmdir what a worker may be blocked in
+        if any(w.is_alive() for w in workers):
+            ctx.abandon_items()
     if any(w.is_alive() for w in workers):
         ctx.fail(f"{what} finishes within {DEADLINE:.0f} s", "hung: threads still blocked at the deadline",
                  "generation")

@@ -34,22 +34,32 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> "Budget":
-        """``reports=N,time=S`` (either part; S in seconds, or with an s/m/h suffix)."""
-        b = cls()
+        """``reports=N,time=S`` (either part, each once; N ≥ 1; S > 0 and finite, in seconds or with
+        an s/m/h suffix).  ValueError with one line otherwise."""
+        b, seen = cls(), set()
+        usage = f"--budget {text}: expected reports=N and/or time=SECONDS (e.g. reports=200,time=10m)"
         for part in filter(None, (x.strip() for x in text.split(","))):
             k, sep, v = part.partition("=")
+            if not sep or k not in ("reports", "time"):
+                raise ValueError(usage)
+            if k in seen:
+                raise ValueError(f"--budget {text}: {k} given twice")
+            seen.add(k)
             try:
-                if sep and k == "reports" and int(v) >= 0:
+                if k == "reports":
                     b.reports = int(v)
-                    continue
-                if sep and k == "time":
+                else:
                     mult = {"s": 1, "m": 60, "h": 3600}.get(v[-1:], 0)
                     b.seconds = float(v[:-1] if mult else v) * (mult or 1)
-                    if b.seconds > 0:
-                        continue
             except ValueError:
-                pass
-            raise ValueError(f"--budget {text}: expected reports=N and/or time=SECONDS (e.g. reports=200,time=10m)")
+                raise ValueError(usage) from None
+            if b.reports is not None and b.reports < 1:
+                raise ValueError(f"--budget {text}: reports must be at least 1 (the budget is "
+                                 "checked before each check starts, so with 0 none could)")
+            if b.seconds is not None and not (0 < b.seconds < float("inf")):
+                raise ValueError(f"--budget {text}: time must be a positive, finite number of seconds")
+        if not seen:
+            raise ValueError(usage)
         return b
 
 
