@@ -53,6 +53,8 @@ def sweep(tree: Tree, prefix: str, grace: float = 5.0, removed: list[str] | None
     from .checks.base import BLOCKED_ITEMS
     if id(tree) in _HUNG:  # an earlier sweep of this tree hung: do not wait that long again
         grace, deadline = min(grace, 0.5), min(deadline, 1.0)
+    if BLOCKED_ITEMS:  # a check already gave its workers up as blocked: waiting for them is futile
+        grace = min(grace, 0.5)
     if not wait_for_workers(grace):
         BLOCKED_ITEMS.clear()  # no worker is left that could be blocked in them
     else:

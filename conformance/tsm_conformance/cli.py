@@ -48,16 +48,19 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     import contextlib
 
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
-    if args.op_timeout is not None and args.op_timeout <= 0:
-        return _usage("--op-timeout must be a positive number of seconds")
+    if args.op_timeout is not None and not 0 < args.op_timeout < float("inf"):  # also NaN
+        return _usage("--op-timeout must be a positive, finite number of seconds")
+    if not 0 <= args.absent_exit <= 125:
+        return _usage("--absent-exit must be an exit status 0..125")
+    if args.ktap and args.ktap != "-" and args.format == "ktap":
+        return _usage("give --format ktap (KTAP on stdout) or --ktap FILE, not both")
+    if args.ktap and args.junit and args.ktap != "-" and os.path.abspath(args.ktap) == os.path.abspath(args.junit):
+        return _usage(f"--ktap and --junit both name {args.ktap}")
     for opt, path in (("--ktap", args.ktap), ("--junit", args.junit)):
         if path and path != "-":
-            try:  # before the run, not as a pytest INTERNALERROR after it
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                with open(path, "a", encoding="utf-8"):
-                    pass
-            except OSError as e:
-                return _usage(f"{opt} {path}: {e.strerror}")
+            problem = _output_problem(path)  # before the run, not as a pytest INTERNALERROR after it
+            if problem:
+                return _usage(f"{opt} {path}: {problem}")
     from .plugin import seq_dir_problem
     problem = seq_dir_problem(args.seq_dir)
     if problem:
@@ -65,6 +68,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
+    except KeyboardInterrupt:
+        _bail_out_ktap(args, "run interrupted while probing the tree")
+        raise
     except SetupError as e:
         if args.format == "ktap" or args.ktap == "-":  # stdout stays KTAP: a skip for an absent ABI, a bail-out otherwise
             print("KTAP version 1\n1..0" + (f" # SKIP {_one_line_ktap(e)}" if e.absent else
@@ -75,7 +81,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     # Hypothesis's pytest plugin is for @given tests; the state-machine check drives Hypothesis
     # itself.  Left on, its terminal summary imports Hypothesis under assertion rewriting (~0.8 s)
     # even in a run interrupted before that check.
+    # pytest's unraisable-exception plugin would turn a KeyboardInterrupt that landed in a finalizer
+    # into a warning with a traceback; _quiet_unraisable drops those (the signal is remembered).
+    sys.unraisablehook = _quiet_unraisable
     argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
+            "-p", "no:unraisableexception",
             "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir]
     if args.junit:
         argv += ["--junitxml", args.junit]
@@ -104,6 +114,12 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             _say_leftovers(state, left, interrupted or bool(_SIGNALLED))
     if _unwinding():
         _ignore_signals_from_now_on()  # done and swept: a signal now must not change the status
+    # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
+    # inside a finalizer (__del__, a weakref callback) as "unraisable" and goes on.  The signal still
+    # happened, so the run was interrupted.
+    interrupted = interrupted or bool(_SIGNALLED)
+    if interrupted:
+        _bail_out_ktap(args, "run interrupted before the checks were collected")
     c = counter.counts
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
@@ -115,6 +131,53 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print("tsm-conformance: nothing applicable ran", file=sys.stderr)
         return EXIT_SKIP
     return EXIT_OK
+
+
+def _quiet_unraisable(u: "sys.UnraisableHookArgs") -> None:
+    if isinstance(u.exc_value, KeyboardInterrupt) and _SIGNALLED:
+        return  # our signal handler's, raised inside a finalizer: cmd_run still reports the interrupt
+    sys.__unraisablehook__(u)
+
+
+def _bail_out_ktap(args: argparse.Namespace, why: str) -> None:
+    """KTAP readers get a document even when the run stopped before its KTAP began (ktap.bail_out
+    does nothing when the header was written)."""
+    if args.format == "ktap" or args.ktap:
+        from .ktap import bail_out
+        bail_out("-" if args.format == "ktap" else args.ktap, why)
+
+
+def _output_problem(path: str) -> str | None:
+    """Why a report file could not be written there, found without leaving anything behind: an
+    interrupt before the run writes it must not leave an empty (invalid) JUnit or KTAP file."""
+    if os.path.exists(path):
+        if not os.path.isfile(path):
+            return "not a regular file"
+        try:
+            with open(path, "a", encoding="utf-8"):  # appends nothing: the old content stays until the run
+                return None
+        except OSError as e:
+            return e.strerror
+    parent = os.path.dirname(os.path.abspath(path))
+    made = []
+    try:
+        d = parent
+        while not os.path.exists(d):
+            made.append(d)
+            d = os.path.dirname(d)
+        os.makedirs(parent, exist_ok=True)
+        with open(path, "x", encoding="utf-8"):
+            pass
+        os.unlink(path)
+        return None
+    except OSError as e:
+        return e.strerror
+    finally:
+        for d in made:  # directories the run will make again when it writes the file
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
@@ -132,7 +195,8 @@ def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
                   f"items are left: check it, then `tsm-conformance clean`", file=sys.stderr)
             return
     if left:
-        print(f"tsm-conformance: {len(left)} report item(s) could not be removed from {where}: "
+        print(f"tsm-conformance: {'interrupted; ' if interrupted else ''}"
+              f"{len(left)} report item(s) could not be removed from {where}: "
               f"{' '.join(sorted(left))}; `tsm-conformance clean` removes them once nothing holds them",
               file=sys.stderr)
     elif interrupted:
@@ -245,15 +309,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import ParseError, inspect_blob, load_input, render_json, render_text
     from .runstate import SetupError, trust_anchors
 
+    # A report is at most 16 MiB even with 7.0's larger blob limit (hex text twice that): more is
+    # not a report, and /dev/zero must not eat the machine's memory.
+    limit = 2 * 16 * 1024 * 1024 + 4096
+
     def read(path: str) -> bytes:
         if path == "-":
-            return sys.stdin.buffer.read()
-        with open(path, "rb") as fh:
-            return fh.read()
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{path}: larger than any report ({limit} bytes read and more to come)")
+        return data
     try:
         data = load_input(read(args.file))
         certs = load_input(read(args.certs)) if args.certs else None
         anchors = trust_anchors(args.trust_anchor)
+    except ValueError as e:
+        return _usage(str(e))
     except OSError as e:
         return _usage(f"{e.filename}: {e.strerror}")
     except SetupError as e:
@@ -292,6 +366,8 @@ def _setup_failed(e: "SetupError", absent_exit: int) -> int:  # noqa: F821 (runs
 def cmd_detect(args: argparse.Namespace) -> int:
     """Probe the tree, match a profile with runstate's selection, print both with the evidence."""
     from .runstate import SetupError, _groups_seen, choose_profile, make_tree, probe_tree
+    if not 0 <= args.absent_exit <= 125:
+        return _usage("--absent-exit must be an exit status 0..125")
     try:
         tree = make_tree(args.root, args.emulate)
         facts = probe_tree(tree, 90.0)

@@ -90,7 +90,9 @@ def classify(report: Any) -> tuple[str, str, str] | None:
 class KtapReporter:
     """Registered by the plugin when --tsm-ktap or --tsm-progress is given (the CLI does both)."""
 
-    def __init__(self, out: IO[str] | None, progress: IO[str] | None = None, summary: bool = True) -> None:
+    def __init__(self, out: IO[str] | None, progress: IO[str] | None = None, summary: bool = True,
+                 key: str = "") -> None:
+        self.key = key  # --ktap's value: STARTED records that this destination got its header
         self.out, self.progress, self.summary = out, progress, summary
         self.areas: list[str] = []
         self.items: dict[str, list[str]] = {}  # area -> nodeids in order
@@ -129,6 +131,7 @@ class KtapReporter:
             self.area_of[item.nodeid] = area
             self.name_of[item.nodeid] = item.name
         self._w("KTAP version 1")
+        STARTED.add(self.key)
         self._w(f"1..{len(self.areas)}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -245,6 +248,26 @@ class KtapReporter:
         tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
         if self.not_run:
             tr.write_line(f"{self.stop_why}: {self.not_run} of the skipped checks did not run")
+
+
+#: --ktap destinations whose KTAP header was written in this process (see bail_out)
+STARTED: set[str] = set()
+
+
+def bail_out(path: str, why: str) -> None:
+    """KTAP for a run that ended before its checks were collected (an interrupt during start-up):
+    a parser still gets a document, and a "Bail out!" saying why (KTAP's abort line)."""
+    if path in STARTED:
+        return
+    try:
+        out = open_stream(path)
+        out.write(f"KTAP version 1\n1..0\nBail out! {why}\n")
+        out.flush()
+        if path != "-":
+            out.close()
+    except OSError:
+        pass
+    STARTED.add(path)
 
 
 def _same_screen(a: Any, b: Any) -> bool:

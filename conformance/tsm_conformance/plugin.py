@@ -79,7 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
         stream = open_stream(ktap) if ktap else None
     except OSError as e:
         raise pytest.UsageError(f"--tsm-ktap {ktap}: {e.strerror}") from None
-    reporter = KtapReporter(stream, sys.stderr if config.getoption("tsm_progress") else None)
+    reporter = KtapReporter(stream, sys.stderr if config.getoption("tsm_progress") else None, key=ktap or "")
     config.pluginmanager.register(reporter, "tsm-ktap")
     config.pluginmanager.register(Completion(), "tsm-completion")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
