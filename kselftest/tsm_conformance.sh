@@ -9,15 +9,16 @@
 # arguments, e.g. --profile NAME), TSM_CONFORMANCE (the command, default tsm-conformance).
 KSFT_SKIP=4
 TSM=${TSM_CONFORMANCE:-tsm-conformance}
-if [ -n "$TSM_EMULATE" ]; then
-	TARGET="--emulate $TSM_EMULATE"
-else
-	TARGET="--root ${TSM_ROOT:-/sys/kernel/config/tsm/report}"
-fi
 if ! command -v "${TSM%% *}" >/dev/null 2>&1; then
 	printf 'KTAP version 1\n1..0 # SKIP tsm-conformance is not installed\n'
 	exit $KSFT_SKIP
 fi
+# the target as one argument each (a TSM_ROOT with spaces stays one path)
+if [ -n "$TSM_EMULATE" ]; then
+	set -- --emulate "$TSM_EMULATE"
+else
+	set -- --root "${TSM_ROOT:-/sys/kernel/config/tsm/report}"
+fi
 # run itself tells an absent ABI (exit 4, "1..0 # SKIP why") from a bad setup (exit 2, "Bail out!")
-# shellcheck disable=SC2086  # TARGET and TSM_ARGS are word lists
-exec $TSM run $TARGET --format ktap -q --absent-exit $KSFT_SKIP $TSM_ARGS
+# shellcheck disable=SC2086  # TSM and TSM_ARGS are word lists
+exec $TSM run "$@" --format ktap -q --absent-exit $KSFT_SKIP $TSM_ARGS

@@ -62,19 +62,30 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             if problem:
                 return _usage(f"{opt} {path}: {problem}")
     from .plugin import seq_dir_problem
-    problem = seq_dir_problem(args.seq_dir)
-    if problem:
-        return _usage(problem)
+    import fnmatch
+
+    from .checks.base import all_checks
+    for a, b in zip(["", *extra], extra):  # --tsm-check after "--": the same one line as other errors
+        pattern = b.split("=", 1)[1] if b.startswith("--tsm-check=") else b if a == "--tsm-check" else None
+        if pattern is not None and not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
+            areas = sorted({c.area for c in all_checks()})
+            return _usage(f"--tsm-check {pattern} matches no check (ids are AREA.WHAT..., areas: {', '.join(areas)})")
+    if args.seq_dir is not None:  # given: checked now; the default is best-effort (a note if unwritable)
+        problem = seq_dir_problem(args.seq_dir)
+        if problem:
+            return _usage(problem)
+    # Hypothesis (model.state_machine) keeps a cache directory: not in the user's working directory
+    import tempfile
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                          os.path.join(tempfile.gettempdir(), f"tsm-conformance-hypothesis-{os.getuid()}"))
     try:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
                             op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
     except KeyboardInterrupt:
         _bail_out_ktap(args, "run interrupted while probing the tree")
         raise
-    except SetupError as e:
-        if args.format == "ktap" or args.ktap == "-":  # stdout stays KTAP: a skip for an absent ABI, a bail-out otherwise
-            print("KTAP version 1\n1..0" + (f" # SKIP {_one_line_ktap(e)}" if e.absent else
-                                            f"\nBail out! {_one_line_ktap(e)}"), flush=True)
+    except SetupError as e:  # KTAP (stdout or file) still gets a document: a skip for an absent ABI
+        _bail_out_ktap(args, str(e), skip=e.absent)
         return _setup_failed(e, args.absent_exit)
     ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
     # -p is a no-op when the entry point already loaded the plugin under the same name
@@ -86,7 +97,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     sys.unraisablehook = _quiet_unraisable
     argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
             "-p", "no:unraisableexception",
-            "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir]
+            "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir or "tsm-failures"]
     if args.junit:
         argv += ["--junitxml", args.junit]
     ktap_stdout = args.format == "ktap" or args.ktap == "-"  # `--ktap -` is --format ktap: stdout is KTAP alone
@@ -139,12 +150,12 @@ def _quiet_unraisable(u: "sys.UnraisableHookArgs") -> None:
     sys.__unraisablehook__(u)
 
 
-def _bail_out_ktap(args: argparse.Namespace, why: str) -> None:
+def _bail_out_ktap(args: argparse.Namespace, why: str, skip: bool = False) -> None:
     """KTAP readers get a document even when the run stopped before its KTAP began (ktap.bail_out
     does nothing when the header was written)."""
     if args.format == "ktap" or args.ktap:
         from .ktap import bail_out
-        bail_out("-" if args.format == "ktap" else args.ktap, why)
+        bail_out("-" if args.format == "ktap" else args.ktap, why, skip)
 
 
 def _output_problem(path: str) -> str | None:
@@ -353,10 +364,6 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _one_line_ktap(e: Exception) -> str:
-    return str(e).replace("#", " ").replace("\n", " ")
-
-
 def _setup_failed(e: "SetupError", absent_exit: int) -> int:  # noqa: F821 (runstate, imported lazily)
     """The one line; exit 2, or --absent-exit when the machine simply has no configfs-tsm."""
     code = _usage(str(e))
@@ -438,7 +445,7 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
     run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
-    run.add_argument("--seq-dir", metavar="DIR", default="tsm-failures",
+    run.add_argument("--seq-dir", metavar="DIR",
                      help="write each failure as a replayable .tsmseq here (default ./tsm-failures)")
     run.add_argument("--trust-anchor", action="append", metavar="PEM|emulator",
                      help="a root for verifying report signatures: AMD ARK, Intel SGX root CA (certificate PEM) "
@@ -567,10 +574,17 @@ def _dispatch(argv: list[str]) -> int:
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:  # argparse already printed one usage line
+        if e.code and argv[:1] == ["run"] and ("--format=ktap" in argv or any(
+                a in ("--format", "--ktap") and b in ("ktap", "-") for a, b in zip(argv, argv[1:]))):
+            from .ktap import bail_out
+            bail_out("-", "the run did not start: bad arguments (the reason is on stderr)")
         return EXIT_USAGE if e.code else EXIT_OK
     try:
         if args.cmd == "run":
-            return cmd_run(args, extra)
+            code = cmd_run(args, extra)
+            if code == EXIT_USAGE:  # a pre-check or pytest refused the arguments: KTAP still says so
+                _bail_out_ktap(args, "the run did not start: bad arguments (the reason is on stderr)")
+            return code
         if args.cmd == "profiles":
             return cmd_profiles(args)
         if args.cmd == "vm":

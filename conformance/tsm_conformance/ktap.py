@@ -93,6 +93,7 @@ class KtapReporter:
     def __init__(self, out: IO[str] | None, progress: IO[str] | None = None, summary: bool = True,
                  key: str = "") -> None:
         self.key = key  # --ktap's value: STARTED records that this destination got its header
+        self.write_error = ""  # why KTAP output stopped (reported once, at the end)
         self.out, self.progress, self.summary = out, progress, summary
         self.areas: list[str] = []
         self.items: dict[str, list[str]] = {}  # area -> nodeids in order
@@ -112,8 +113,11 @@ class KtapReporter:
     # ------------------------------------------------------------ output
     def _w(self, line: str, depth: int = 0) -> None:
         if self.out is not None:
-            self.out.write("  " * depth + line + "\n")
-            self.out.flush()
+            try:
+                self.out.write("  " * depth + line + "\n")
+                self.out.flush()
+            except OSError as e:  # a full disk must not turn the run into a traceback: say so at the end
+                self.out, self.write_error = None, e.strerror or str(e)
 
     def diag(self, text: str, depth: int = 0) -> None:
         for ln in str(text).splitlines():
@@ -235,6 +239,8 @@ class KtapReporter:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """The per-area table, after pytest's own final line (so it is the last thing shown)."""
+        if self.write_error:
+            print(f"tsm-conformance: KTAP output to {self.key} stopped: {self.write_error}", file=sys.stderr)
         tr = config.pluginmanager.get_plugin("terminalreporter")
         if not self.summary or not self.counts or tr is None:
             return
@@ -254,14 +260,16 @@ class KtapReporter:
 STARTED: set[str] = set()
 
 
-def bail_out(path: str, why: str) -> None:
-    """KTAP for a run that ended before its checks were collected (an interrupt during start-up):
-    a parser still gets a document, and a "Bail out!" saying why (KTAP's abort line)."""
+def bail_out(path: str, why: str, skip: bool = False) -> None:
+    """KTAP for a run that ended before its checks were collected (a set-up error, an interrupt
+    during start-up): a parser still gets a document, with a "Bail out!" saying why (KTAP's abort
+    line), or with ``skip`` a skipped empty plan (no configfs-tsm here: kselftest's KSFT_SKIP)."""
     if path in STARTED:
         return
+    why = " ".join(why.replace("#", " ").split())
     try:
         out = open_stream(path)
-        out.write(f"KTAP version 1\n1..0\nBail out! {why}\n")
+        out.write(f"KTAP version 1\n1..0 # SKIP {why}\n" if skip else f"KTAP version 1\n1..0\nBail out! {why}\n")
         out.flush()
         if path != "-":
             out.close()

@@ -69,8 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except SetupError as e:
             raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = state
+    _check_patterns(config)  # before any output: a typo is a usage error, not an empty KTAP plan
     seq_dir = config.getoption("tsm_seq_dir")
-    if seq_dir and seq_dir_problem(seq_dir):
+    if seq_dir and carrier is None and seq_dir_problem(seq_dir):  # the CLI checked a given one itself
         raise pytest.UsageError(seq_dir_problem(seq_dir))
     ktap = config.getoption("tsm_ktap")
     from .ktap import KtapReporter, open_stream
@@ -137,14 +138,20 @@ def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool |
     return True if config.getoption("tsm_exclusive") else None
 
 
+def _check_patterns(config: pytest.Config) -> list[str]:
+    """--tsm-check values (repeatable) or the ini key; UsageError for one that matches no check."""
+    given = _opt(config, "tsm_check")
+    patterns = [given] if isinstance(given, str) else list(given or ())
+    for pattern in patterns:
+        if not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
+            raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+    return patterns
+
+
 class ProfileCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         state: TsmState = self.config.stash[_KEY]
-        given = _opt(self.config, "tsm_check")
-        patterns = [given] if isinstance(given, str) else list(given or ())
-        for pattern in patterns:
-            if not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
-                raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+        patterns = _check_patterns(self.config)
         checks = [c for c in all_checks() if not patterns or any(fnmatch.fnmatch(c.id, p) for p in patterns)]
         areas: dict[str, list[Check]] = {}
         for c in checks:
@@ -168,19 +175,40 @@ class AreaCollector(pytest.Collector):
 
 
 def seq_dir_problem(directory: str) -> str | None:
-    """Why failures' .tsmseq files could not be written to ``directory`` (checked before the run;
-    the directory itself is made only when a check fails), or None."""
+    """Why failures' .tsmseq files could not be written to ``directory``, found before the run
+    without leaving anything behind (the directory is made only when a check fails), or None.
+    Never inside a configfs or emulator tree: a mkdir there would make a report item."""
     import os
-    if os.path.exists(directory):
-        if not os.path.isdir(directory):
-            return f"--seq-dir {directory}: not a directory"
-        return None if os.access(directory, os.W_OK | os.X_OK) else f"--seq-dir {directory}: not writable"
-    parent = os.path.dirname(os.path.abspath(directory))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        return f"--seq-dir {directory}: {parent} is not a directory"
-    return None if os.access(parent, os.W_OK | os.X_OK) else f"--seq-dir {directory}: cannot create it in {parent}"
+    import tempfile
+
+    from .target.live import REPORT_GROUP_FSTYPES, mount_fstype
+    d = os.path.abspath(directory)
+    existing = d
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"--seq-dir {directory}: {existing} is not a directory"
+    if (mount_fstype(existing) or "") in REPORT_GROUP_FSTYPES or (mount_fstype(existing) or "") == "proc":
+        return f"--seq-dir {directory}: {existing} is on {mount_fstype(existing)}, not a place for files"
+    made: list[str] = []
+    try:
+        p = d
+        while not os.path.exists(p):
+            made.append(p)
+            p = os.path.dirname(p)
+        os.makedirs(d, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".tsmseq-probe-")  # root bypasses access(): really try
+        os.close(fd)
+        os.unlink(probe)
+        return None
+    except OSError as e:
+        return f"--seq-dir {directory}: {e.strerror}"
+    finally:
+        for p in made:
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
 
 
 def write_sequence(directory: str, f: TsmFailure) -> str:
@@ -223,7 +251,10 @@ class CheckItem(pytest.Item):
             assert r.failure is not None
             out = self.config.getoption("tsm_seq_dir")
             if out and r.failure.sequence is not None:
-                r.failure.sequence_path = write_sequence(out, r.failure)
+                try:
+                    r.failure.sequence_path = write_sequence(out, r.failure)
+                except OSError as e:  # the failure itself must still be reported in full
+                    r.failure.ops = [*r.failure.ops, f"# could not write its .tsmseq to {out}: {e.strerror}"]
             raise r.failure
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
