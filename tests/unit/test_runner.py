@@ -114,3 +114,15 @@ def test_a_hang_in_the_cleanup_after_a_hang_reports_both_first_one_first() -> No
     ops = r.failure.ops
     first = next(i for i, line in enumerate(ops) if "-> hung: no result after" in line)
     assert ops[first + 1].startswith("rmdir(r0) -> hung in the cleanup")
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 5])
+def test_report_budget_is_a_cap(cap: int) -> None:
+    """--budget reports=N: never more than N report reads, even when one check makes several (the
+    open past the cap stops that check as not-run)."""
+    from tsm_conformance.checks.runner import Budget
+    s = Session(EmulatedTree("sev_guest"), load_profile("sev_guest"), budget=Budget(reports=cap), prefix="tsmbn-")
+    res = s.run([c for c in all_checks() if not c.id.startswith("model.")])
+    assert s.reports_used == cap
+    assert all(r.outcome != Outcome.FAIL for r in res)
+    assert any("report budget used up" in r.reason for r in res)

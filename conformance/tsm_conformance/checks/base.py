@@ -102,6 +102,15 @@ class Recorder:
         self.names = names  # real item name -> r0, r1 ...
         for op in self.OPS:  # one closure per operation: the recording costs one call
             setattr(self, op, self._bind(op, getattr(tree, op)))
+        # Called before each open with its arguments (a report budget refuses one past the cap)
+        self.before_open: Callable[[tuple], None] | None = None
+        recorded_open = self.open  # type: ignore[has-type]
+
+        def open_(*args: object) -> object:
+            if self.before_open is not None:
+                self.before_open(args)
+            return recorded_open(*args)
+        self.open = open_
 
     def reset(self, names: dict[str, str]) -> None:
         """Start a new check: an empty log (failures render theirs before this runs again)."""
@@ -203,11 +212,15 @@ class RecordedControl:
             self.load()
 
 
+def is_report_open(args: tuple) -> bool:
+    """open(path, flags) of a report blob for reading: what a report budget counts."""
+    return len(args) > 1 and not int(args[1]) & 3 and str(args[0]).rpartition("/")[2] in BLOBS  # type: ignore[call-overload]
+
+
 def report_opens(log: list[tuple[str, tuple, object]]) -> int:
     """Read opens of a report blob in ``log``: what a report budget counts (an upper bound on
     generations: a read of an unchanged item returns the cached report)."""
-    return sum(1 for op, args, r in log if op == "open" and isinstance(r, int) and not int(args[1]) & 3
-               and str(args[0]).rpartition("/")[2] in BLOBS)
+    return sum(1 for op, args, r in log if op == "open" and isinstance(r, int) and is_report_open(args))
 
 
 @dataclass

@@ -13,7 +13,8 @@ from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
 from ..verify.base import TrustAnchors, anchors_from_pem
-from .base import Check, Ctx, Facts, Recorder, SharedReport, all_checks, not_applicable_reason, probe, report_opens
+from .base import (Check, Ctx, Facts, Recorder, SharedReport, all_checks, is_report_open, not_applicable_reason, probe,
+                   report_opens)
 from .deadline import WATCHDOG, OperationHung
 
 #: Default per-operation deadline (seconds).  A TDX quote may legitimately take up to the guest
@@ -143,6 +144,15 @@ class Session:
             args[1] = f"<{len(args[1])} bytes>"
         return f"{op}({', '.join(str(a) for a in args)})"
 
+    def _report_gate(self, ctx: Ctx, args: tuple) -> None:
+        """--budget reports=N is a cap, not a threshold: the open that would make report N+1 stops
+        the check (skipped, "budget used up during the check"), so a run never asks for more."""
+        cap = self.budget.reports
+        if cap is None or not is_report_open(args):
+            return
+        if self.reports_used + report_opens(ctx.tree.log) - ctx.copied_opens >= cap:
+            raise Unsupported(f"not-run: report budget used up during this check ({cap} of {cap} report reads)")
+
     def _count_reports(self, ctx: Ctx) -> None:
         self.reports_used += report_opens(ctx.tree.log) - ctx.copied_opens
 
@@ -197,6 +207,8 @@ class Session:
             return Result(c, Outcome.SKIP_UNSUPPORTED, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
                   getattr(self.tree, "control", None), self.anchors, self.shared)
+        if self.budget.reports is not None:
+            self.recorder.before_open = lambda args: self._report_gate(ctx, args)
         ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
         self._hang_at = None
