@@ -242,7 +242,14 @@ def test_one_line_errors(tmp_path: Path) -> None:
     assert "--op-timeout" in one_line_error(cli("run", "--emulate", "sev_guest", "--op-timeout", "0"))
     (tmp_path / "afile").write_text("")
     assert one_line_error(cli("run", "--emulate", "sev_guest", "--seq-dir", str(tmp_path / "afile"))).endswith(
-        "afile: not a directory")
+        "afile is not a directory")
+    assert "not a place for files" in one_line_error(cli("run", "--emulate", "sev_guest", "--seq-dir", "/proc/x"))
+    assert "not a regular file" in one_line_error(cli("run", "--emulate", "sev_guest", "--junit", "/dev/full"))
+    assert "not both" in one_line_error(cli("run", "--emulate", "sev_guest", "--format", "ktap", "--ktap", "k"))
+    assert "positive, finite" in one_line_error(cli("run", "--emulate", "sev_guest", "--op-timeout", "nan"))
+    assert "matches no check" in one_line_error(cli("run", "--emulate", "sev_guest", "--", "--tsm-check", "x*"))
+    assert "larger than any report" in one_line_error(cli("inspect", "/dev/zero"))
+    assert sorted(os.listdir(tmp_path)) == ["afile", "config", "mnt"]  # no empty output files, no seq dirs
     for spec, says in [("tsm_test:delay_ms=abc", "tsm_test parameter delay_ms=abc: expected an integer 0..3600000"),
                        ("sev_guest:vmpl=abc", "sev_guest parameter vmpl=abc: expected an integer 0..3"),
                        ("sev_guest:vmpl=4", "sev_guest parameter vmpl=4: expected an integer 0..3"),

@@ -26,6 +26,9 @@ def read_taint(path: str = "/proc/sys/kernel/tainted") -> int | None:
         return None
 
 
+EVIDENCE_LINES = 200  # kernel log lines of a run kept in JUnit/KTAP
+
+
 @dataclass
 class KernelEvidence:
     """Taint before/after and the kernel log written during a run (live and FUSE targets)."""
@@ -87,4 +90,6 @@ class KernelEvidence:
     def properties(self) -> dict[str, str]:
         return {"tsm.taint_before": str(self.taint_before), "tsm.taint_after": str(self.taint_after),
                 "tsm.dmesg_new_lines": self.dmesg_unavailable and f"unavailable ({self.dmesg_unavailable})"
-                or str(len(self.lines)), "tsm.dmesg_bad_lines": str(len(self.bad))}
+                or str(len(self.lines)), "tsm.dmesg_bad_lines": str(len(self.bad)),
+                # the lines themselves (the last EVIDENCE_LINES): the evidence, not just its size
+                "tsm.dmesg": "\n".join(self.lines[-EVIDENCE_LINES:])}

@@ -14,6 +14,7 @@ import pytest
 
 from . import DEFAULT_ROOT, __version__
 from .checks.base import Check, all_checks
+from .kernlog import EVIDENCE_LINES
 from .outcome import Outcome, TsmFailure
 from .report_text import render_failure
 from .runstate import STATE_PLUGIN, SetupError, TsmState, build_state
@@ -307,6 +308,7 @@ class KernelLogItem(pytest.Item):
             rep.diagnostics.append(f"tsm: taint {ev.taint_before} -> {ev.taint_after}, dmesg "
                                    + (f"unavailable ({ev.dmesg_unavailable})" if ev.dmesg_unavailable
                                       else f"{len(ev.lines)} new lines, {len(ev.bad)} oops/BUG/WARNING"))
+            rep.diagnostics.extend(f"dmesg: {line}" for line in ev.lines[-EVIDENCE_LINES:])
         problem = ev.problem()
         if problem:
             raise HarnessError(f"kernel log: {problem} during the run\n" + "\n".join(ev.lines[-200:]))
@@ -325,10 +327,11 @@ class Completion:
     """Every planned check gets a result: one that never ran (an interrupt, -x, --maxfail) is
     reported as skipped ``not-run: <why>`` through the same hook as a real result, so JUnit, KTAP,
     the terminal counts and the per-area table agree.  The kernel-log item still runs after -x
-    (it reads the kernel log and touches no tree): it is the run's evidence of an oops."""
+    and an interrupt (it reads the kernel log and touches no tree): it is the run's evidence of an oops."""
 
     def __init__(self) -> None:
         self.phases: dict[str, set[str]] = {}  # nodeid -> phases reported
+        self.began: set[str] = set()  # items pytest started (the one an interrupt cut short is here)
         self.interrupted = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -336,6 +339,9 @@ class Completion:
 
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
         self.interrupted = True
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.began.add(nodeid)
 
     def why(self, session: pytest.Session) -> str:
         """Why planned checks did not run, in the words of the option that stopped the run."""
@@ -348,23 +354,43 @@ class Completion:
             return f"--maxfail={maxfail} stopped the run"
         return f"the run stopped early ({session.shouldstop})" if session.shouldstop else "the run stopped early"
 
+    @staticmethod
+    def _kernel_log(item: "KernelLogItem", hook: Any) -> None:
+        """Run the kernel-log item outside pytest's runtest protocol (after an interrupt pytest has
+        already stopped its capturing, which that protocol needs), reporting it the same way."""
+        from _pytest.reports import TestReport
+        try:
+            item.setup()
+            outcome, longrepr = "passed", None
+        except HarnessError as e:
+            outcome, longrepr = "failed", str(e)
+        hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, outcome, longrepr, "setup"))
+        if outcome == "passed":
+            hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None, "call"))
+        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None, "teardown"))
+        hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
     @pytest.hookimpl(tryfirst=True)  # before --junitxml and KTAP write their files
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from _pytest.reports import TestReport
-        from _pytest.runner import runtestprotocol
         why, hook = self.why(session), session.config.hook
         for item in session.items:
             done = self.phases.get(item.nodeid, set())
             if "teardown" in done:
                 continue
-            if isinstance(item, KernelLogItem) and not done and not self.interrupted:
-                runtestprotocol(item, nextitem=None, log=True)
+            if isinstance(item, KernelLogItem) and not done:  # reads /dev/kmsg only: cheap even now
+                self._kernel_log(item, hook)
                 continue
+            if item.nodeid in self.began and not done:
+                why_here = "run interrupted while this check ran" if self.interrupted else why
+            else:
+                why_here = why
             if not done:
                 hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
                 line = (item.location[1] or 0) + 1
                 hook.pytest_runtest_logreport(report=TestReport(
-                    item.nodeid, item.location, {}, "skipped", (str(item.path), line, f"not-run: {why}"),
+                    item.nodeid, item.location, {}, "skipped", (str(item.path), line, f"not-run: {why_here}"),
                     "setup", user_properties=[("tsm.not_run", why)]))
             hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None,
                                                              "teardown"))
