@@ -566,6 +566,14 @@ def _ignore_signals_from_now_on() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _empty_value(args: argparse.Namespace) -> str | None:
+    """An option given as "" (e.g. an unset shell variable): never silently the default."""
+    for name, value in vars(args).items():
+        if value == "" and name != "cmd":
+            return f"--{name.replace('_', '-')} needs a value (it was given as an empty string)"
+    return None
+
+
 def _dispatch(argv: list[str]) -> int:
     extra: list[str] = []
     if "--" in argv:
@@ -579,6 +587,11 @@ def _dispatch(argv: list[str]) -> int:
             from .ktap import bail_out
             bail_out("-", "the run did not start: bad arguments (the reason is on stderr)")
         return EXIT_USAGE if e.code else EXIT_OK
+    empty = _empty_value(args)
+    if empty:
+        if args.cmd == "run":
+            _bail_out_ktap(args, empty)
+        return _usage(empty)
     try:
         if args.cmd == "run":
             code = cmd_run(args, extra)

@@ -20,7 +20,8 @@ PREFIXES: dict[str, str] = {
     "tsmbn-": "benchmarks/full_run.py",
 }
 
-_OURS = re.compile(r"^(?:%s)" % "|".join(re.escape(p) for p in PREFIXES))
+# <prefix><pid or tag>-<anything>: a bare "tsmct-x" is not ours (someone else's name, kept by clean)
+_OURS = re.compile(r"^(?:%s)[A-Za-z0-9_]+-." % "|".join(re.escape(p) for p in PREFIXES))
 _PID = re.compile(r"^(?:tsmct|tsmfz|tsmrp)-(\d+)-")  # tsmdf-, tsmbf- carry no pid
 
 

@@ -81,6 +81,12 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None) 
     else:
         from .target.live import LiveTree, report_group_problem
         path = root or DEFAULT_ROOT
+        try:
+            os.stat(path)
+        except PermissionError:  # not "does not exist": a directory on the way is closed to this user
+            raise SetupError(f"{path}: permission denied on the way there (uid {os.geteuid()}); run as root") from None
+        except OSError:
+            pass
         if not os.path.exists(path):
             absent = not root or os.path.abspath(path).rstrip("/").endswith("/tsm/report")
             raise SetupError(missing_tree(path, given=bool(root)), absent=absent)

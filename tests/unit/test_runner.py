@@ -126,3 +126,29 @@ def test_report_budget_is_a_cap(cap: int) -> None:
     assert s.reports_used == cap
     assert all(r.outcome != Outcome.FAIL for r in res)
     assert any("report budget used up" in r.reason for r in res)
+
+
+def test_a_tree_that_goes_away_is_an_error_then_not_run() -> None:
+    """A FUSE daemon that died (ENOTCONN on the report group itself) is not a conformance verdict:
+    the failing check becomes an error and the rest are not-run."""
+    import errno as _errno
+    all_checks()
+    t = EmulatedTree("tsm_test")
+    gone = {"now": False}
+    stat = t.stat
+
+    def stat_or_gone(path: str):  # noqa: ANN202
+        if gone["now"]:
+            raise OSError(_errno.ENOTCONN, "Transport endpoint is not connected")
+        return stat(path)
+    t.stat = stat_or_gone  # type: ignore[method-assign]
+
+    def dies(ctx) -> None:  # noqa: ANN001
+        gone["now"] = True
+        ctx.fail("x", "y", "z")
+
+    s = Session(t, load_profile("tsm_test"))
+    r = s.execute(Check("x.tree.gone", "rule", "abi", dies))
+    assert r.outcome == Outcome.ERROR and "went away (ENOTCONN" in r.reason
+    r2 = s.execute(Check("x.tree.after", "rule", "abi", lambda ctx: None))
+    assert r2.outcome == Outcome.SKIP_UNSUPPORTED and r2.reason.startswith("not-run: the tree went away")

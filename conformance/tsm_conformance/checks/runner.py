@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import time
@@ -224,7 +225,23 @@ class Session:
         late = WATCHDOG.take()  # a call that returned only past its deadline (uninterruptible wait)
         if late is not None and not (r.failure and r.failure.observed.startswith("hung")):
             return self._hung(c, ctx, late, t0)
+        if r.outcome in (Outcome.FAIL, Outcome.ERROR):
+            gone = self._tree_gone()
+            if gone:  # not a verdict on the ABI: the tree itself went away (a FUSE daemon died, rmmod)
+                self.wedged = gone
+                return Result(c, Outcome.ERROR, reason=gone, seconds=r.seconds)
         return r
+
+    def _tree_gone(self) -> str:
+        """Why the report group can no longer be used (checked after a failure only), or ""."""
+        try:
+            self.tree.stat("")
+        except OSError as e:
+            from .. import errnos
+            if e.errno in (errno.ENOTCONN, errno.ENOENT, errno.ENODEV, errno.ESTALE, errno.EIO):
+                return (f"the tree went away ({errnos.name(e.errno)} on the report group itself); "
+                        "later checks cannot run")
+        return ""
 
     def _call(self, c: Check, ctx: Ctx, t0: float) -> Result:
         try:
