@@ -89,8 +89,11 @@ def unavailable_reason(mountpoint: str | None = None) -> str | None:
         return str(e)
     if os.geteuid() != 0 and not shutil.which("fusermount3"):
         return "not root and fusermount3 is not installed (apt-get install fuse3)"
-    if mountpoint is None:
-        return None
+    return None if mountpoint is None else mountpoint_problem(mountpoint)
+
+
+def mountpoint_problem(mountpoint: str) -> str | None:
+    """Why ``mountpoint`` cannot take the mount (a usage mistake, not missing FUSE), or None."""
     if not os.path.exists(mountpoint):
         return f"{mountpoint} does not exist: give an empty directory"
     if not os.path.isdir(mountpoint):
@@ -338,9 +341,12 @@ def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = N
     """Mount ``spec``'s emulator at ``mountpoint`` and serve in the foreground until SIGINT/SIGTERM
     (libfuse's handlers end the loop and unmount).  FuseUnavailable or ValueError (bad spec)."""
     kernel = boot(parse_spec(spec))  # ValueError for a bad spec, before anything is mounted
-    why = unavailable_reason(mountpoint)
+    why = unavailable_reason()
     if why:
         raise FuseUnavailable(why)
+    why = mountpoint_problem(mountpoint)
+    if why:
+        raise ValueError(f"--mount {why}")
     mfusepy = _load_mfusepy()
     mnt = os.path.abspath(mountpoint)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # libfuse's intr_signal (see init_with_config)
