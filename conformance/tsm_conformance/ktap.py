@@ -126,6 +126,9 @@ class KtapReporter:
     # ------------------------------------------------------------ hooks
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.config.option.collectonly:  # nothing will run: no KTAP, no table
+            self.out, self.summary, self.progress = None, False, None
+            return
         for item in session.items:
             area = item.parent.name if item.parent is not None else "tsm"
             if area not in self.items:

@@ -374,6 +374,8 @@ class Completion:
     @pytest.hookimpl(tryfirst=True)  # before --junitxml and KTAP write their files
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from _pytest.reports import TestReport
+        if session.config.option.collectonly:  # nothing was meant to run
+            return
         why, hook = self.why(session), session.config.hook
         for item in session.items:
             done = self.phases.get(item.nodeid, set())
