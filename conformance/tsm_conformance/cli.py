@@ -145,8 +145,16 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _quiet_unraisable(u: "sys.UnraisableHookArgs") -> None:
+    if isinstance(u.exc_value, KeyboardInterrupt) and _SIGNALLED and not _DEFERRED:
+        # Our handler's KeyboardInterrupt, raised inside a finalizer and dropped there: the run would
+        # go on as if nothing happened (and treat later signals as "during the cleanup").  Deliver
+        # it again, as if the signal had just come.
+        import _thread
+        _SIGNALLED.clear()
+        _thread.interrupt_main()
+        return
     if isinstance(u.exc_value, KeyboardInterrupt) and _SIGNALLED:
-        return  # our signal handler's, raised inside a finalizer: cmd_run still reports the interrupt
+        return  # during the final cleanup: _signals_deferred holds the signal already
     sys.__unraisablehook__(u)
 
 

@@ -211,6 +211,13 @@ class KtapReporter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.out is not None and self.key not in STARTED:  # stopped before collection ended: no plan
+            self._w("KTAP version 1")
+            self._w("1..0")
+            self._w("Bail out! run interrupted before the checks were collected")
+            STARTED.add(self.key)
+            self.out = None  # nothing may follow a bail-out
+            return
         # Items that never reported (an interrupted run): the plan promised them, so say so.
         for area in self.areas:
             todo = [nid for nid in self.items[area] if nid not in self.finished]

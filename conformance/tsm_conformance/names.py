@@ -20,9 +20,11 @@ PREFIXES: dict[str, str] = {
     "tsmbn-": "benchmarks/full_run.py",
 }
 
-# <prefix><pid or tag>-<anything>: a bare "tsmct-x" is not ours (someone else's name, kept by clean)
-_OURS = re.compile(r"^(?:%s)[A-Za-z0-9_]+-." % "|".join(re.escape(p) for p in PREFIXES))
-_PID = re.compile(r"^(?:tsmct|tsmfz|tsmrp)-(\d+)-")  # tsmdf-, tsmbf- carry no pid
+_WITH_PID = ("tsmct-", "tsmfz-", "tsmrp-")  # <prefix><pid>-<n...>; the others: <prefix><tag or n...>
+# a bare "tsmct-x" is not ours (someone else's name: clean keeps it)
+_OURS = re.compile(r"^(?:(?:%s)\d+-.|(?:%s)[A-Za-z0-9_.-]+$)" % (
+    "|".join(re.escape(p) for p in _WITH_PID), "|".join(re.escape(p) for p in PREFIXES if p not in _WITH_PID)))
+_PID = re.compile(r"^(?:tsmct|tsmfz|tsmrp)-(\d+)-")  # tsmdf-, tsmbf-, tsmbn- carry no pid
 
 
 def ours(name: str) -> bool:

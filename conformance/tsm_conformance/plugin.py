@@ -395,7 +395,7 @@ class Completion:
                     item.nodeid, item.location, {}, "skipped", (str(item.path), line, f"not-run: {why_here}"),
                     "setup", user_properties=[("tsm.not_run", why)]))
             hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None,
-                                                             "teardown"))
+                                                             "teardown", user_properties=[("tsm.not_run", why)]))
             hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 
-from .base import Ctx, check, read_unrecorded
+from .base import BLOCKED_ITEMS, Ctx, check, read_unrecorded
 
 DEADLINE = 30.0  # seconds any concurrent check may take before it counts as hung
 PAUSES = (0.0001, 0.002, 0.0002, 0.0005, 0.0, 0.001)  # the protocol writer's gaps between commits
@@ -49,10 +49,14 @@ def _join(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
     try:
         for w in workers:
             w.join(max(0.0, end - time.monotonic()))
-    finally:  # also when the watchdog cut the join short: do not rmdir what a worker may be blocked in
+    except KeyboardInterrupt:  # the workers stop on their own (stop events, short reports): remove as usual
+        raise
+    except BaseException:  # the watchdog cut the join short: do not rmdir what a worker may be blocked in
         if any(w.is_alive() for w in workers):
             ctx.abandon_items()
+        raise
     if any(w.is_alive() for w in workers):
+        ctx.abandon_items()
         ctx.fail(f"{what} finishes within {DEADLINE:.0f} s", "hung: threads still blocked at the deadline",
                  "generation")
 
@@ -171,11 +175,12 @@ def one_winner(ctx: Ctx) -> None:
             results.append("ok")
         except OSError as e:
             results.append(errnos.name(e.errno))
+    ctx._made.append(name)  # before the race: abandon_items must know it if a mkdir hangs
     try:
         _run(ctx, [threading.Thread(target=worker) for _ in range(8)], "8 concurrent mkdirs")
     finally:
-        ctx._made.append(name)
-        ctx.remove(name)
+        if name not in BLOCKED_ITEMS:
+            ctx.remove(name)
     ctx.note(f"8 threads: mkdir({ctx.rel(name)}) at once -> {sorted(results)}")
     if len(results) != 8:
         from ..outcome import TsmError

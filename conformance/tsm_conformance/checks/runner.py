@@ -235,7 +235,11 @@ class Session:
     def _tree_gone(self) -> str:
         """Why the report group can no longer be used (checked after a failure only), or ""."""
         try:
-            self.tree.stat("")
+            with WATCHDOG.guard(self.op_timeout):  # a stuck daemon must not hang this check either
+                self.tree.stat("")
+        except OperationHung:
+            WATCHDOG.take()
+            return ""
         except OSError as e:
             from .. import errnos
             if e.errno in (errno.ENOTCONN, errno.ENOENT, errno.ENODEV, errno.ESTALE, errno.EIO):

@@ -254,8 +254,8 @@ class Kernel:
         item.desc.privlevel = val
 
     # ---------------------------------------------------------------- binary attribute callbacks
-    def _inblob_write(self, item: ReportItem, data: bytes) -> None:
-        with self.tsm_rwsem.write(self.interrupted):
+    def _inblob_write(self, item: ReportItem, data: bytes, intr: bool = True) -> None:
+        with self.tsm_rwsem.write(self.interrupted if intr else None):
             self._advance(item)
             item.desc.inblob_len = len(data)
             item.desc.inblob[: len(data)] = data  # the tail keeps older bytes (verified N1)
@@ -528,10 +528,12 @@ class Kernel:
         if f.kind == "binary" and f.write_in_progress and f.attr == "inblob":
             item = f.item
             assert item is not None
-            with item.frag_sem.read(self.interrupted):
+            # release cannot fail or be interrupted: the commit must happen (plain waits, also
+            # behind FUSE, where close() is FLUSH and a late INTERRUPT must not drop the inblob)
+            with item.frag_sem.read():
                 if not item.dead:
                     try:  # configfs_release_bin_file: the callback's result is ignored
-                        self._inblob_write(item, bytes(f.bin_buffer or b""))
+                        self._inblob_write(item, bytes(f.bin_buffer or b""), intr=False)
                     except OSError:
                         pass
 

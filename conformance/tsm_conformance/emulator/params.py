@@ -8,7 +8,10 @@ works); booleans as ``param_set_bool`` does for the values a user would type (1/
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_INT = re.compile(r"^[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)$")  # no _, spaces, 0o/0b (kstrtoint has none)
 
 BOOL_TRUE, BOOL_FALSE = ("1", "y", "Y"), ("0", "n", "N")
 
@@ -33,11 +36,9 @@ class Param:
             return value in BOOL_TRUE + BOOL_FALSE
         if self.kind == "choice":
             return value in self.choices
-        try:
-            n = int(value, 0)
-        except ValueError:
+        if not _INT.match(value):  # what kstrtoint(s, 0) takes that int(s, 0) agrees on
             return False
-        return self.lo <= n <= self.hi
+        return self.lo <= int(value, 0) <= self.hi
 
 
 def Int(lo: int, hi: int, help: str = "") -> Param:  # noqa: N802 (reads like a type in the tables)

@@ -97,7 +97,7 @@ class TsmTest(Provider):
     LAYOUT_LEN = 0xC0
     PARAMS = {  # the kernel module's parameters (kmod/tsm_test), same names, types and defaults
         "privlevel_floor": Int(0, 3), "visibility": Choice("all", "sev-like", "tdx-like"),
-        "fail_errno": Int(0, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
+        "fail_errno": Int(-4095, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
         "auxblob": Bool(), "manifestblob": Bool(),
     }
 
