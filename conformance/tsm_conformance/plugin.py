@@ -330,12 +330,12 @@ class Completion:
     and an interrupt (it reads the kernel log and touches no tree): it is the run's evidence of an oops."""
 
     def __init__(self) -> None:
-        self.phases: dict[str, set[str]] = {}  # nodeid -> phases reported
+        self.phases: dict[str, dict[str, str]] = {}  # nodeid -> {phase: outcome} reported
         self.began: set[str] = set()  # items pytest started (the one an interrupt cut short is here)
         self.interrupted = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.phases.setdefault(report.nodeid, set()).add(report.when or "")
+        self.phases.setdefault(report.nodeid, {})[report.when or ""] = report.outcome
 
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
         self.interrupted = True
@@ -378,22 +378,23 @@ class Completion:
             return
         why, hook = self.why(session), session.config.hook
         for item in session.items:
-            done = self.phases.get(item.nodeid, set())
+            done = self.phases.get(item.nodeid, {})
             if "teardown" in done:
                 continue
             if isinstance(item, KernelLogItem) and not done:  # reads /dev/kmsg only: cheap even now
                 self._kernel_log(item, hook)
                 continue
-            if item.nodeid in self.began and not done:
-                why_here = "run interrupted while this check ran" if self.interrupted else why
-            else:
-                why_here = why
+            began = item.nodeid in self.began
+            why_here = "run interrupted while this check ran" if began and self.interrupted else why
+            line = (item.location[1] or 0) + 1
+            skipped = (str(item.path), line, f"not-run: {why_here}")
             if not done:
                 hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-                line = (item.location[1] or 0) + 1
                 hook.pytest_runtest_logreport(report=TestReport(
-                    item.nodeid, item.location, {}, "skipped", (str(item.path), line, f"not-run: {why_here}"),
-                    "setup", user_properties=[("tsm.not_run", why)]))
+                    item.nodeid, item.location, {}, "skipped", skipped, "setup", user_properties=[("tsm.not_run", why)]))
+            elif done.get("setup") == "passed" and "call" not in done:  # cut short between setup and its verdict
+                hook.pytest_runtest_logreport(report=TestReport(
+                    item.nodeid, item.location, {}, "skipped", skipped, "call", user_properties=[("tsm.not_run", why)]))
             hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None,
                                                              "teardown", user_properties=[("tsm.not_run", why)]))
             hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

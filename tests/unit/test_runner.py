@@ -152,3 +152,26 @@ def test_a_tree_that_goes_away_is_an_error_then_not_run() -> None:
     assert r.outcome == Outcome.ERROR and "went away (ENOTCONN" in r.reason
     r2 = s.execute(Check("x.tree.after", "rule", "abi", lambda ctx: None))
     assert r2.outcome == Outcome.SKIP_UNSUPPORTED and r2.reason.startswith("not-run: the tree went away")
+
+
+def test_completion_gives_every_planned_check_one_verdict() -> None:
+    """plugin.Completion after an interrupt: a check that never started gets a skipped setup, one
+    whose setup was reported but not its verdict gets a skipped call, and every one a teardown (so
+    --junitxml writes it, and KTAP sees a verdict instead of 'no result')."""
+    from types import SimpleNamespace
+
+    from tsm_conformance.plugin import Completion
+    seen: list[tuple[str, str, str]] = []
+    hook = SimpleNamespace(pytest_runtest_logstart=lambda **kw: None, pytest_runtest_logfinish=lambda **kw: None,
+                           pytest_runtest_logreport=lambda report: seen.append(
+                               (report.nodeid, report.when, report.outcome)))
+    items = [SimpleNamespace(nodeid=f"t::{n}", location=("p", 0, n), path="p") for n in ("done", "cut", "never")]
+    config = SimpleNamespace(option=SimpleNamespace(collectonly=False), hook=hook, getoption=lambda *a: 0)
+    session = SimpleNamespace(items=items, config=config, exitstatus=2, shouldfail=False, shouldstop=False)
+    c = Completion()
+    c.interrupted = True
+    c.phases = {"t::done": {"setup": "passed", "call": "passed", "teardown": "passed"}, "t::cut": {"setup": "passed"}}
+    c.began = {"t::done", "t::cut"}
+    c.pytest_sessionfinish(session)  # type: ignore[arg-type]
+    assert seen == [("t::cut", "call", "skipped"), ("t::cut", "teardown", "passed"),
+                    ("t::never", "setup", "skipped"), ("t::never", "teardown", "passed")]
