@@ -50,26 +50,23 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
     if args.op_timeout is not None and not 0 < args.op_timeout < float("inf"):  # also NaN
         return _usage("--op-timeout must be a positive, finite number of seconds")
-    if not 0 <= args.absent_exit <= 125:
-        return _usage("--absent-exit must be an exit status 0..125")
     if args.ktap and args.ktap != "-" and args.format == "ktap":
         return _usage("give --format ktap (KTAP on stdout) or --ktap FILE, not both")
     if args.ktap and args.junit and args.ktap != "-" and os.path.abspath(args.ktap) == os.path.abspath(args.junit):
         return _usage(f"--ktap and --junit both name {args.ktap}")
+    from .outputs import file_problem
+    from .plugin import check_pattern_problem, seq_dir_problem
     for opt, path in (("--ktap", args.ktap), ("--junit", args.junit)):
         if path and path != "-":
-            problem = _output_problem(path)  # before the run, not as a pytest INTERNALERROR after it
+            problem = file_problem(path)  # before the run, not as a pytest INTERNALERROR after it
             if problem:
                 return _usage(f"{opt} {path}: {problem}")
-    from .plugin import seq_dir_problem
-    import fnmatch
-
-    from .checks.base import all_checks
-    for a, b in zip(["", *extra], extra):  # --tsm-check after "--": the same one line as other errors
-        pattern = b.split("=", 1)[1] if b.startswith("--tsm-check=") else b if a == "--tsm-check" else None
-        if pattern is not None and not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
-            areas = sorted({c.area for c in all_checks()})
-            return _usage(f"--tsm-check {pattern} matches no check (ids are AREA.WHAT..., areas: {', '.join(areas)})")
+    # --tsm-check after "--": the same one line as other errors (pytest would add its own framing)
+    patterns = [b.split("=", 1)[1] if b.startswith("--tsm-check=") else b
+                for a, b in zip(["", *extra], extra) if a == "--tsm-check" or b.startswith("--tsm-check=")]
+    problem = check_pattern_problem(patterns)
+    if problem:
+        return _usage(problem)
     if args.seq_dir is not None:  # given: checked now; the default is best-effort (a note if unwritable)
         problem = seq_dir_problem(args.seq_dir)
         if problem:
@@ -123,7 +120,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         with _signals_deferred():
             left = sweep(state.tree, state.session.prefix, removed=state.swept)
             _say_leftovers(state, left, interrupted or bool(_SIGNALLED))
-    if _unwinding():
+    if _HANDLING:
         _ignore_signals_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
     # inside a finalizer (__del__, a weakref callback) as "unraisable" and goes on.  The signal still
@@ -164,39 +161,6 @@ def _bail_out_ktap(args: argparse.Namespace, why: str, skip: bool = False) -> No
     if args.format == "ktap" or args.ktap:
         from .ktap import bail_out
         bail_out("-" if args.format == "ktap" else args.ktap, why, skip)
-
-
-def _output_problem(path: str) -> str | None:
-    """Why a report file could not be written there, found without leaving anything behind: an
-    interrupt before the run writes it must not leave an empty (invalid) JUnit or KTAP file."""
-    if os.path.exists(path):
-        if not os.path.isfile(path):
-            return "not a regular file"
-        try:
-            with open(path, "a", encoding="utf-8"):  # appends nothing: the old content stays until the run
-                return None
-        except OSError as e:
-            return e.strerror
-    parent = os.path.dirname(os.path.abspath(path))
-    made = []
-    try:
-        d = parent
-        while not os.path.exists(d):
-            made.append(d)
-            d = os.path.dirname(d)
-        os.makedirs(parent, exist_ok=True)
-        with open(path, "x", encoding="utf-8"):
-            pass
-        os.unlink(path)
-        return None
-    except OSError as e:
-        return e.strerror
-    finally:
-        for d in made:  # directories the run will make again when it writes the file
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
 
 
 def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
@@ -328,9 +292,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import ParseError, inspect_blob, load_input, render_json, render_text
     from .runstate import SetupError, trust_anchors
 
-    # A report is at most 16 MiB even with 7.0's larger blob limit (hex text twice that): more is
-    # not a report, and /dev/zero must not eat the machine's memory.
-    limit = 2 * 16 * 1024 * 1024 + 4096
+    # A blob is at most 16 MiB (TSM_REPORT_OUTBLOB_MAX from 7.0, abi.md §1); hex text with line
+    # breaks is under three times that.  More is not a report, and /dev/zero must not eat the memory.
+    limit = 3 * 16 * 1024 * 1024
 
     def read(path: str) -> bytes:
         if path == "-":
@@ -381,8 +345,6 @@ def _setup_failed(e: "SetupError", absent_exit: int) -> int:  # noqa: F821 (runs
 def cmd_detect(args: argparse.Namespace) -> int:
     """Probe the tree, match a profile with runstate's selection, print both with the evidence."""
     from .runstate import SetupError, _groups_seen, choose_profile, make_tree, probe_tree
-    if not 0 <= args.absent_exit <= 125:
-        return _usage("--absent-exit must be an exit status 0..125")
     try:
         tree = make_tree(args.root, args.emulate)
         facts = probe_tree(tree, 90.0)
@@ -557,8 +519,18 @@ def main(argv: list[str] | None = None) -> int:
     return _dispatch(argv)
 
 
+def _exit_status(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not an exit status 0..125") from None
+    if not 0 <= n <= 125:
+        raise argparse.ArgumentTypeError(f"{text} is not an exit status 0..125")
+    return n
+
+
 def _absent_exit(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--absent-exit", type=int, default=EXIT_USAGE, metavar="N",
+    p.add_argument("--absent-exit", type=_exit_status, default=EXIT_USAGE, metavar="N",
                    help="exit status when the machine has no configfs-tsm to test (configfs not mounted, no tsm "
                         "core, no report group, no provider), default 2 like other set-up errors; the "
                         "kselftest wrapper passes 4 (KSFT_SKIP)")
@@ -635,10 +607,6 @@ def _dispatch(argv: list[str]) -> int:
 
 _SIGNALLED: list[int] = []
 _HANDLING: list[bool] = []  # non-empty once _unwind_on_signals installed its handler (a command)
-
-
-def _unwinding() -> bool:
-    return bool(_HANDLING)
 _DEFERRED: list[int] = []  # non-empty: inside the final cleanup; after a signal there, also holds it
 
 

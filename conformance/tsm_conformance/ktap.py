@@ -104,7 +104,6 @@ class KtapReporter:
         self.started: set[str] = set()
         self.finished: set[str] = set()
         self.t_area: dict[str, float] = {}
-        self.interrupted = False
         self.not_run = 0  # planned checks that never ran (an interrupted or -x run)
         self.stop_why = ""  # ... and why
         self.terminal: Any = None  # pytest's terminal reporter (progress lines share its screen)
@@ -206,19 +205,15 @@ class KtapReporter:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.terminal = session.config.pluginmanager.get_plugin("terminalreporter")
 
-    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
-        self.interrupted = True
-
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.out is not None and self.key not in STARTED:  # stopped before collection ended: no plan
-            self._w("KTAP version 1")
-            self._w("1..0")
-            self._w("Bail out! run interrupted before the checks were collected")
+            for line in _bail_out_lines("run interrupted before the checks were collected"):
+                self._w(line)
             STARTED.add(self.key)
             self.out = None  # nothing may follow a bail-out
             return
-        # Items that never reported (an interrupted run): the plan promised them, so say so.
+        # The plan promised every item: one without a result still gets its line.
         for area in self.areas:
             todo = [nid for nid in self.items[area] if nid not in self.finished]
             if not todo:
@@ -227,11 +222,7 @@ class KtapReporter:
                 self.started.add(area)
                 self._w("KTAP version 1", 1)
                 self._w(f"1..{len(self.items[area])}", 1)
-            for nid in todo:
-                if nid not in self.result or self.result[nid][0] in ("pass",):  # without plugin.Completion
-                    self.stop_why = "run interrupted" if self.interrupted else "no result"
-                    self.result[nid] = ("skip", f"SKIP not-run: {self.stop_why}", "")
-                    self.not_run += 1
+            for nid in todo:  # plugin.Completion reports every planned check: this is "ERROR no result"
                 self._emit(nid)
         t = self.totals()
         for d in self.diagnostics:
@@ -270,16 +261,21 @@ class KtapReporter:
 STARTED: set[str] = set()
 
 
+def _bail_out_lines(why: str, skip: bool = False) -> list[str]:
+    """A KTAP document with no tests: an aborted run, or (``skip``) nothing to test here."""
+    why = " ".join(why.replace("#", " ").split())
+    return ["KTAP version 1", f"1..0 # SKIP {why}"] if skip else ["KTAP version 1", "1..0", f"Bail out! {why}"]
+
+
 def bail_out(path: str, why: str, skip: bool = False) -> None:
     """KTAP for a run that ended before its checks were collected (a set-up error, an interrupt
     during start-up): a parser still gets a document, with a "Bail out!" saying why (KTAP's abort
     line), or with ``skip`` a skipped empty plan (no configfs-tsm here: kselftest's KSFT_SKIP)."""
     if path in STARTED:
         return
-    why = " ".join(why.replace("#", " ").split())
     try:
         out = open_stream(path)
-        out.write(f"KTAP version 1\n1..0 # SKIP {why}\n" if skip else f"KTAP version 1\n1..0\nBail out! {why}\n")
+        out.write("".join(line + "\n" for line in _bail_out_lines(why, skip)))
         out.flush()
         if path != "-":
             out.close()

@@ -139,13 +139,22 @@ def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool |
     return True if config.getoption("tsm_exclusive") else None
 
 
+def check_pattern_problem(patterns: list[str]) -> str | None:
+    """The one line for a --tsm-check pattern that matches no check, or None."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
+            areas = sorted({c.area for c in all_checks()})
+            return f"--tsm-check {pattern} matches no check (ids are AREA.WHAT..., areas: {', '.join(areas)})"
+    return None
+
+
 def _check_patterns(config: pytest.Config) -> list[str]:
     """--tsm-check values (repeatable) or the ini key; UsageError for one that matches no check."""
     given = _opt(config, "tsm_check")
     patterns = [given] if isinstance(given, str) else list(given or ())
-    for pattern in patterns:
-        if not any(fnmatch.fnmatch(c.id, pattern) for c in all_checks()):
-            raise pytest.UsageError(f"--tsm-check {pattern} matches no check")
+    problem = check_pattern_problem(patterns)
+    if problem:
+        raise pytest.UsageError(problem)
     return patterns
 
 
@@ -176,40 +185,10 @@ class AreaCollector(pytest.Collector):
 
 
 def seq_dir_problem(directory: str) -> str | None:
-    """Why failures' .tsmseq files could not be written to ``directory``, found before the run
-    without leaving anything behind (the directory is made only when a check fails), or None.
-    Never inside a configfs or emulator tree: a mkdir there would make a report item."""
-    import os
-    import tempfile
-
-    from .target.live import REPORT_GROUP_FSTYPES, mount_fstype
-    d = os.path.abspath(directory)
-    existing = d
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"--seq-dir {directory}: {existing} is not a directory"
-    if (mount_fstype(existing) or "") in REPORT_GROUP_FSTYPES or (mount_fstype(existing) or "") == "proc":
-        return f"--seq-dir {directory}: {existing} is on {mount_fstype(existing)}, not a place for files"
-    made: list[str] = []
-    try:
-        p = d
-        while not os.path.exists(p):
-            made.append(p)
-            p = os.path.dirname(p)
-        os.makedirs(d, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=d, prefix=".tsmseq-probe-")  # root bypasses access(): really try
-        os.close(fd)
-        os.unlink(probe)
-        return None
-    except OSError as e:
-        return f"--seq-dir {directory}: {e.strerror}"
-    finally:
-        for p in made:
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass
+    """The one line for a --seq-dir that cannot take files (outputs.dir_problem), or None."""
+    from .outputs import dir_problem
+    why = dir_problem(directory)
+    return f"--seq-dir {directory}: {why}" if why else None
 
 
 def write_sequence(directory: str, f: TsmFailure) -> str:
@@ -311,7 +290,7 @@ class KernelLogItem(pytest.Item):
             rep.diagnostics.extend(f"dmesg: {line}" for line in ev.lines[-EVIDENCE_LINES:])
         problem = ev.problem()
         if problem:
-            raise HarnessError(f"kernel log: {problem} during the run\n" + "\n".join(ev.lines[-200:]))
+            raise HarnessError(f"kernel log: {problem} during the run\n" + "\n".join(ev.lines[-EVIDENCE_LINES:]))
 
     def runtest(self) -> None:
         pass
@@ -355,25 +334,31 @@ class Completion:
         return f"the run stopped early ({session.shouldstop})" if session.shouldstop else "the run stopped early"
 
     @staticmethod
-    def _kernel_log(item: "KernelLogItem", hook: Any) -> None:
+    def _report(hook: Any, item: pytest.Item, when: str, outcome: str = "passed", longrepr: Any = None,
+                why: str | None = None) -> None:
+        """One phase's report through pytest's own hook (JUnit, KTAP and the terminal all see it)."""
+        from _pytest.reports import TestReport
+        props = [("tsm.not_run", why)] if why is not None else []
+        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, outcome, longrepr, when,
+                                                        user_properties=props))
+
+    def _kernel_log(self, item: "KernelLogItem", hook: Any) -> None:
         """Run the kernel-log item outside pytest's runtest protocol (after an interrupt pytest has
         already stopped its capturing, which that protocol needs), reporting it the same way."""
-        from _pytest.reports import TestReport
         try:
             item.setup()
             outcome, longrepr = "passed", None
         except HarnessError as e:
             outcome, longrepr = "failed", str(e)
         hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, outcome, longrepr, "setup"))
+        self._report(hook, item, "setup", outcome, longrepr)
         if outcome == "passed":
-            hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None, "call"))
-        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None, "teardown"))
+            self._report(hook, item, "call")
+        self._report(hook, item, "teardown")
         hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
     @pytest.hookimpl(tryfirst=True)  # before --junitxml and KTAP write their files
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from _pytest.reports import TestReport
         if session.config.option.collectonly:  # nothing was meant to run
             return
         why, hook = self.why(session), session.config.hook
@@ -386,17 +371,13 @@ class Completion:
                 continue
             began = item.nodeid in self.began
             why_here = "run interrupted while this check ran" if began and self.interrupted else why
-            line = (item.location[1] or 0) + 1
-            skipped = (str(item.path), line, f"not-run: {why_here}")
+            skipped = (str(item.path), (item.location[1] or 0) + 1, f"not-run: {why_here}")
             if not done:
                 hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-                hook.pytest_runtest_logreport(report=TestReport(
-                    item.nodeid, item.location, {}, "skipped", skipped, "setup", user_properties=[("tsm.not_run", why)]))
+                self._report(hook, item, "setup", "skipped", skipped, why)
             elif done.get("setup") == "passed" and "call" not in done:  # cut short between setup and its verdict
-                hook.pytest_runtest_logreport(report=TestReport(
-                    item.nodeid, item.location, {}, "skipped", skipped, "call", user_properties=[("tsm.not_run", why)]))
-            hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, "passed", None,
-                                                             "teardown", user_properties=[("tsm.not_run", why)]))
+                self._report(hook, item, "call", "skipped", skipped, why)
+            self._report(hook, item, "teardown", why=why)
             hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 

@@ -42,3 +42,12 @@ def test_guid_rejected(text: bytes) -> None:
     with pytest.raises(OSError) as e:
         guid_parse(text)
     assert e.value.errno == errno.EINVAL
+
+
+def test_kstrtoll_negates_and_bounds() -> None:
+    """The signed parse that --emulate's integer parameters use (module int params: kstrtoint)."""
+    from tsm_conformance.emulator.kstrtox import kstrtoll
+    assert kstrtoll(b"-5") == -5 and kstrtoll(b"010") == 8 and kstrtoll(b"0x10\n") == 16 and kstrtoll(b"+3") == 3
+    for bad in (b"-+1", b"1_0", b" 5", b"0o7", b"", b"-"):
+        with pytest.raises(OSError):
+            kstrtoll(bad)

@@ -10,6 +10,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Iterable
 
+from .. import errnos
 from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
@@ -241,7 +242,6 @@ class Session:
             WATCHDOG.take()
             return ""
         except OSError as e:
-            from .. import errnos
             if e.errno in (errno.ENOTCONN, errno.ENOENT, errno.ENODEV, errno.ESTALE, errno.EIO):
                 return (f"the tree went away ({errnos.name(e.errno)} on the report group itself); "
                         "later checks cannot run")

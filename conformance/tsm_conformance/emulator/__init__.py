@@ -6,7 +6,7 @@ from .era import Era
 from .kernel import Kernel, KernelOops
 from .providers import CONFIGS, Provider
 from .quirks import QUIRKS
-from .params import EMULATOR as EMULATOR_PARAMS, as_bool
+from .params import EMULATOR as EMULATOR_PARAMS, as_bool, to_int
 from .spec import Spec, parse_spec
 
 
@@ -17,7 +17,7 @@ def boot(spec: Spec | str) -> Kernel:
     cls, fixed, _ = CONFIGS[spec.config]
     params = {**fixed, **{k: v for k, v in spec.params.items() if k not in EMULATOR_PARAMS}}
     # parse_spec checked every value against params.py's tables
-    k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=int(spec.params.get("gen_bits", "64"), 0),
+    k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=to_int(spec.params.get("gen_bits", "64")),
                init_on_alloc=as_bool(spec.params.get("init_on_alloc", "1")),
                size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")))
     if cls.__name__ == "SevGuest":

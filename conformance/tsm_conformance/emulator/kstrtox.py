@@ -73,6 +73,22 @@ def kstrtouint(buf: bytes, base: int = 0) -> int:
     return v
 
 
+def kstrtoll(buf: bytes, base: int = 0) -> int:
+    """kstrtoll: a leading '-' negates the unsigned parse of the rest (module int parameters)."""
+    s = _cstr(buf)
+    if s[:1] == b"-":
+        if s[1:2] == b"+":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        v = kstrtoull(s[1:], base)
+        if v > 1 << 63:
+            raise OSError(errno.ERANGE, "Numerical result out of range")
+        return -v
+    v = kstrtoull(s, base)
+    if v > (1 << 63) - 1:
+        raise OSError(errno.ERANGE, "Numerical result out of range")
+    return v
+
+
 # guid_t byte i comes from the hex pair at this string offset (little-endian first three fields).
 _GUID_INDEX = (6, 4, 2, 0, 11, 9, 16, 14, 19, 21, 24, 26, 28, 30, 32, 34)
 GUID_NULL = bytes(16)

@@ -5,7 +5,7 @@ Each wait takes an optional ``intr`` callable.  In-process, waits are plain (a P
 reaches a main thread blocked on them).  Behind FUSE, the frontend passes fuse_interrupted(): a
 request whose caller got a signal must be answered, or the caller stays blocked (the kernel waits
 for the reply killably only), so every wait polls it and fails EINTR.  That is a FUSE necessity, not
-kernel behaviour: the real frag_sem and inode-lock waits are uninterruptible (target/fuse_limits.py).
+kernel behaviour: the real frag_sem and inode-lock waits are uninterruptible (frontend/fuse.py).
 """
 
 from __future__ import annotations

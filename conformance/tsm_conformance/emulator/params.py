@@ -2,16 +2,15 @@
 emulator's own (``EMULATOR``), checked once, when the spec is parsed, so a typo or a bad value is
 one line before anything runs instead of an error inside a check.
 
-Integers are read as the kernel reads module parameters (kstrtoint/kstrtouint, base 0: ``0x10``
-works); booleans as ``param_set_bool`` does for the values a user would type (1/0/y/n/Y/N).
+Integers are read as the kernel reads module parameters (kstrtox.py, base 0: ``0x10`` is hex,
+``010`` octal); booleans as ``param_set_bool`` does for the values a user would type (1/0/y/n/Y/N).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_INT = re.compile(r"^[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)$")  # no _, spaces, 0o/0b (kstrtoint has none)
+from .kstrtox import kstrtoll
 
 BOOL_TRUE, BOOL_FALSE = ("1", "y", "Y"), ("0", "n", "N")
 
@@ -36,9 +35,10 @@ class Param:
             return value in BOOL_TRUE + BOOL_FALSE
         if self.kind == "choice":
             return value in self.choices
-        if not _INT.match(value):  # what kstrtoint(s, 0) takes that int(s, 0) agrees on
+        try:
+            return self.lo <= to_int(value) <= self.hi
+        except OSError:
             return False
-        return self.lo <= int(value, 0) <= self.hi
 
 
 def Int(lo: int, hi: int, help: str = "") -> Param:  # noqa: N802 (reads like a type in the tables)
@@ -73,6 +73,11 @@ def validate(owner: str, table: dict[str, Param], params: dict[str, str]) -> Non
                              f"(known: {', '.join(known)})")
         if not p.check(value):
             raise ValueError(f"{owner} parameter {key}={value}: expected {p.describe()}")
+
+
+def to_int(value: str) -> int:
+    """A parameter's integer as the kernel reads it (kstrtox: 0x.. hex, 0.. octal); OSError if bad."""
+    return kstrtoll(value.encode())
 
 
 def as_bool(value: str) -> bool:

@@ -14,7 +14,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from .params import HOUR_MS, Bool, Choice, Int, Param, as_bool
+from .params import HOUR_MS, Bool, Choice, Int, Param, as_bool, to_int
 
 # Attribute order of enum tsm_attr_index / tsm_bin_attr_index (include/linux/tsm.h, 6.11+).
 TEXT_ATTRS = ("generation", "provider", "privlevel", "privlevel_floor", "service_provider",
@@ -80,7 +80,7 @@ class Provider:
 
 
 def _int(params: dict[str, str], key: str, default: int) -> int:
-    return int(params.get(key, str(default)), 0)
+    return to_int(params.get(key, str(default)))
 
 
 class TsmTest(Provider):
