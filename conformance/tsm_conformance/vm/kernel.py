@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +140,16 @@ def from_deb(package: str, cache: Path, progress: Progress, apt: list[str] | Non
     stamp = root / ".unpacked"
     if not stamp.exists() or stamp.read_text() != key:
         progress(f"unpack {len(files)} packages")
+        # dpkg -x creates only the last path component, so the parents must exist; unpack beside
+        # the final place and rename, so an interrupted unpack never looks complete.
+        work = root.with_name(root.name + ".partial")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         for f in files:
-            _run(["dpkg", "-x", str(f), str(root)])
-        stamp.write_text(key)
+            _run(["dpkg", "-x", str(f), str(work)])
+        (work / ".unpacked").write_text(key)
+        shutil.rmtree(root, ignore_errors=True)
+        work.rename(root)
     tree = _find_tree(root)
     _relocate_headers(root, tree.headers)
     return tree
