@@ -5,8 +5,8 @@ runs at the end of every run (pass, fail, Ctrl-C, SIGTERM: the CLI turns SIGTERM
 KeyboardInterrupt unwinding): it gives the checks' worker threads a moment to finish (a worker may
 mkdir after the main thread's cleanup), then removes every item with the run's prefix, twice.
 ``clean`` removes what a SIGKILLed run left: only names with our prefixes (``names.PREFIXES``),
-only in a directory that looks like a configfs-tsm report group, never an item whose owner is
-still running (unless forced).
+only in a directory that looks like a configfs-tsm report group (on another filesystem only with
+--any-filesystem), never an item whose owner is still running (unless forced).
 """
 
 from __future__ import annotations
@@ -109,19 +109,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def check_report_group(root: str) -> None:
-    """NotAReportGroup unless ``root`` is a configfs (or FUSE-mounted emulator) report group."""
+def check_report_group(root: str, any_filesystem: bool = False) -> None:
+    """NotAReportGroup unless ``root`` is a configfs (or FUSE-mounted emulator) report group, or with
+    ``any_filesystem`` (--any-filesystem) a .../tsm/report on another filesystem."""
     from .target.live import report_group_problem
     if not os.path.isdir(root):
         raise NotAReportGroup(f"{root} is not a directory")
-    problem = report_group_problem(root)
+    problem = report_group_problem(root, any_filesystem)
     if problem:
         raise NotAReportGroup(problem)
 
 
-def clean(root: str, force: bool = False) -> CleanResult:
+def clean(root: str, force: bool = False, any_filesystem: bool = False) -> CleanResult:
     """Remove our leftover items under ``root``.  NotAReportGroup when it does not look right."""
-    check_report_group(root)
+    check_report_group(root, any_filesystem)
     out = CleanResult()
     for n in sorted(os.listdir(root)):
         if not names.ours(n):

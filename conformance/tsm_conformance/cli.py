@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
                           os.path.join(tempfile.gettempdir(), f"tsm-conformance-hypothesis-{os.getuid()}"))
     try:
         state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
-                            op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop")
+                            op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop",
+                            any_filesystem=args.any_filesystem)
     except KeyboardInterrupt:
         _bail_out_ktap(args, "run interrupted while probing the tree")
         raise
@@ -275,7 +276,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not emulate and not args.root:
         return _usage(f"{args.file} names no emulator spec: give --root DIR or --emulate SPEC")
     try:
-        tree = make_tree(args.root, emulate)
+        tree = make_tree(args.root, emulate, any_filesystem=args.any_filesystem)
     except SetupError as e:
         return _usage(str(e))
     diffs = replay(tree, seq, f"tsmrp-{os.getpid()}-")
@@ -346,7 +347,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Probe the tree, match a profile with runstate's selection, print both with the evidence."""
     from .runstate import SetupError, _groups_seen, choose_profile, make_tree, probe_tree
     try:
-        tree = make_tree(args.root, args.emulate)
+        tree = make_tree(args.root, args.emulate, any_filesystem=args.any_filesystem)
         facts = probe_tree(tree, 90.0)
         groups = _groups_seen(facts)
         prof = choose_profile(facts)
@@ -375,7 +376,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if not os.path.exists(root):
         return _usage(f"{root} does not exist: give the configfs-tsm report directory with --root")
     try:
-        res = clean(root, force=args.force)
+        res = clean(root, force=args.force, any_filesystem=args.any_filesystem)
     except NotAReportGroup as e:
         return _usage(str(e))
     except PermissionError as e:
@@ -413,6 +414,7 @@ def parser() -> argparse.ArgumentParser:
     tgt = run.add_mutually_exclusive_group()
     tgt.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
+    _any_filesystem(run)
     run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--seq-dir", metavar="DIR",
@@ -440,10 +442,12 @@ def parser() -> argparse.ArgumentParser:
     dtg = det.add_mutually_exclusive_group()
     dtg.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     dtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (for testing)")
+    _any_filesystem(det)
     _absent_exit(det)
     cl = sub.add_parser("clean", help="remove report items left by killed runs (tsmct-, tsmfz-, tsmrp-, ... only)")
     cl.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     cl.add_argument("--force", action="store_true", help="also items whose creating process is still running")
+    _any_filesystem(cl)
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
@@ -467,6 +471,7 @@ def parser() -> argparse.ArgumentParser:
     rtg = rp.add_mutually_exclusive_group()
     rtg.add_argument("--root", metavar="DIR", help="a live report directory")
     rtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (default: the file's '# emulate:')")
+    _any_filesystem(rp)
     vm = sub.add_parser("vm", help="boot a real kernel under QEMU with the tsm_test module and run the suite inside",
                         description="Arguments after -- go to pytest in the guest.")
     vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
@@ -527,6 +532,13 @@ def _exit_status(text: str) -> int:
     if not 0 <= n <= 125:
         raise argparse.ArgumentTypeError(f"{text} is not an exit status 0..125")
     return n
+
+
+def _any_filesystem(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--any-filesystem", action="store_true",
+                   help="accept a --root report group (.../tsm/report) on a filesystem that is neither configfs nor "
+                        "an `emulate` mount: another implementation of the ABI (FUSE, virtiofs, ...); still only "
+                        "our own items, and never the kernel's pseudo-filesystems (docs/any-filesystem.md)")
 
 
 def _absent_exit(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from .target.live import REPORT_GROUP_FSTYPES, mount_fstype
+from .target.live import REPORT_GROUP_FSTYPES, enclosing_report_group, mount_fstype
 
 
 def _nearest_existing(path: str) -> str:
@@ -27,6 +27,10 @@ def _trial(directory: str, name: str | None) -> str | None:
     fstype = mount_fstype(existing) or ""
     if fstype in REPORT_GROUP_FSTYPES or fstype == "proc":
         return f"{existing} is on {fstype}, not a place for files"
+    real = os.path.realpath(existing)
+    group = real if real.endswith("/tsm/report") else enclosing_report_group(real)
+    if group:  # any filesystem (--any-filesystem): a directory made there would be a report item
+        return f"{existing} is in a report group ({group}), not a place for files"
     made = []
     p = os.path.abspath(directory)
     while p != existing:

@@ -25,6 +25,9 @@ _OPTS = ("tsm_root", "tsm_emulate", "tsm_profile", "tsm_check")
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("tsm", "configfs-tsm conformance")
     g.addoption("--tsm-root", help=f"live configfs-tsm report directory (default {DEFAULT_ROOT})")
+    g.addoption("--tsm-any-filesystem", action="store_true",
+                help="accept a --tsm-root report group on a filesystem that is neither configfs nor an `emulate` "
+                     "mount (another implementation of the ABI; tsm-conformance run --any-filesystem)")
     g.addoption("--tsm-emulate", metavar="SPEC", help="run against the built-in emulator, e.g. sev_guest@6.16")
     g.addoption("--tsm-profile", metavar="NAME|PATH", help="profile to hold the tree to (default: by provider)")
     g.addoption("--tsm-check", metavar="GLOB", action="append",
@@ -39,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tsm-hypothesis-seed", type=int, metavar="N",
                 help="seed of model.state_machine.* (default: random; the seed in use is logged)")
     parser.addini("tsm_hypothesis_seed", "default for --tsm-hypothesis-seed")
+    parser.addini("tsm_any_filesystem", "default for --tsm-any-filesystem", type="bool", default=False)
     for name in _OPTS:
         parser.addini(name, f"default for --{name.replace('_', '-')}")
 
@@ -64,11 +68,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if carrier is not None:
         state = carrier.state
     else:
+        any_fs = bool(config.getoption("tsm_any_filesystem") or config.getini("tsm_any_filesystem"))
         try:
             state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"),
-                                config.getoption("tsm_module"), config.getoption("tsm_trust_anchor"))
-        except SetupError as e:
-            raise pytest.UsageError(str(e)) from None
+                                config.getoption("tsm_module"), config.getoption("tsm_trust_anchor"),
+                                any_filesystem=any_fs)
+        except SetupError as e:  # the opt-in under the name it has here
+            raise pytest.UsageError(str(e).replace("--any-filesystem", "--tsm-any-filesystem")) from None
     config.stash[_KEY] = state
     _check_patterns(config)  # before any output: a typo is a usage error, not an empty KTAP plan
     seq_dir = config.getoption("tsm_seq_dir")
@@ -86,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Completion(), "tsm-completion")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
                                 f"{state.profile.name}, kernel {state.facts.kernel_release}")
-    if state.tree.kind in ("live", "fuse"):  # the kernel under the tree: taint and dmesg across the run
+    if state.tree.kind in ("live", "fuse", "foreign"):  # the kernel under the tree: taint and dmesg across the run
         from .kernlog import KernelEvidence
         ev = KernelEvidence()
         ev.start()

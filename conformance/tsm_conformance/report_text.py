@@ -21,7 +21,23 @@ def render_failure(f: TsmFailure) -> str:
         ops = f.ops if len(f.ops) <= 60 else f.ops[:20] + [f"... {len(f.ops) - 40} more ..."] + f.ops[-20:]
         lines += [f"    {op}" for op in ops]
     if f.sequence_path:
-        where = f"--emulate {f.target.split(' ', 1)[1]}" if f.target.startswith("emulated ") else \
-            f"--root {f.target.split(' ', 1)[1]}" if f.target.startswith("live ") else ""
-        lines.append(f"Reproduce with: tsm-conformance replay {f.sequence_path} {where}".rstrip())
+        lines.append(f"Reproduce with: tsm-conformance replay {f.sequence_path} {rerun_options(f.target)}".rstrip())
     return "\n".join(lines)
+
+
+#: what LiveTree.describe() appends for a tree on a filesystem we do not recognise
+_ANY_FS = ", --any-filesystem)"
+
+
+def rerun_options(target: str) -> str:
+    """The target options that reach the same tree again, from a target description (Tree.describe():
+    ``emulated SPEC``, ``live|fuse|foreign ROOT``, ``... ROOT (FSTYPE, --any-filesystem)``)."""
+    import shlex
+    kind, _, rest = target.partition(" ")
+    if kind == "emulated":
+        return f"--emulate {shlex.quote(rest)}"
+    if kind not in ("live", "fuse", "foreign") or not rest:
+        return ""
+    if rest.endswith(_ANY_FS):  # the fstype has no spaces (mountinfo), so the last " (" starts it
+        return f"--root {shlex.quote(rest.rpartition(' (')[0])} --any-filesystem"
+    return f"--root {shlex.quote(rest)}"

@@ -66,10 +66,14 @@ def module_control(ko: str, tree: Tree) -> None:
     tree.control = ModuleControl(ko, base)  # type: ignore[attr-defined]
 
 
-def make_tree(root: str | None, emulate: str | None, module: str | None = None) -> Tree:
-    """The live or emulated tree a run or a replay talks to; SetupError for bad input."""
+def make_tree(root: str | None, emulate: str | None, module: str | None = None,
+              any_filesystem: bool = False) -> Tree:
+    """The live or emulated tree a run or a replay talks to; SetupError for bad input.
+    ``any_filesystem``: --any-filesystem, a report group on a filesystem we do not recognise."""
     if root and emulate:
         raise SetupError("give either --root or --emulate, not both")
+    if emulate and any_filesystem:
+        raise SetupError("--any-filesystem is for a --root tree, not --emulate")
     tree: Tree
     if emulate:
         from .emulator import parse_spec
@@ -95,10 +99,10 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None) 
         if os.geteuid() != 0 and not os.access(path, os.W_OK):
             raise SetupError(f"{path} is not writable for uid {os.geteuid()}: the suite makes report items "
                              "(mkdir); run as root")
-        problem = report_group_problem(path)  # before the probe's mkdir: never write anywhere else
+        problem = report_group_problem(path, any_filesystem)  # before the probe's mkdir: never write anywhere else
         if problem:
             raise SetupError(problem)
-        tree = LiveTree(path)
+        tree = LiveTree(path, any_filesystem)
         if module:
             module_control(module, tree)
     return tree
@@ -150,7 +154,7 @@ def trust_anchors(given: list[str] | None) -> TrustAnchors:
 
 def build_state(root: str | None, emulate: str | None, profile: str | None, module: str | None = None,
                 anchors: list[str] | None = None, op_timeout: float | None = None, budget: str | None = None,
-                stop_on_hang: bool = True) -> TsmState:
+                stop_on_hang: bool = True, any_filesystem: bool = False) -> TsmState:
     """Target + probe + profile selection; SetupError (one line) for every bad input."""
     from .checks.runner import DEFAULT_OP_TIMEOUT, Budget
     try:
@@ -158,7 +162,7 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
     except ValueError as e:
         raise SetupError(str(e)) from None
     given = trust_anchors(anchors)
-    tree = make_tree(root, emulate, module)
+    tree = make_tree(root, emulate, module, any_filesystem)
     prof: Profile | None = None
     if profile:
         try:

@@ -36,6 +36,7 @@ class TargetContext:
 
     emulate: str | None = None  # emulator spec, when in-process
     root: str | None = None  # a live or FUSE-mounted report directory
+    any_filesystem: bool = False  # --any-filesystem: root may be on a filesystem we do not recognise
     profile: Any = None  # tsm_conformance.profile.model.Profile for the tree, when known
     facts: Any = None  # tsm_conformance.checks.base.Facts probed from the tree, when known
     prefix: str = "tsmfz-"  # report names this process may create (unique per process)
@@ -44,7 +45,7 @@ class TargetContext:
     def tree(self) -> Any:
         """A fresh Tree for the target (tsm_conformance.runstate.make_tree)."""
         from tsm_conformance.runstate import make_tree
-        return make_tree(self.root, self.emulate)
+        return make_tree(self.root, self.emulate, any_filesystem=self.any_filesystem)
 
 
 OneInput = Callable[[bytes], None]

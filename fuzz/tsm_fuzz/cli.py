@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
                      "sev_guest+inblob-truncate")
     tgt.add_argument("--root", metavar="DIR", help="a live or FUSE-mounted report directory (creates and removes "
                      "items named tsmfz-*; on real hardware every outblob read is an attestation request)")
+    ap.add_argument("--any-filesystem", action="store_true",
+                    help="accept a --root report group on a filesystem that is neither configfs nor an `emulate` "
+                         "mount (another implementation of the ABI), as for tsm-conformance run")
     ap.add_argument("--max-time", type=float, metavar="S", help="seconds per target (default 60 unless --runs)")
     ap.add_argument("--runs", type=int, metavar="N", help="inputs per target")
     ap.add_argument("--corpus", metavar="DIR", help="keep working corpora in DIR/<target>/ (seeded from "
@@ -71,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_time is not None and args.max_time <= 0 or args.runs is not None and args.runs < 0:
         print("tsm-conformance fuzz: --max-time and --runs must be positive", file=sys.stderr)
         return EXIT_USAGE
+    if args.any_filesystem and not args.root:
+        print("tsm-conformance fuzz: --any-filesystem goes with --root DIR", file=sys.stderr)
+        return EXIT_USAGE
     emulate = args.emulate if args.emulate or args.root else "sev_guest"
     try:
         code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
                              runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
                              junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
-                             minimize_time=args.minimize_time)
+                             minimize_time=args.minimize_time, any_filesystem=args.any_filesystem)
     except runner.UsageError as e:
         print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
         return EXIT_USAGE

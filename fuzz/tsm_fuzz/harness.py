@@ -20,7 +20,7 @@ def prepare(ctx: TargetContext) -> None:
     if ctx.profile is not None and ctx.facts is not None:
         return
     from tsm_conformance.runstate import build_state
-    st = build_state(ctx.root, ctx.emulate, ctx.options.get("profile"))
+    st = build_state(ctx.root, ctx.emulate, ctx.options.get("profile"), any_filesystem=ctx.any_filesystem)
     if ctx.profile is None:
         ctx.profile = st.profile
     ctx.facts = st.facts

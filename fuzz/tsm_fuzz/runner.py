@@ -78,25 +78,27 @@ def resolve_targets(names: list[str]) -> list[str]:
     return out
 
 
-def check_tree(emulate: str | None, root: str | None) -> None:
+def check_tree(emulate: str | None, root: str | None, any_filesystem: bool = False) -> None:
     """A bad spec or root is a usage error here, before any process starts."""
     from tsm_conformance.runstate import SetupError, make_tree
     try:
-        make_tree(root, emulate)
+        make_tree(root, emulate, any_filesystem=any_filesystem)
     except SetupError as e:
         raise UsageError(str(e)) from None
 
 
-def replay_command(path: Path, emulate: str | None, root: str | None) -> str:
-    where = f"--emulate {emulate}" if emulate else f"--root {root}"
+def replay_command(path: Path, emulate: str | None, root: str | None, any_filesystem: bool = False) -> str:
+    where = f"--emulate {emulate}" if emulate else f"--root {root}" + (" --any-filesystem" if any_filesystem else "")
     return f"tsm-conformance replay {path} {where}"
 
 
 class Runner:
     def __init__(self, names: list[str], *, emulate: str | None, root: str | None, max_time: float | None,
                  runs: int | None, corpus: str | None, artifacts: str, jobs: int, instrument: bool = True,
-                 minimize_time: float = 10.0, out: TextIO = sys.stdout, interval: float = 3.0) -> None:
+                 minimize_time: float = 10.0, out: TextIO = sys.stdout, interval: float = 3.0,
+                 any_filesystem: bool = False) -> None:
         self.names, self.emulate, self.root = names, emulate, root
+        self.any_filesystem = any_filesystem
         self.max_time, self.runs = max_time, runs
         self.corpus_root = Path(corpus) if corpus else None
         self.artifacts = Path(artifacts)
@@ -127,12 +129,16 @@ class Runner:
             work.mkdir()
         return work
 
+    def _root_args(self) -> list[str]:
+        if not self.root:
+            return []
+        return ["--root", self.root] + (["--any-filesystem"] if self.any_filesystem else [])
+
     def _command(self, job: Job, mod: object) -> list[str]:
         cmd = [sys.executable, "-m", "tsm_fuzz.worker", job.target, "--artifacts", str(self.artifacts)]
         if self.emulate:
             cmd += ["--emulate", self.emulate]
-        if self.root:
-            cmd += ["--root", self.root]
+        cmd += self._root_args()
         if not self.instrument:
             cmd.append("--no-instrument")
         lf = [f"-artifact_prefix={self.artifacts}/{job.target}-", "-timeout=20", "-rss_limit_mb=2048",
@@ -198,7 +204,7 @@ class Runner:
                 continue
             job.corpus = self._corpus(name)
             pending.append((job, mod))
-        where = f"emulated {self.emulate}" if self.emulate else f"root {self.root}"
+        where = f"emulated {self.emulate}" if self.emulate else " ".join(["root", *self._root_args()[1:]])
         budget = f"{self.max_time:g}s" if self.max_time else f"{self.runs} runs"
         self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {min(self.jobs, max(len(pending), 1))} at a time; "
                        f"artifacts in {self.artifacts}\n")
@@ -288,7 +294,7 @@ class Runner:
             job.tsmseq = Path(info["tsmseq"])
             parts.append(job.tsmseq.read_text())
             parts.append(f"sequence  : {job.tsmseq}")
-            parts.append(f"replay    : {replay_command(job.tsmseq, self.emulate, self.root)}")
+            parts.append(f"replay    : {replay_command(job.tsmseq, self.emulate, self.root, self.any_filesystem)}")
         else:
             traceback = [ln for ln in job.tail if ln.strip()]
             parts.append("\n".join(traceback[-25:]))
@@ -308,8 +314,7 @@ class Runner:
                "--minimize", str(crash), "--max-time", str(self.minimize_time)]
         if self.emulate:
             cmd += ["--emulate", self.emulate]
-        if self.root:
-            cmd += ["--root", self.root]
+        cmd += self._root_args()
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.minimize_time + 60)
         except subprocess.TimeoutExpired:
@@ -323,7 +328,7 @@ class Runner:
         return info
 
 
-def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None) -> None:
+def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any_filesystem: bool = False) -> None:
     from junit_xml import TestCase, TestSuite, to_xml_report_string
     cases = []
     for j in jobs:
@@ -337,7 +342,8 @@ def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None) -> 
         elif j.outcome == "skipped":
             tc.add_skipped_info(message=f"unsupported: {j.skipped}")
         cases.append(tc)
-    props = {"target": f"emulated {emulate}" if emulate else f"root {root}"}
+    where = f"root {root}" + (" --any-filesystem" if any_filesystem else "")
+    props = {"target": f"emulated {emulate}" if emulate else where}
     suite = TestSuite("tsm-fuzz", cases, properties=props)
     Path(path).write_text(to_xml_report_string([suite]))
 
@@ -345,16 +351,16 @@ def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None) -> 
 def run(names: list[str], *, emulate: str | None, root: str | None, max_time: float | None, runs: int | None,
         corpus: str | None, artifacts: str, junit_path: str | None, jobs: int, instrument: bool = True,
         minimize_time: float = 10.0, out: TextIO = sys.stdout,
-        progress_interval: float = 3.0) -> tuple[int, list[Job]]:
+        progress_interval: float = 3.0, any_filesystem: bool = False) -> tuple[int, list[Job]]:
     """The whole fuzz run; (exit code, jobs).  UsageError for bad input."""
     chosen = resolve_targets(names)
-    check_tree(emulate, root)
+    check_tree(emulate, root, any_filesystem)
     r = Runner(chosen, emulate=emulate, root=root, max_time=max_time, runs=runs, corpus=corpus,
                artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
-               interval=progress_interval)
+               interval=progress_interval, any_filesystem=any_filesystem)
     done = r.run()
     if junit_path:
-        junit(done, junit_path, emulate, root)
+        junit(done, junit_path, emulate, root, any_filesystem)
     for j in done:
         if j.outcome in ("failure", "error"):
             out.write(f"\n{j.target}: {j.outcome.upper()}: {j.message}\n{j.detail}\n")

@@ -45,7 +45,8 @@ def write_finding(artifacts: Path, target: str, f: Finding, data: bytes, suffix:
 
 
 def _context(args: argparse.Namespace) -> TargetContext:
-    return TargetContext(emulate=args.emulate, root=args.root, prefix=f"tsmfz-{os.getpid()}-")
+    return TargetContext(emulate=args.emulate, root=args.root, any_filesystem=args.any_filesystem,
+                         prefix=f"tsmfz-{os.getpid()}-")
 
 
 def _setup(name: str, ctx: TargetContext, instrument: bool):  # noqa: ANN202
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("target")
     ap.add_argument("--emulate", metavar="SPEC")
     ap.add_argument("--root", metavar="DIR")
+    ap.add_argument("--any-filesystem", action="store_true")
     ap.add_argument("--artifacts", metavar="DIR", default=".")
     ap.add_argument("--no-instrument", action="store_true", help="no coverage instrumentation (FUSE/live roots)")
     ap.add_argument("--minimize", metavar="FILE")

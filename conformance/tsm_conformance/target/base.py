@@ -34,7 +34,7 @@ class Stat:
 class Tree(Protocol):
     """A configfs-tsm report group, real or emulated."""
 
-    #: "live", "emulated" or "fuse"; recorded in reports.
+    #: "live", "emulated", "fuse" or "foreign" (target/live.py); recorded in reports.
     kind: str
 
     def describe(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .base import Stat
-from .fuse_limits import FUSE_LIMITS
+from .fuse_limits import FUSE_LIMITS, OTHER_FS_LIMITS
 
 
 def mount_fstype(path: str) -> str | None:
@@ -31,34 +31,90 @@ def mount_fstype(path: str) -> str | None:
 
 
 #: Filesystems a report group may be on: configfs, or a `tsm-conformance emulate` mount (its FUSE
-#: subtype is "tsm", frontend/fuse.py).  Anything else is not ours to mkdir or rmdir in.
+#: subtype is "tsm", frontend/fuse.py).  Anything else is not ours to mkdir or rmdir in, unless the
+#: user opts in with --any-filesystem (ANY_FILESYSTEM_OPTION).
 REPORT_GROUP_FSTYPES = ("configfs", "fuse.tsm")
 
+#: The opt-in for a report group on any other filesystem: another implementation of the ABI (a FUSE
+#: daemon, another OS's configfs over virtiofs, a userspace shim).
+ANY_FILESYSTEM_OPTION = "--any-filesystem"
 
-def report_group_problem(root: str) -> str | None:
+#: Kernel pseudo-filesystems that are never a report group, even with the opt-in: a mkdir or rmdir
+#: there changes the kernel itself (cgroups, tracing instances, bpf pins), not an implementation.
+NEVER_REPORT_GROUP = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2",
+    "bpf", "pstore", "efivarfs", "selinuxfs", "smackfs", "apparmorfs", "hugetlbfs", "mqueue",
+    "binfmt_misc", "fusectl", "autofs", "rpc_pipefs", "nsfs", "pipefs", "sockfs", "resctrl",
+})
+
+#: FUSE in the kernel, whoever serves it (virtiofs is FUSE over virtio): the same calls are answered
+#: by the kernel's fuse module before the server sees them (fuse_limits.FUSE_LIMITS).
+FUSE_FSTYPES = ("fuse", "fuseblk", "virtiofs")
+
+
+def is_fuse(fstype: str) -> bool:
+    return fstype in FUSE_FSTYPES or fstype.startswith(("fuse.", "fuseblk."))
+
+
+def _ends_in_report_group(path: str) -> bool:
+    return path.rstrip("/").endswith("/tsm/report")
+
+
+def enclosing_report_group(path: str) -> str | None:
+    """The nearest directory above ``path`` (resolved) whose path ends in tsm/report, or None: with
+    --any-filesystem any such directory may be a report group, where a mkdir makes a report item."""
+    parent = os.path.dirname(os.path.realpath(path))
+    while parent != os.path.dirname(parent):
+        if _ends_in_report_group(parent):
+            return parent
+        parent = os.path.dirname(parent)
+    return None
+
+
+def report_group_problem(root: str, any_filesystem: bool = False) -> str | None:
     """Why ``root`` is not a configfs-tsm report group we may make and remove items in, or None.
-    Checked before any write (run and detect probe with a mkdir; clean removes)."""
-    fstype = mount_fstype(root) or "?"
-    if fstype not in REPORT_GROUP_FSTYPES:
-        return (f"{root} is on {fstype}, not configfs (nor a `tsm-conformance emulate` mount): "
-                "not a configfs-tsm report group, so nothing is made or removed there")
-    if not os.path.realpath(root).rstrip("/").endswith("/tsm/report"):
+    The one place that decides it (run, detect, replay, fuzz --root, clean), before any write: the
+    probe's mkdir and clean's rmdir happen only in a directory that passed.  ``any_filesystem``:
+    the --any-filesystem opt-in (any filesystem but the kernel's pseudo-filesystems)."""
+    fstype = mount_fstype(root)
+    if fstype is None:  # mountinfo unreadable: it could be /proc for all we know
+        return f"{root}: cannot tell its filesystem (no /proc/self/mountinfo): nothing is made or removed there"
+    if fstype in NEVER_REPORT_GROUP:
+        return f"{root} is on {fstype}, not a configfs-tsm report group: nothing is made or removed there"
+    if fstype not in REPORT_GROUP_FSTYPES and not any_filesystem:
+        return (f"{root} is on {fstype}, not configfs (nor a `tsm-conformance emulate` mount): nothing is made "
+                f"or removed there (another implementation's .../tsm/report: add {ANY_FILESYSTEM_OPTION})")
+    real = os.path.realpath(root)
+    if not _ends_in_report_group(real):
         return f"{root} is not a configfs-tsm report group (expected .../tsm/report)"
+    outer = enclosing_report_group(real)  # never inside a report item (.../tsm/report/ITEM/.../tsm/report)
+    if outer:
+        return f"{root} is inside the report group {outer}: give the report group itself"
     return None
 
 
 class LiveTree:
-    #: "live", or "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``)
+    #: "live" (configfs), "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``), or
+    #: "foreign": another filesystem, allowed by --any-filesystem
     kind = "live"
     #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
     limits: dict[str, str] = {}
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, any_filesystem: bool = False) -> None:
         self.root = os.path.abspath(root)
         self._prefix = self.root.rstrip("/") + "/"
         fstype = mount_fstype(self.root) or ""
-        if fstype in ("fuse", "fuseblk") or fstype.startswith("fuse."):
+        #: the filesystem, when it is not one we recognise (configfs, our emulate mount): the run
+        #: was opted in with --any-filesystem, and a rerun needs the same option (describe())
+        self.foreign_fstype = fstype if any_filesystem and fstype not in REPORT_GROUP_FSTYPES else None
+        if is_fuse(fstype):
             self.kind, self.limits = "fuse", FUSE_LIMITS
+        elif self.foreign_fstype:
+            # Not FUSE, not configfs (9p, NFS, a shim's tmpfs...).  Whatever it is, the local kernel
+            # answers a zero-length write and lseek itself, as on FUSE (generic_write_checks,
+            # generic_file_llseek), so those checks are skip-unsupported rather than a verdict on
+            # the implementation; its own kind, so reports do not call it FUSE.
+            self.kind, self.limits = "foreign", OTHER_FS_LIMITS
         # fd operations are the syscalls themselves: no Python frame between a check and the kernel
         self.close, self.read, self.pread = os.close, os.read, os.pread
         self.write, self.pwrite, self.lseek = os.write, os.pwrite, os.lseek
@@ -72,6 +128,9 @@ class LiveTree:
         return self._prefix + path
 
     def describe(self) -> str:
+        # report_text.rerun_options reads the option back from this: keep the two in step
+        if self.foreign_fstype:
+            return f"{self.kind} {self.root} ({self.foreign_fstype}, {ANY_FILESYSTEM_OPTION})"
         return f"{self.kind} {self.root}"
 
     def kernel_release(self) -> str:
