@@ -14,6 +14,9 @@
  *   0xC0 .. outblob_size - 1: byte i = (i * 31 + counter) & 0xff
  *
  * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).
+ * refuse_below_floor=1 makes report_new fail -EINVAL when the item's privlevel is below
+ * privlevel_floor, as SNP firmware refuses a report whose VMPL is below the VMPL of the VMPCK
+ * that asks (a fresh item's privlevel is 0: a client must write privlevel first).
  * Registration shims: 6.7-6.10 tsm_register(ops, priv, type), 6.11-6.15 tsm_register(ops, priv),
  * 6.16+ tsm_report_register(ops, priv) (in 6.19+ tsm_register means the PCI TSM core).
  */
@@ -68,6 +71,10 @@ static bool auxblob = true;
 module_param(auxblob, bool, 0644);
 MODULE_PARM_DESC(auxblob, "produce an auxblob");
 
+static bool refuse_below_floor;
+module_param(refuse_below_floor, bool, 0444);
+MODULE_PARM_DESC(refuse_below_floor, "report_new fails -EINVAL below privlevel_floor (firmware-like)");
+
 static bool manifestblob = true;
 module_param(manifestblob, bool, 0644);
 MODULE_PARM_DESC(manifestblob, "produce a manifestblob (6.11+)");
@@ -105,6 +112,8 @@ static int tt_report_new(struct tsm_report *report, void *data)
 		msleep(delay_ms);
 	if (fail_errno)
 		return -abs(fail_errno);
+	if (refuse_below_floor && report->desc.privlevel < privlevel_floor)
+		return -EINVAL;
 
 	out = kvzalloc(size, GFP_KERNEL);
 	if (!out)

@@ -118,7 +118,8 @@ def test_sev_guest_merges_core() -> None:
     assert p.limits_inblob_max == 64 and p.item_mode == 0o755
     assert p.outblob_max_for("6.12") == 32768 and p.outblob_max_for("7.0.1") == 16 << 20
     assert p.inblob_report_lengths == Range(64, 64)
-    assert p.privlevel_floor == 0 and p.privlevel_honoured
+    assert p.privlevel_floor is None and p.privlevel_honoured  # vmpck_id: any floor 0..3
+    assert p.privlevel_below_floor_errno == "EINVAL"  # the firmware's VMPL rule
     assert p.report_nonce == Field(0x50, 64) and p.report_privlevel == Field(0x30, 4)
     assert p.match_groups == {"svsm": False}
 
@@ -139,7 +140,7 @@ def test_svsm_overrides_sev_guest() -> None:
 def test_provider_specifics() -> None:
     tdx = load_profile("tdx_guest")
     assert tdx.visible_attributes({}) == {"generation", "provider", "inblob", "outblob"}
-    assert tdx.report_min_length == 0x3FC and tdx.report_nonce == Field(0x238, 64)
+    assert tdx.report_min_length == 0x3FC and tdx.report_nonce == Field(None, 64)  # v4 and v5 differ
     assert tdx.errno("quote_failed") == ("EIO",) and tdx.errors["quote_failed"][0].since == "7.0"
     cca = load_profile("arm_cca_guest")
     assert cca.visible_attributes({}) == set(cca.attributes)

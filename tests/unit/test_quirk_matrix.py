@@ -9,6 +9,7 @@ import pytest
 
 from tsm_conformance.checks.base import all_checks
 from tsm_conformance.checks.runner import Session
+from tsm_conformance.emulator.era import DEFAULT_ERA, Era
 from tsm_conformance.emulator.providers import CONFIGS
 from tsm_conformance.emulator.quirks import QUIRKS
 from tsm_conformance.outcome import Outcome
@@ -83,6 +84,9 @@ CATCHES = {
     "tdx-in-flight-ignored": "host.quote_interrupted.busy_until_done",
     "tdx-failed-quote-empty": "host.quote_failed.reported",
     "report-hangs": "cache.outblob.regenerated_after_inblob",
+    "floor-const-zero": "privlevel.floor.reports",
+    "vmpl-rule-unchecked": "privlevel.below_floor.refused",
+    "tdreport-old-errnos": "host.tdreport_failed.errno",
 }
 PAIRS = [(cfg, q) for q in QUIRKS for cfg in QUIRKS[q].applies_to]
 ERAS = ("6.7", "6.11", "6.13", "6.16", "7.0")
@@ -120,6 +124,36 @@ def test_faithful_emulator_passes(config: str, era: str) -> None:
         pytest.skip(f"{config} does not exist at {era}")
     assert failing(f"{config}:gen_bits=8@{era}", config) == frozenset()
     assert failing(f"{config}@{era}", config) == frozenset()
+
+
+def _legal() -> list[tuple[str, str, str]]:
+    """(config, era, spec) for every configuration the field has (Provider.legal_params)."""
+    out = []
+    for config, (cls, fixed, first) in CONFIGS.items():
+        for era in ERAS:
+            if Era.parse(era).version < Era.parse(first).version:
+                continue
+            for params in cls.legal_params(fixed, Era.parse(era)):
+                extra = {k: v for k, v in params.items() if fixed.get(k) != v}
+                if extra:  # the plain configuration is test_faithful_emulator_passes
+                    out.append((config, era, f"{config}:{','.join(f'{k}={v}' for k, v in extra.items())}@{era}"))
+    return out
+
+
+LEGAL = _legal()
+
+
+@pytest.mark.parametrize("config,era,spec", LEGAL, ids=[s for _, _, s in LEGAL])
+def test_faithful_emulator_passes_every_legal_configuration(config: str, era: str, spec: str) -> None:
+    """Module parameters, firmware and host states a real machine has: its profile passes on each
+    (the checks that sleep and race run at the default era only, to keep the loop fast)."""
+    assert failing(spec, config, slow=era == DEFAULT_ERA) == frozenset()
+
+
+def test_a_floor_the_firmware_refuses_is_flagged() -> None:
+    """sev_guest before 6.11 with vmpck_id 1: privlevel_floor reads 0 while the firmware refuses
+    reports below VMPL 1 (fixed by 614dc0fb7632): a real kernel defect, named by its check."""
+    assert "privlevel.floor.reports" in failing("sev_guest:vmpck_id=1@6.7", "sev_guest", slow=False)
 
 
 @pytest.mark.parametrize("config,quirk", PAIRS, ids=[f"{c}+{q}" for c, q in PAIRS])

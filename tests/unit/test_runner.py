@@ -83,7 +83,9 @@ def test_checks_share_one_report_and_the_reproducer_makes_it_again() -> None:
     assert r.outcome == Outcome.FAIL and s.reports_used == used
     assert r.failure is not None
     assert any("shared: made once per run by format.outblob.parses" in line for line in r.failure.ops)
-    assert any(line.startswith("read(fd1") for line in r.failure.ops)  # the outblob read is in its log
+    # its log has the privlevel write a correct client makes (fd0), the nonce (fd1), the outblob read (fd2)
+    assert any(line.startswith("write(fd0, b'0\\n')") for line in r.failure.ops), r.failure.ops
+    assert any(line.startswith("read(fd2") for line in r.failure.ops)
     assert replay(EmulatedTree(spec), r.failure.sequence, "tsmrp-1-") == []  # type: ignore[arg-type]
     assert replay(EmulatedTree("sev_guest"), r.failure.sequence, "tsmrp-1-") != []  # type: ignore[arg-type]
     assert s.execute(by_id["format.auxblob.parses"]).outcome == Outcome.PASS and s.reports_used == used

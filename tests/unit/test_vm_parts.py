@@ -121,3 +121,50 @@ def test_accelerator_choice_is_probed_once(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(qemu, "run", lambda cmd, log, t, on_line: (calls.append(1), on_line("tsm-vm: kvm-ok"), (0, 1.0))[2])
     assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm"
     assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm" and len(calls) == 1  # cached
+
+
+def _deb(tmp: Path, name: str, files: dict[str, str]) -> Path:
+    """A minimal binary package holding ``files`` (dpkg-deb --build, no root needed)."""
+    import subprocess
+    root = tmp / f"pkg-{name}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1\nArchitecture: all\n"
+                                             "Maintainer: t <t@t>\nDescription: t\n")
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    out = tmp / f"{name}_1_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.skipif(not Path("/usr/bin/dpkg-deb").exists(), reason="needs dpkg-deb (Debian-like host)")
+def test_from_deb_unpacks_into_a_cache_that_does_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh machine's cache is empty or absent: from_deb must create every directory it unpacks
+    into (dpkg -x makes only the last component; the tier failed on every new machine)."""
+    rel = "6.12.0-test-amd64"
+    debs = {
+        "linux-image-test": _deb(tmp_path, "linux-image-test", {f"boot/vmlinuz-{rel}": "image",
+                                                                f"lib/modules/{rel}/kernel/x.ko": "ko"}),
+        "linux-headers-test": _deb(tmp_path, "linux-headers-test", {
+            f"usr/src/linux-headers-{rel}/Makefile": "include /usr/src/linux-headers-common/Makefile\n"}),
+    }
+    monkeypatch.setattr(K, "resolve_packages", lambda package, apt: list(debs))
+    real_run = K._run
+
+    def fake_run(cmd: list[str], cwd: Path | None = None) -> str:
+        if cmd[:2] == ["apt-get", "download"]:  # no network in tests: the archive is tmp_path
+            for p in cmd[2:]:
+                (Path(cwd or ".") / debs[p].name).write_bytes(debs[p].read_bytes())
+            return ""
+        return real_run(cmd, cwd)
+    monkeypatch.setattr(K, "_run", fake_run)
+    cache = tmp_path / "fresh" / "cache"  # neither exists
+    tree = K.from_deb("linux-image-test", cache, lambda msg: None)
+    assert tree.release == rel and tree.image.read_text() == "image"
+    assert f"{cache}/kernels/linux-image-test/usr/src/" in (tree.headers / "Makefile").read_text()
+    assert not list((cache / "kernels").glob("*.partial"))
+    # a second call finds it unpacked (the stamp) and does not unpack again
+    monkeypatch.setattr(K, "_run", lambda cmd, cwd=None: pytest.fail(f"ran {cmd}"))
+    assert K.from_deb("linux-image-test", cache, lambda msg: None) == tree

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NoReturn
@@ -21,6 +22,7 @@ from ..target.base import READ_CHUNK, Stat, Tree
 from ..verify.base import TrustAnchors
 
 BLOBS = ("outblob", "auxblob", "manifestblob")
+BUSY_TRIES = 8  # EBUSY retries of a read that needs its report (backoff 1 ms doubling: ~0.25 s in all)
 READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
 ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
 
@@ -283,6 +285,31 @@ class Ctx:
             if name not in BLOCKED_ITEMS:
                 self.remove(name)
 
+    @contextmanager
+    def report_item(self, name: str | None = None) -> Iterator[str]:
+        """``item()`` set up as a correct client sets up a report: privlevel written with the
+        floor the tree reports (when the item shows privlevel).  A fresh item's privlevel is 0 and
+        SNP firmware refuses a report below the VMPL of the VMPCK that asks (vmpck_id 1..3, every
+        guest under an SVSM): a check that reads a report must not lean on that default.  Checks
+        whose subject is privlevel or the generation of a fresh item use ``item()``."""
+        with self.item(name) as r:
+            self.set_floor(r)
+            yield r
+
+    def report_privlevel(self) -> int:
+        """The privlevel reports are asked at: the floor the tree reports (0 without one)."""
+        return self.facts.privlevel_floor or 0
+
+    def set_floor(self, item: str) -> None:
+        if "privlevel" not in self.facts.attributes:
+            return
+        level = self.report_privlevel()
+        text = b"%d\n" % level
+        res = self.write(f"{item}/privlevel", text)
+        if res != len(text):
+            self.fail(f"write({self.rel(item)}/privlevel, {level}) -> {len(text)} (the floor the tree reports)",
+                      f"write({self.rel(item)}/privlevel, {level}) -> {res}", "privlevel.floor")
+
     def abandon_items(self) -> None:
         """A worker thread did not return and may be blocked inside one of this check's items (a
         hung read holds configfs' frag_sem for reading).  An rmdir of that item waits for it with an
@@ -332,8 +359,18 @@ class Ctx:
         finally:
             self.tree.close(fd)
 
-    def read(self, path: str) -> bytes | str:
-        """open + read() to EOF + close; the bytes or the errno name of the failing call."""
+    def read(self, path: str, retry_busy: bool = False) -> bytes | str:
+        """open + read() to EOF + close; the bytes or the errno name of the failing call.
+        ``retry_busy``: retry EBUSY as a correct client does (see ``read_ok``)."""
+        r = self._read(path)
+        for attempt in range(BUSY_TRIES if retry_busy else 0):
+            if r != "EBUSY":
+                break
+            time.sleep(0.001 * 2 ** attempt)
+            r = self._read(path)
+        return r
+
+    def _read(self, path: str) -> bytes | str:
         try:
             fd = self.tree.open(path, os.O_RDONLY)
         except OSError as e:
@@ -355,7 +392,9 @@ class Ctx:
             self.tree.close(fd)
 
     def read_ok(self, path: str, why: str) -> bytes:
-        r = self.read(path)
+        """A read that must give bytes.  EBUSY is retried, as a correct client does: a TDX
+        TDREPORT whose operand another vCPU holds (an RTMR extend, 6.16+), a quote still in flight."""
+        r = self.read(path, retry_busy=True)
         if isinstance(r, str):
             self.fail(f"read({self.rel(path)}) -> bytes", f"read({self.rel(path)}) -> {r}", why)
         return r  # type: ignore[return-value]
@@ -374,7 +413,7 @@ class Ctx:
                       f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {r}", "limits.inblob_max")
 
     def shared_report(self) -> SharedReport:
-        """A plain report (fresh item, default options, a run-wide nonce of ``report_len`` bytes,
+        """A plain report (fresh item, privlevel at the floor, other options default, a run-wide nonce of ``report_len`` bytes,
         outblob then auxblob read) shared by the checks that only inspect its bytes: on real
         hardware each generation costs milliseconds to seconds (``--budget``).  The first check to
         ask makes it; later ones get its operations copied into their own log, so their failure's
@@ -391,7 +430,7 @@ class Ctx:
             return s
         start = len(self.tree.log)
         nonce = (hashlib.sha512(b"tsm-conformance shared report").digest() * 2)[:self.report_len()]
-        with self.item() as r:
+        with self.report_item() as r:
             self.commit_inblob(r, nonce)
             out = self.read_ok(f"{r}/outblob", "report.format")
             aux = self.read(f"{r}/auxblob") if "auxblob" in self.facts.attributes else None
@@ -476,9 +515,20 @@ class Ctx:
             self.na(f"{self.profile.name} reports are not unique per generation")
 
 
-def read_unrecorded(tree: Tree, path: str) -> bytes | str:
+def read_unrecorded(tree: Tree, path: str, retry_busy: bool = False) -> bytes | str:
     """open + read to EOF + close straight on the tree (worker threads must not interleave their
-    operations into a check's log); the bytes or the errno name."""
+    operations into a check's log); the bytes or the errno name.  ``retry_busy``: retry EBUSY as
+    ``Ctx.read_ok`` does."""
+    r = _read_unrecorded(tree, path)
+    for attempt in range(BUSY_TRIES if retry_busy else 0):
+        if r != "EBUSY":
+            break
+        time.sleep(0.001 * 2 ** attempt)
+        r = _read_unrecorded(tree, path)
+    return r
+
+
+def _read_unrecorded(tree: Tree, path: str) -> bytes | str:
     try:
         fd = tree.open(path, os.O_RDONLY)
     except OSError as e:

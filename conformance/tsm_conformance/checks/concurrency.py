@@ -72,6 +72,7 @@ def independent(ctx: Ctx) -> None:
     for r in names:
         ctx.tree.mkdir(r)
         ctx._made.append(r)
+        ctx.set_floor(r)
     # every round all threads write, then all read: the interleaving that exposes shared state
     # happens every time, not only when the scheduler happens to switch threads mid-loop
     gate = threading.Barrier(len(names))
@@ -89,7 +90,7 @@ def independent(ctx: Ctx) -> None:
                 gate.wait(DEADLINE)
             except threading.BrokenBarrierError:
                 return
-            blob = read_unrecorded(raw, f"{r}/outblob")
+            blob = read_unrecorded(raw, f"{r}/outblob", retry_busy=True)
             if isinstance(blob, str) or not _carries(ctx, blob, nonce):
                 bad.append(f"thread {k} iteration {i}: {blob if isinstance(blob, str) else 'a report without its nonce'}")
     _run(ctx, [threading.Thread(target=worker, args=(k, r)) for k, r in enumerate(names)], "4 threads x 12 reports")
@@ -111,7 +112,7 @@ def protocol(ctx: Ctx) -> None:
     committed: dict[int, bytes] = {}
     seen: list[tuple[int, bytes]] = []
     stop = threading.Event()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         def gen() -> int | None:
             g = read_unrecorded(raw, f"{r}/generation")
             return int(g) if isinstance(g, bytes) and g.strip().isdigit() else None
@@ -198,13 +199,14 @@ def rmdir_during_reads(ctx: Ctx) -> None:
     raw, r = ctx.tree.t, ctx.new_name()
     ctx.tree.mkdir(r)
     ctx._made.append(r)
+    ctx.set_floor(r)
     ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
     outcomes: list[str] = []
     stop = threading.Event()
 
     def reader() -> None:
         while not stop.is_set():
-            res = read_unrecorded(raw, f"{r}/outblob")
+            res = read_unrecorded(raw, f"{r}/outblob", retry_busy=True)
             outcomes.append(res if isinstance(res, str) else "report")
     workers = [threading.Thread(target=reader) for _ in range(3)]
     _start(workers)

@@ -46,7 +46,7 @@ def open_close(ctx: Ctx) -> None:
 @check("gen.read.unchanged", "reading generation, provider, outblob or auxblob never changes generation",
        "abi.md §2: only accepted writes advance write_generation")
 def reads_unchanged(ctx: Ctx) -> None:
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         g0 = ctx.generation(r)
         for name in ("outblob", "auxblob", "manifestblob", "provider", "generation", "outblob"):

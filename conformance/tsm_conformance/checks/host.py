@@ -23,11 +23,11 @@ def quote_failed(ctx: Ctx) -> None:
     alts = ctx.profile.errors["quote_failed"]
     since = min((version_tuple(a.since) for a in alts if a.since), default=None)
     old_kernel = since is not None and version_tuple(ctx.facts.kernel_release) < since
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         nonce = ctx.nonce(ctx.report_len())
         with ctx.host(quote_status="error"):
             ctx.commit_inblob(r, nonce)
-            res = ctx.read(f"{r}/outblob")
+            res = ctx.read(f"{r}/outblob", retry_busy=True)
         op = f"read({ctx.rel(r)}/outblob) with the host failing the quote"
         if old_kernel:
             if res != b"" and res not in ctx.profile.errno("quote_failed"):
@@ -50,13 +50,13 @@ def quote_interrupted(ctx: Ctx) -> None:
         if cond not in ctx.profile.errors:
             ctx.na(f"{ctx.profile.name} has no {cond} condition")
     quote_ms, signal_ms = 400, 40
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         with ctx.host(quote_ms=quote_ms, signal_ms=signal_ms):
             ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
             t0 = time.monotonic()
             ctx.expect_errno("quote_interrupted", f"read({ctx.rel(r)}/outblob) interrupted after {signal_ms} ms",
-                             ctx.read(f"{r}/outblob"))
-        with ctx.item() as r2:  # another item, same provider: the host still owns the buffer
+                             ctx.read(f"{r}/outblob", retry_busy=True))
+        with ctx.report_item() as r2:  # another item, same provider: the host still owns the buffer
             ctx.commit_inblob(r2, ctx.nonce(ctx.report_len(), salt=1))
             if time.monotonic() - t0 < quote_ms / 1000 * 0.75:
                 ctx.expect_errno("quote_in_flight", f"read({ctx.rel(r2)}/outblob) while the host is busy",
@@ -67,3 +67,30 @@ def quote_interrupted(ctx: Ctx) -> None:
                                   f"window ({quote_ms} ms) after the interrupted read")
             time.sleep(max(0.0, quote_ms / 1000 - (time.monotonic() - t0)) + 0.05)
             ctx.read_ok(f"{r2}/outblob", "errors.quote_in_flight")
+
+
+TDREPORT = {"invalid_operand": "tdreport_invalid_operand", "operand_busy": "tdreport_operand_busy",
+            "error": "tdreport_failed"}
+
+
+@check("host.tdreport_failed.errno",
+       "a TDREPORT the TDX module refuses fails the outblob read with its status's errno (6.16+: "
+       "INVALID_OPERAND ENXIO, OPERAND_BUSY EBUSY; before: EINVAL, EIO; others EIO); the item "
+       "works again once the module does",
+       "docs/providers.md tdx_guest: tdx_mcall_get_report0() errno mapping, tsm.git 2748566da8b0")
+def tdreport_failed(ctx: Ctx) -> None:
+    missing = [c for c in TDREPORT.values() if c not in ctx.profile.errors]
+    if missing:
+        ctx.na(f"{ctx.profile.name} has no {missing[0]} condition")
+    with ctx.report_item() as r:
+        for i, (status, cond) in enumerate(TDREPORT.items()):
+            ctx.commit_inblob(r, ctx.nonce(ctx.report_len(), salt=i))
+            with ctx.host(tdreport=status):
+                res = ctx.read(f"{r}/outblob")
+            allowed = ctx.profile.errno_at(cond, ctx.facts.kernel_release)
+            if res not in allowed:
+                op = f"read({ctx.rel(r)}/outblob) with TDG.MR.REPORT answering {status.upper()}"
+                ctx.fail(f"{op} -> {' or '.join(allowed)} (kernel {ctx.facts.kernel_release})",
+                         f"{op} -> {_shown(res)}", f"errors.{cond}")
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len(), salt=9))
+        ctx.read_ok(f"{r}/outblob", "errors.tdreport_failed")

@@ -13,7 +13,7 @@ from .outblob import nonce_in_report
        "abi.md §1c: configfs_bin_write_iter end offset > cb_max_size")
 def oversize(ctx: Ctx) -> None:
     n = ctx.profile.limits_inblob_max + 1
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.expect_errno("inblob_oversize", f"write({ctx.rel(r)}/inblob, {n} bytes)",
                          ctx.write(f"{r}/inblob", ctx.nonce(n)))
 
@@ -22,7 +22,7 @@ def oversize(ctx: Ctx) -> None:
        "after an oversize write fails, close() still commits an empty inblob: generation +1, outblob EINVAL",
        "abi.md §3 and real-kernel.md: the EFBIG write marks the fd write-in-progress")
 def oversize_commit(ctx: Ctx) -> None:
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         g0 = ctx.generation(r)
         ctx.write(f"{r}/inblob", ctx.nonce(ctx.profile.limits_inblob_max + 1, salt=1))
@@ -37,7 +37,7 @@ def oversize_commit(ctx: Ctx) -> None:
        "abi.md §1c/§3: `len ?: -EFAULT`; verified.md: gen +1 at close, outblob EINVAL")
 def zero_write(ctx: Ctx) -> None:
     ctx.need_observable("zero-length-write")
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         g0 = ctx.generation(r)
         ctx.expect_errno("write_zero_length", f"write({ctx.rel(r)}/inblob, b'')", ctx.write(f"{r}/inblob", b""))
@@ -58,7 +58,7 @@ def concatenates(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
     half = len(nonce) // 2
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         fd = ctx.tree.open(f"{r}/inblob", os.O_WRONLY)
         try:
             ctx.tree.write(fd, nonce[:half])
@@ -75,7 +75,7 @@ def pwrite_gap(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
     tail = ctx.nonce(4)
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         fd = ctx.tree.open(f"{r}/inblob", os.O_WRONLY)
         try:
             ctx.tree.pwrite(fd, tail, n - 4)
@@ -90,7 +90,7 @@ def pwrite_gap(ctx: Ctx) -> None:
 def keeps_prefix(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         fd = ctx.tree.open(f"{r}/inblob", os.O_WRONLY)
         try:
             ctx.tree.write(fd, nonce)
@@ -110,7 +110,7 @@ def length_rejected(ctx: Ctx) -> None:
         ctx.na(f"{ctx.profile.name} makes reports for every inblob length")
     assert lengths is not None
     n = lengths.min - 1
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(n))
         res = ctx.read(f"{r}/outblob")
         want = ctx.profile.inblob_rejected_length_errno
@@ -128,7 +128,7 @@ def length_accepted(ctx: Ctx) -> None:
     lengths = ctx.profile.inblob_report_lengths
     sizes = sorted({lengths.min, lengths.max}) if lengths else [ctx.profile.limits_inblob_max]
     for i, n in enumerate(sizes):
-        with ctx.item() as r:
+        with ctx.report_item() as r:
             nonce = ctx.nonce(n, salt=i)
             ctx.commit_inblob(r, nonce)
             nonce_in_report(ctx, r, nonce)

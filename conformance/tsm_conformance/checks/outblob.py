@@ -30,7 +30,7 @@ def nonce_in_report(ctx: Ctx, r: str, nonce: bytes) -> bytes:
        "reading outblob (and auxblob, manifestblob) before any inblob fails with EINVAL",
        "abi.md §1c: inblob_len == 0 -> EINVAL, checked before the provider")
 def before_inblob(ctx: Ctx) -> None:
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         for name in ("outblob", "auxblob", "manifestblob"):
             if name in ctx.profile.visible_attributes(ctx.facts.groups_present(ctx.profile)):
                 ctx.expect_errno("read_before_inblob", f"read({ctx.rel(r)}/{name})", ctx.read(f"{r}/{name}"))
@@ -41,7 +41,7 @@ def before_inblob(ctx: Ctx) -> None:
        "abi.md §5 report_data / REPORTDATA / challenge offsets; §7.2")
 def binds(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         nonce = ctx.nonce(ctx.report_len())
         ctx.commit_inblob(r, nonce)
         blob = nonce_in_report(ctx, r, nonce)
@@ -56,7 +56,7 @@ def binds(ctx: Ctx) -> None:
 def snapshot(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         first = ctx.nonce(n, salt=1)
         ctx.commit_inblob(r, first)
         whole = ctx.read_ok(f"{r}/outblob", "report.nonce")
@@ -82,7 +82,7 @@ def snapshot(ctx: Ctx) -> None:
        "small read()s and pread()s at offsets return the same bytes as one large read",
        "abi.md §3: partial reads and pread work against the per-fd snapshot")
 def partial(ctx: Ctx) -> None:
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         whole = ctx.read_ok(f"{r}/outblob", "report")
         fd = ctx.tree.open(f"{r}/outblob", os.O_RDONLY)
@@ -111,7 +111,7 @@ def partial(ctx: Ctx) -> None:
        "two reads with no write between them return identical bytes (the cached report)",
        "abi.md §2: read_generation == write_generation serves the cache")
 def stable(ctx: Ctx) -> None:
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         a = ctx.read_ok(f"{r}/outblob", "report")
         b = ctx.read_ok(f"{r}/outblob", "report")
@@ -126,7 +126,7 @@ def stable(ctx: Ctx) -> None:
 def regen_inblob(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(n, salt=1))
         nonce_in_report(ctx, r, ctx.nonce(n, salt=1))
         ctx.commit_inblob(r, ctx.nonce(n, salt=2))
@@ -139,7 +139,7 @@ def regen_inblob(ctx: Ctx) -> None:
 def regen_option(ctx: Ctx) -> None:
     ctx.need_fresh_reports()
     hi = ctx.profile.limits_privlevel_max
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         ctx.write(f"{r}/privlevel", b"%d" % hi)
         a = ctx.read_ok(f"{r}/outblob", "report")
@@ -155,7 +155,7 @@ def regen_option(ctx: Ctx) -> None:
        "abi.md §2: outblob, auxblob and manifestblob come from one report_new call", needs=("auxblob",))
 def aux_shares(ctx: Ctx) -> None:
     ctx.need_fresh_reports()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         a = ctx.read_ok(f"{r}/outblob", "report")
         ctx.read_ok(f"{r}/auxblob", "report")

@@ -106,3 +106,42 @@ def echoed(ctx: Ctx) -> None:
             got = struct.unpack_from(fmt, blob, f.offset)[0] if len(blob) >= f.offset + f.length else None
             if got != v:
                 ctx.fail(f"report privlevel field @{f.offset:#x} = {v}", f"= {got}", "report.privlevel")
+
+
+@check("privlevel.floor.reports",
+       "a report can be made at privlevel_floor: the floor the tree advertises is one its provider "
+       "accepts (a client that trusts it gets a report)",
+       "docs/providers.md sev_guest: the floor is vmpck_id from 6.11 (614dc0fb7632); before, 0 while "
+       "the firmware refused reports below vmpck_id", needs=("privlevel", "privlevel_floor"))
+def floor_reports(ctx: Ctx) -> None:
+    floor = ctx.facts.privlevel_floor
+    if floor is None:
+        ctx.fail("privlevel_floor readable", "it could not be read at probe time", "privlevel.floor")
+    with ctx.report_item() as r:  # privlevel written with the floor
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+        res = ctx.read(f"{r}/outblob", retry_busy=True)
+        if isinstance(res, str):
+            ctx.fail(f"read({ctx.rel(r)}/outblob) at privlevel {floor} (privlevel_floor) -> a report",
+                     f"read({ctx.rel(r)}/outblob) -> {res}: the advertised floor is below what the "
+                     "provider accepts", "privlevel.floor")
+
+
+@check("privlevel.below_floor.refused",
+       "a report asked below privlevel_floor (a fresh item's privlevel 0) fails with the profile's "
+       "errno: SNP firmware refuses a VMPL below the VMPL of the VMPCK that asks",
+       "docs/providers.md sev_guest: MSG_REPORT_RSP INVALID_PARAM -> EINVAL",
+       needs=("privlevel", "privlevel_floor"))
+def below_floor(ctx: Ctx) -> None:
+    want = ctx.profile.privlevel_below_floor_errno
+    if want is None:
+        ctx.na(f"{ctx.profile.name} does not say what a report below the floor gives")
+    if not ctx.facts.privlevel_floor:
+        ctx.na("privlevel_floor is 0: no privlevel lies below it")
+    with ctx.item() as r:  # privlevel left at a fresh item's 0, on purpose
+        ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
+        res = ctx.read(f"{r}/outblob")
+        if res != want:
+            shown = f"{len(res)} bytes" if isinstance(res, bytes) else res
+            ctx.fail(f"read({ctx.rel(r)}/outblob) at privlevel 0 below the floor "
+                     f"{ctx.facts.privlevel_floor} -> {want}", f"read({ctx.rel(r)}/outblob) -> {shown}",
+                     "privlevel.below_floor_errno")

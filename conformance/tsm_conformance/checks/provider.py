@@ -28,6 +28,7 @@ def unregister(ctx: Ctx) -> None:
     for r in (a, b, z):
         ctx.tree.mkdir(r)
         ctx._made.append(r)
+        ctx.set_floor(r)
     try:
         ctx.commit_inblob(a, ctx.nonce(n, 1))
         cached = ctx.read_ok(f"{a}/outblob", "report")
@@ -73,7 +74,7 @@ def unregister(ctx: Ctx) -> None:
        "abi.md §2 slow path; real-kernel.md fail_errno=5 -> EIO")
 def errno_passthrough(ctx: Ctx) -> None:
     c = ctx.control()
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         try:
             c.set_param("fail_errno", "28")
@@ -94,7 +95,7 @@ def errno_passthrough(ctx: Ctx) -> None:
 def global_lock(ctx: Ctx) -> None:
     c = ctx.control()
     delay = 0.8
-    with ctx.item() as a, ctx.item() as b:
+    with ctx.report_item() as a, ctx.report_item() as b:
         ctx.commit_inblob(a, ctx.nonce(ctx.report_len()))
         raw = ctx.tree.t  # the reader thread must not interleave its operations into the log
         c.set_param("delay_ms", str(int(delay * 1000)))
@@ -121,12 +122,12 @@ def size_limit(ctx: Ctx) -> None:
     c = ctx.control()
     limit = ctx.profile.outblob_max_for(ctx.facts.kernel_release)
     try:
-        with ctx.item() as r:
+        with ctx.report_item() as r:
             c.set_param("outblob_size", str(limit))
             ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
             blob = ctx.read_ok(f"{r}/outblob", "limits.outblob_max")
             ctx.expect_equal(f"len(read({ctx.rel(r)}/outblob)) at the limit", limit, len(blob), "limits.outblob_max")
-        with ctx.item() as r:
+        with ctx.report_item() as r:
             c.set_param("outblob_size", str(limit + 1))
             ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
             for i in (1, 2):
@@ -151,7 +152,7 @@ def size_then_fill(ctx: Ctx) -> None:
     raw = ctx.tree.t
     bad: list[tuple[int, int]] = []
     reads = 0
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         stop = threading.Event()
 

@@ -81,7 +81,7 @@ def nonce_bound(ctx: Ctx) -> None:
     lengths = sorted({rng.min, rng.max}) if rng else [ctx.report_len()]
     width = ctx.profile.report_nonce.length  # type: ignore[union-attr]
     for salt, n in enumerate(lengths):
-        with ctx.item() as r:
+        with ctx.report_item() as r:
             nonce = ctx.nonce(n, salt=salt)
             _, parsed = _report(ctx, r, nonce)
             got = bytes(registry.field(parsed, registry.NONCE_FIELD[fmt]))
@@ -99,7 +99,7 @@ def privlevel(ctx: Ctx) -> None:
     if fmt not in registry.PRIVLEVEL_FIELD or not ctx.profile.privlevel_honoured:
         ctx.na(f"{ctx.profile.name} reports do not carry privlevel")
     floor = ctx.facts.privlevel_floor or 0
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         for level in range(floor, ctx.profile.limits_privlevel_max + 1):
             ctx.write(f"{r}/privlevel", f"{level}\n".encode())
             _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len(), salt=level))
@@ -165,7 +165,7 @@ def svsm(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     if ctx.profile.service_attestation != "svsm":
         ctx.na(f"{ctx.profile.name} has no SVSM attestation")
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.write(f"{r}/service_provider", b"svsm\n")
         nonce = ctx.nonce(ctx.report_len())
         _, parsed = _report(ctx, r, nonce)
@@ -191,7 +191,7 @@ def ignored(ctx: Ctx) -> None:
         ctx.na(f"{ctx.profile.name} neither ignores options nor leaves blobs empty")
     values = {"privlevel": f"{ctx.profile.limits_privlevel_max}\n", "service_provider": "svsm\n",
               "service_guid": "c476f1eb-0123-45a5-9641-b4e7dde5bfe3\n", "service_manifest_version": "7\n"}
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         for a in ignores:
             ctx.write(f"{r}/{a}", values[a].encode())
         nonce = ctx.nonce(ctx.report_len())

@@ -47,7 +47,7 @@ def provider_values(ctx: Ctx) -> None:
     want = ctx.profile.service_provider_rejected_errno
     if not known or want is None:
         ctx.na(f"{ctx.profile.name} ignores service_provider")
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         ctx.write(f"{r}/service_provider", b"not-" + known[0].encode() + b"\n")
         res = ctx.read(f"{r}/outblob")
@@ -55,7 +55,7 @@ def provider_values(ctx: Ctx) -> None:
             ctx.fail(f"read({ctx.rel(r)}/outblob) -> {want}",
                      f"read({ctx.rel(r)}/outblob) -> {res if isinstance(res, str) else f'{len(res)} bytes'}",
                      "service.rejected_errno")
-    with ctx.item() as r:
+    with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         ctx.write(f"{r}/service_provider", known[0].encode() + b"\n")
         ctx.read_ok(f"{r}/outblob", "service.provider_values")

@@ -20,12 +20,7 @@ def boot(spec: Spec | str) -> Kernel:
     k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=to_int(spec.params.get("gen_bits", "64")),
                init_on_alloc=as_bool(spec.params.get("init_on_alloc", "1")),
                size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")))
-    if cls.__name__ == "SevGuest":
-        provider: Provider = cls(params, hooks=spec.era.visibility_hooks)  # type: ignore[call-arg]
-    elif cls.__name__ == "TdxGuest":
-        provider = cls(params, era=spec.era)  # type: ignore[call-arg]
-    else:
-        provider = cls(params)
+    provider: Provider = cls(params, era=spec.era)
     if as_bool(spec.params.get("registered", "1")):  # registered=0: the core loaded, no provider (mkdir ENXIO)
         k.register(provider)
     return k

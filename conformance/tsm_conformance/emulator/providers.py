@@ -14,6 +14,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from .era import DEFAULT_ERA, Era
 from .params import HOUR_MS, Bool, Choice, Int, Param, as_bool, to_int
 
 # Attribute order of enum tsm_attr_index / tsm_bin_attr_index (include/linux/tsm.h, 6.11+).
@@ -55,11 +56,24 @@ class Provider:
     extra_type = True  # 6.7-6.10 config type
     PARAMS: dict[str, Param] = {}  # what ``--emulate NAME:KEY=VALUE`` accepts (params.py checks it)
 
-    def __init__(self, params: dict[str, str] | None = None) -> None:
+    def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
         self.params = dict(params or {})
+        self.era = era or Era.parse(DEFAULT_ERA)
         self.calls = 0  # report_new call counter, provider-wide
         self.privlevel_floor = 0
         self.quirks: frozenset[str] = frozenset()
+
+    @classmethod
+    def check_params(cls, params: dict[str, str], era: Era) -> None:
+        """ValueError (one line) when the parameters together describe no machine that exists or
+        no kernel that would register the provider; each value alone was checked by params.py."""
+
+    @classmethod
+    def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
+        """Every configuration the field has for this provider (module parameters, firmware and
+        host states) at ``era``: the faithful emulator must pass its profile on each
+        (tests/unit/test_quirk_matrix.py).  ``fixed`` are the configuration's own parameters."""
+        return [dict(fixed)]
 
     # 6.11+ visibility hooks; None means "no hook" (everything visible)
     def attr_visible(self, attr: str) -> bool | None:
@@ -99,10 +113,11 @@ class TsmTest(Provider):
         "privlevel_floor": Int(0, 3), "visibility": Choice("all", "sev-like", "tdx-like"),
         "fail_errno": Int(-4095, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
         "auxblob": Bool(), "manifestblob": Bool(),
+        "refuse_below_floor": Bool("report_new fails EINVAL below privlevel_floor, as SNP firmware does"),
     }
 
-    def __init__(self, params: dict[str, str] | None = None) -> None:
-        super().__init__(params)
+    def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
+        super().__init__(params, era)
         # parameter names and defaults are the kernel module's (kmod/tsm_test)
         self.privlevel_floor = _int(self.params, "privlevel_floor", 1)
         self.visibility = self.params.get("visibility", "all")
@@ -111,6 +126,15 @@ class TsmTest(Provider):
         self.outblob_size = _int(self.params, "outblob_size", self.LAYOUT_LEN)
         self.with_auxblob = as_bool(self.params.get("auxblob", "1"))
         self.with_manifestblob = as_bool(self.params.get("manifestblob", "1"))
+        self.refuse_below_floor = as_bool(self.params.get("refuse_below_floor", "0"))
+
+    @classmethod
+    def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
+        """Each floor, with and without the firmware-like refusal below it (the VM tier runs the
+        module at floor 0 and at floor 2 with refusal).  Visibility is not varied: each setting is
+        a different attribute set, which the tsm_test profile pins to "all"."""
+        return [{**fixed, "privlevel_floor": str(f), "refuse_below_floor": str(r)}
+                for f in range(4) for r in (0, 1) if f or not r]
 
     RUNTIME = ("fail_errno", "delay_ms", "outblob_size", "auxblob", "manifestblob")  # the 0644 params
 
@@ -138,6 +162,9 @@ class TsmTest(Provider):
             time.sleep(delay / 1000)
         if self.fail_errno:
             raise OSError(abs(self.fail_errno), os.strerror(abs(self.fail_errno)))
+        if self.refuse_below_floor and desc.privlevel < self.privlevel_floor \
+                and "vmpl-rule-unchecked" not in self.quirks:
+            raise OSError(errno.EINVAL, "Invalid argument")  # as SNP firmware's INVALID_PARAM
         self.calls += 1
         n = self.calls
         size = max(self.outblob_size, self.LAYOUT_LEN)
@@ -160,12 +187,20 @@ class TsmTest(Provider):
 
 
 class SevGuest(Provider):
-    """sev_guest (abi.md §5.1): floor = vmpck_id from 6.11 (0 before; the parameter defaults to the
-    guest's VMPL); inblob exactly 64 bytes at read time; service_* and manifestblob only under an
-    SVSM (vmpl != 0).  Reports are signed ATTESTATION_REPORTs (emulator/reports/snp.py).
+    """sev_guest (docs/providers.md, abi §5.1): inblob exactly 64 bytes at read time; service_*
+    and manifestblob only under an SVSM (vmpl != 0).  Reports are signed ATTESTATION_REPORTs
+    (emulator/reports/snp.py).
 
-    Parameters: vmpl (the VMPL the guest runs at; non-zero means under an SVSM), vmpck_id (-1: the
-    VMPL), certs (0: the host has no certificates, auxblob reads empty), signing_key (vcek | vlek),
+    The floor and the firmware's VMPL rule: the driver talks to the firmware with VMPCK
+    ``vmpck_id`` (-1, the default from 6.11: the VMPL the guest runs at; 6.7-6.10: a uint, default
+    0).  The firmware refuses MSG_REPORT_REQ whose VMPL is below that key's VMPL (status
+    INVALID_PARAM, which sev-guest returns as EINVAL).  From 6.11 privlevel_floor is vmpck_id
+    (614dc0fb7632); before, it is a constant 0, so a guest with vmpck_id != 0 advertises a floor
+    its firmware refuses.  The keys below the VMPL the guest runs at are zero in its secrets page,
+    and sev-guest does not probe with an empty VMPCK: vmpck_id < vmpl is no machine.
+
+    Parameters: vmpl (the VMPL the guest runs at; non-zero means under an SVSM), vmpck_id, certs
+    (0: the host has no certificates, auxblob reads empty), signing_key (vcek | vlek),
     report_version (2 | 3 | 5: what the emulated firmware produces)."""
 
     name = "sev_guest"
@@ -173,14 +208,52 @@ class SevGuest(Provider):
     PARAMS = {"vmpl": Int(0, 3), "vmpck_id": Int(-1, 3), "certs": Bool(), "signing_key": Choice("vcek", "vlek"),
               "report_version": Choice("2", "3", "5")}
 
-    def __init__(self, params: dict[str, str] | None = None, hooks: bool = True) -> None:
-        super().__init__(params)
+    def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
+        super().__init__(params, era)
         self.vmpl = _int(self.params, "vmpl", 0)
         vmpck = _int(self.params, "vmpck_id", -1)
-        self.privlevel_floor = (self.vmpl if vmpck < 0 else vmpck) if hooks else 0
+        self.vmpck_id = self.vmpl if vmpck < 0 else vmpck
+        self.floor_is_vmpck = self.era.visibility_hooks  # 614dc0fb7632 came with the 6.11 SVSM series
         self.with_certs = as_bool(self.params.get("certs", "1"))
         self.signing_key = self.params.get("signing_key", "vcek")
         self.report_version = _int(self.params, "report_version", 2)
+
+    @property  # type: ignore[override]
+    def privlevel_floor(self) -> int:
+        return self.vmpck_id if self.floor_is_vmpck and "floor-const-zero" not in self.quirks else 0
+
+    @privlevel_floor.setter
+    def privlevel_floor(self, value: int) -> None:
+        pass  # fixed at probe from vmpck_id (the base class's constructor assigns a default)
+
+    @classmethod
+    def check_params(cls, params: dict[str, str], era: Era) -> None:
+        vmpl, vmpck = _int(params, "vmpl", 0), _int(params, "vmpck_id", -1)
+        if vmpl and not era.visibility_hooks:
+            raise ValueError(f"sev_guest vmpl={vmpl} needs an SVSM-aware kernel (6.11+), not {era.name}")
+        if 0 <= vmpck < vmpl:
+            raise ValueError(f"sev_guest vmpck_id={vmpck} with vmpl={vmpl}: the guest's VMPCK{vmpck} is "
+                             "zeroed, so sev-guest would not probe (use vmpck_id -1 or vmpl..3)")
+        if "vmpck_id" in params and vmpck < 0 and not era.visibility_hooks:
+            raise ValueError(f"sev_guest vmpck_id=-1 needs 6.11+ (before, vmpck_id is a uint, default 0)")
+
+    @classmethod
+    def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
+        """Each VMPL the configuration allows, each VMPCK the guest holds there (-1 only from
+        6.11), and the host's certificate states.  Before 6.11 only vmpck_id 0: other keys give a
+        floor the firmware refuses (the kernel bug 614dc0fb7632 fixed; test_quirk_matrix shows
+        the suite flags it)."""
+        vmpls = [int(fixed["vmpl"])] if "vmpl" in fixed else [0]
+        if "vmpl" in fixed and era.visibility_hooks:
+            vmpls = [1, 2, 3]  # an SVSM at VMPL 0 runs the guest at any lower-privileged level
+        out = []
+        for vmpl in vmpls:
+            ids = ([-1] if era.visibility_hooks else []) + \
+                  (list(range(vmpl, 4)) if era.visibility_hooks else [0])
+            out += [{**fixed, "vmpl": str(vmpl), "vmpck_id": str(i)} for i in ids]
+        base = out[0]
+        out += [{**base, "certs": "0"}, {**base, "signing_key": "vlek"}]
+        return out
 
     def attr_visible(self, attr: str) -> bool | None:
         if attr in SERVICE_ATTRS:
@@ -206,11 +279,14 @@ class SevGuest(Provider):
 
     def report_new(self, desc: Desc) -> Blobs:
         self._need_len(desc, 64, 64)
-        self.calls += 1
         if desc.service_provider is not None:
             if desc.service_provider != b"svsm" and "service-provider-any" not in self.quirks:
                 raise OSError(errno.EINVAL, "Invalid argument")
+            self.calls += 1
             return self._svsm(desc)
+        if desc.privlevel < self.vmpck_id and "vmpl-rule-unchecked" not in self.quirks:
+            raise OSError(errno.EINVAL, "Invalid argument")  # firmware: INVALID_PARAM
+        self.calls += 1
         vmpl = 0 if "vmpl-ignored" in self.quirks else desc.privlevel
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
         return Blobs(self._report(vmpl, nonce.ljust(64, b"\0")), self._certs(), None)
@@ -237,18 +313,41 @@ class TdxGuest(Provider):
     Host parameters (runtime, like a VMM's behaviour): quote_ms (how long the host takes),
     signal_ms (a signal reaches the reader after this long: EINTR, and the buffer stays IN_FLIGHT
     until the host finishes, so requests meanwhile get EBUSY), quote_status (ok | error: the host
-    fails the quote: a 0-byte outblob before 7.0, EIO from 7.0), quote_version (4 | 5)."""
+    fails the quote: a 0-byte outblob before 7.0, EIO from 7.0), quote_version (4 | 5).
+
+    The TDX module's answer to TDG.MR.REPORT (tdreport: ok | invalid_operand | operand_busy |
+    error), which tdx_mcall_get_report0() maps to an errno that the read returns: before 6.16
+    INVALID_OPERAND is EINVAL and everything else EIO; from 6.16 (the RTMR-extend series,
+    2748566da8b0 in tsm.git) INVALID_OPERAND is ENXIO and OPERAND_BUSY (another vCPU holds the
+    operand, e.g. an RTMR extend racing the quote) a retryable EBUSY.  busy_every=N makes every
+    Nth TDREPORT busy: a machine whose agent extends RTMRs while quotes are taken."""
 
     name = "tdx_guest"
     extra_type = False
-    HOST_PARAMS = ("quote_ms", "signal_ms", "quote_status", "quote_version")
+    HOST_PARAMS = ("quote_ms", "signal_ms", "quote_status", "quote_version", "tdreport", "busy_every")
     PARAMS = {"quote_ms": Int(0, HOUR_MS), "signal_ms": Int(0, HOUR_MS), "quote_status": Choice("ok", "error"),
-              "quote_version": Choice("4", "5")}
+              "quote_version": Choice("4", "5"),
+              "tdreport": Choice("ok", "invalid_operand", "operand_busy", "error"),
+              "busy_every": Int(0, 1000, "every Nth TDREPORT finds its operand busy (0: never)")}
 
-    def __init__(self, params: dict[str, str] | None = None, era: object = None) -> None:
-        super().__init__(params)
-        self.status_check = era is None or getattr(era, "version", (7, 0)) >= (7, 0)
+    def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
+        super().__init__(params, era)
+        self.status_check = self.era.version >= (7, 0)
         self.in_flight_until = 0.0
+        self.tdreports = 0
+
+    @classmethod
+    def check_params(cls, params: dict[str, str], era: Era) -> None:
+        if _int(params, "busy_every", 0) and era.version < (6, 16):
+            raise ValueError("tdx_guest busy_every needs 6.16+: RTMRs are extended from userspace "
+                             f"only since tsm-mr (6.16), not {era.name}")
+
+    @classmethod
+    def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
+        out = [dict(fixed), {**fixed, "quote_version": "5"}]
+        if era.version >= (6, 16):
+            out.append({**fixed, "busy_every": "3"})  # an agent extending RTMRs meanwhile
+        return out
 
     def set_param(self, name: str, value: str) -> None:
         if name not in self.HOST_PARAMS:
@@ -256,6 +355,22 @@ class TdxGuest(Provider):
         if not self.PARAMS[name].check(value):
             raise OSError(errno.EINVAL, f"{name}={value}: expected {self.PARAMS[name].describe()}")
         self.params[name] = value
+
+    def _tdreport(self) -> None:
+        """TDG.MR.REPORT through tdx_mcall_get_report0()'s errno mapping."""
+        self.tdreports += 1
+        status = self.params.get("tdreport", "ok")
+        every = _int(self.params, "busy_every", 0)
+        if status == "ok" and every and self.tdreports % every == 0:
+            status = "operand_busy"
+        if status == "ok":
+            return
+        new = self.era.version >= (6, 16) and "tdreport-old-errnos" not in self.quirks
+        if status == "invalid_operand":
+            raise OSError(errno.ENXIO if new else errno.EINVAL, "TDCALL_INVALID_OPERAND")
+        if status == "operand_busy" and new:
+            raise OSError(errno.EBUSY, "TDCALL_OPERAND_BUSY")
+        raise OSError(errno.EIO, "TDCALL failed")
 
     def attr_visible(self, attr: str) -> bool | None:
         if "tdx-privlevel-visible" in self.quirks and attr == "privlevel":
@@ -269,8 +384,6 @@ class TdxGuest(Provider):
     def _wait_for_host(self) -> bool:
         """The 1 s poll loop, compressed: False if the host failed or never answered."""
         now = time.monotonic()
-        if now < self.in_flight_until and "tdx-in-flight-ignored" not in self.quirks:
-            raise OSError(errno.EBUSY, "Device or resource busy")  # the host still owns the buffer
         quote_ms, signal_ms = _int(self.params, "quote_ms", 0), _int(self.params, "signal_ms", 0)
         if signal_ms and quote_ms > signal_ms:
             time.sleep(signal_ms / 1000)
@@ -282,6 +395,9 @@ class TdxGuest(Provider):
 
     def report_new(self, desc: Desc) -> Blobs:
         self._need_len(desc, 64, 64)
+        if time.monotonic() < self.in_flight_until and "tdx-in-flight-ignored" not in self.quirks:
+            raise OSError(errno.EBUSY, "Device or resource busy")  # the host still owns the buffer
+        self._tdreport()  # TDG.MR.REPORT comes before the GetQuote hypercall
         ok = self._wait_for_host()
         self.calls += 1
         if not ok:

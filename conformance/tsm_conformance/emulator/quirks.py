@@ -92,6 +92,12 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("report-hangs", ALL, "report generation blocks for an hour under the global lock (a host that "
           "never answers); interruptible, like the TDX quote wait"),
     Quirk("service-provider-any", ("sev_guest-svsm",), "service_provider strings other than svsm accepted"),
+    Quirk("floor-const-zero", ("sev_guest-svsm",), "privlevel_floor reads 0 whatever vmpck_id is, while the "
+          "firmware refuses reports below vmpck_id (sev_guest before 614dc0fb7632, 6.11)"),
+    Quirk("vmpl-rule-unchecked", ("sev_guest-svsm",), "the firmware serves a report below the VMPL of the "
+          "VMPCK that asked for it (a fresh item's privlevel 0 under an SVSM)"),
+    Quirk("tdreport-old-errnos", ("tdx_guest",), "TDREPORT failures keep the pre-6.16 errnos (INVALID_OPERAND "
+          "EINVAL, OPERAND_BUSY EIO) on a 6.16+ kernel"),
 )}
 
 

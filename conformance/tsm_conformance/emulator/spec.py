@@ -61,7 +61,9 @@ def parse_spec(text: str) -> Spec:
         if k in params:
             raise ValueError(f"parameter {k} given twice in spec {text!r}")
         params[k] = v
-    validate(config, CONFIGS[config][0].PARAMS, params)
+    cls, fixed, _ = CONFIGS[config]
+    validate(config, cls.PARAMS, params)
+    cls.check_params({**fixed, **params}, era)
     quirks = tuple(filter(None, (m["quirks"] or "").split(",")))
     check_applicable(config, list(quirks))
     return Spec(config, era, quirks, params)

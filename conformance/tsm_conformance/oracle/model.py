@@ -306,6 +306,9 @@ class SpecModel:
         if r is not None and len(item.inblob) not in r and self.p.inblob_rejected_length_errno:
             return exact(self.p.inblob_rejected_length_errno, "inblob.rejected_length_errno")
         sp = item.service_provider
+        below = self.p.privlevel_below_floor_errno
+        if below and sp is None and self._below_floor(item):  # sev_guest's SVSM path ignores privlevel
+            return exact(below, "privlevel.below_floor_errno")
         if sp is not None and self.p.service_provider_values and sp.decode("latin-1") not in \
                 self.p.service_provider_values and self.p.service_provider_rejected_errno:
             return exact(self.p.service_provider_rejected_errno, "service.rejected_errno")
@@ -327,7 +330,23 @@ class SpecModel:
         refusal = self._refusal(item)
         if refusal is not None:
             return refusal
-        return self._blob_expect(item.reports.setdefault((f.attr, item.gen), Blob()), n, pos, f.attr, item, item.gen)
+        blob = item.reports.setdefault((f.attr, item.gen), Blob())
+        e = self._blob_expect(blob, n, pos, f.attr, item, item.gen)
+        if blob.frags or blob.hi is not None:
+            return e  # a report of this generation was read: served from the cache, nothing new
+        also: set[str] = set()
+        # a generation may meet a transient EBUSY (TDX 6.16+: another vCPU holds the TDREPORT operand)
+        also |= self.errs("tdreport_operand_busy") & {"EBUSY"}
+        if self.p.privlevel_below_floor_errno is None and self._below_floor(item):
+            also.add("EINVAL")  # the profile does not say whether the firmware refuses (tsm_test's parameter)
+        if not also:
+            return e
+        return Expect(f"{e.text} or {' or '.join(sorted(also))}", e.keypath,
+                      judge=lambda o: None if o in also else e.wrong(o))
+
+    def _below_floor(self, item: Item) -> bool:
+        """A report asked below the floor (a fresh item's privlevel 0): SNP firmware refuses it."""
+        return item.privlevel is not None and item.privlevel < self.floor
 
     def _show(self, item: Item, attr: str) -> bytes | None:
         if attr == "generation":

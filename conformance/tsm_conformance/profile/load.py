@@ -144,6 +144,7 @@ def _build(d: dict[str, Any], marks: Marks, chain: tuple[str, ...], display: str
         privlevel_floor=None if floor == "any" else int(floor),
         privlevel_floor_min=int(priv.get("floor_min", 0)),
         privlevel_honoured=bool(priv.get("honoured", False)),
+        privlevel_below_floor_errno=priv.get("below_floor_errno"),
         report_min_length=rep.get("min_length"),
         report_nonce=Field(nonce["offset"], int(nonce["length"])) if nonce else None,
         report_privlevel=Field(int(rpriv["offset"]), int(rpriv["width"])) if rpriv else None,

@@ -122,6 +122,7 @@ class Profile:
     privlevel_floor: int | None  # expected floor; None: any value privlevel_floor_min..max is fine
     privlevel_floor_min: int
     privlevel_honoured: bool
+    privlevel_below_floor_errno: str | None  # a report asked below the floor (firmware rule); None: not stated
     report_min_length: int | None
     report_nonce: Field | None
     report_privlevel: Field | None
@@ -154,6 +155,15 @@ class Profile:
     def errno(self, condition: str) -> tuple[str, ...]:
         """Allowed errno names for a condition (alternatives in profile order)."""
         return _errno_names(self.errors[condition])
+
+    def errno_at(self, condition: str, release: str) -> tuple[str, ...]:
+        """The alternatives a kernel ``release`` may still give: stable backports bring a fix to
+        older kernels, never take it out of newer ones, so an alternative that ended (``until``)
+        at or before the release is out; an unparsable release keeps every alternative."""
+        rel = version_tuple(release)
+        alts = self.errors[condition]
+        kept = tuple(a for a in alts if not (rel and a.until and rel >= version_tuple(a.until)))
+        return _errno_names(kept or alts)
 
     def visible_attributes(self, groups_present: Mapping[str, bool]) -> set[str]:
         """The attribute set a fresh item must show, given which groups were probed present."""

@@ -94,6 +94,8 @@ def _profile_data(p: Profile) -> dict[str, Any]:
                           "honoured": p.privlevel_honoured}
         if p.privlevel_floor_min:
             d["privlevel"]["floor_min"] = p.privlevel_floor_min
+        if p.privlevel_below_floor_errno:
+            d["privlevel"]["below_floor_errno"] = p.privlevel_below_floor_errno
     rep: dict[str, Any] = {}
     if p.report_min_length is not None:
         rep["min_length"] = p.report_min_length

@@ -113,7 +113,7 @@ def _errno_names(d: Mapping[str, Any]) -> list[tuple[str, str]]:
             out.append((f"errors.{cond}", v))
         else:
             out += [(f"errors.{cond}.{i}.errno", alt["errno"]) for i, alt in enumerate(v)]
-    for kp in (("inblob", "rejected_length_errno"), ("service", "rejected_errno")):
+    for kp in (("inblob", "rejected_length_errno"), ("service", "rejected_errno"), ("privlevel", "below_floor_errno")):
         name = d.get(kp[0], {}).get(kp[1])
         if name is not None:
             out.append((".".join(kp), name))

@@ -51,7 +51,7 @@ class EmulatedControl:
 
     def load(self, params: dict[str, str] | None = None) -> None:
         from ..emulator.providers import TsmTest
-        self.k.register(TsmTest({**self.base, **(params or {})}))
+        self.k.register(TsmTest({**self.base, **(params or {})}, era=self.k.era))
 
     def unload(self) -> None:
         self.k.unregister()

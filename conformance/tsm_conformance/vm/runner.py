@@ -26,7 +26,10 @@ from .initramfs import build_initramfs
 from .kernel import KernelTree
 
 from ..kernlog import BAD_DMESG, bad_dmesg  # noqa: F401  (the one kernel-log policy)
-DEFAULT_PARAMS = ("privlevel_floor=1", "privlevel_floor=0", "privlevel_floor=2 outblob_size=32768")
+# Floor 0; floor 2 refusing reports below it as SNP firmware does (what a guest under an SVSM
+# has); floor 1 with a large outblob.
+DEFAULT_PARAMS = ("privlevel_floor=0", "privlevel_floor=2 refuse_below_floor=1",
+                  "privlevel_floor=1 outblob_size=32768")
 
 
 @dataclass
