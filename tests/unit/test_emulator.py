@@ -9,7 +9,6 @@ import errno
 import os
 import struct
 import threading
-import time
 
 import pytest
 
@@ -353,8 +352,11 @@ def test_size_then_fill_race_is_modelled() -> None:
         out = orig(item, attr)
         if len(calls) == 1:  # between size and fill: a new inblob and a bigger report
             k.provider.outblob_size = 3000  # type: ignore[union-attr]
-            threading.Thread(target=write_once, args=(t, "r/inblob", b"m")).start()
-            time.sleep(0.05)
+            # the writer needs only tsm_rwsem, free here (frag_sem is shared): it finishes now
+            writer = threading.Thread(target=write_once, args=(t, "r/inblob", b"m"))
+            writer.start()
+            writer.join(30)
+            assert not writer.is_alive()
         return out
 
     k._report_read = racing  # type: ignore[method-assign]
