@@ -7,6 +7,7 @@ in JUnit; `fuzz all` must pass on the faithful emulator.
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -118,6 +119,35 @@ def test_fuzz_list_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "did you mean 'inblob'" in err and "Traceback" not in err
     assert cli_main(["fuzz", "inblob", "--emulate", "sev_guest+nope", "--max-time", "1"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_fuzz_without_the_extra_is_one_line(tmp_path: Path) -> None:
+    """An install without the [fuzz] extra: atheris and junit_xml cannot be imported, here or in any
+    process started from here (a sitecustomize's meta-path finder refuses them).  One line naming
+    what to install, exit 2, no worker started (it printed a 'worker exited 1' error per target and
+    then a junit_xml traceback).  Listing the targets needs no extra."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NotInstalled:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('atheris', 'junit_xml'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NotInstalled())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(site), str(REPO / "conformance"), str(REPO / "fuzz"), os.environ.get("PYTHONPATH", "")]))
+    for args in (["all"], ["inblob", "--junit", "f.xml"], ["parse_snp", "--no-instrument", "--runs", "5"]):
+        p = subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "fuzz", *args, "--max-time", "5"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, (args, p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+        assert p.stdout == "" and "Traceback" not in p.stderr, (args, p.stdout[-2000:], p.stderr[-2000:])
+        assert p.stderr.splitlines() == ["tsm-conformance fuzz: fuzzing needs the [fuzz] extra; atheris, junit-xml "
+                                         "cannot be imported (pip install 'configfs-tsm-conformance[fuzz]')"], p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["site"]  # no artifacts, no JUnit file
+    p = subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "fuzz", "list"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "inblob" in p.stdout and p.stderr == "", p.stdout + p.stderr
 
 
 def _tsm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,7 @@ target every few seconds: execs, exec/s, libFuzzer's cov/ft, findings.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -76,6 +77,28 @@ def resolve_targets(names: list[str]) -> list[str]:
                              f"(tsm-conformance fuzz list shows them)")
         out.append(n)
     return out
+
+
+#: What the [fuzz] extra (pyproject.toml) brings, as (module, distribution): every worker needs
+#: atheris (libFuzzer's driver, also with --no-instrument), JUnit needs junit_xml.  hypothesis, in
+#: the extra too, is a dependency of the project itself.
+EXTRA = (("atheris", "atheris"), ("junit_xml", "junit-xml"))
+
+
+def missing_extra() -> str | None:
+    """The line to print when this interpreter, the one the workers run (sys.executable), cannot
+    import the extra.  Checked before any worker starts: otherwise each worker fails on it and a
+    missing junit_xml only shows after the whole run."""
+    missing = []
+    for module, dist in EXTRA:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            missing.append(dist if e.name == module else f"{dist} ({e})")
+    if not missing:
+        return None
+    return (f"fuzzing needs the [fuzz] extra; {', '.join(missing)} cannot be imported "
+            f"(pip install 'configfs-tsm-conformance[fuzz]')")
 
 
 def check_tree(emulate: str | None, root: str | None, any_filesystem: bool = False) -> None:
@@ -354,6 +377,9 @@ def run(names: list[str], *, emulate: str | None, root: str | None, max_time: fl
         progress_interval: float = 3.0, any_filesystem: bool = False) -> tuple[int, list[Job]]:
     """The whole fuzz run; (exit code, jobs).  UsageError for bad input."""
     chosen = resolve_targets(names)
+    missing = missing_extra()
+    if missing:
+        raise UsageError(missing)
     check_tree(emulate, root, any_filesystem)
     r = Runner(chosen, emulate=emulate, root=root, max_time=max_time, runs=runs, corpus=corpus,
                artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
