@@ -110,6 +110,8 @@ class Kernel:
         self._removed: set[str] = set()  # names rmdir'ed (quirk rmdir-read-eio)
         self._graveyard: dict[str, ReportItem] = {}  # quirk rmdir-keeps-state
         self._dir_lock = threading.Lock()  # the report group's inode lock (VFS mkdir/rmdir)
+        self._racers: dict[str, int] = {}  # quirk mkdir-race: mkdirs past their lookup, per name
+        self._race_cond = threading.Condition()
         self._shared_desc = Desc()  # quirk shared-inblob
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
@@ -349,6 +351,18 @@ class Kernel:
         with locked(self._dir_lock, self.interrupted):
             return self._mkdir(path)
 
+    def _race_window(self, name: str) -> None:
+        """Quirk mkdir-race: the window between lookup and create.  Hoping the scheduler switches
+        threads inside it misses under load, so a mkdir from a worker thread (the racers of
+        concurrency.mkdir.one_winner; the main thread's mkdirs do not race) waits there until a
+        second mkdir of the same name has passed its lookup too, for at most 1 s."""
+        if threading.current_thread() is threading.main_thread():
+            return
+        with self._race_cond:
+            self._racers[name] = self._racers.get(name, 0) + 1
+            self._race_cond.notify_all()
+            self._race_cond.wait_for(lambda: self._racers[name] >= 2, timeout=1.0)
+
     def _mkdir(self, path: str) -> None:
         parts = self._split(path)
         for p in parts:
@@ -366,7 +380,7 @@ class Kernel:
             if name in self._taken:
                 raise _err(errno.EEXIST)
             if "mkdir-race" in self.q:
-                time.sleep(PREEMPT_WINDOW)  # lookup and create no longer atomic
+                self._race_window(name)  # lookup and create no longer atomic
             self._make_item(name)
             self._removed.discard(name)
             return
