@@ -421,6 +421,10 @@ class ArmCcaGuest(Provider):
     name = "arm_cca_guest"
     PARAMS = {"token": Choice("legacy", "cmw")}
 
+    @classmethod
+    def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
+        return [dict(fixed), {**fixed, "token": "cmw"}]  # what the RMM produces
+
     def anchor_pems(self) -> list[bytes]:
         from .reports import cca
         return [cca.anchor_pem()]
