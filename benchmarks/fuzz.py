@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Fuzz throughput per target (goal: privlevel >= 20,000 exec/s in-process).
+"""Fuzz throughput per target (goals, raw in-process: privlevel >= 20,000 exec/s; sequences >= 5,000 single-threaded, >= 1,500 threaded).
 
 Two figures per target:
 
 * ``raw``: the target's one-input function called in a plain loop over its seed corpus and
-  seeded random mutations of it (no atheris): the cost of the harness plus the tree;
+  seeded random mutations of it (no atheris): the cost of the harness plus the tree; for
+  ``sequences`` also per kind of input, on seeded random inputs (1-47 bytes, as its tests use):
+  single-threaded schedules and threaded ones (several ``T<n>:`` threads), which cost far more;
 * ``atheris``: ``python -m tsm_fuzz.worker`` under libFuzzer for ``--seconds`` with the usual
   instrumentation, seeds, dictionary and -max_len; libFuzzer's own exec/s from its final line.
 
@@ -12,7 +14,7 @@ Two figures per target:
 FUSE mount (``tsm-conformance emulate SPEC --mount DIR``, then ``--root DIR/tsm/report``) or a live
 tree instead (the parser targets do not use a tree and are measured once).
 
-    python3 benchmarks/fuzz.py [--targets a,b] [--seconds 15] [--emulate SPEC | --root DIR]
+    python3 benchmarks/fuzz.py [--targets a,b] [--seconds 15] [--no-atheris] [--emulate SPEC | --root DIR]
 """
 
 from __future__ import annotations
@@ -51,9 +53,28 @@ def inputs(name: str, n: int = 2000) -> list[bytes]:
     return out
 
 
-def raw(name: str, emulate: str | None, root: str | None, seconds: float) -> float:
-    one = targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"tsmbf-{name[:4]}-"))
-    data = inputs(name)
+def by_kind(name: str, one: object, n: int = 1000) -> dict[str, list[bytes]]:
+    """Inputs per kind for targets whose inputs differ in cost by kind (else empty): ``sequences``
+    decodes each input to see whether its schedule runs one thread or several."""
+    if name != "sequences":
+        return {}
+    from tsm_fuzz.targets.fuzz_sequences import decode
+    shape = one.__self__.shape  # type: ignore[attr-defined]  # make() returns Runner.one
+    rnd = random.Random(7)
+    out: dict[str, list[bytes]] = {"single-threaded": [], "threaded": []}
+    while min(map(len, out.values())) < n:
+        d = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 48)))
+        kind = "threaded" if len({m[1] for m in decode(d, shape)[1]}) > 1 else "single-threaded"
+        if len(out[kind]) < n:
+            out[kind].append(d)
+    return out
+
+
+def make(name: str, emulate: str | None, root: str | None):  # noqa: ANN201
+    return targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"tsmbf-{name[:4]}-"))
+
+
+def raw(one, data: list[bytes], seconds: float) -> float:  # noqa: ANN001
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for d in data:
@@ -96,6 +117,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", help="comma-separated (default: all)")
     ap.add_argument("--seconds", type=float, default=15.0, help="per target and mode")
+    ap.add_argument("--no-atheris", action="store_true", help="the raw figures only")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--emulate", metavar="SPEC")
     g.add_argument("--root", metavar="DIR", help="a FUSE mount's or live report directory")
@@ -104,7 +126,7 @@ def main() -> int:
     names = args.targets.split(",") if args.targets else targets.names()
     where = f"emulated {emulate}" if emulate else f"root {args.root}"
     print(f"fuzz throughput on {where}, {args.seconds:g} s per figure")
-    print(f"{'target':16} {'raw exec/s':>11} {'atheris exec/s':>15}")
+    print(f"{'target':18} {'raw exec/s':>11} {'atheris exec/s':>15}")
     for name in names:
         try:
             mod = targets.load(name)
@@ -113,11 +135,14 @@ def main() -> int:
             return 2
         why = targets.unavailable(mod)
         if why:
-            print(f"{name:16} {'-':>11} {'-':>15}  ({why})")
+            print(f"{name:18} {'-':>11} {'-':>15}  ({why})")
             continue
-        r = raw(name, emulate, args.root, min(args.seconds, 5.0))
-        a = under_atheris(name, emulate, args.root, args.seconds)
-        print(f"{name:16} {r:>11.0f} {('-' if a is None else f'{a:.0f}'):>15}", flush=True)
+        one = make(name, emulate, args.root)
+        r = raw(one, inputs(name), min(args.seconds, 5.0))
+        a = None if args.no_atheris else under_atheris(name, emulate, args.root, args.seconds)
+        print(f"{name:18} {r:>11.0f} {('-' if a is None else f'{a:.0f}'):>15}", flush=True)
+        for kind, data in by_kind(name, one).items():
+            print(f"  {kind:16} {raw(one, data, min(args.seconds, 5.0)):>11.0f} {'-':>15}", flush=True)
     return 0
 
 
