@@ -202,18 +202,32 @@ def rmdir_during_reads(ctx: Ctx) -> None:
     ctx.set_floor(r)
     ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
     outcomes: list[str] = []
-    stop = threading.Event()
+    stop, removed = threading.Event(), threading.Event()
+    # reads done per reader before the rmdir, and begun after it: the check waits for both (a
+    # guessed sleep missed the reads after rmdir on a loaded machine)
+    before, after = [0, 0, 0], [0, 0, 0]
 
-    def reader() -> None:
+    def reader(k: int) -> None:
         while not stop.is_set():
+            late = removed.is_set()
             res = read_unrecorded(raw, f"{r}/outblob", retry_busy=True)
             outcomes.append(res if isinstance(res, str) else "report")
-    workers = [threading.Thread(target=reader) for _ in range(3)]
+            if late:
+                after[k] += 1
+            else:
+                before[k] += 1
+
+    def each_read(counts: list[int]) -> None:
+        end = time.monotonic() + DEADLINE
+        while min(counts) == 0 and time.monotonic() < end and any(w.is_alive() for w in workers):
+            time.sleep(0.001)
+    workers = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
     _start(workers)
     try:
-        time.sleep(0.05)
+        each_read(before)  # every reader is reading: the rmdir races them
         ctx.tree.rmdir(r)
-        time.sleep(0.05)
+        removed.set()
+        each_read(after)  # every reader has read the removed item at least once
     finally:
         stop.set()
     _join(ctx, workers, "3 readers racing rmdir")

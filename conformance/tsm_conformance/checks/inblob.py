@@ -13,7 +13,7 @@ from .outblob import nonce_in_report
        "abi.md §1c: configfs_bin_write_iter end offset > cb_max_size")
 def oversize(ctx: Ctx) -> None:
     n = ctx.profile.limits_inblob_max + 1
-    with ctx.report_item() as r:
+    with ctx.item() as r:
         ctx.expect_errno("inblob_oversize", f"write({ctx.rel(r)}/inblob, {n} bytes)",
                          ctx.write(f"{r}/inblob", ctx.nonce(n)))
 

@@ -99,7 +99,7 @@ def privlevel(ctx: Ctx) -> None:
     if fmt not in registry.PRIVLEVEL_FIELD or not ctx.profile.privlevel_honoured:
         ctx.na(f"{ctx.profile.name} reports do not carry privlevel")
     floor = ctx.facts.privlevel_floor or 0
-    with ctx.report_item() as r:
+    with ctx.item() as r:  # privlevel is the subject: each level is written before its report
         for level in range(floor, ctx.profile.limits_privlevel_max + 1):
             ctx.write(f"{r}/privlevel", f"{level}\n".encode())
             _, parsed = _report(ctx, r, ctx.nonce(ctx.report_len(), salt=level))
