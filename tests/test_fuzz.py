@@ -58,7 +58,7 @@ def test_target_quiet_on_faithful_emulator(name: str) -> None:
             pytest.fail(f"{name} on {spec}: false finding for {data!r}: {f}")
 
 
-# kstrtouint(s, 0) facts from shared/abi.md §1a/§1c, checked against the target's own oracle.
+# kstrtouint(s, 0) facts from docs/abi.md §1a/§1c, checked against the target's own oracle.
 @pytest.mark.parametrize(("text", "want"), [
     (b"3", 3), (b"0x3", 3), (b"03", 3), (b"+3", 3), (b"3\n", 3), (b"0X1f", 31), (b"0", 0),
     (b"4", 4), (b"-1", "EINVAL"), (b"", "EINVAL"), (b"3x", "EINVAL"), (b"08", "EINVAL"), (b"0x", "EINVAL"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import names
 from .target.base import Tree
 
-#: attributes every report item has, in every kernel version (abi.md §1a)
+#: attributes every report item has, in every kernel version (docs/abi.md §1a)
 CORE_ATTRS = frozenset({"inblob", "outblob", "generation", "provider"})
 
 

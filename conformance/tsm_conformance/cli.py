@@ -281,7 +281,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import ParseError, inspect_blob, load_input, render_json, render_text
     from .runstate import SetupError, trust_anchors
 
-    # A blob is at most 16 MiB (TSM_REPORT_OUTBLOB_MAX from 7.0, abi.md §1); hex text with line
+    # A blob is at most 16 MiB (TSM_REPORT_OUTBLOB_MAX from 7.0, docs/abi.md §1); hex text with line
     # breaks is under three times that.  More is not a report, and /dev/zero must not eat the memory.
     limit = 3 * 16 * 1024 * 1024
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-#: Every errno name the configfs-tsm ABI can produce (abi.md §1c, verified.md), plus the ones the
+#: Every errno name the configfs-tsm ABI can produce (docs/abi.md §1c, docs/real-kernels.md), plus the ones the
 #: suite itself reasons about.  Profiles may only name these.
 ABI_ERRNOS: tuple[str, ...] = (
     "EPERM", "ENOENT", "EINTR", "EIO", "ENXIO", "ENOMEM", "EACCES", "EFAULT", "EBUSY",

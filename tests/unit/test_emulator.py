@@ -1,4 +1,4 @@
-"""The emulator against the behaviour observed on real kernels (shared/verified.md claim table).
+"""The emulator against the behaviour observed on real kernels (docs/real-kernels.md, Claims checked on real kernels).
 
 These tests pin the emulator to the facts; the conformance checks are a separate encoding of the
 same facts (through the profiles), so a drift in either shows up here or in the quirk matrix."""
@@ -339,7 +339,7 @@ def test_svsm_service_provider() -> None:
 
 
 def test_size_then_fill_race_is_modelled() -> None:
-    """A writer between the sizing and the filling call changes what the fd serves (verified.md)."""
+    """A writer between the sizing and the filling call changes what the fd serves (docs/real-kernels.md, The size-then-fill race)."""
     t = EmulatedTree("tsm_test:outblob_size=1000")
     k = t.kernel
     t.mkdir("r")

@@ -54,7 +54,7 @@ def test_v4_fields_and_offsets() -> None:
     assert (h.version, h.attestation_key_type, h.tee_type) == (4, 2, 0x81)
     assert h.qe_vendor_id == bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
     assert q.body_type is None and q.trailing_bytes == 0
-    assert data[0x238:0x278] == NONCE == q.body.report_data  # shared/abi.md §5.2
+    assert data[0x238:0x278] == NONCE == q.body.report_data  # docs/abi.md §5.2
     assert data[0x30 + 0x88:0x30 + 0xB8] == q.body.mr_td
     assert q.body.rtmrs[3] == data[0x30 + 0x1D8:0x30 + 0x208]
     assert q.body.tee_tcb_svn_2 is None and q.body.mr_servicetd is None

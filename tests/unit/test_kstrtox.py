@@ -1,4 +1,4 @@
-"""kstrtouint / guid_parse against the table observed on real 6.12 and 7.3 kernels (verified.md)."""
+"""kstrtouint / guid_parse against the table observed on real 6.12 and 7.3 kernels (docs/real-kernels.md, claims: Text attributes)."""
 
 import errno
 

@@ -1,7 +1,7 @@
 """Every malformed profile in tests/negative_profiles/ must fail with its stated message.
 
 Each fixture starts with ``# expect: <substring of str(error)>`` and may add ``# line: N``, the
-line the error must point at (shared/style.md §5.4: errors cite file:line:col).
+line the error must point at (docs/profiles.md, Errors: they cite file:line:col).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Profile loader: shipped profiles, extends merging, marks, selection, rendering, lookup.
 
-The shipped profiles are the format's reference (shared/style.md §5.4); these tests pin the loader
+The shipped profiles are the format's reference (docs/profiles.md); these tests pin the loader
 behaviour the checks and the CLI rely on.
 """
 

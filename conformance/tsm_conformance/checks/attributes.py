@@ -1,5 +1,5 @@
 """attr.* and access.*: which attributes an item shows, their modes, and the access errors
-(abi.md §1a-§1c; configfs __configfs_open_file)."""
+(docs/abi.md §1a-§1c; configfs __configfs_open_file)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .base import Ctx, check
 
 @check("attr.set.matches_profile",
        "a fresh item shows exactly the attributes the profile makes visible (groups all-or-none)",
-       "abi.md §1b visibility per provider and era")
+       "docs/abi.md §1b visibility per provider and era")
 def attr_set(ctx: Ctx) -> None:
     with ctx.item() as r:
         got = set(ctx.tree.listdir(r))
@@ -24,7 +24,7 @@ def attr_set(ctx: Ctx) -> None:
 
 @check("attr.modes.match_profile",
        "every attribute has the profile's mode (0444 read-only, 0200 write-only) and file type",
-       "abi.md §1a: CONFIGFS_ATTR_RO/_WO modes")
+       "docs/abi.md §1a: CONFIGFS_ATTR_RO/_WO modes")
 def modes(ctx: Ctx) -> None:
     with ctx.item() as r:
         for name in sorted(set(ctx.tree.listdir(r)) & set(ctx.profile.attributes)):
@@ -48,7 +48,7 @@ def _open_errno(ctx: Ctx, path: str, flags: int) -> str:
 
 
 @check("access.rdwr.eacces", "opening any attribute O_RDWR fails with EACCES, even for root",
-       "abi.md §1c; configfs refuses the direction an attribute lacks")
+       "docs/abi.md §1c; configfs refuses the direction an attribute lacks")
 def rdwr(ctx: Ctx) -> None:
     with ctx.item() as r:
         for name in _visible(ctx, r):
@@ -66,19 +66,19 @@ def _wrong_direction(ctx: Ctx, writable: bool, flags: int, flag_name: str) -> No
 
 
 @check("access.read_write_only.eacces", "opening a write-only attribute for reading fails with EACCES",
-       "abi.md §1c; real-kernel.md: reading inblob or privlevel gives EACCES")
+       "docs/abi.md §1c; docs/real-kernels.md 6.12 prototype: reading inblob or privlevel gives EACCES")
 def read_wo(ctx: Ctx) -> None:
     _wrong_direction(ctx, True, os.O_RDONLY, "O_RDONLY")
 
 
 @check("access.write_read_only.eacces", "opening a read-only attribute for writing fails with EACCES",
-       "abi.md §1c; real-kernel.md: opening provider, generation, outblob for writing gives EACCES")
+       "docs/abi.md §1c; docs/real-kernels.md 6.12 prototype: opening provider, generation, outblob for writing gives EACCES")
 def write_ro(ctx: Ctx) -> None:
     _wrong_direction(ctx, False, os.O_WRONLY, "O_WRONLY")
 
 
 @check("access.lseek.binary_espipe", "lseek on a binary attribute fails with ESPIPE",
-       "abi.md §3: configfs_bin_file_operations has .llseek = NULL")
+       "docs/abi.md §3: configfs_bin_file_operations has .llseek = NULL")
 def lseek_bin(ctx: Ctx) -> None:
     ctx.need_observable("binary-lseek")
     with ctx.item() as r:

@@ -47,7 +47,7 @@ class Facts:
 class Check:
     id: str
     rule: str  # one sentence: what the ABI requires
-    abi: str  # where the rule comes from (shared/abi.md section, kernel source)
+    abi: str  # where the rule comes from (docs/abi.md section, kernel source)
     func: Callable[["Ctx"], None]
     needs: tuple[str, ...] = ()  # attributes the profile must show
     order: int = 0  # cleanup checks run last

@@ -6,7 +6,7 @@ from .base import Ctx, check
 
 
 @check("cleanup.items.none_left", "every report item the suite created has been removed",
-       "abi.md §4: rmdir removes an item; the suite must not leave traces", order=1)
+       "docs/abi.md §4: rmdir removes an item; the suite must not leave traces", order=1)
 def no_leftovers(ctx: Ctx) -> None:
     prefix = ctx.prefix
     left = sorted(n for n in ctx.tree.listdir("") if n.startswith(prefix))

@@ -1,4 +1,4 @@
-"""concurrency.*: threads against one tree (abi.md §2 locking and the generation protocol, §4).
+"""concurrency.*: threads against one tree (docs/abi.md §2 locking and the generation protocol, §4).
 
 Worker threads use the unrecorded tree (their operations interleave; the log keeps a summary) and
 every wait has a deadline, so a deadlock fails the check as "hung" instead of stopping the run.
@@ -63,7 +63,7 @@ def _join(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
 
 @check("concurrency.items.independent_reports",
        "threads working on separate items each get reports bound to their own nonce",
-       "abi.md §4: items share only the provider and the global lock")
+       "docs/abi.md §4: items share only the provider and the global lock")
 def independent(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     raw, n = ctx.tree.t, ctx.report_len()
@@ -102,7 +102,7 @@ def independent(ctx: Ctx) -> None:
 @check("concurrency.item.generation_protocol",
        "a reader that sees the same generation before and after reading outblob gets the report of the "
        "inblob committed at that generation, while another thread keeps writing",
-       "abi.md §2 and §7.6: the documented way to detect interfering writers")
+       "docs/abi.md §2 and §7.6: the documented way to detect interfering writers")
 def protocol(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     if ctx.facts.hints.get("generation_bits", 64) < 32:
@@ -159,7 +159,7 @@ def protocol(ctx: Ctx) -> None:
 
 
 @check("concurrency.mkdir.one_winner", "concurrent mkdir of one name: exactly one succeeds, the rest get EEXIST",
-       "abi.md §1c mkdir EEXIST (VFS); configfs creates items under the parent's lock")
+       "docs/abi.md §1c mkdir EEXIST (VFS); configfs creates items under the parent's lock")
 def one_winner(ctx: Ctx) -> None:
     from .. import errnos
     raw, name = ctx.tree.t, ctx.new_name()
@@ -193,7 +193,7 @@ def one_winner(ctx: Ctx) -> None:
 @check("concurrency.rmdir.during_reads",
        "rmdir while other threads read the item: every read returns a report or ENOENT, nothing hangs, "
        "and the name can then be made again as a fresh item",
-       "abi.md §4: rmdir waits for in-flight callbacks (frag_sem), then fds get ENOENT (frag_dead)")
+       "docs/abi.md §4: rmdir waits for in-flight callbacks (frag_sem), then fds get ENOENT (frag_dead)")
 def rmdir_during_reads(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     raw, r = ctx.tree.t, ctx.new_name()

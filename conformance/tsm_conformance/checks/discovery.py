@@ -1,4 +1,4 @@
-"""discovery.*: the tree names the provider the profile describes (abi.md §1a, §7.5)."""
+"""discovery.*: the tree names the provider the profile describes (docs/abi.md §1a, §7.5)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from .base import Ctx, check
 
 @check("discovery.provider.matches_profile",
        "the provider attribute reads the profile's provider name followed by a newline",
-       "abi.md §1a provider: sysfs_emit(\"%s\\n\", ops->name)")
+       "docs/abi.md §1a provider: sysfs_emit(\"%s\\n\", ops->name)")
 def provider_name(ctx: Ctx) -> None:
     with ctx.item() as r:
         got = ctx.read(f"{r}/provider")
@@ -19,7 +19,7 @@ def provider_name(ctx: Ctx) -> None:
 
 @check("discovery.privlevel_floor.matches_profile",
        "privlevel_floor reads \"%u\\n\" equal to the profile's floor, or within its range",
-       "abi.md §1a privlevel_floor; §5.1 vmpck_id", needs=("privlevel_floor",))
+       "docs/abi.md §1a privlevel_floor; §5.1 vmpck_id", needs=("privlevel_floor",))
 def floor_value(ctx: Ctx) -> None:
     with ctx.item() as r:
         got = ctx.read(f"{r}/privlevel_floor")

@@ -1,4 +1,4 @@
-"""gen.*: the generation counter (abi.md §2, §3; verified.md generation rows)."""
+"""gen.*: the generation counter (docs/abi.md §2, §3; docs/real-kernels.md claims: Generation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .base import Ctx, check
 
 
 @check("gen.fresh.initial", "a fresh item's generation reads the profile's initial value (\"0\\n\")",
-       "abi.md §2: write_generation is zeroed at mkdir")
+       "docs/abi.md §2: write_generation is zeroed at mkdir")
 def fresh(ctx: Ctx) -> None:
     with ctx.item() as r:
         ctx.expect_equal(f"generation of fresh {ctx.rel(r)}", ctx.profile.generation_initial,
@@ -17,7 +17,7 @@ def fresh(ctx: Ctx) -> None:
 
 @check("gen.inblob.commit_at_close",
        "an inblob write() leaves generation unchanged until close(); close() adds exactly 1",
-       "abi.md §3: binary writes are buffered and committed at final close")
+       "docs/abi.md §3: binary writes are buffered and committed at final close")
 def commit_at_close(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -34,7 +34,7 @@ def commit_at_close(ctx: Ctx) -> None:
 
 
 @check("gen.inblob.open_close_noop", "opening inblob for writing and closing it without a write changes nothing",
-       "abi.md §3; verified.md: open + close without a write does nothing")
+       "docs/abi.md §3; docs/real-kernels.md claims: inblob: open + close without a write does nothing")
 def open_close(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -44,7 +44,7 @@ def open_close(ctx: Ctx) -> None:
 
 
 @check("gen.read.unchanged", "reading generation, provider, outblob or auxblob never changes generation",
-       "abi.md §2: only accepted writes advance write_generation")
+       "docs/abi.md §2: only accepted writes advance write_generation")
 def reads_unchanged(ctx: Ctx) -> None:
     with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
@@ -62,7 +62,7 @@ def _priv_value(ctx: Ctx) -> int:
 
 
 @check("gen.privlevel.accepted_bumps", "an accepted privlevel write adds exactly 1 to generation",
-       "abi.md §1a privlevel: +1 on success", needs=("privlevel",))
+       "docs/abi.md §1a privlevel: +1 on success", needs=("privlevel",))
 def priv_bumps(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -74,7 +74,7 @@ def priv_bumps(ctx: Ctx) -> None:
 
 
 @check("gen.privlevel.rejected_unchanged", "a rejected privlevel write leaves generation unchanged",
-       "abi.md §2: generation advances only after the value is accepted", needs=("privlevel",))
+       "docs/abi.md §2: generation advances only after the value is accepted", needs=("privlevel",))
 def priv_rejected(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -88,7 +88,7 @@ def priv_rejected(ctx: Ctx) -> None:
 
 @check("gen.text.one_store_per_write",
        "each write() on a text attribute is one store: several writes on one fd add one each",
-       "abi.md §3: configfs_write_iter calls ->store for every write()", needs=("privlevel",))
+       "docs/abi.md §3: configfs_write_iter calls ->store for every write()", needs=("privlevel",))
 def per_write(ctx: Ctx) -> None:
     hi = ctx.profile.limits_privlevel_max
     with ctx.item() as r:
@@ -106,7 +106,7 @@ def per_write(ctx: Ctx) -> None:
 
 @check("gen.text.split_at_store_max",
        "a text write() longer than 4095 bytes stores only the first 4095 (one bump) and returns 4095",
-       "abi.md §3: fill_write_buffer copies SIMPLE_ATTR_SIZE - 1 bytes", needs=("privlevel",))
+       "docs/abi.md §3: fill_write_buffer copies SIMPLE_ATTR_SIZE - 1 bytes", needs=("privlevel",))
 def split(ctx: Ctx) -> None:
     cap = ctx.profile.limits_text_store_max
     hi = ctx.profile.limits_privlevel_max
@@ -122,7 +122,7 @@ def split(ctx: Ctx) -> None:
 @check("gen.wrap_guard.ebusy",
        "when one more write would wrap write_generation onto read_generation, the write is refused "
        "(EBUSY from text stores; an inblob commit is dropped silently)",
-       "abi.md §2 try_advance_write_generation; §3 the inblob callback's result is ignored")
+       "docs/abi.md §2 try_advance_write_generation; §3 the inblob callback's result is ignored")
 def wrap(ctx: Ctx) -> None:
     bits = ctx.facts.hints.get("generation_bits", 64)
     if bits > 12:

@@ -1,5 +1,5 @@
 """host.*: what a provider reports when its host (VMM, quoting service) fails or stalls
-(abi.md §5.2 tdx_guest).  Needs a target whose host can be told to misbehave: the emulator."""
+(docs/abi.md §5.2 tdx_guest).  Needs a target whose host can be told to misbehave: the emulator."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _shown(res: object) -> str:
 @check("host.quote_failed.reported",
        "a quote the host fails is reported: EIO on kernels with the GetQuote status check, a 0-byte "
        "outblob before them; the item works again once the host does",
-       "abi.md §5.2: status != SUCCESS gives EIO (7.0); before, out_len 0 gives an empty outblob")
+       "docs/abi.md §5.2: status != SUCCESS gives EIO (7.0); before, out_len 0 gives an empty outblob")
 def quote_failed(ctx: Ctx) -> None:
     if "quote_failed" not in ctx.profile.errors:
         ctx.na(f"{ctx.profile.name} has no quote_failed condition")
@@ -44,7 +44,7 @@ def quote_failed(ctx: Ctx) -> None:
 @check("host.quote_interrupted.busy_until_done",
        "a signal while the host works on a quote gives EINTR; requests before the host finishes get "
        "EBUSY; after it finishes, quotes work again",
-       "abi.md §5.2: EINTR leaves the buffer IN_FLIGHT, later requests get EBUSY until the VMM finishes")
+       "docs/abi.md §5.2: EINTR leaves the buffer IN_FLIGHT, later requests get EBUSY until the VMM finishes")
 def quote_interrupted(ctx: Ctx) -> None:
     for cond in ("quote_interrupted", "quote_in_flight"):
         if cond not in ctx.profile.errors:

@@ -1,5 +1,5 @@
 """inblob.*: the nonce buffer: 64-byte limit, EFBIG/EFAULT, commit at close, offsets, length rules
-(abi.md §1c, §3; verified.md inblob rows)."""
+(docs/abi.md §1c, §3; docs/real-kernels.md claims: inblob)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .outblob import nonce_in_report
 
 
 @check("inblob.oversize.efbig", "an inblob write() that ends past the 64-byte limit fails with EFBIG",
-       "abi.md §1c: configfs_bin_write_iter end offset > cb_max_size")
+       "docs/abi.md §1c: configfs_bin_write_iter end offset > cb_max_size")
 def oversize(ctx: Ctx) -> None:
     n = ctx.profile.limits_inblob_max + 1
     with ctx.item() as r:
@@ -20,7 +20,7 @@ def oversize(ctx: Ctx) -> None:
 
 @check("inblob.oversize.close_commits_empty",
        "after an oversize write fails, close() still commits an empty inblob: generation +1, outblob EINVAL",
-       "abi.md §3 and real-kernel.md: the EFBIG write marks the fd write-in-progress")
+       "docs/abi.md §3 and docs/real-kernels.md 6.12 prototype: the EFBIG write marks the fd write-in-progress")
 def oversize_commit(ctx: Ctx) -> None:
     with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
@@ -34,7 +34,7 @@ def oversize_commit(ctx: Ctx) -> None:
 
 @check("inblob.zero_write.efault_commits_empty",
        "a zero-length write() to inblob fails with EFAULT and close() then commits an empty inblob",
-       "abi.md §1c/§3: `len ?: -EFAULT`; verified.md: gen +1 at close, outblob EINVAL")
+       "docs/abi.md §1c/§3: `len ?: -EFAULT`; docs/real-kernels.md claims: gen +1 at close, outblob EINVAL")
 def zero_write(ctx: Ctx) -> None:
     ctx.need_observable("zero-length-write")
     with ctx.report_item() as r:
@@ -53,7 +53,7 @@ def _needs_binding(ctx: Ctx) -> None:
 
 @check("inblob.multi_write.concatenates",
        "several write()s on one inblob fd are concatenated and committed together at close",
-       "real-kernel.md: writes '12' and '34' on one fd commit '1234'")
+       "docs/real-kernels.md 6.12 prototype: writes '12' and '34' on one fd commit '1234'")
 def concatenates(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
@@ -70,7 +70,7 @@ def concatenates(ctx: Ctx) -> None:
 
 @check("inblob.pwrite.zero_fills_gap",
        "pwrite at offset k makes an inblob of k + n bytes whose first k bytes are zero",
-       "abi.md §3: the new area of the write buffer is cleared; verified.md pwrite rows")
+       "docs/abi.md §3: the new area of the write buffer is cleared; docs/real-kernels.md claims: inblob")
 def pwrite_gap(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
@@ -86,7 +86,7 @@ def pwrite_gap(ctx: Ctx) -> None:
 
 @check("inblob.efbig.keeps_prefix",
        "a write() that fails EFBIG keeps the bytes buffered before it; close() commits them",
-       "real-kernel.md: 60 bytes then 10 more: the 2nd write EFBIG, close commits the first 60")
+       "docs/real-kernels.md 6.12 prototype: 60 bytes then 10 more: the 2nd write EFBIG, close commits the first 60")
 def keeps_prefix(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     nonce = ctx.nonce(ctx.report_len())
@@ -103,7 +103,7 @@ def keeps_prefix(ctx: Ctx) -> None:
 
 @check("inblob.length.rejected_at_read",
        "an inblob length outside the provider's accepted range makes the outblob read fail",
-       "abi.md §5: sev_guest/tdx_guest need exactly 64 bytes, arm_cca_guest 32..64 (EINVAL)")
+       "docs/abi.md §5: sev_guest/tdx_guest need exactly 64 bytes, arm_cca_guest 32..64 (EINVAL)")
 def length_rejected(ctx: Ctx) -> None:
     lengths = ctx.profile.inblob_report_lengths
     if lengths is None or ctx.profile.inblob_rejected_length_errno is None or lengths.min <= 1:
@@ -122,7 +122,7 @@ def length_rejected(ctx: Ctx) -> None:
 
 @check("inblob.length.accepted_range",
        "the shortest and the longest accepted inblob both produce a report bound to that nonce",
-       "abi.md §5 length rules; §7.1 inblob carries the nonce")
+       "docs/abi.md §5 length rules; §7.1 inblob carries the nonce")
 def length_accepted(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     lengths = ctx.profile.inblob_report_lengths

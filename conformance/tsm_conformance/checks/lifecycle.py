@@ -1,4 +1,4 @@
-"""lifecycle.*: mkdir / rmdir of report items (abi.md §1c, §4; verified.md names and rmdir rows)."""
+"""lifecycle.*: mkdir / rmdir of report items (docs/abi.md §1c, §4; docs/real-kernels.md claims: rmdir, names and the lock)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .base import Ctx, check
 
 @check("lifecycle.mkdir.creates_item",
        "mkdir creates a report item that is listed and is a directory with the profile's mode",
-       "abi.md §1a: item directories are always 0755")
+       "docs/abi.md §1a: item directories are always 0755")
 def creates_item(ctx: Ctx) -> None:
     with ctx.item() as r:
         if r not in ctx.tree.listdir(""):
@@ -22,7 +22,7 @@ def creates_item(ctx: Ctx) -> None:
 
 
 @check("lifecycle.mkdir.duplicate_eexist", "mkdir of an existing item name fails with EEXIST",
-       "abi.md §1c mkdir: name exists -> EEXIST (VFS)")
+       "docs/abi.md §1c mkdir: name exists -> EEXIST (VFS)")
 def duplicate(ctx: Ctx) -> None:
     with ctx.item() as r:
         res = ctx.attempt(ctx.tree.mkdir, r)
@@ -30,7 +30,7 @@ def duplicate(ctx: Ctx) -> None:
 
 
 @check("lifecycle.mkdir.inside_item_eperm", "mkdir inside a report item fails with EPERM",
-       "abi.md §1c: report items are config items, not groups (configfs_mkdir)")
+       "docs/abi.md §1c: report items are config items, not groups (configfs_mkdir)")
 def nested(ctx: Ctx) -> None:
     with ctx.item() as r:
         res = ctx.attempt(ctx.tree.mkdir, f"{r}/sub")
@@ -41,7 +41,7 @@ def nested(ctx: Ctx) -> None:
 
 @check("lifecycle.mkdir.name_max",
        "item names of NAME_MAX bytes are accepted and one byte more fails with ENAMETOOLONG",
-       "abi.md §4 naming: VFS rules only; verified.md: 255 ok, 256 ENAMETOOLONG")
+       "docs/abi.md §4 naming: VFS rules only; docs/real-kernels.md claims: 255 ok, 256 ENAMETOOLONG")
 def name_max(ctx: Ctx) -> None:
     limit = ctx.profile.limits_name_max
     longest = ctx.new_name(pad_to=limit)
@@ -59,7 +59,7 @@ def name_max(ctx: Ctx) -> None:
 
 @check("lifecycle.rmdir.removes_item",
        "rmdir removes the item: it is no longer listed and its attributes are gone (ENOENT)",
-       "abi.md §4; verified.md rmdir rows: open() after rmdir -> ENOENT")
+       "docs/abi.md §4; docs/real-kernels.md claims: open() after rmdir -> ENOENT")
 def removes(ctx: Ctx) -> None:
     r = ctx.new_name()
     ctx.tree.mkdir(r)
@@ -75,7 +75,7 @@ def removes(ctx: Ctx) -> None:
 
 
 @check("lifecycle.rmdir.name_reusable", "after rmdir the same name can be created again",
-       "abi.md §4: each mkdir creates an independent item")
+       "docs/abi.md §4: each mkdir creates an independent item")
 def reusable(ctx: Ctx) -> None:
     r = ctx.new_name()
     with ctx.item(r):
@@ -89,7 +89,7 @@ def reusable(ctx: Ctx) -> None:
 
 @check("lifecycle.rmdir.recreated_item_is_fresh",
        "an item made again after rmdir starts fresh: initial generation, no inblob",
-       "abi.md §2: state is zeroed at mkdir (kzalloc in make_item)")
+       "docs/abi.md §2: state is zeroed at mkdir (kzalloc in make_item)")
 def fresh_after(ctx: Ctx) -> None:
     r = ctx.new_name()
     with ctx.item(r):
@@ -103,7 +103,7 @@ def fresh_after(ctx: Ctx) -> None:
 
 @check("lifecycle.rmdir.open_fd_enoent",
        "an fd opened before rmdir and not yet read fails with ENOENT afterwards",
-       "abi.md §3: after rmdir, open fds get ENOENT from the callbacks (frag_dead)")
+       "docs/abi.md §3: after rmdir, open fds get ENOENT from the callbacks (frag_dead)")
 def fd_after_rmdir(ctx: Ctx) -> None:
     r = ctx.new_name()
     ctx.tree.mkdir(r)
@@ -120,7 +120,7 @@ def fd_after_rmdir(ctx: Ctx) -> None:
 
 @check("lifecycle.items.independent",
        "items are independent: writing one item changes neither the generation nor the report of another",
-       "abi.md §4: nothing is shared between items but the provider and the lock")
+       "docs/abi.md §4: nothing is shared between items but the provider and the lock")
 def independent(ctx: Ctx) -> None:
     with ctx.item() as a, ctx.item() as b:
         before = ctx.generation(b)

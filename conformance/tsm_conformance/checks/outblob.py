@@ -1,5 +1,5 @@
 """outblob.* and cache.*: report reads, per-fd snapshots and the cached-report rule
-(abi.md §2, §3; verified.md caching and snapshot rows)."""
+(docs/abi.md §2, §3; docs/real-kernels.md claims: Caching and per-fd snapshots)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def nonce_in_report(ctx: Ctx, r: str, nonce: bytes) -> bytes:
 
 @check("outblob.before_inblob.einval",
        "reading outblob (and auxblob, manifestblob) before any inblob fails with EINVAL",
-       "abi.md §1c: inblob_len == 0 -> EINVAL, checked before the provider")
+       "docs/abi.md §1c: inblob_len == 0 -> EINVAL, checked before the provider")
 def before_inblob(ctx: Ctx) -> None:
     with ctx.report_item() as r:
         for name in ("outblob", "auxblob", "manifestblob"):
@@ -38,7 +38,7 @@ def before_inblob(ctx: Ctx) -> None:
 
 @check("outblob.nonce.bound",
        "after a nonce is written, outblob is at least the format's minimum size and carries the nonce",
-       "abi.md §5 report_data / REPORTDATA / challenge offsets; §7.2")
+       "docs/abi.md §5 report_data / REPORTDATA / challenge offsets; §7.2")
 def binds(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     with ctx.report_item() as r:
@@ -52,7 +52,7 @@ def binds(ctx: Ctx) -> None:
 
 @check("outblob.snapshot.per_fd",
        "an fd keeps the report of its first read(); a new fd after a write sees the new report",
-       "abi.md §3: one fill per fd, then a snapshot; verified.md N6")
+       "docs/abi.md §3: one fill per fd, then a snapshot; docs/real-kernels.md N6")
 def snapshot(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
@@ -80,7 +80,7 @@ def snapshot(ctx: Ctx) -> None:
 
 @check("outblob.partial_reads.consistent",
        "small read()s and pread()s at offsets return the same bytes as one large read",
-       "abi.md §3: partial reads and pread work against the per-fd snapshot")
+       "docs/abi.md §3: partial reads and pread work against the per-fd snapshot")
 def partial(ctx: Ctx) -> None:
     with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
@@ -109,7 +109,7 @@ def partial(ctx: Ctx) -> None:
 
 @check("cache.outblob.stable_without_writes",
        "two reads with no write between them return identical bytes (the cached report)",
-       "abi.md §2: read_generation == write_generation serves the cache")
+       "docs/abi.md §2: read_generation == write_generation serves the cache")
 def stable(ctx: Ctx) -> None:
     with ctx.report_item() as r:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
@@ -122,7 +122,7 @@ def stable(ctx: Ctx) -> None:
 
 @check("cache.outblob.regenerated_after_inblob",
        "after a new inblob the next read returns a new report bound to the new nonce",
-       "abi.md §2: a write makes the cached report stale")
+       "docs/abi.md §2: a write makes the cached report stale")
 def regen_inblob(ctx: Ctx) -> None:
     ctx.need_nonce_binding()
     n = ctx.report_len()
@@ -135,7 +135,7 @@ def regen_inblob(ctx: Ctx) -> None:
 
 @check("cache.outblob.regenerated_after_option",
        "after an option write (privlevel, same value) the next read returns a freshly generated report",
-       "abi.md §2: every accepted option write advances the generation", needs=("privlevel",))
+       "docs/abi.md §2: every accepted option write advances the generation", needs=("privlevel",))
 def regen_option(ctx: Ctx) -> None:
     ctx.need_fresh_reports()
     hi = ctx.profile.limits_privlevel_max
@@ -152,7 +152,7 @@ def regen_option(ctx: Ctx) -> None:
 
 @check("cache.auxblob.shares_report",
        "auxblob comes from the same report_new call as outblob: reading it does not regenerate outblob",
-       "abi.md §2: outblob, auxblob and manifestblob come from one report_new call", needs=("auxblob",))
+       "docs/abi.md §2: outblob, auxblob and manifestblob come from one report_new call", needs=("auxblob",))
 def aux_shares(ctx: Ctx) -> None:
     ctx.need_fresh_reports()
     with ctx.report_item() as r:

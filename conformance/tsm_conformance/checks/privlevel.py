@@ -1,5 +1,5 @@
 """privlevel.*: kstrtouint(buf, 0) grammar, range floor..3, and the report's echo of it
-(abi.md §1a, §1c; verified.md kstrtouint table)."""
+(docs/abi.md §1a, §1c; docs/real-kernels.md claims: Text attributes)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ OVERFLOW = (b"4294967296", b"4294967299", b"99999999999999999999999")
 
 @check("privlevel.grammar.accepted",
        "privlevel accepts every kstrtouint(buf, 0) spelling of a valid value",
-       "abi.md §1a: kstrtouint base 0; verified.md accepted texts", needs=("privlevel",))
+       "docs/abi.md §1a: kstrtouint base 0; docs/real-kernels.md claims: accepted texts", needs=("privlevel",))
 def accepted(ctx: Ctx) -> None:
     with ctx.item() as r:
         for text in ACCEPTED_AS_3:
@@ -31,7 +31,7 @@ def accepted(ctx: Ctx) -> None:
 
 @check("privlevel.grammar.rejected",
        "privlevel rejects text that is not exactly one kstrtouint number (spaces, junk, signs) with EINVAL",
-       "abi.md §1c; verified.md rejected texts", needs=("privlevel",))
+       "docs/abi.md §1c; docs/real-kernels.md claims: rejected texts", needs=("privlevel",))
 def rejected(ctx: Ctx) -> None:
     with ctx.item() as r:
         for text in REJECTED:
@@ -40,7 +40,7 @@ def rejected(ctx: Ctx) -> None:
 
 
 @check("privlevel.grammar.erange", "privlevel values above U32_MAX fail with ERANGE",
-       "abi.md §1c: kstrtouint -> ERANGE", needs=("privlevel",))
+       "docs/abi.md §1c: kstrtouint -> ERANGE", needs=("privlevel",))
 def erange(ctx: Ctx) -> None:
     with ctx.item() as r:
         for text in OVERFLOW:
@@ -49,7 +49,7 @@ def erange(ctx: Ctx) -> None:
 
 
 @check("privlevel.range.max_enforced", "privlevel above TSM_PRIVLEVEL_MAX fails with EINVAL; the max is accepted",
-       "abi.md §1a: range floor <= v <= 3", needs=("privlevel",))
+       "docs/abi.md §1a: range floor <= v <= 3", needs=("privlevel",))
 def max_enforced(ctx: Ctx) -> None:
     hi = ctx.profile.limits_privlevel_max
     with ctx.item() as r:
@@ -62,7 +62,7 @@ def max_enforced(ctx: Ctx) -> None:
 
 @check("privlevel.range.floor_enforced",
        "privlevel below privlevel_floor fails with EINVAL; the floor itself is accepted",
-       "abi.md §1a, §7.7", needs=("privlevel", "privlevel_floor"))
+       "docs/abi.md §1a, §7.7", needs=("privlevel", "privlevel_floor"))
 def floor_enforced(ctx: Ctx) -> None:
     floor = ctx.facts.privlevel_floor
     if floor is None:
@@ -78,7 +78,7 @@ def floor_enforced(ctx: Ctx) -> None:
 
 
 @check("privlevel.zero_write.efault", "a zero-length write() to privlevel fails with EFAULT and changes nothing",
-       "abi.md §1c: fill_write_buffer returns `copied ?: -EFAULT`", needs=("privlevel",))
+       "docs/abi.md §1c: fill_write_buffer returns `copied ?: -EFAULT`", needs=("privlevel",))
 def zero(ctx: Ctx) -> None:
     ctx.need_observable("zero-length-write")
     with ctx.item() as r:
@@ -89,7 +89,7 @@ def zero(ctx: Ctx) -> None:
 
 
 @check("privlevel.report.echoed", "the report carries the privlevel that was written (e.g. SNP VMPL)",
-       "abi.md §5.1: privlevel becomes the request's VMPL", needs=("privlevel",))
+       "docs/abi.md §5.1: privlevel becomes the request's VMPL", needs=("privlevel",))
 def echoed(ctx: Ctx) -> None:
     f = ctx.profile.report_privlevel
     if f is None or f.offset is None or not ctx.profile.privlevel_honoured or ctx.profile.report_nonce is None:

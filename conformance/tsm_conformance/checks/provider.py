@@ -1,4 +1,4 @@
-"""provider.*: what only a controllable provider can show (abi.md §2, §4, §8; verified.md):
+"""provider.*: what only a controllable provider can show (docs/abi.md §2, §4, §8; docs/real-kernels.md):
 unregister with items present, the global lock, report_new errors, the blob size limit, and read
 integrity under a concurrent writer (the size-then-fill race).
 
@@ -20,7 +20,7 @@ from .base import Ctx, check, read_unrecorded
        "after the provider unregisters with items present: cached reports are still served, uncached "
        "reads and provider reads fail (ENXIO, or ENOTTY before 6.16), mkdir fails ENXIO, and a new "
        "provider cannot register until the items are gone (EBUSY, 6.16+)",
-       "abi.md §4, §8.1, §8.7; verified.md provider-unregistered rows")
+       "docs/abi.md §4, §8.1, §8.7; docs/real-kernels.md claims: Provider errors, unregister and re-register")
 def unregister(ctx: Ctx) -> None:
     c = ctx.control()
     n = ctx.report_len()
@@ -71,7 +71,7 @@ def unregister(ctx: Ctx) -> None:
 
 @check("provider.report_new.errno_passthrough",
        "the errno report_new returns reaches read(); the next read after the fault clears succeeds",
-       "abi.md §2 slow path; real-kernel.md fail_errno=5 -> EIO")
+       "docs/abi.md §2 slow path; docs/real-kernels.md 6.12 prototype: fail_errno=5 -> EIO")
 def errno_passthrough(ctx: Ctx) -> None:
     c = ctx.control()
     with ctx.report_item() as r:
@@ -91,7 +91,7 @@ def errno_passthrough(ctx: Ctx) -> None:
 
 @check("provider.lock.global",
        "while one item generates a report, operations on every other item wait (one global tsm_rwsem)",
-       "abi.md §2 locking, §8.8; verified.md: reading item B's generation blocked 1.1 s")
+       "docs/abi.md §2 locking, §8.8; docs/real-kernels.md claims: reading item B's generation blocked 1.1 s")
 def global_lock(ctx: Ctx) -> None:
     c = ctx.control()
     delay = 0.8
@@ -137,7 +137,7 @@ def global_lock(ctx: Ctx) -> None:
 @check("provider.size.limit",
        "a report of exactly the blob limit reads whole; one byte more fails EFBIG on every read without "
        "a new report_new (the report is cached)",
-       "abi.md §1c, §8.11: TSM_REPORT_OUTBLOB_MAX 32 KiB, 16 MiB from 7.0 (9342bf3d670b)")
+       "docs/abi.md §1c, §8.11: TSM_REPORT_OUTBLOB_MAX 32 KiB, 16 MiB from 7.0 (9342bf3d670b)")
 def size_limit(ctx: Ctx) -> None:
     c = ctx.control()
     limit = ctx.profile.outblob_max_for(ctx.facts.kernel_release)
@@ -164,7 +164,7 @@ def size_limit(ctx: Ctx) -> None:
 @check("provider.read.size_then_fill_integrity",
        "each read of outblob returns exactly one whole report, even while another thread writes inblob and "
        "the report size changes between generations",
-       "verified.md 'The size-then-fill race': configfs sizes a binary read and fills it under separate "
+       "docs/real-kernels.md 'The size-then-fill race': configfs sizes a binary read and fills it under separate "
        "lock acquisitions")
 def size_then_fill(ctx: Ctx) -> None:
     c = ctx.control()

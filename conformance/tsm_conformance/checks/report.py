@@ -1,5 +1,5 @@
 """format.*: outblob, auxblob and manifestblob are well-formed reports bound to what was asked,
-and their signatures verify (abi.md §5; the parsers in formats/, the verifiers in verify/)."""
+and their signatures verify (docs/abi.md §5; the parsers in formats/, the verifiers in verify/)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _shared_certs(ctx: Ctx) -> Any:
 
 @check("format.outblob.parses",
        "outblob parses as the profile's report format, with a version and TEE type the profile allows",
-       "abi.md §5.1 ATTESTATION_REPORT, §5.2 quote header, §5.3 CCA token")
+       "docs/abi.md §5.1 ATTESTATION_REPORT, §5.2 quote header, §5.3 CCA token")
 def parses(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     parsed = _shared(ctx, fmt)
@@ -73,7 +73,7 @@ def parses(ctx: Ctx) -> None:
 @check("format.outblob.nonce_bound",
        "the report's nonce field (report_data / REPORTDATA / challenge) is the inblob, zero-padded, "
        "for the shortest and the longest accepted inblob",
-       "abi.md §5.1 report_data @0x50, §5.2 REPORTDATA, §5.3 challenge zero-padded to 64")
+       "docs/abi.md §5.1 report_data @0x50, §5.2 REPORTDATA, §5.3 challenge zero-padded to 64")
 def nonce_bound(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     ctx.need_nonce_binding()
@@ -93,7 +93,7 @@ def nonce_bound(ctx: Ctx) -> None:
 
 @check("format.outblob.privlevel",
        "the parsed report's privilege field (SNP: vmpl) equals privlevel for every level from the floor to 3",
-       "abi.md §5.1: privlevel becomes the request's VMPL", needs=("privlevel",))
+       "docs/abi.md §5.1: privlevel becomes the request's VMPL", needs=("privlevel",))
 def privlevel(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     if fmt not in registry.PRIVLEVEL_FIELD or not ctx.profile.privlevel_honoured:
@@ -111,7 +111,7 @@ def privlevel(ctx: Ctx) -> None:
 
 @check("format.auxblob.parses",
        "auxblob is empty (no host certificates) or a certificate table holding the report's signing key",
-       "abi.md §5.1 auxblob: GHCB certificate table, 24-byte GUID entries, all-zero terminator",
+       "docs/abi.md §5.1 auxblob: GHCB certificate table, 24-byte GUID entries, all-zero terminator",
        needs=("auxblob",))
 def auxblob(ctx: Ctx) -> None:
     afmt = ctx.profile.auxblob_format
@@ -150,7 +150,7 @@ def _certs(ctx: Ctx, r: str) -> Any:
 
 @check("format.signature.verifies",
        "the report's signature and certificate chain verify up to a trust anchor",
-       "abi.md §5.1 signature over [0, 0x2A0) by VCEK/VLEK; §5.2 quote signature data; §5.3 COSE_Sign1")
+       "docs/abi.md §5.1 signature over [0, 0x2A0) by VCEK/VLEK; §5.2 quote signature data; §5.3 COSE_Sign1")
 def signature(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     parsed = _shared(ctx, fmt)
@@ -160,7 +160,7 @@ def signature(ctx: Ctx) -> None:
 @check("format.svsm.binding",
        "with service_provider=svsm, report_data = SHA-512(nonce || manifestblob), the manifest parses "
        "and the report verifies",
-       "abi.md §5.1 SVSM path; SVSM spec §7 attestation", needs=("service_provider", "manifestblob"))
+       "docs/abi.md §5.1 SVSM path; SVSM spec §7 attestation", needs=("service_provider", "manifestblob"))
 def svsm(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     if ctx.profile.service_attestation != "svsm":
@@ -182,7 +182,7 @@ def svsm(ctx: Ctx) -> None:
 @check("format.options.ignored",
        "options the provider ignores change nothing: with them set, the report still parses and binds "
        "the nonce, and the blobs it never fills read as 0 bytes",
-       "abi.md §5.3: privlevel 0..3 and service_* accepted and ignored; auxblob, manifestblob empty")
+       "docs/abi.md §5.3: privlevel 0..3 and service_* accepted and ignored; auxblob, manifestblob empty")
 def ignored(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
     ignores = [a for a in ctx.profile.report_ignores if a in ctx.facts.attributes]

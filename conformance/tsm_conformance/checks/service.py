@@ -1,4 +1,4 @@
-"""service.*: the 6.11 SVSM options (abi.md §1a, §5.1; verified.md service rows)."""
+"""service.*: the 6.11 SVSM options (docs/abi.md §1a, §5.1; docs/real-kernels.md claims: Text attributes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ VALID_GUID = b"c476f1eb-0123-45a5-9641-b4e7dde5bfe3"
 
 @check("service.guid.failed_parse_bumps_and_resets",
        "a valid service_guid bumps generation; an invalid one fails EINVAL yet still bumps (reset before parse)",
-       "abi.md §1a service_guid, §8.5", needs=("service_guid",))
+       "docs/abi.md §1a service_guid, §8.5", needs=("service_guid",))
 def guid(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -25,7 +25,7 @@ def guid(ctx: Ctx) -> None:
 
 @check("service.manifest_version.grammar",
        "service_manifest_version takes kstrtouint text (+1 each); bad text fails EINVAL with no bump",
-       "abi.md §1a service_manifest_version", needs=("service_manifest_version",))
+       "docs/abi.md §1a service_manifest_version", needs=("service_manifest_version",))
 def manifest_version(ctx: Ctx) -> None:
     with ctx.item() as r:
         g0 = ctx.generation(r)
@@ -41,7 +41,7 @@ def manifest_version(ctx: Ctx) -> None:
 
 @check("service.provider.rejects_other",
        "a service_provider the provider does not know makes the report read fail; a known one works",
-       "abi.md §5.1: only \"svsm\"; other strings give EINVAL", needs=("service_provider",))
+       "docs/abi.md §5.1: only \"svsm\"; other strings give EINVAL", needs=("service_provider",))
 def provider_values(ctx: Ctx) -> None:
     known = ctx.profile.service_provider_values
     want = ctx.profile.service_provider_rejected_errno

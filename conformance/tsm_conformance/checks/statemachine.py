@@ -3,9 +3,9 @@
 A ``RuleBasedStateMachine`` draws single-threaded operations across three items - mkdir, rmdir,
 inblob writes (chunked, pwrite offsets, oversize, empty), text attribute writes (privlevel,
 service_*), whole and partial reads, closes in any order, misuse (O_RDWR, lseek) - and every
-result must be what ``oracle.SpecModel`` predicts from shared/abi.md and the profile.
+result must be what ``oracle.SpecModel`` predicts from docs/abi.md and the profile.
 
-Runs are explicit about randomness (shared/style.md A3.8: Hypothesis derandomizes when it detects
+Runs are explicit about randomness (Hypothesis's `ci` settings profile derandomizes when it detects
 CI): ``derandomize=False``, no example database, and a seed that is logged in the operation log
 and in the failure; ``--tsm-hypothesis-seed N`` (ini ``tsm_hypothesis_seed``, or the environment
 variable ``TSM_HYPOTHESIS_SEED``) replays a run.  The emulator gets many examples; a live or FUSE
@@ -50,7 +50,7 @@ def seed_in_use() -> int:
 @check("model.state_machine.sequential",
        "random single-threaded sequences of mkdir, rmdir, inblob and text attribute writes, reads and closes "
        "over several items return exactly what the ABI model predicts",
-       "abi.md §1-§4 and §7, as encoded by oracle.SpecModel (independent of the emulator)")
+       "docs/abi.md §1-§4 and §7, as encoded by oracle.SpecModel (independent of the emulator)")
 def state_machine(ctx: Ctx) -> None:
     from hypothesis import HealthCheck, Phase, seed, settings
     from hypothesis.stateful import get_state_machine_test  # semi-private (style.md A3.7): used here only

@@ -1,4 +1,4 @@
-"""Kernel eras: which configfs-tsm behaviour a given kernel version has (shared/abi.md §0)."""
+"""Kernel eras: which configfs-tsm behaviour a given kernel version has (docs/abi.md §0)."""
 
 from __future__ import annotations
 

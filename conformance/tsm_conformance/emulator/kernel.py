@@ -1,6 +1,6 @@
 """The emulated kernel: the configfs-tsm report core (drivers/virt/coco/guest/report.c) and the
-configfs file mechanics it relies on (fs/configfs/file.c, dir.c), modelled from shared/abi.md and
-shared/verified.md, never from the profiles.
+configfs file mechanics it relies on (fs/configfs/file.c, dir.c), modelled from docs/abi.md and
+docs/real-kernels.md, never from the profiles.
 
 Layers inside this module, bottom up:
 * ``ReportItem``: one ``tsm_report_state`` (generation pair, desc, cached blobs, frag_sem/dead).
@@ -94,7 +94,7 @@ class Kernel:
     def __init__(self, era: Era, quirks: frozenset[str] = frozenset(), gen_bits: int = 64,
                  init_on_alloc: bool = True, size_fill_fix: bool = False) -> None:
         self.era = era
-        # No kernel has a fix for the size-then-fill race yet (verified.md); this models one.
+        # No kernel has a fix for the size-then-fill race yet (docs/abi.md §8.14); this models one.
         self.size_fill_fix = size_fill_fix
         self.q = quirks
         self.gen_mask = (1 << gen_bits) - 1
@@ -209,7 +209,7 @@ class Kernel:
         if attr == "privlevel":
             val = self._parse_uint(buf)
             if not self.era.provider_refcount_fix:
-                p = self.provider  # read without tsm_rwsem before the fix (abi.md §8.2)
+                p = self.provider  # read without tsm_rwsem before the fix (docs/abi.md §8.2)
                 if p is None:
                     raise self._oops("tsm_report_privlevel_store")
                 with self.tsm_rwsem.write(self.interrupted):
@@ -232,7 +232,7 @@ class Kernel:
                     item.desc.service_guid = kstrtox.guid_parse(buf)
                     self._advance(item)
                     return len(buf)
-                self._advance(item)  # bumped and reset before parsing (abi.md §8.5)
+                self._advance(item)  # bumped and reset before parsing (docs/abi.md §8.5)
                 item.desc.service_guid = kstrtox.GUID_NULL
                 item.desc.service_guid = kstrtox.guid_parse(buf)
             return len(buf)
@@ -441,7 +441,7 @@ class Kernel:
             raise _err(errno.ENOTDIR if parts[1] in item.visible else errno.ENOENT)
         if "rmdir-silent-fail" in self.q:
             return
-        with item.frag_sem.write(self.interrupted):  # waits for in-flight callbacks (abi.md §4)
+        with item.frag_sem.write(self.interrupted):  # waits for in-flight callbacks (docs/abi.md §4)
             item.dead = True
         del self.items[parts[0]]
         if self.era.provider_refcount_fix:

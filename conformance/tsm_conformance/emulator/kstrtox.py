@@ -1,7 +1,7 @@
 """Exact models of the kernel string parsers the tsm core uses: kstrtouint(buf, 0) and guid_parse.
 
-Written from lib/kstrtox.c and lib/uuid.c semantics (shared/abi.md §1a, verified.md kstrtouint
-table): optional '+', base auto-detection (0x.. hex only if a hex digit follows, 0.. octal),
+Written from lib/kstrtox.c and lib/uuid.c semantics (docs/abi.md §1a, docs/real-kernels.md claims: Text
+attributes): optional '+', base auto-detection (0x.. hex only if a hex digit follows, 0.. octal),
 digits until the first non-digit, one optional trailing '\\n', nothing else; the NUL that
 configfs appends ends the string.  Errors are the errno the kernel returns.
 """

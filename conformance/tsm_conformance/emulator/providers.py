@@ -1,7 +1,7 @@
 """Emulated report providers: tsm_test plus placeholder sev_guest, tdx_guest and arm_cca_guest.
 
 Each provider's rules (name, floor, visibility, inblob length, what the report binds) come from
-shared/abi.md §5.  The report layouts other than tsm_test are placeholders with the real offsets of
+docs/abi.md §5.  The report layouts other than tsm_test are placeholders with the real offsets of
 the fields the checks look at; real formats come with the formats work.
 """
 
@@ -187,7 +187,7 @@ class TsmTest(Provider):
 
 
 class SevGuest(Provider):
-    """sev_guest (docs/providers.md, abi §5.1): inblob exactly 64 bytes at read time; service_*
+    """sev_guest (docs/providers.md, docs/abi.md §5.1): inblob exactly 64 bytes at read time; service_*
     and manifestblob only under an SVSM (vmpl != 0).  Reports are signed ATTESTATION_REPORTs
     (emulator/reports/snp.py).
 
@@ -307,7 +307,7 @@ class SevGuest(Provider):
 
 
 class TdxGuest(Provider):
-    """tdx_guest (abi.md §5.2): default type / four attributes; inblob exactly 64 bytes; the
+    """tdx_guest (docs/abi.md §5.2): default type / four attributes; inblob exactly 64 bytes; the
     outblob is a signed quote (emulator/reports/tdx.py) from the emulated host.
 
     Host parameters (runtime, like a VMM's behaviour): quote_ms (how long the host takes),
@@ -403,7 +403,7 @@ class TdxGuest(Provider):
         if not ok:
             if self.status_check and "tdx-failed-quote-empty" not in self.quirks:
                 raise OSError(errno.EIO, "Input/output error")
-            return Blobs(b"")  # out_len still 0: a successful, empty outblob (abi.md §5.2)
+            return Blobs(b"")  # out_len still 0: a successful, empty outblob (docs/abi.md §5.2)
         from .reports import tdx
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
         q = tdx.build_quote(report_data=nonce.ljust(64, b"\0"), counter=self.calls,
@@ -414,7 +414,7 @@ class TdxGuest(Provider):
 
 
 class ArmCcaGuest(Provider):
-    """arm_cca_guest (abi.md §5.3): no hooks (all attributes); challenge 32..64 bytes, zero-padded
+    """arm_cca_guest (docs/abi.md §5.3): no hooks (all attributes); challenge 32..64 bytes, zero-padded
     to 64 by the RMM; privlevel and service_* ignored; auxblob/manifestblob empty.  The outblob is
     a CCA token (emulator/reports/cca.py); parameter token = legacy (tag 399) | cmw."""
 

@@ -1,4 +1,4 @@
-"""Arm CCA attestation token (the arm_cca_guest outblob, abi.md §5.3).
+"""Arm CCA attestation token (the arm_cca_guest outblob, docs/abi.md §5.3).
 
 The only module that knows the token layout.  Sources (facts, not code):
 

@@ -1,5 +1,5 @@
 """The SEV-SNP certificate table (the sev_guest auxblob), from the GHCB specification (AMD
-document 56421, SNP extended guest request) and abi.md §5.1.
+document 56421, SNP extended guest request) and docs/abi.md §5.1.
 
 The table is a run of 24-byte entries {GUID[16], offset u32, length u32}, ended by an all-zero
 entry.  Offsets count from the start of the table and point at certificate data after the table.

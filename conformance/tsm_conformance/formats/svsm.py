@@ -2,7 +2,7 @@
 Service Module for SEV-SNP Guests" (document 58019 rev. 1.00), chapter 7, cross-checked against
 coconut-svsm (kernel/src/protocols/attest.rs) and google/go-sev-guest (abi/abi_svsm.go).
 
-Two calls, chosen by the kernel from service_guid (abi.md §5.1):
+Two calls, chosen by the kernel from service_guid (docs/abi.md §5.1):
 
 * SVSM_ATTEST_SERVICES (null service_guid): the manifest is the services manifest, table 12:
     00 GUID 63849ebb-3d92-4670-a1ff-58f9c94b87bb   10 total size u32   14 number of services u32

@@ -1,5 +1,5 @@
 """The oracle: a second, independent encoding of what configfs-tsm must do (N-version with the
-emulator, which it never imports), from shared/abi.md and the profile.
+emulator, which it never imports), from docs/abi.md and the profile.
 
 * ``SpecModel`` (model.py): exact predictions for single-threaded sequences;
 * ``check_trace`` (invariants.py): the rules every executed trace must keep, threads or not;

@@ -1,5 +1,5 @@
 """Rules over an executed trace (``seq.Done`` steps, single- or multi-threaded), from the profile
-and shared/abi.md §1-§4 and §7.
+and docs/abi.md §1-§4 and §7.
 
 Single-threaded traces are held to the ``SpecModel`` step by step.  In multi-threaded traces the
 order of steps of different threads is unknown beyond their timings, so the rules are the ones
@@ -10,13 +10,13 @@ that hold under every interleaving consistent with those timings:
 * ``mkdir.one_winner``: two mkdirs of one name cannot both succeed without an rmdir between;
 * ``generation.count``: a generation read lies between the accepted writes that had finished
   before it started and those that had started before it ended (writes: inblob commits at
-  close, accepted text stores, and every service_guid/service_provider store, abi.md §2, §8.5);
+  close, accepted text stores, and every service_guid/service_provider store, docs/abi.md §2, §8.5);
 * ``report.binding``: generation g, outblob, generation g on one thread -> the outblob carries
-  the nonce committed at g (abi.md §2, §7.6), and two such reads at g are identical (the cache);
+  the nonce committed at g (docs/abi.md §2, §7.6), and two such reads at g are identical (the cache);
 * ``listdir.items``: listdir(.) shows exactly the items made and not removed, when no mkdir or
   rmdir of that name overlaps it;
 * ``report.length``: a whole outblob read is as long as the report says it is; under a
-  concurrent writer this is the known size-then-fill kernel bug (verified.md) and is marked so;
+  concurrent writer this is the known size-then-fill kernel bug (docs/abi.md §8.14) and is marked so;
 * ``time.bound``: no step takes longer than the bound (a hang is a failure, not a wait).
 """
 
@@ -30,7 +30,7 @@ from .lengths import declared_length
 from .model import SpecModel
 
 SIZE_FILL = ("size-then-fill race: configfs sizes a binary read and fills it under separate lock "
-             "acquisitions (shared/verified.md; no upstream fix)")
+             "acquisitions (docs/abi.md §8.14; no upstream fix)")
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def _listdir(profile: Profile, t: Trace) -> list[Violation]:
             present = last is not None and last.op.name == "mkdir"
             if present != (n in d.result):
                 out.append(Violation("listdir.items", f"listdir(.) {'shows' if present else 'omits'} {n}",
-                                     f"{profile.where('errors.mkdir_duplicate')} (abi.md §4)",
+                                     f"{profile.where('errors.mkdir_duplicate')} (docs/abi.md §4)",
                                      _shown(d.result), d.index))
     return out
 
@@ -236,7 +236,7 @@ class _Write:
 
 
 class _Pending:
-    """An inblob fd's buffered bytes (configfs grows the buffer with zeros, abi.md §3)."""
+    """An inblob fd's buffered bytes (configfs grows the buffer with zeros, docs/abi.md §3)."""
 
     def __init__(self) -> None:
         self.buf = bytearray()

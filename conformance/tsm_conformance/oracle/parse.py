@@ -1,4 +1,4 @@
-"""The two text grammars of the report attributes, written again from abi.md §1a (N-version: the
+"""The two text grammars of the report attributes, written again from docs/abi.md §1a (N-version: the
 emulator has its own ``kstrtox``; this module must not share code with it).
 
 * ``kstrtouint(buf, 0)``: the C string (up to the first NUL), one leading ``+``, base from the

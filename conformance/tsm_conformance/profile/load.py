@@ -1,4 +1,4 @@
-"""Find, validate, resolve and build provider profiles (shared/style.md §5.4).
+"""Find, validate, resolve and build provider profiles (docs/profiles.md).
 
 Pipeline for one profile:
 

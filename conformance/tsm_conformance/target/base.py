@@ -77,7 +77,7 @@ def read_text(tree: Tree, path: str) -> str:
 
 def write_once(tree: Tree, path: str, data: bytes) -> int:
     """open + one write() + close; returns write()'s count.  The write's errno propagates, but
-    close() still runs (a failed binary write still commits at close, abi.md §3)."""
+    close() still runs (a failed binary write still commits at close, docs/abi.md §3)."""
     fd = tree.open(path, os.O_WRONLY)
     try:
         return tree.write(fd, data)

@@ -1,7 +1,7 @@
 """apt configuration for other Debian suites (trixie, trixie-backports, sid), kept in the cache.
 
 The host's sources are never edited: apt gets its own source list, lists and archives directory
-through ``-o`` options (shared/verified.md, 7.x recipe).
+through ``-o`` options (docs/real-kernels.md, Debian 7.x recipe).
 """
 
 from __future__ import annotations

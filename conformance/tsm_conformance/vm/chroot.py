@@ -3,7 +3,7 @@
 Debian's trixie kernels want gcc-14 and a libc >= 2.38 for their kbuild helpers; sid's want a newer
 gcc still.  A ``debootstrap --variant=minbase`` chroot of the suite that ships that compiler is made
 once in the cache; the cache is bind-mounted at the same path inside it, so the relocated headers
-and the build directory resolve unchanged (shared/verified.md, 7.x recipe: /proc must be mounted
+and the build directory resolve unchanged (docs/real-kernels.md, Debian 7.x recipe: /proc must be mounted
 for objtool).
 """
 

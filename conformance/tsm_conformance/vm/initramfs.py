@@ -92,7 +92,7 @@ def load_order(names: list[str], index: dict[str, Path], built_in: set[str]) -> 
 
 
 def core_module(tree: KernelTree, index: dict[str, Path], built_in: set[str]) -> str:
-    """tsm (6.7-6.15) or tsm_report (6.16+); see abi.md §0."""
+    """tsm (6.7-6.15) or tsm_report (6.16+); see docs/abi.md §0."""
     for n in ("tsm_report", "tsm"):
         if n in index or n in built_in:
             return n

@@ -16,7 +16,7 @@ from .kernel import VmError
 
 def choose_accel(image: Path, initrd: Path, cache: Path, progress: Callable[[str], None]) -> str:
     """KVM only when it really boots a guest here: /dev/kvm can exist yet fail (on this machine
-    kind QEMU aborts on an MSR or hangs with a KVM internal error, shared/real-kernel.md).  The
+    kind QEMU aborts on an MSR or hangs with a KVM internal error, docs/real-kernels.md, This machine kind).  The
     answer is probed once per kernel image and kept in the cache; otherwise TCG."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"

@@ -135,7 +135,7 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
                 props = ET.SubElement(s, "properties")
             ET.SubElement(props, "property", name="tsm.vm.module_params", value=params)
             ET.SubElement(props, "property", name="tsm.vm.kernel_release", value=run.tree.release)
-            # with init_on_alloc off, the size-then-fill race leaks uninitialised memory (verified.md)
+            # with init_on_alloc off, the size-then-fill race leaks uninitialised memory (docs/abi.md §8.14)
             ET.SubElement(props, "property", name="tsm.vm.init_on_alloc_default", value=init_on_alloc(run.tree))
             failures += int(s.get("failures", "0")) + int(s.get("errors", "0"))
             root.append(s)

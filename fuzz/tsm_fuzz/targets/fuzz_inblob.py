@@ -3,7 +3,7 @@
 The input decodes to a short program on one fresh item (opens of inblob, write()s and pwrite()s of
 0..79 bytes at offsets up to 71, closes, lseeks, outblob reads); it runs through the suite's
 sequence executor with the item's generation tracked after every write and close, and each result
-is checked against a model of configfs' binary attribute buffer (shared/abi.md §1a, §1c, §2, §3):
+is checked against a model of configfs' binary attribute buffer (docs/abi.md §1a, §1c, §2, §3):
 
 * each fd has its own buffer; write()/pwrite() grow it to the end offset, zero-filling a gap, and
   return the count; an end offset past ``inblob_max`` (64) that grows the buffer fails EFBIG and

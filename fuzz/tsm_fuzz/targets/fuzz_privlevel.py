@@ -2,7 +2,7 @@
 
 Random text is written to one of the attributes the tree shows; the result of every write() and the
 generation after it are checked against an oracle written here with the grammar of
-``tsm_conformance.oracle.parse`` (independent of the emulator's parsers; shared/abi.md §1a, §1c,
+``tsm_conformance.oracle.parse`` (independent of the emulator's parsers; docs/abi.md §1a, §1c,
 §2, §3; lib/kstrtox.c, lib/uuid.c):
 
 * configfs stores at most ``text_store_max`` (4095) bytes per write() into a zeroed page, so the

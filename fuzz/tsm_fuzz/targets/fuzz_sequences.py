@@ -7,10 +7,10 @@ attribute writes (privlevel, service_*), whole and partial reads, generation-bra
 reads, misuse (O_RDWR, wrong directions, lseek, nested mkdir), and on a tsm_test tree with module
 control, outblob_size changes that make report lengths vary - then a tear-down reading every
 item's generation and the group listing.  ``seq.execute_threads`` runs it; the oracle
-(``tsm_conformance.oracle.check_trace``) judges the trace (shared/abi.md §1-§4, §7).
+(``tsm_conformance.oracle.check_trace``) judges the trace (docs/abi.md §1-§4, §7).
 
 Known kernel bugs are expectations, not findings: a whole outblob read of the wrong length while
-another thread wrote the item is the size-then-fill race (shared/verified.md), present in every
+another thread wrote the item is the size-then-fill race (docs/abi.md §8.14), present in every
 kernel so far.  It is counted in ``KNOWN`` and raised only when the tree models the fix
 (``size_fill_fix=1`` in the emulator spec) or the option ``known=fail`` asks for it.
 
@@ -183,7 +183,7 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
         attr, n = a[1], a[2]
         return [("open", (f"{item}/{attr}", "O_RDONLY", fd)), ("read", (fd, n)), ("read", (fd, n)),
                 ("pread", (fd, n, 5)), ("close", (fd,))]
-    if kind == "stale":  # an fd opened before rmdir: unfilled, it must fail ENOENT (abi.md §3)
+    if kind == "stale":  # an fd opened before rmdir: unfilled, it must fail ENOENT (docs/abi.md §3)
         return [("open", (f"{item}/outblob", "O_RDONLY", fd)), ("open", (f"{item}/generation", "O_RDONLY", fd + "g")),
                 ("read", (fd + "g", 1)), ("rmdir", (item,)), ("read", (fd, 1 << 16)), ("read", (fd + "g", 64)),
                 ("close", (fd,)), ("close", (fd + "g",)), ("mkdir", (item,))]
