@@ -53,7 +53,7 @@ def seed_in_use() -> int:
        "docs/abi.md §1-§4 and §7, as encoded by oracle.SpecModel (independent of the emulator)")
 def state_machine(ctx: Ctx) -> None:
     from hypothesis import HealthCheck, Phase, seed, settings
-    from hypothesis.stateful import get_state_machine_test  # semi-private (style.md A3.7): used here only
+    from hypothesis.stateful import get_state_machine_test  # semi-private (Hypothesis split it out for HypoFuzz): used here only
 
     kind = getattr(ctx.tree.t, "kind", "live")
     examples, steps = BUDGET.get(kind, BUDGET["live"])
