@@ -195,9 +195,9 @@ def test_detect_prints_profile_and_evidence() -> None:
 
 
 @pytest.mark.parametrize("limit,deadline,not_run", [
-    (["--op-timeout", "1"], "(--op-timeout)", "not-run: read(fd1 = r0/outblob"),
+    (["--op-timeout", "1"], "(--op-timeout)", r"not-run: read\(fd\d+ = r0/outblob"),
     # the default 90 s --op-timeout: the deadline is what is left of --budget time (a kselftest TIMEOUT)
-    (["--budget", "time=3"], "(what was left of --budget time)", "not-run: time budget of 3 s used up (read(fd1"),
+    (["--budget", "time=3"], "(what was left of --budget time)", r"not-run: time budget of 3 s used up \(read\(fd\d+"),
 ])
 def test_hung_report_in_process_ends_within_its_limit(tmp_path: Path, limit: list[str], deadline: str,
                                                       not_run: str) -> None:
@@ -205,8 +205,9 @@ def test_hung_report_in_process_ends_within_its_limit(tmp_path: Path, limit: lis
     p = cli("run", "--emulate", "sev_guest+report-hangs", *limit, "--ktap", str(tmp_path / "k"), cwd=tmp_path)
     took = time.monotonic() - t0
     assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
-    assert "hung: read(fd1 = r0/outblob" in p.stdout and deadline in p.stdout
-    assert not_run in p.stdout  # later checks are skipped, naming why
+    # the fd number depends on what the check opened first (privlevel at the floor, the nonce)
+    assert re.search(r"hung: read\(fd\d+ = r0/outblob", p.stdout) and deadline in p.stdout
+    assert re.search(not_run, p.stdout)  # later checks are skipped, naming why
     k = (tmp_path / "k").read_text()
     assert re.search(r"not ok \d+ cache\.\S+ # TIMEOUT", k)
     parse_ktap(k)
@@ -522,7 +523,7 @@ def test_hung_report_over_fuse_ends_within_budget(tmp_path: Path) -> None:
         p = cli("run", "--root", str(mnt / "tsm" / "report"), "--op-timeout", "1", cwd=tmp_path)
         took = time.monotonic() - t0
         assert p.returncode == 1 and took < 30, (took, p.stdout[-1500:])
-        assert "hung: read(fd1 = r0/outblob" in p.stdout and "/outblob" in p.stdout
+        assert re.search(r"hung: read\(fd\d+ = r0/outblob", p.stdout), p.stdout[-1500:]
         assert _ours(mnt / "tsm" / "report") == []
 
 
