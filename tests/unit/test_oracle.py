@@ -209,3 +209,28 @@ def test_model_predicts_exact_results() -> None:
     assert got[:-3] == ["0", "EEXIST", "fd0", "EINVAL", "1", "EFAULT", "0", "fd1", "EFBIG", "0", "fd2", "b'2\\n'",
                         "fd3", "EINVAL", "ESPIPE"]
     assert got[-3] == "EACCES" and got[-2:] == ["0", "ENOENT"]
+
+
+def test_write_rules_have_one_encoding() -> None:
+    """SpecModel, check_trace and the privlevel fuzz target ask oracle.rules: the same text gives
+    the same results everywhere (an overflowing service_manifest_version is kstrtouint's ERANGE,
+    docs/real-kernels.md, in each of them)."""
+    from tsm_fuzz.targets.fuzz_privlevel import oracle
+    prof = load_profile("tsm_test")
+    expect = oracle(prof, 1)
+    rnd = random.Random(3)
+    alphabet = b"0123456789abcdefx+-\n\0 -"
+    texts = [b"4294967296", b"99999999999999999999999x", b"", b"0", b"4", b"-1",
+             b"c476f1eb-0123-45a5-9641-b4e7dde5bfe3", b"xyz"]
+    texts += [bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40))) for _ in range(400)]
+    for attr in ("privlevel", "service_manifest_version", "service_guid", "service_provider"):
+        for text in texts:
+            m = SpecModel(prof, prof.visible_attributes({"service": True}), floor=1, provider="tsm_test")
+            for line, obs in (("mkdir(r0)", 0), (f"open(r0/{attr}, O_WRONLY)", "fd0")):
+                m.apply(parse_op(line), obs)
+            want, bump = expect(attr, text)
+            op = Op("write", ("fd0", text))
+            assert m.predict(op).allowed == tuple(int(w) if w.isdigit() else w for w in want), (attr, text)
+            m.apply(op, int(want[0]) if want[0].isdigit() else want[0])
+            assert m.generation("r0") == bump, (attr, text)
+    assert expect("service_manifest_version", b"4294967296") == (("ERANGE",), 0)

@@ -3,6 +3,8 @@ emulator, which it never imports), from docs/abi.md and the profile.
 
 * ``SpecModel`` (model.py): exact predictions for single-threaded sequences;
 * ``check_trace`` (invariants.py): the rules every executed trace must keep, threads or not;
+* rules.py: what one write() to a text attribute or inblob must return and change, which both of
+  them and the fuzz targets ask (the one checking-side encoding of those rules);
 * ``check_usable``: the tree still works afterwards (mkdir, write, read, rmdir of a fresh item).
 """
 

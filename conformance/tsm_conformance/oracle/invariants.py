@@ -28,6 +28,7 @@ from ..profile.model import Profile
 from ..seq import HUNG, Done, Op
 from .lengths import declared_length
 from .model import SpecModel
+from .rules import inblob_marks, inblob_put, text_store_bumps
 
 SIZE_FILL = ("size-then-fill race: configfs sizes a binary read and fills it under separate lock "
              "acquisitions (docs/abi.md §8.14; no upstream fix)")
@@ -236,19 +237,11 @@ class _Write:
 
 
 class _Pending:
-    """An inblob fd's buffered bytes (configfs grows the buffer with zeros, docs/abi.md §3)."""
+    """An inblob fd's buffered bytes and position (``rules.inblob_put``)."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.pos = 0
-
-    def put(self, pos: int, data: bytes, limit: int) -> None:
-        end = pos + len(data)
-        if end > limit:
-            return  # EFBIG: earlier data stays
-        if end > len(self.buf):
-            self.buf.extend(bytes(end - len(self.buf)))
-        self.buf[pos:end] = data
 
 
 def _writes(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
@@ -259,26 +252,21 @@ def _writes(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
         return None
     fds: dict[str, _Pending] = {}
     out: list[_Write] = []
-    grow = set(profile.errno("inblob_oversize")) | set(profile.errno("write_zero_length"))
     for d in t.steps:
         if t.item(d) != name or d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
             continue
         fd = str(d.op.args[0])
         attr = t.path(d).partition("/")[2]
         if d.op.name in ("write", "pwrite") and attr == "inblob":
-            if isinstance(d.result, int) or d.result in grow:  # EFBIG/EFAULT mark the fd too (§3)
+            if inblob_marks(profile, d.result):  # EFBIG/EFAULT mark the fd too (§3)
                 p = fds.setdefault(fd, _Pending())
                 pos = int(d.op.args[2]) if d.op.name == "pwrite" else p.pos
-                p.put(pos, bytes(d.op.args[1]), profile.limits_inblob_max)
-                if d.op.name == "write" and isinstance(d.result, int):
+                inblob_put(p.buf, pos, bytes(d.op.args[1]), profile.limits_inblob_max)
+                if d.op.name == "write" and type(d.result) is int:
                     p.pos += d.result
         elif d.op.name == "close" and attr == "inblob" and fd in fds:
             out.append(_Write(d.thread, d.start, d.end, bytes(fds.pop(fd).buf), d.index))
-        elif d.op.name == "write" and attr in ("privlevel", "service_manifest_version", "service_provider") \
-                and isinstance(d.result, int):
-            out.append(_Write(d.thread, d.start, d.end, None, d.index))
-        elif d.op.name == "write" and attr == "service_guid" and (isinstance(d.result, int) or
-                                                                   d.result in profile.errno("service_guid_invalid")):
+        elif d.op.name in ("write", "pwrite") and text_store_bumps(profile, attr, bytes(d.op.args[1]), d.result):
             out.append(_Write(d.thread, d.start, d.end, None, d.index))
     return out
 

@@ -1,5 +1,5 @@
 """A sequential specification model of one report group: what each operation of a single-threaded
-sequence must return, written from shared/abi.md (§1-§4, §7) and the profile, never from the
+sequence must return, written from docs/abi.md (§1-§4, §7) and the profile, never from the
 emulator.
 
 ``SpecModel.predict(op)`` gives an ``Expect``: an exact value where that is cheap (mkdir, rmdir,
@@ -24,7 +24,8 @@ from typing import Callable
 
 from ..profile.model import Profile
 from ..seq import Op
-from .parse import guid_ok, kstrtouint, service_provider_value
+from .parse import kstrtouint, service_provider_value
+from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_store_bumps
 
 Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
 
@@ -268,35 +269,18 @@ class SpecModel:
         return exact(fd)
 
     def _text_write(self, f: Fd, data: bytes) -> Expect:
-        if not data:
-            return self._err("write_zero_length")
-        if f.item.dead:
+        if data and f.item.dead:
             return self._err("access_after_rmdir")
-        chunk = data[: self.p.limits_text_store_max]
-        ok = exact(len(chunk), "limits.text_store_max")
-        if f.attr in ("privlevel", "service_manifest_version"):
-            v = kstrtouint(chunk)
-            cond = "privlevel" if f.attr == "privlevel" else "service_manifest_version"
-            if v == "ERANGE":
-                return any_of(self.errs("privlevel_overflow") | (self.errs("service_manifest_version_invalid")
-                              if cond != "privlevel" else frozenset()), "errors.privlevel_overflow")
-            if v == "EINVAL":
-                return self._err("privlevel_invalid" if cond == "privlevel" else "service_manifest_version_invalid")
-            if cond == "privlevel" and not self.floor <= int(v) <= self.p.limits_privlevel_max:
-                return self._err("privlevel_out_of_range")
-            return ok
-        if f.attr == "service_guid":
-            return ok if guid_ok(chunk) else self._err("service_guid_invalid")
-        return ok  # service_provider: any string
+        r = text_store(self.p, self.floor, f.attr, data)
+        return self._err(r) if isinstance(r, str) else exact(r, "limits.text_store_max")
 
     def _bin_write(self, f: Fd, data: bytes, pos: int) -> Expect:
-        if pos + len(data) > self.p.limits_inblob_max:
-            return self._err("inblob_oversize")
-        if not data:
-            return self._err("write_zero_length")
+        r = inblob_write(self.p, pos, data)
+        if isinstance(r, str):
+            return self._err(r)
         if f.item.dead:  # only buffered; whether configfs checks frag_dead here is not documented
-            return any_of({len(data)} | self.errs("access_after_rmdir"), "errors.access_after_rmdir")
-        return exact(len(data), "limits.inblob_max")
+            return any_of({r} | self.errs("access_after_rmdir"), "errors.access_after_rmdir")
+        return exact(r, "limits.inblob_max")
 
     def _refusal(self, item: Item) -> Expect | None:
         """Why generating a report for the item's current inputs fails, per the profile."""
@@ -436,7 +420,7 @@ class SpecModel:
             return
         if name == "close":
             del self.fds[str(a[0])]
-            if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (abi.md §3)
+            if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (docs/abi.md §3)
                 self._bump(f.item)
                 f.item.inblob = bytes(f.buf or b"")
             return
@@ -461,6 +445,11 @@ class SpecModel:
     def _bump(self, item: Item) -> None:
         item.gen += 1
 
+    def generation(self, name: str) -> int | None:
+        """What reading ``name``'s generation must show now (None: no such item)."""
+        item = self.items.get(name)
+        return item.gen if item is not None else None
+
     def _after_read(self, f: Fd, n: int, pos: int, obs: object) -> None:
         item = f.item
         if not isinstance(obs, bytes):
@@ -483,33 +472,25 @@ class SpecModel:
 
     def _after_text_write(self, f: Fd, data: bytes, obs: object) -> None:
         item = f.item
-        chunk = data[: self.p.limits_text_store_max]
-        if not data or item.dead or obs in self.errs("write_zero_length") | self.errs("access_after_rmdir"):
+        if item.dead or not text_store_bumps(self.p, f.attr, data, obs):
             return
-        if f.attr == "privlevel" and isinstance(obs, int):
+        self._bump(item)
+        if type(obs) is not int:
+            return  # a service_guid that failed to parse: bumped, nothing else the model tracks
+        chunk = data[: self.p.limits_text_store_max]
+        if f.attr == "privlevel":
             v = kstrtouint(chunk)
             item.privlevel = v if isinstance(v, int) else None  # accepted text we call invalid: unknown
-            self._bump(item)
-        elif f.attr == "service_manifest_version" and isinstance(obs, int):
-            self._bump(item)
-        elif f.attr == "service_provider" and isinstance(obs, int):
-            self._bump(item)  # bumped before allocation (abi.md §1a)
+        elif f.attr == "service_provider":  # bumped before allocation (docs/abi.md §1a)
             item.service_provider = service_provider_value(chunk)
-        elif f.attr == "service_guid":
-            self._bump(item)  # bumped and reset before parsing: a failed parse still counts (§8.5)
 
     def _after_bin_write(self, f: Fd, data: bytes, pos: int, obs: object) -> None:
-        if isinstance(obs, str) and obs not in self.errs("inblob_oversize") | self.errs("write_zero_length"):
+        if not inblob_marks(self.p, obs):
             return  # EBADF, ENOENT: nothing buffered
-        f.wip = True  # EFBIG and EFAULT writes mark the fd too (abi.md §3)
-        end = pos + len(data)
-        if end > self.p.limits_inblob_max:
-            return
-        buf = f.buf if f.buf is not None else bytearray()
-        if end > len(buf):
-            buf.extend(bytes(end - len(buf)))  # a pwrite gap reads as zeros
-        buf[pos:end] = data
-        f.buf = buf
+        f.wip = True
+        if f.buf is None:
+            f.buf = bytearray()
+        inblob_put(f.buf, pos, data, self.p.limits_inblob_max)
 
     # ------------------------------------------------------------------ both
     def step(self, op: Op, obs: object, fd_name: str | None = None) -> tuple[Expect, str | None]:

@@ -1,9 +1,11 @@
 """inblob: payload bytes, write chunking, pwrite offsets, several fds closed in any order, reads.
 
-The input decodes to a short program on one fresh item (opens of inblob, write()s and pwrite()s of
-0..79 bytes at offsets up to 71, closes, lseeks, outblob reads); it runs through the suite's
-sequence executor with the item's generation tracked after every write and close, and each result
-is checked against a model of configfs' binary attribute buffer (docs/abi.md §1a, §1c, §2, §3):
+The input decodes to a short program on one fresh item (privlevel set to the floor when that is
+above 0; then opens of inblob, write()s and pwrite()s of 0..79 bytes at offsets up to 71, closes,
+lseeks, outblob reads); it runs through the suite's sequence executor with the item's generation
+tracked after every write and close, and each result and generation is judged by the oracle's
+``SpecModel`` (``tsm_conformance.oracle``: configfs' binary attribute buffer and the report rules,
+docs/abi.md §1a, §1c, §2, §3), which says:
 
 * each fd has its own buffer; write()/pwrite() grow it to the end offset, zero-filling a gap, and
   return the count; an end offset past ``inblob_max`` (64) that grows the buffer fails EFBIG and
@@ -32,15 +34,19 @@ MAX_OPS = 48
 MAX_FDS = 3
 
 
-def decode(data: bytes, limits: frozenset[str] = frozenset()) -> list:  # noqa: ANN201
+def decode(data: bytes, limits: frozenset[str] = frozenset(), floor: int = 0) -> list:  # noqa: ANN201
     """The program an input stands for: a list of seq.Op on item r0.  ``limits``: what the tree
     cannot show (target/fuse_limits.py: a FUSE mount answers zero-length writes and lseek itself);
-    such ops are left out."""
+    such ops are left out.  ``floor``: a privlevel floor above 0 is written to the new item first,
+    as a correct client does, so that its reports are not refused below the floor."""
     from tsm_conformance.seq import Op
     r = harness.Bytes(data)
     ops = [Op("mkdir", ("r0",))]
-    open_w: list[str] = []
     nfd = 0
+    if floor:
+        ops += [Op("open", ("r0/privlevel", "O_WRONLY")), Op("write", ("fd0", b"%d" % floor)), Op("close", ("fd0",))]
+        nfd = 1
+    open_w: list[str] = []
 
     def new_fd(flags: str) -> str:
         nonlocal nfd
@@ -86,135 +92,37 @@ def decode(data: bytes, limits: frozenset[str] = frozenset()) -> list:  # noqa: 
     return ops
 
 
-class _Fd:
-    __slots__ = ("attr", "buf", "pos", "wip")
-
-    def __init__(self, attr: str) -> None:
-        self.attr, self.buf, self.pos, self.wip = attr, bytearray(), 0, False
-
-
-class Model:
-    """The expected result of each op, given what the tree returned so far (raw read bytes)."""
-
-    def __init__(self, profile) -> None:  # noqa: ANN001
-        p = profile
-        self.p = p
-        self.max = p.limits_inblob_max
-        self.gen = p.generation_initial
-        self.committed: bytes | None = None
-        self.fds: dict[str, _Fd] = {}
-        self.nfd = 0
-        self.report: tuple[int, bytes] | None = None  # (generation, bytes) of the last report read
-        self.e_big = p.errno("inblob_oversize")[0]
-        self.e_zero = p.errno("write_zero_length")[0]
-        self.e_dir = p.errno("open_wrong_direction")[0]
-        self.e_seek = p.errno("lseek_binary")[0]
-        self.e_noin = p.errno("read_before_inblob")[0]
-
-    def step(self, op, got: str, raw: bytes | None) -> str | None:  # noqa: ANN001
-        """None if ``got`` is right, else what was expected."""
-        name, a = op.name, op.args
-        g = f" gen={self.gen}"
-        if name == "mkdir":
-            return None if got == "0" + g else "0" + g
-        if name == "open":
-            fd = f"fd{self.nfd}"
-            self.nfd += 1
-            if a[0] == "r0/inblob" and a[1] != "O_WRONLY":
-                return None if got == self.e_dir else self.e_dir
-            self.fds[fd] = _Fd(str(a[0]).split("/")[1])
-            return None if got == fd else fd
-        f = self.fds.get(str(a[0]))
-        if f is None:
-            return None if got == "EBADF" else "EBADF"
-        if name in ("write", "pwrite"):
-            data = a[1]
-            pos = f.pos if name == "write" else a[2]
-            end = pos + len(data)
-            f.wip = True
-            if end > len(f.buf) and end > self.max:
-                want = self.e_big
-            else:
-                if end > len(f.buf):
-                    f.buf.extend(bytes(end - len(f.buf)))
-                f.buf[pos:end] = data
-                want = str(len(data)) if data else self.e_zero
-                if name == "write":
-                    f.pos = end
-            want += g
-            return None if got == want else want
-        if name == "lseek":
-            return None if got == self.e_seek else self.e_seek
-        if name == "close":
-            del self.fds[str(a[0])]
-            if f.attr == "inblob" and f.wip:
-                self.committed = bytes(f.buf)
-                self.gen += 1
-            want = f"0 gen={self.gen}"
-            return None if got == want else want
-        if name == "read":
-            return self._report(got, raw)
-        return None
-
-    def _report(self, got: str, raw: bytes | None) -> str | None:
-        p, n = self.p, len(self.committed or b"")
-        if not n:
-            return None if got == self.e_noin else self.e_noin
-        lengths = p.inblob_report_lengths
-        if lengths is not None and n not in lengths and p.inblob_rejected_length_errno:
-            want = p.inblob_rejected_length_errno
-            return None if got == want else f"{want} (inblob of {n} bytes)"
-        if raw is None:
-            return f"a report (inblob of {n} bytes)"
-        nonce, committed = p.report_nonce, self.committed or b""
-        if nonce is not None:
-            if nonce.offset is None:
-                if committed.ljust(nonce.length, b"\0") not in raw:
-                    return f"a report carrying the {n}-byte nonce {committed.hex()}"
-            elif raw[nonce.offset:nonce.offset + n] != committed:
-                return (f"a report carrying the {n}-byte nonce {committed.hex()} at {nonce.offset:#x}, "
-                        f"got {raw[nonce.offset:nonce.offset + n].hex()}")
-        last = self.report
-        self.report = (self.gen, raw)
-        if last is not None:
-            if last[0] == self.gen and last[1] != raw:
-                return "the same report as the previous read at this generation (cached)"
-            if last[0] != self.gen and last[1] == raw and p.report_fresh_per_generation:
-                return "a new report after the generation changed"
-        return None
-
-
 def make(ctx: TargetContext):  # noqa: ANN201
     harness.prepare(ctx)
-    from tsm_conformance import errnos
-    from tsm_conformance.seq import Executor, Sequence, Step, _show
-    profile = ctx.profile
+    from tsm_conformance.oracle import SpecModel
+    from tsm_conformance.seq import Executor, Sequence, Step, show
+    profile, facts = ctx.profile, ctx.facts
     tree = ctx.tree()
     limits = frozenset(getattr(tree, "limits", None) or ())
+    tracked = ("mkdir", "write", "pwrite", "close")  # results carry r0's generation (execute's track)
+    floor = facts.privlevel_floor if "privlevel" in facts.attributes and facts.privlevel_floor else 0
 
     def one(data: bytes) -> None:
-        ops = decode(data, limits)
-        model = Model(profile)
-        ex = Executor(tree, harness.fresh_prefix(ctx), annotate=True)
+        ops = decode(data, limits, floor)
+        model = SpecModel.from_facts(profile, facts)
+        ex = Executor(tree, harness.fresh_prefix(ctx))
         results: list[str] = []
         bad: tuple[int, str, str] | None = None
         try:
             for i, op in enumerate(ops):
-                raw = None
-                if op.name == "read" and str(op.args[0]) in ex.fds:
-                    try:
-                        raw = tree.read(ex.fds[str(op.args[0])], int(op.args[1]))
-                        res = _show(raw)
-                    except OSError as e:
-                        res = errnos.name(e.errno)
-                else:
-                    res = ex.run(op)
-                if op.name in ("write", "pwrite", "close"):
-                    res += ex._gen("r0")
+                obs = ex.call(op)
+                res = show(obs)
+                expect, why = model.step(op, obs)
+                want = expect.text
+                if op.name in tracked and (op.name != "mkdir" or obs == 0):
+                    got_gen, gen = ex._gen("r0"), model.generation("r0")
+                    res += got_gen
+                    want += f" gen={gen}"
+                    if why is None and got_gen != f" gen={gen}":
+                        why = "another generation"
                 results.append(res)
-                want = model.step(op, res, raw)
-                if want is not None:
-                    bad = (i, res, want)
+                if why is not None:
+                    bad = (i, res, f"{want} ({why})")
                     break
         finally:
             ex.finish()
