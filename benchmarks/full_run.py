@@ -25,20 +25,22 @@ sys.path[:0] = [str(REPO / "conformance")]
 from tsm_conformance.checks.runner import Session  # noqa: E402
 from tsm_conformance.emulator import boot  # noqa: E402
 from tsm_conformance.profile.load import load_profile  # noqa: E402
+from tsm_conformance.target.base import Tree  # noqa: E402
 from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
 from tsm_conformance.target.live import LiveTree  # noqa: E402
 
 OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
 
 
-class Capture:
-    """Tree proxy that records (operation, args) at the protocol boundary."""
+class Capture(Tree):
+    """Tree proxy that records (operation, args) at the protocol boundary (no provider control,
+    host or trust anchors of its own: Tree's defaults)."""
 
     def __init__(self, tree: EmulatedTree | LiveTree) -> None:
         self._t, self.ops = tree, []
         self.kind = tree.kind
         self.describe, self.kernel_release = tree.describe, tree.kernel_release
-        self.hints = getattr(tree, "hints", lambda: {})
+        self.hints = tree.hints
         for name in OPS:
             setattr(self, name, self._wrap(name, getattr(tree, name)))
 

@@ -10,6 +10,7 @@ import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import DEFAULT_ROOT
 from .checks.base import Facts, probe
@@ -19,6 +20,9 @@ from .profile.load import ProfileError, load_profile, select_profile
 from .profile.model import Profile
 from .target.base import Tree
 from .verify.base import TrustAnchors, anchors_from_pem, load_anchors
+
+if TYPE_CHECKING:
+    from .target.control import ModuleControl
 
 STATE_PLUGIN = "tsm-state"
 
@@ -53,8 +57,8 @@ class _StateCarrier:
         self.state = state
 
 
-def module_control(ko: str, tree: Tree) -> None:
-    """Give a live tree the ability to rmmod/insmod its tsm_test provider (the VM target)."""
+def module_control(ko: str) -> ModuleControl:
+    """The ability to rmmod/insmod the live tree's tsm_test provider (the VM target: ``--module``)."""
     from .target.control import ModuleControl
     pdir = "/sys/module/tsm_test/parameters"
     if not os.path.isdir(pdir):
@@ -63,7 +67,7 @@ def module_control(ko: str, tree: Tree) -> None:
     for name in sorted(os.listdir(pdir)):
         with open(os.path.join(pdir, name)) as f:
             base[name] = f.read().strip()
-    tree.control = ModuleControl(ko, base)  # type: ignore[attr-defined]
+    return ModuleControl(ko, base)
 
 
 def make_tree(root: str | None, emulate: str | None, module: str | None = None,
@@ -102,9 +106,7 @@ def make_tree(root: str | None, emulate: str | None, module: str | None = None,
         problem = report_group_problem(path, any_filesystem)  # before the probe's mkdir: never write anywhere else
         if problem:
             raise SetupError(problem)
-        tree = LiveTree(path, any_filesystem)
-        if module:
-            module_control(module, tree)
+        tree = LiveTree(path, any_filesystem, module_control(module) if module else None)
     return tree
 
 

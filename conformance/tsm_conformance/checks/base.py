@@ -482,7 +482,7 @@ class Ctx:
     def host(self, **params: object) -> Iterator[None]:
         """Make the emulated host (VMM, firmware) behave as `params` say for the block, then restore
         it.  Real hosts cannot be told to fail: unsupported there."""
-        h = getattr(self.tree.t, "host", None)
+        h = self.tree.t.host
         if h is None:
             from ..outcome import Unsupported
             raise Unsupported("unsupported: this target cannot make its host fail or stall "
@@ -499,10 +499,10 @@ class Ctx:
         """Skip as unsupported when the target declares ``behaviour`` one it cannot show (a FUSE
         mount: target/fuse_limits.py)."""
         t = self.tree.t
-        why = getattr(t, "limits", {}).get(behaviour)
+        why = t.limits.get(behaviour)
         if why:
             from ..outcome import Unsupported
-            raise Unsupported(f"unsupported on a {getattr(t, 'kind', 'this')} target: {why}")
+            raise Unsupported(f"unsupported on a {t.kind} target: {why}")
 
     def need_nonce_binding(self) -> None:
         """Checks that look for the nonce in the report need the profile to say where it is."""
@@ -587,5 +587,5 @@ def probe(tree: Tree, prefix: str) -> Facts:
             tree.rmdir(name)
         except OSError:
             pass
-    hints = tree.hints() if hasattr(tree, "hints") else {}
+    hints = tree.hints()
     return Facts(provider, attrs, floor, tree.kernel_release(), tree.describe(), hints)

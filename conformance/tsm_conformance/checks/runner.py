@@ -67,8 +67,8 @@ class Budget:
 
 
 def _tree_anchors(tree: Tree) -> TrustAnchors:
-    pems = getattr(tree, "trust_anchor_pems", None)
-    return anchors_from_pem(pems()) if pems else TrustAnchors()
+    pems = tree.trust_anchor_pems()
+    return anchors_from_pem(pems) if pems else TrustAnchors()
 
 
 @dataclass
@@ -208,7 +208,7 @@ class Session:
         if reason:
             return Result(c, Outcome.SKIP_UNSUPPORTED, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
-                  getattr(self.tree, "control", None), self.anchors, self.shared)
+                  self.tree.control, self.anchors, self.shared)
         if self.budget.reports is not None:
             self.recorder.before_open = lambda args: self._report_gate(ctx, args)
         ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)

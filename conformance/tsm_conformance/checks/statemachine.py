@@ -55,7 +55,7 @@ def state_machine(ctx: Ctx) -> None:
     from hypothesis import HealthCheck, Phase, seed, settings
     from hypothesis.stateful import get_state_machine_test  # semi-private (Hypothesis split it out for HypoFuzz): used here only
 
-    kind = getattr(ctx.tree.t, "kind", "live")
+    kind = ctx.tree.t.kind
     examples, steps = BUDGET.get(kind, BUDGET["live"])
     s = seed_in_use()
     machine, failed = build_machine(ctx, s)
@@ -138,7 +138,7 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
     ctx.names.pop(base, None)
     counter = iter(range(1 << 30))
     failed: list[tuple[list[tuple[str, dict[str, Any]]], TsmFailure]] = []
-    limits = getattr(ctx.tree.t, "limits", {}) or {}  # what a FUSE mount cannot show (fuse_limits.py)
+    limits = ctx.tree.t.limits  # what a FUSE mount cannot show (fuse_limits.py)
 
     def unobservable(op: Op) -> bool:
         if op.name in ("write", "pwrite") and not op.args[1] and "zero-length-write" in limits:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .control import HostControl, ProviderControl
 
 #: Largest single read() the helpers issue; bigger than any outblob limit we probe by default.
 READ_CHUNK = 1 << 16
@@ -32,10 +36,31 @@ class Stat:
 
 @runtime_checkable
 class Tree(Protocol):
-    """A configfs-tsm report group, real or emulated."""
+    """A configfs-tsm report group, real or emulated.
+
+    Besides the operations, every capability a check may use is declared here.  The optional
+    ones default to "cannot": a tree that subclasses Tree (LiveTree, EmulatedTree) inherits these
+    defaults and overrides what it can do, so callers read them without getattr."""
 
     #: "live", "emulated", "fuse" or "foreign" (target/live.py); recorded in reports.
     kind: str
+    #: Loads, unloads and re-parameterises the tsm_test provider (target/control.py: a VM with
+    #: ``run --module``, the emulated tsm_test); None elsewhere: the lifecycle checks are unsupported.
+    control: ProviderControl | None = None
+    #: Makes the host behind the provider (VMM, firmware) fail or stall (the emulator); None elsewhere.
+    host: HostControl | None = None
+    #: Behaviours this target cannot show, each with why (target/fuse_limits.py: a FUSE mount or
+    #: another filesystem); checks ask ``Ctx.need_observable``.
+    limits: Mapping[str, str] = MappingProxyType({})
+
+    def hints(self) -> dict[str, int]:
+        """Facts a live tree cannot tell (the emulator's generation counter width); checks use
+        them only to decide applicability (checks.base.Facts.hints)."""
+        return {}
+
+    def trust_anchor_pems(self) -> list[bytes]:
+        """Roots its reports verify against when the user gives none (the emulator's own)."""
+        return []
 
     def describe(self) -> str:
         """One line naming the target, e.g. the root path or the emulator spec."""

@@ -29,6 +29,17 @@ class ProviderControl(Protocol):
     def loaded(self) -> bool: ...
 
 
+class HostControl(Protocol):
+    """The host behind a provider (VMM, firmware), told to fail or stall: only the emulator's
+    (target/emulated.py EmulatedHost); a real host cannot be told."""
+
+    def set_param(self, name: str, value: str) -> None:
+        """A host behaviour, e.g. ``quote_status=error`` (the provider's HOST_PARAMS)."""
+
+    def restore(self) -> None:
+        """Back to how the run began."""
+
+
 class ModuleControl:
     def __init__(self, ko: str, base: dict[str, str], name: str = "tsm_test") -> None:
         self.ko, self.base, self.name = ko, dict(base), name

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..emulator import Kernel, Spec, boot, parse_spec
-from .base import Stat
+from .base import Stat, Tree
 
 
-class EmulatedTree:
+class EmulatedTree(Tree):
     kind = "emulated"
 
     def __init__(self, spec: Spec | str, kernel: Kernel | None = None) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Mapping
 
-from .base import Stat
+from .base import Stat, Tree
 from .fuse_limits import FUSE_LIMITS, OTHER_FS_LIMITS
+
+if TYPE_CHECKING:
+    from .control import ProviderControl
 
 
 def mount_fstype(path: str) -> str | None:
@@ -93,15 +97,17 @@ def report_group_problem(root: str, any_filesystem: bool = False) -> str | None:
     return None
 
 
-class LiveTree:
+class LiveTree(Tree):
     #: "live" (configfs), "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``), or
     #: "foreign": another filesystem, allowed by --any-filesystem
     kind = "live"
     #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
-    limits: dict[str, str] = {}
+    limits: Mapping[str, str] = {}
 
-    def __init__(self, root: str, any_filesystem: bool = False) -> None:
+    def __init__(self, root: str, any_filesystem: bool = False, control: ProviderControl | None = None) -> None:
+        """``control``: the provider's lifecycle (a VM's tsm_test module: runstate.module_control)."""
         self.root = os.path.abspath(root)
+        self.control = control
         self._prefix = self.root.rstrip("/") + "/"
         fstype = mount_fstype(self.root) or ""
         #: the filesystem, when it is not one we recognise (configfs, our emulate mount): the run
