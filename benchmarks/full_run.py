@@ -24,6 +24,7 @@ sys.path[:0] = [str(REPO / "conformance")]
 
 from tsm_conformance.checks.runner import Session  # noqa: E402
 from tsm_conformance.emulator import boot  # noqa: E402
+from tsm_conformance.names import BENCH_RUN  # noqa: E402
 from tsm_conformance.profile.load import load_profile  # noqa: E402
 from tsm_conformance.target.base import Tree  # noqa: E402
 from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
@@ -72,10 +73,10 @@ def suite_once(config: str, root: str | None = None) -> tuple[float, list]:
     profile, checks = load_profile(config), tree_checks()
     tree = LiveTree(root) if root else EmulatedTree(config)
     t0 = time.perf_counter()
-    Session(tree, profile, prefix="tsmbn-").run(checks)
+    Session(tree, profile, prefix=BENCH_RUN).run(checks)
     dt = time.perf_counter() - t0
     cap = Capture(LiveTree(root) if root else EmulatedTree(config))
-    Session(cap, profile, prefix="tsmbn-").run(checks)  # type: ignore[arg-type]
+    Session(cap, profile, prefix=BENCH_RUN).run(checks)  # type: ignore[arg-type]
     return dt, cap.ops
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "conformance"), str(REPO / "fuzz")]
 
+from tsm_conformance.names import BENCH_FUZZ  # noqa: E402
 from tsm_fuzz import targets  # noqa: E402
 from tsm_fuzz.api import Finding, TargetContext  # noqa: E402
 
@@ -71,7 +72,7 @@ def by_kind(name: str, one: object, n: int = 1000) -> dict[str, list[bytes]]:
 
 
 def make(name: str, emulate: str | None, root: str | None):  # noqa: ANN201
-    return targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"tsmbf-{name[:4]}-"))
+    return targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"{BENCH_FUZZ}{name[:4]}-"))
 
 
 def raw(one, data: list[bytes], seconds: float) -> float:  # noqa: ANN001

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "conformance")]
 
 from tsm_conformance.checks.runner import Session  # noqa: E402
+from tsm_conformance.names import BENCH_RUN, RUN, with_pid  # noqa: E402
 from tsm_conformance.profile.load import load_profile  # noqa: E402
 from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
 
@@ -80,7 +81,7 @@ def watchdog_cost(n: int) -> None:
     runs: dict[str, list[float]] = {"armed": [], "none": []}
     for _ in range(n):
         for label, deadline in (("armed", 90.0), ("none", None)):
-            s = Session(EmulatedTree("sev_guest"), profile, prefix="tsmbn-", op_timeout=deadline)
+            s = Session(EmulatedTree("sev_guest"), profile, prefix=BENCH_RUN, op_timeout=deadline)
             t0 = time.perf_counter()
             s.run(checks)
             runs[label].append(time.perf_counter() - t0)
@@ -124,11 +125,11 @@ def clean_time(items: int) -> None:
             print("clean: skipped (FUSE cannot mount here)")
             return
         for i in range(items):
-            os.mkdir(report / f"tsmct-999999-{i}")  # a dead pid: clean may remove them
+            os.mkdir(report / f"{with_pid(RUN, 999999)}{i}")  # a dead pid: clean may remove them
         t0 = time.perf_counter()
         p = subprocess.run(CLI + ["clean", "--root", str(report)], capture_output=True, text=True, env=ENV)
         wall = time.perf_counter() - t0
-        left = [x for x in os.listdir(report) if x.startswith("tsmct-")]
+        left = [x for x in os.listdir(report) if x.startswith(RUN)]
         print(f"clean: {items} leftovers over FUSE removed in {wall:.2f} s, process start-up included "
               f"(exit {p.returncode}, {len(left)} left)")
 
@@ -158,7 +159,7 @@ def report_reads() -> None:
     from tsm_conformance.checks.base import all_checks
     parts = []
     for config in ("sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest", "tsm_test"):
-        s = Session(EmulatedTree(config), load_profile(config), prefix="tsmbn-")
+        s = Session(EmulatedTree(config), load_profile(config), prefix=BENCH_RUN)
         s.run([c for c in all_checks() if not c.id.startswith("model.")])
         parts.append(f"{config} {s.reports_used}")
     print("report reads per full run (model.* left out: it varies with its seed): " + ", ".join(parts))

@@ -7,24 +7,37 @@ recognises, and ``clean`` never touches anything else.
 
 from __future__ import annotations
 
+import os
 import re
+
+RUN = "tsmct-"  # tsm-conformance run: checks and the probe
+FUZZ = "tsmfz-"  # tsm-conformance fuzz
+REPLAY = "tsmrp-"  # tsm-conformance replay
+DIFFERENTIAL = "tsmdf-"  # tsm-conformance vm --differential
+BENCH_FUZZ = "tsmbf-"  # benchmarks/fuzz.py
+BENCH_RUN = "tsmbn-"  # benchmarks/full_run.py, benchmarks/running.py
 
 #: prefix -> who makes it.  Tests that use other prefixes (tsmt-, tsmfzt-) only touch in-process
 #: emulated trees, which vanish with their process.
 PREFIXES: dict[str, str] = {
-    "tsmct-": "tsm-conformance run (checks, probe)",
-    "tsmfz-": "tsm-conformance fuzz",
-    "tsmrp-": "tsm-conformance replay",
-    "tsmdf-": "tsm-conformance vm --differential",
-    "tsmbf-": "benchmarks/fuzz.py",
-    "tsmbn-": "benchmarks/full_run.py",
+    RUN: "tsm-conformance run (checks, probe)",
+    FUZZ: "tsm-conformance fuzz",
+    REPLAY: "tsm-conformance replay",
+    DIFFERENTIAL: "tsm-conformance vm --differential",
+    BENCH_FUZZ: "benchmarks/fuzz.py",
+    BENCH_RUN: "benchmarks/full_run.py",
 }
 
-_WITH_PID = ("tsmct-", "tsmfz-", "tsmrp-")  # <prefix><pid>-<n...>; the others: <prefix><tag or n...>
+_WITH_PID = (RUN, FUZZ, REPLAY)  # <prefix><pid>-<n...>; the others: <prefix><tag or n...>
 # a bare "tsmct-x" is not ours (someone else's name: clean keeps it)
 _OURS = re.compile(r"^(?:(?:%s)\d+-.|(?:%s)[A-Za-z0-9_.-]+$)" % (
     "|".join(re.escape(p) for p in _WITH_PID), "|".join(re.escape(p) for p in PREFIXES if p not in _WITH_PID)))
-_PID = re.compile(r"^(?:tsmct|tsmfz|tsmrp)-(\d+)-")  # tsmdf-, tsmbf-, tsmbn- carry no pid
+_PID = re.compile(r"^(?:%s)(\d+)-" % "|".join(re.escape(p) for p in _WITH_PID))  # the others carry no pid
+
+
+def with_pid(prefix: str, pid: int | None = None) -> str:
+    """``<prefix><pid>-``: the names one process makes (``pid`` defaults to this process)."""
+    return f"{prefix}{os.getpid() if pid is None else pid}-"
 
 
 def ours(name: str) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from . import DEFAULT_ROOT
 from .checks.base import Facts, probe
 from .checks.runner import Session
+from .names import RUN, with_pid
 from .outcome import TsmError
 from .profile.load import ProfileError, load_profile, select_profile
 from .profile.model import Profile
@@ -186,7 +187,7 @@ def probe_tree(tree: Tree, deadline: float | None = None) -> Facts:
     from .checks.deadline import WATCHDOG, OperationHung
     try:
         with WATCHDOG.guard(deadline):
-            return probe(tree, f"tsmct-{os.getpid()}-")
+            return probe(tree, with_pid(RUN))
     except TsmError as e:
         cause = e.__cause__
         raise SetupError(str(e), absent=isinstance(cause, OSError) and cause.errno == errno.ENXIO) from None

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tsm_conformance.names import FUZZ
+
 
 class Finding(Exception):
     """A rule the target broke.  ``sequence`` (a ``tsm_conformance.seq.Sequence``) replays it with
@@ -39,7 +41,7 @@ class TargetContext:
     any_filesystem: bool = False  # --any-filesystem: root may be on a filesystem we do not recognise
     profile: Any = None  # tsm_conformance.profile.model.Profile for the tree, when known
     facts: Any = None  # tsm_conformance.checks.base.Facts probed from the tree, when known
-    prefix: str = "tsmfz-"  # report names this process may create (unique per process)
+    prefix: str = FUZZ  # report names this process may create (unique per process)
     options: dict[str, str] = field(default_factory=dict)
 
     def tree(self) -> Any:

@@ -8,8 +8,9 @@ them directly and the worker hands them to atheris.
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
+
+from tsm_conformance.names import FUZZ, with_pid
 
 from .api import TargetContext
 
@@ -82,4 +83,4 @@ def header(target: str, rule: str, observed: str, ctx: TargetContext) -> dict[st
 
 def pid_prefix(ctx: TargetContext) -> str:
     """The worker gives each process ``tsmfz-<pid>-``; direct callers get one here."""
-    return ctx.prefix if ctx.prefix != "tsmfz-" else f"tsmfz-{os.getpid()}-"
+    return ctx.prefix if ctx.prefix != FUZZ else with_pid(FUZZ)

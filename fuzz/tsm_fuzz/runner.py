@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from tsm_conformance.names import FUZZ, with_pid
+
 from . import targets
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -266,7 +268,7 @@ class Runner:
         """Items a worker left on a live or FUSE tree (libFuzzer exits without Python's cleanup)."""
         if not self.root or job.proc is None:
             return
-        prefix = f"tsmfz-{job.proc.pid}-"
+        prefix = with_pid(FUZZ, job.proc.pid)
         try:
             for name in os.listdir(self.root):
                 if name.startswith(prefix):

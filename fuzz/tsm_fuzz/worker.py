@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from tsm_conformance.names import FUZZ, with_pid
 
 from .api import Finding, TargetContext
 
@@ -46,7 +47,7 @@ def write_finding(artifacts: Path, target: str, f: Finding, data: bytes, suffix:
 
 def _context(args: argparse.Namespace) -> TargetContext:
     return TargetContext(emulate=args.emulate, root=args.root, any_filesystem=args.any_filesystem,
-                         prefix=f"tsmfz-{os.getpid()}-")
+                         prefix=with_pid(FUZZ))
 
 
 def _setup(name: str, ctx: TargetContext, instrument: bool):  # noqa: ANN202

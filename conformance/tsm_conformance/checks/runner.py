@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import errno
 import itertools
-import os
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Iterable
 
 from .. import errnos
+from ..names import RUN, with_pid
 from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
@@ -90,7 +90,7 @@ class Session:
         # the user's anchors, else the target's own (an emulated tree knows its emulator's roots)
         self.anchors = anchors if anchors else _tree_anchors(tree)
         self.profile = profile
-        self.prefix = prefix or f"tsmct-{os.getpid()}-"
+        self.prefix = prefix or with_pid(RUN)
         self.counter = itertools.count()
         self.facts = facts or probe(tree, self.prefix)
         self.visible = profile.visible_attributes(self.facts.groups_present(profile))

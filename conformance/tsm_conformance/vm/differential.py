@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..emulator.era import Era
+from ..names import DIFFERENTIAL
 from ..seq import execute, parse_op
 from ..seqgen import generate
 from ..target.emulated import EmulatedTree
@@ -60,7 +61,7 @@ def era_of(release: str) -> str:
 
 def emulate(seq: dict, era: str) -> list[str]:
     spec = "tsm_test:" + ",".join(seq["params"].split()) + f"@{era}"
-    return execute(EmulatedTree(spec), [parse_op(x) for x in seq["ops"]], f"tsmdf-{seq['id']}-", seq["track"])
+    return execute(EmulatedTree(spec), [parse_op(x) for x in seq["ops"]], f"{DIFFERENTIAL}{seq['id']}-", seq["track"])
 
 
 def compare(seqs: list[dict], kernel_results: list[dict], era: str) -> tuple[list[Divergence], list[str]]:

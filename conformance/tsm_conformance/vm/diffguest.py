@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+from ..names import DIFFERENTIAL
 from ..seq import execute, parse_op
 from ..target.live import LiveTree
 
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
             continue
         try:
             ops = [parse_op(line) for line in s["ops"]]
-            results.append({"id": s["id"], "results": execute(tree, ops, f"tsmdf-{s['id']}-", s["track"])})
+            results.append({"id": s["id"], "results": execute(tree, ops, f"{DIFFERENTIAL}{s['id']}-", s["track"])})
         finally:
             subprocess.run([busybox, "rmmod", "tsm_test"], capture_output=True)
     with open(out_path, "w") as f:

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from tsm_conformance.names import FUZZ, with_pid
 from tsm_conformance.seq import Op, Step
 
 from .. import harness
@@ -351,7 +352,7 @@ if __name__ == "__main__":  # plain-random driver, no atheris: python -m tsm_fuz
     import sys
     spec, secs = (sys.argv[1] if len(sys.argv) > 1 else "sev_guest"), float(sys.argv[2] if len(sys.argv) > 2 else 10)
     size = int(sys.argv[3]) if len(sys.argv) > 3 else 48
-    one = make(TargetContext(emulate=spec, prefix=f"tsmfz-{os.getpid()}-"))
+    one = make(TargetContext(emulate=spec, prefix=with_pid(FUZZ)))
     rnd, n, t0 = random.Random(int(os.environ.get("SEED", "1"))), 0, time.monotonic()
     while time.monotonic() - t0 < secs:
         data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, size)))
