@@ -7,14 +7,13 @@ changes the status of a machine without configfs-tsm (the kselftest wrapper: 4).
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import os
-import signal
 import sys
-import time
 from importlib import resources
 from typing import NoReturn
+
+from . import signals
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; also after SIGTERM (same unwinding)
@@ -93,7 +92,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     # Hypothesis's pytest plugin is for @given tests; the state-machine check drives Hypothesis
     # itself.  Left on, its terminal summary imports Hypothesis under assertion rewriting (~0.8 s)
     # even in a run interrupted before that check.
-    # pytest's unraisable-exception plugin would replace _unwind_on_signals' unraisablehook, which
+    # pytest's unraisable-exception plugin would replace signals' unraisablehook, which
     # turns a KeyboardInterrupt that landed in a finalizer into an interrupt delivered again.
     argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
             "-p", "no:unraisableexception",
@@ -120,15 +119,15 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     finally:
         from .cleanup import sweep
         # again, in case pytest itself was interrupted; a signal during it waits until it is done
-        with _signals_deferred():
+        with signals.final_cleanup():
             left = sweep(state.tree, state.session.prefix, removed=state.swept)
-            _say_leftovers(state, left, interrupted or bool(_SIGNALLED))
-    if _HANDLING:
-        _ignore_signals_from_now_on()  # done and swept: a signal now must not change the status
+            _say_leftovers(state, left, interrupted or signals.signalled())
+    if signals.handling():
+        signals.ignore_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
     # inside a finalizer (__del__, a weakref callback) as "unraisable" and goes on.  The signal still
     # happened, so the run was interrupted.
-    interrupted = interrupted or bool(_SIGNALLED)
+    interrupted = interrupted or signals.signalled()
     if interrupted:
         _bail_out_ktap(args, "run interrupted before the checks were collected")
     c = counter.counts
@@ -512,7 +511,7 @@ def _command(argv: list[str]) -> int:
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
     if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
-        _unwind_on_signals()
+        signals.unwind_on_signals()
     try:
         from .pipes import pipe_safe
         sys.stdout = pipe_safe(sys.stdout)
@@ -522,8 +521,8 @@ def _command(argv: list[str]) -> int:
         print("tsm-conformance: interrupted", file=sys.stderr)
     finally:
         if argv[:1] != ["emulate"]:
-            _ignore_signals_from_now_on()
-    if _SIGNALLED and code != EXIT_INTERRUPTED:
+            signals.ignore_from_now_on()
+    if signals.signalled() and code != EXIT_INTERRUPTED:
         # The signal came before the status was decided, but its KeyboardInterrupt was still
         # owed (held back in the import system or a finalizer) when the command ended.
         print("tsm-conformance: interrupted", file=sys.stderr)
@@ -553,17 +552,6 @@ def _absent_exit(p: argparse.ArgumentParser) -> None:
                    help="exit status when the machine has no configfs-tsm to test (configfs not mounted, no tsm "
                         "core, no report group, no provider), default 2 like other set-up errors; the "
                         "kselftest wrapper passes 4 (KSFT_SKIP)")
-
-
-def _ignore_signals_from_now_on() -> None:
-    """The work and its cleanup are done and the exit status is decided.  Interpreter shutdown
-    puts the default handlers back for signals that have Python handlers, so a late SIGINT/SIGTERM
-    would kill the process by that signal instead of letting it exit with its status; ignored
-    signals stay ignored through shutdown."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    _HANDLING.clear()
-    _OWED.clear()  # nothing is delivered any more (interrupt_main does nothing for ignored signals)
 
 
 def _empty_value(args: argparse.Namespace) -> str | None:
@@ -619,130 +607,10 @@ def _dispatch(argv: list[str]) -> int:
     except Exception:
         # An interrupt that lands inside an import leaves the module half-initialised, and a later
         # import then fails with ImportError: after a signal, that is still "interrupted".
-        if _SIGNALLED:
+        if signals.signalled():
             print("tsm-conformance: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         raise
-
-
-_SIGNALLED: list[int] = []
-_HANDLING: list[bool] = []  # non-empty once _unwind_on_signals installed its handler (a command)
-_DEFERRED: list[int] = []  # non-empty: inside the final cleanup; after a signal there, also holds it
-_OWED: list[float] = []  # non-empty: a signal's KeyboardInterrupt is not delivered yet (since when)
-#: Where a KeyboardInterrupt must not be raised: the import system's own code.  Its weakref callback
-#: for module locks (importlib._bootstrap._get_module_lock.<locals>.cb) takes the global import lock
-#: one instruction before its try; raised there, the interrupt is printed as "Exception ignored"
-#: and the lock stays held for good (other threads' imports then hang).
-_IMPORT_SYSTEM = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "_frozen_importlib",
-                            "_frozen_importlib_external", "zipimport"})
-_OWED_AT_MOST = 2.0  # seconds an interrupt waits for the import system (a blocked import still ends)
-
-
-class _signals_deferred:
-    """The final sweep must finish: a first SIGINT/SIGTERM arriving during it is held and raised as
-    KeyboardInterrupt when it is done (the handler of _unwind_on_signals)."""
-
-    def __enter__(self) -> None:
-        _DEFERRED.append(0)
-
-    def __exit__(self, *exc: object) -> None:
-        held = len(_DEFERRED) > 1
-        _DEFERRED.clear()
-        if held and exc[0] is None:
-            raise KeyboardInterrupt
-
-
-def _hold_for_cleanup(signum: int) -> None:
-    if len(_DEFERRED) == 1:
-        _DEFERRED.append(signum)
-
-
-def _deliver(frame: object) -> None:
-    """Raise the owed KeyboardInterrupt here, unless ``frame`` (the code the signal interrupted)
-    is the import system: then the interrupt is delivered again a moment later, outside it."""
-    if _DEFERRED:  # the final cleanup began meanwhile: it raises the interrupt once it is done
-        _OWED.clear()
-        _hold_for_cleanup(_SIGNALLED[0] if _SIGNALLED else 2)
-        return
-    name = getattr(frame, "f_globals", {}).get("__name__")
-    if name in _IMPORT_SYSTEM and _OWED and time.monotonic() - _OWED[0] < _OWED_AT_MOST:
-        _deliver_soon()
-        return
-    _OWED.clear()
-    raise KeyboardInterrupt
-
-
-def _deliver_soon() -> None:
-    """A thread (only while an interrupt is owed) simulates the signal again every few ms with
-    _thread.interrupt_main, so the handler runs again at the main thread's next check."""
-    if _KICKER.acquire(blocking=False):
-        _thread.start_new_thread(_kick, ())
-
-
-def _kick() -> None:
-    while True:
-        try:
-            while _OWED:
-                time.sleep(0.002)
-                if _OWED:
-                    _thread.interrupt_main(signal.SIGINT)
-        finally:
-            _KICKER.release()
-        # owed again between the loop's last look and the release: the one who acquires kicks
-        if not (_OWED and _KICKER.acquire(blocking=False)):
-            return
-
-
-def _unraisable(u: "sys.UnraisableHookArgs") -> None:
-    """A KeyboardInterrupt that Python could not raise (it landed in a finalizer: a __del__, a
-    weakref callback, a generator being closed) is our handler's and was dropped there: no
-    'Exception ignored' traceback; it is owed again, so the command still unwinds and exits 130."""
-    if not isinstance(u.exc_value, KeyboardInterrupt):
-        _PREVIOUS_HOOK[0](u)
-        return
-    if not _HANDLING:  # signals are ignored now: nothing to deliver, only the traceback to drop
-        return
-    if _DEFERRED:
-        _hold_for_cleanup(_SIGNALLED[0] if _SIGNALLED else 2)
-    elif not _OWED:
-        if not _SIGNALLED:
-            _SIGNALLED.append(2)
-        _OWED.append(time.monotonic())
-        _deliver_soon()
-
-
-_PREVIOUS_HOOK = [sys.unraisablehook]
-_KICKER = _thread.allocate_lock()  # held while a _kick thread runs
-
-
-def _unwind_on_signals() -> None:
-    """SIGTERM unwinds like Ctrl-C (KeyboardInterrupt: every check's finally and the end-of-run
-    sweep remove their items); a second SIGINT/SIGTERM while that cleanup runs is ignored, with a
-    note (SIGKILL abandons it; `tsm-conformance clean` then removes what is left).  A signal that
-    lands in the import system or a finalizer still interrupts, a moment later (_deliver,
-    _unraisable)."""
-    seen = _SIGNALLED
-
-    def handler(signum: int, frame: object) -> None:
-        if _OWED:  # the first signal's interrupt, not delivered yet: any call may deliver it
-            _deliver(frame)
-            return
-        if seen or _DEFERRED:
-            print("tsm-conformance: cleaning up report items; SIGKILL abandons that "
-                  "(then: tsm-conformance clean)", file=sys.stderr)
-            if not seen:  # remembered: _signals_deferred raises it once the cleanup is done
-                seen.append(signum)
-                _DEFERRED.append(signum)
-            return
-        seen.append(signum)
-        _OWED.append(time.monotonic())
-        _deliver(frame)
-    # the hook first: once SIGTERM is caught (visible in /proc/PID/status), all of it is in place
-    _PREVIOUS_HOOK[0] = sys.unraisablehook
-    sys.unraisablehook = _unraisable
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    _HANDLING.append(True)
 
 
 if __name__ == "__main__":
