@@ -10,3 +10,28 @@ for _package, _src in (("tsm_conformance", "conformance"), ("tsm_fuzz", "fuzz"))
         sys.path.insert(0, str(_REPO / _src))
 
 pytest_plugins = ["pytester"]
+
+
+# Two tiers (docs/development.md): `-m fast` is the development loop, unit and in-process tests
+# (about two minutes here); `slow` is what starts processes, mounts FUSE, fuzzes, sends signals or
+# runs whole emulated sessions per configuration.  The list is here, in one place.
+SLOW_FILES = {"test_running.py", "test_fuzz.py", "test_fuzz_sequences.py", "test_any_filesystem.py",
+              "test_fuse.py", "test_packaging.py"}
+SLOW_TESTS = {
+    "test_quirk_matrix.py": ("test_faithful_emulator_passes", "test_quirk_caught", "test_also_caught",
+                             "test_known_kernel_bugs", "test_a_floor_the_firmware_refuses"),
+    "test_cli.py": ("test_each_quirk_exits_1_and_names_the_check",),
+    "test_oracle.py": ("test_quirk_caught_by_oracle",),
+    "test_statemachine.py": ("test_quirk_caught",),
+}
+
+
+def pytest_collection_modifyitems(items: list) -> None:  # noqa: ANN001 (pytest.Item)
+    import pytest
+    for item in items:
+        file = item.path.name
+        if item.get_closest_marker("slow") is None and (
+                file in SLOW_FILES or item.name.startswith(SLOW_TESTS.get(file, ("\0",)))):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)

@@ -19,128 +19,181 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; also after SIGTERM (same unwinding)
 
 
-class _Counter:
-    """Counts outcomes as pytest reports them (for the kselftest exit code)."""
-
-    def __init__(self) -> None:
-        self.counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0, "error": 0}
-
-    def pytest_runtest_logreport(self, report) -> None:  # noqa: ANN001
-        if report.nodeid.endswith("::environment.kernel_log") and report.passed:
-            return  # a clean kernel log is no applicable check (exit 4 stays possible)
-        if report.when == "call":
-            if hasattr(report, "wasxfail"):
-                self.counts["xfailed" if report.skipped else "failed"] += 1
-            else:
-                self.counts[report.outcome] += 1
-        elif report.failed:
-            self.counts["error"] += 1
-        elif report.skipped and report.when == "setup":
-            self.counts["skipped"] += 1
-
-
 def _usage(msg: str) -> int:
     print(f"tsm-conformance: {msg}", file=sys.stderr)
     return EXIT_USAGE
 
 
+#: `run`'s options and their pytest twins (plugin.OPTIONS): `run` hands the plugin its run as these
+#: options and nothing else.  The rest: --junit is pytest's --junitxml; --ktap and --format ktap are
+#: --tsm-ktap (- for stdout); -q leaves out --tsm-progress; --seq-dir's default is the run's ini key
+#: (best-effort, where a given directory is checked); --absent-exit has no twin: it is this
+#: command's exit status, where pytest's are pytest's.
+RUN_TWINS = {"root": "--tsm-root", "emulate": "--tsm-emulate", "any_filesystem": "--tsm-any-filesystem",
+             "profile": "--tsm-profile", "module": "--tsm-module", "trust_anchor": "--tsm-trust-anchor",
+             "seq_dir": "--tsm-seq-dir", "op_timeout": "--tsm-op-timeout", "on_hang": "--tsm-on-hang",
+             "budget": "--tsm-budget"}
+
+
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    """pytest with the plugin, its options built from ours; then the end-of-run sweep, the
+    leftovers line and the kselftest exit status (from the items' typed outcomes)."""
     import pytest
-
-    import contextlib
-
-    from .runstate import STATE_PLUGIN, SetupError, _StateCarrier, build_state
-    if args.op_timeout is not None and not 0 < args.op_timeout < float("inf"):  # also NaN
-        return _usage("--op-timeout must be a positive, finite number of seconds")
-    if args.ktap and args.ktap != "-" and args.format == "ktap":
-        return _usage("give --format ktap (KTAP on stdout) or --ktap FILE, not both")
-    if args.ktap and args.junit and args.ktap != "-" and os.path.abspath(args.ktap) == os.path.abspath(args.junit):
-        return _usage(f"--ktap and --junit both name {args.ktap}")
-    from .outputs import file_problem
-    from .plugin import check_pattern_problem, seq_dir_problem
-    for opt, path in (("--ktap", args.ktap), ("--junit", args.junit)):
-        if path and path != "-":
-            problem = file_problem(path)  # before the run, not as a pytest INTERNALERROR after it
-            if problem:
-                return _usage(f"{opt} {path}: {problem}")
-    # --tsm-check after "--": the same one line as other errors (pytest would add its own framing)
-    patterns = [b.split("=", 1)[1] if b.startswith("--tsm-check=") else b
-                for a, b in zip(["", *extra], extra) if a == "--tsm-check" or b.startswith("--tsm-check=")]
-    problem = check_pattern_problem(patterns)
+    problem = _run_problem(args, extra)
     if problem:
         return _usage(problem)
-    if args.seq_dir is not None:  # given: checked now; the default is best-effort (a note if unwritable)
-        problem = seq_dir_problem(args.seq_dir)
-        if problem:
-            return _usage(problem)
     # Hypothesis (model.state_machine) keeps a cache directory: not in the user's working directory
     import tempfile
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
                           os.path.join(tempfile.gettempdir(), f"tsm-conformance-hypothesis-{os.getuid()}"))
+    watch = _watch()
+    code, interrupted = None, False
     try:
-        state = build_state(args.root, args.emulate, args.profile, args.module, args.trust_anchor,
-                            op_timeout=args.op_timeout, budget=args.budget, stop_on_hang=args.on_hang == "stop",
-                            any_filesystem=args.any_filesystem)
-    except KeyboardInterrupt:
-        _bail_out_ktap(args, "run interrupted while probing the tree")
-        raise
-    except SetupError as e:  # KTAP (stdout or file) still gets a document: a skip for an absent ABI
-        _bail_out_ktap(args, str(e), skip=e.absent)
-        return _setup_failed(e, args.absent_exit)
-    ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
-    # -p is a no-op when the entry point already loaded the plugin under the same name
-    # Hypothesis's pytest plugin is for @given tests; the state-machine check drives Hypothesis
-    # itself.  Left on, its terminal summary imports Hypothesis under assertion rewriting (~0.8 s)
-    # even in a run interrupted before that check.
-    # pytest's unraisable-exception plugin would replace signals' unraisablehook, which
-    # turns a KeyboardInterrupt that landed in a finalizer into an interrupt delivered again.
-    argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
-            "-p", "no:unraisableexception",
-            "--tsm-exclusive", "-q", "-rfEsxX", "--tsm-seq-dir", args.seq_dir or "tsm-failures"]
-    if args.junit:
-        argv += ["--junitxml", args.junit]
-    ktap_stdout = args.format == "ktap" or args.ktap == "-"  # `--ktap -` is --format ktap: stdout is KTAP alone
-    if ktap_stdout or args.ktap:
-        argv += ["--tsm-ktap", "-" if ktap_stdout else args.ktap]
-    if not args.quiet:
-        argv += ["--tsm-progress"]
-    argv += extra
-    counter = _Counter()
-    # KTAP on stdout: pytest's own report goes to stderr, so stdout is KTAP alone
-    redirect = contextlib.redirect_stdout(sys.stderr) if ktap_stdout else contextlib.nullcontext()
-    interrupted = False
-    try:
-        with redirect:
-            code = _main_with_state(argv, _StateCarrier(state), counter, STATE_PLUGIN)
+        code = _pytest_main(args, extra, watch)
         interrupted = code == pytest.ExitCode.INTERRUPTED
     except KeyboardInterrupt:  # outside pytest's own handling (start-up, teardown)
         interrupted = True
         raise
     finally:
-        from .cleanup import sweep
-        # again, in case pytest itself was interrupted; a signal during it waits until it is done
-        with signals.final_cleanup():
-            left = sweep(state.tree, state.session.prefix, removed=state.swept)
-            _say_leftovers(state, left, interrupted or signals.signalled())
+        if watch.state is not None:  # again, in case pytest itself was interrupted
+            _sweep(watch.state, interrupted)
     if signals.handling():
         signals.ignore_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
     # inside a finalizer (__del__, a weakref callback) as "unraisable" and goes on.  The signal still
     # happened, so the run was interrupted.
-    interrupted = interrupted or signals.signalled()
+    return _run_status(args, code, watch, interrupted or signals.signalled())
+
+
+def _run_status(args: argparse.Namespace, code: int | None, watch: object, interrupted: bool) -> int:
+    """The command's exit status once pytest is done and the tree swept (kselftest's: 0, 1, 4;
+    2 usage; 130 interrupted), from the items' outcomes (outcome.run_result)."""
+    import pytest
+
+    from .outcome import run_result
+    setup = watch.setup_error  # type: ignore[attr-defined]
+    if setup is not None:  # KTAP (stdout or file) still gets a document: a skip for an absent ABI
+        _bail_out_ktap(args, str(setup), skip=setup.absent)
+        return _setup_failed(setup, args.absent_exit)
     if interrupted:
-        _bail_out_ktap(args, "run interrupted before the checks were collected")
-    c = counter.counts
-    if code in (pytest.ExitCode.USAGE_ERROR,):
+        probing = watch.state is None and watch.interrupted  # type: ignore[attr-defined]
+        _bail_out_ktap(args, "run interrupted while probing the tree" if probing
+                       else "run interrupted before the checks were collected")
+        if watch.state is None:  # no leftovers line: nothing was made
+            print("tsm-conformance: interrupted", file=sys.stderr)
+        return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_INTERRUPTED
+    if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
-    if interrupted:
-        return EXIT_INTERRUPTED
-    if c["failed"] or c["error"] or code == pytest.ExitCode.INTERNAL_ERROR:
+    outcomes = watch.outcomes  # type: ignore[attr-defined]
+    evidence = [o for nid, o in outcomes.items() if nid.endswith("::environment.kernel_log")]
+    result = run_result([o for nid, o in outcomes.items() if not nid.endswith("::environment.kernel_log")], evidence)
+    if result == "fail" or code == pytest.ExitCode.INTERNAL_ERROR:
         return EXIT_FAIL
-    if c["passed"] + c["xfailed"] == 0:
+    if result == "nothing-ran":
         print("tsm-conformance: nothing applicable ran", file=sys.stderr)
         return EXIT_SKIP
     return EXIT_OK
+
+
+def _run_problem(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """The one line for `run` arguments that cannot work, said before pytest starts (pytest would
+    add its own framing, or fail only after the run, as an INTERNALERROR, to write a file)."""
+    from .outputs import file_problem
+    from .plugin import check_pattern_problem, seq_dir_problem
+    from .runstate import op_timeout_problem
+    if op_timeout_problem(args.op_timeout):
+        return op_timeout_problem(args.op_timeout)
+    if args.ktap and args.ktap != "-" and args.format == "ktap":
+        return "give --format ktap (KTAP on stdout) or --ktap FILE, not both"
+    if args.ktap and args.junit and args.ktap != "-" and os.path.abspath(args.ktap) == os.path.abspath(args.junit):
+        return f"--ktap and --junit both name {args.ktap}"
+    for opt, path in (("--ktap", args.ktap), ("--junit", args.junit)):
+        if path and path != "-" and file_problem(path):  # their directories are created
+            return f"{opt} {path}: {file_problem(path)}"
+    patterns = [b.split("=", 1)[1] if b.startswith("--tsm-check=") else b  # --tsm-check after "--"
+                for a, b in zip(["", *extra], extra) if a == "--tsm-check" or b.startswith("--tsm-check=")]
+    problem = check_pattern_problem(patterns)
+    if problem is None and args.seq_dir is not None:  # the default is best-effort (a note if unwritable)
+        problem = seq_dir_problem(args.seq_dir)
+    return problem
+
+
+def _ktap_on_stdout(args: argparse.Namespace) -> bool:
+    return args.format == "ktap" or args.ktap == "-"  # `--ktap -` is --format ktap: stdout is KTAP alone
+
+
+def _pytest_args(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """pytest's command line for `run`: the run's own ini file, the plugin, and its options built
+    from ours (RUN_TWINS); the arguments after -- last."""
+    ini = resources.files("tsm_conformance") / "data" / "pytest-run.ini"
+    # -p is a no-op when the entry point already loaded the plugin under the same name
+    # Hypothesis's pytest plugin is for @given tests; the state-machine check drives Hypothesis
+    # itself.  Left on, its terminal summary imports Hypothesis under assertion rewriting (~0.8 s)
+    # even in a run interrupted before that check.
+    # pytest's unraisable-exception plugin would replace signals' unraisablehook, which turns a
+    # KeyboardInterrupt that landed in a finalizer into an interrupt delivered again.
+    argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
+            "-p", "no:unraisableexception", "--tsm-exclusive", "-q", "-rfEsxX"]
+    for name, flag in RUN_TWINS.items():
+        value = getattr(args, name)
+        if value is True:
+            argv.append(flag)
+        for v in value if isinstance(value, list) else [] if value in (None, False) else [value]:
+            argv += [flag, str(v)]
+    if args.junit:
+        argv += ["--junitxml", args.junit]
+    if _ktap_on_stdout(args) or args.ktap:
+        argv += ["--tsm-ktap", "-" if _ktap_on_stdout(args) else args.ktap]
+    if not args.quiet:
+        argv += ["--tsm-progress"]
+    return argv + extra
+
+
+def _pytest_main(args: argparse.Namespace, extra: list[str], watch: object) -> int:
+    import contextlib
+
+    import pytest
+    # KTAP on stdout: pytest's own report goes to stderr, so stdout is KTAP alone
+    redirect = contextlib.redirect_stdout(sys.stderr) if _ktap_on_stdout(args) else contextlib.nullcontext()
+    with redirect:
+        return int(pytest.main(_pytest_args(args, extra), plugins=[watch]))
+
+
+def _watch() -> object:
+    """A pytest plugin object for `run`: what it learns from the pytest run it starts."""
+    import pytest
+
+    from .plugin import SetupUsageError, run_outcomes, run_state
+
+    class Watch:
+        """The state the plugin built (to sweep and say what is left), a set-up error (said in
+        `run`'s words, one line), each item's outcome (the exit status)."""
+
+        def __init__(self) -> None:
+            self.state, self.setup_error, self.outcomes, self.interrupted = None, None, {}, False
+
+        @pytest.hookimpl(wrapper=True)  # around the session: pytest_configure, a historic hook, has no wrappers
+        def pytest_cmdline_main(self, config: pytest.Config) -> object:
+            try:
+                return (yield)
+            except SetupUsageError as e:
+                self.setup_error = e.setup
+                raise pytest.UsageError() from None  # no message: run says it, in one line
+            finally:
+                self.state, self.outcomes = run_state(config), run_outcomes(config)
+
+        def pytest_keyboard_interrupt(self, excinfo: object) -> None:
+            self.interrupted = True
+    return Watch()
+
+
+def _sweep(state: object, interrupted: bool) -> None:
+    """The end-of-run sweep (cleanup.sweep: the plugin's, again), and the leftovers line; a
+    signal arriving meanwhile waits until both are done."""
+    from .cleanup import sweep
+    with signals.final_cleanup():
+        left = sweep(state.tree, state.session.prefix, removed=state.swept)  # type: ignore[attr-defined]
+        _say_leftovers(state, left, interrupted or signals.signalled())
 
 
 def _bail_out_ktap(args: argparse.Namespace, why: str, skip: bool = False) -> None:
@@ -173,19 +226,6 @@ def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
     elif interrupted:
         print(f"tsm-conformance: interrupted; 0 report items left in {where} "
               f"(the end-of-run sweep removed {len(swept)})", file=sys.stderr)
-
-
-def _main_with_state(argv: list[str], carrier: object, counter: object, name: str) -> int:
-    import pytest
-
-    class _Register:
-        """Registers the probed state under its well-known name before configure runs."""
-
-        def pytest_addoption(self, parser, pluginmanager) -> None:  # noqa: ANN001
-            if not pluginmanager.get_plugin(name):
-                pluginmanager.register(carrier, name)
-
-    return int(pytest.main(argv, plugins=[_Register(), counter]))
 
 
 def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
@@ -393,9 +433,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="tsm-conformance",
-                                 description="Conformance suite for the Linux configfs-tsm report ABI")
+    ap = _Parser(prog="tsm-conformance", description="Conformance suite for the Linux configfs-tsm report ABI")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    _run_parser(sub)
+    _tree_parsers(sub)
+    _other_parsers(sub)
+    _vm_parser(sub)
+    return ap
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    """`run`: each option has its pytest twin (RUN_TWINS, plugin.OPTIONS)."""
     run = sub.add_parser("run", help="run the checks against a live or emulated tree",
                          description="Arguments after -- go to pytest.")
     tgt = run.add_mutually_exclusive_group()
@@ -425,6 +473,10 @@ def parser() -> argparse.ArgumentParser:
                      help="cap report generations and/or wall time (s, or 10m, 1h); checks past it are "
                           "skipped as not-run")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-area progress lines on stderr")
+
+
+def _tree_parsers(sub: argparse._SubParsersAction) -> None:
+    """detect and clean (replay: _other_parsers, in the order of --help)."""
     det = sub.add_parser("detect", help="probe a tree and print the profile that matches it, with the evidence")
     dtg = det.add_mutually_exclusive_group()
     dtg.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
@@ -435,6 +487,10 @@ def parser() -> argparse.ArgumentParser:
     cl.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     cl.add_argument("--force", action="store_true", help="also items whose creating process is still running")
     _any_filesystem(cl)
+
+
+def _other_parsers(sub: argparse._SubParsersAction) -> None:
+    """profiles, quirks, fuzz (its own parser: tsm_fuzz.cli), emulate, inspect, replay."""
     pr = sub.add_parser("profiles", help="list, show or validate profiles")
     pr.add_argument("action", choices=("list", "show", "validate"))
     pr.add_argument("names", nargs="*", metavar="NAME|PATH")
@@ -459,6 +515,9 @@ def parser() -> argparse.ArgumentParser:
     rtg.add_argument("--root", metavar="DIR", help="a live report directory")
     rtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (default: the file's '# emulate:')")
     _any_filesystem(rp)
+
+
+def _vm_parser(sub: argparse._SubParsersAction) -> None:
     vm = sub.add_parser("vm", help="boot a real kernel under QEMU with the tsm_test module and run the suite inside",
                         description="Arguments after -- go to pytest in the guest.")
     vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
@@ -479,7 +538,6 @@ def parser() -> argparse.ArgumentParser:
                     help="run generated sequences on the kernel and the emulator and report divergences")
     vm.add_argument("--sequences", type=int, default=200, metavar="N", help="differential sequences (default 200)")
     vm.add_argument("--seed", type=int, default=1, help="first differential seed (default 1)")
-    return ap
 
 
 def cmd_fuzz(argv: list[str]) -> int:

@@ -17,8 +17,9 @@ KTAP v1 as Documentation/dev-tools/ktap.rst defines it, shaped like a kselftest 
 
 Descriptions are check ids (never containing ``#``).  Lines are written as results arrive (the
 plan is known after collection), so a kselftest runner's timeout still leaves a parsable prefix.
-Totals count checks; ``fail`` includes TIMEOUT and XPASS(strict) lines, which kselftest counts as
-failures, as JUnit does (``failures``), so JUnit and KTAP agree: failures = fail + xpass,
+Each line, its directive and its Totals column come from the report's typed verdict
+(outcome.Verdict, attached by the plugin: plugin.pytest_runtest_makereport) through
+``outcome.FACES``, the table JUnit and the exit status follow too: failures = fail + xpass,
 errors = error, skipped = skip + xfail.
 """
 
@@ -31,8 +32,12 @@ from typing import IO, Any
 
 import pytest
 
-#: outcomes in Totals order
-KINDS = ("pass", "fail", "xfail", "xpass", "skip", "error")
+from .outcome import COLUMNS, FACES, Outcome, Verdict
+
+#: the report attribute holding its Verdict (None: the phase decides nothing, e.g. a passed setup)
+VERDICT = "tsm_verdict"
+#: the JUnit testcase property of a check a stopped run never reached: why it stopped
+NOT_RUN_PROPERTY = FACES[Outcome.NOT_RUN].junit_property
 
 
 def _one_line(text: str) -> str:
@@ -58,33 +63,30 @@ def _cause(report: Any) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def classify(report: Any) -> tuple[str, str, str] | None:
-    """(kind, directive text, diagnostic text) for a setup/call report that decides an outcome;
-    None for one that does not (a passed setup, a passed teardown)."""
+def report_verdict(report: Any, raised: bool = True) -> Verdict | None:
+    """The verdict a phase's report decides, from what pytest put in it (any test item; the plugin
+    refines a check's with its result); None for a phase that decides nothing (a passed setup or
+    teardown).  ``raised``: whether the phase raised (pytest's strict XPASS is a failed call that
+    did not)."""
     if report.when == "setup":
         if report.failed:
-            return "error", f"ERROR {_one_line(_cause(report))}", str(report.longrepr or "")
-        if report.skipped:
-            return "skip", f"SKIP {_one_line(_skip_reason(report))}", ""
-        return None
+            return Verdict(Outcome.ERROR, _cause(report))
+        return Verdict(Outcome.SKIP, _skip_reason(report)) if report.skipped else None
     if report.when == "teardown":
-        return ("error", "ERROR teardown failed", str(report.longrepr or "")) if report.failed else None
-    wasxfail = getattr(report, "wasxfail", None)
-    if report.skipped and wasxfail is not None:
-        return "xfail", f"XFAIL {_one_line(wasxfail)}", ""
+        return Verdict(Outcome.ERROR, "teardown failed") if report.failed else None
+    wasxfail = getattr(report, "wasxfail", None)  # pytest's: set on xfail and non-strict xpass reports
     if report.skipped:
-        return "skip", f"SKIP {_one_line(_skip_reason(report))}", ""
+        return Verdict(Outcome.SKIP, _skip_reason(report)) if wasxfail is None else Verdict(Outcome.XFAIL, wasxfail)
     if report.failed:
-        text = str(report.longrepr or "")
-        if text.startswith("[XPASS(strict)]"):  # an expected failure that passed fails the run, as pytest
-            return "fail", "", text             # and JUnit count it; the text says XPASS(strict)
-        hung = next((ln for ln in text.splitlines() if ln.strip().startswith("observed : hung")), "")
-        if hung:
-            return "fail", f"TIMEOUT {_one_line(hung.split(':', 1)[1])}", text
-        return "fail", "", text
-    if wasxfail is not None:  # a non-strict xpass
-        return "xpass", "", f"XPASS {wasxfail}"
-    return "pass", "", ""
+        return Verdict(Outcome.FAIL if raised else Outcome.XPASS)
+    return Verdict(Outcome.PASS) if wasxfail is None else Verdict(Outcome.XPASS_NONSTRICT, wasxfail)
+
+
+def verdict_of(report: Any) -> Verdict | None:
+    """The verdict attached to ``report`` (plugin.pytest_runtest_makereport, plugin.Completion),
+    or for a report made elsewhere (another plugin's), the one its pytest outcome gives."""
+    v = report.__dict__.get(VERDICT, ...)
+    return report_verdict(report) if v is ... else v
 
 
 class KtapReporter:
@@ -99,7 +101,7 @@ class KtapReporter:
         self.items: dict[str, list[str]] = {}  # area -> nodeids in order
         self.area_of: dict[str, str] = {}
         self.name_of: dict[str, str] = {}
-        self.result: dict[str, tuple[str, str, str]] = {}
+        self.result: dict[str, tuple[Verdict, str]] = {}  # nodeid -> its verdict, failure text
         self.counts: dict[str, dict[str, int]] = {}
         self.started: set[str] = set()
         self.finished: set[str] = set()
@@ -107,6 +109,7 @@ class KtapReporter:
         self.not_run = 0  # planned checks that never ran (an interrupted or -x run)
         self.stop_why = ""  # ... and why
         self.terminal: Any = None  # pytest's terminal reporter (progress lines share its screen)
+        self.tw: Any = None  # ... and its terminal writer (Config.get_terminal_writer)
         self.diagnostics: list[str] = []  # run-level lines (target, kernel, taint, dmesg) before Totals
 
     # ------------------------------------------------------------ output
@@ -150,31 +153,33 @@ class KtapReporter:
             self.t_area[area] = time.monotonic()
             self._w("KTAP version 1", 1)
             self._w(f"1..{len(self.items[area])}", 1)
-        why = dict(report.user_properties).get("tsm.not_run") if report.when == "setup" else None
+        why = dict(report.user_properties).get(NOT_RUN_PROPERTY) if report.when == "setup" else None
         if why is not None:  # plugin.Completion: a planned check the run never reached
             self.not_run += 1
             self.stop_why = str(why)
-        c = classify(report)
-        if c is not None and (nid not in self.result or c[0] == "error"):
-            self.result[nid] = c
+        v = verdict_of(report)
+        if v is not None and (nid not in self.result or v.outcome is Outcome.ERROR):
+            text = str(report.longrepr or "")
+            self.result[nid] = v, text or (f"XPASS {v.reason}" if v.outcome is Outcome.XPASS_NONSTRICT else "")
         if report.when == "teardown":
             self._emit(nid)
 
     def _emit(self, nid: str) -> None:
         area = self.area_of[nid]
-        kind, directive, text = self.result.setdefault(nid, ("error", "ERROR no result", ""))
+        v, text = self.result.setdefault(nid, (Verdict(Outcome.ERROR, "no result"), ""))
+        face = FACES[v.outcome]
         n = self.items[area].index(nid) + 1
-        if text and kind in ("fail", "xpass", "error"):
+        if text and not face.ok:
             self.diag(text, 1)
-        ok = "ok" if kind in ("pass", "skip", "xfail") else "not ok"
-        self._w(f"{ok} {n} {self.name_of[nid]}" + (f" # {directive}" if directive else ""), 1)
-        self.counts.setdefault(area, dict.fromkeys(KINDS, 0))[kind] += 1
+        directive = f" # {face.directive} {_one_line(v.reason)}" if face.directive else ""
+        self._w(f"{'ok' if face.ok else 'not ok'} {n} {self.name_of[nid]}{directive}", 1)
+        self.counts.setdefault(area, dict.fromkeys(COLUMNS, 0))[face.column] += 1
         self.finished.add(nid)
         if all(x in self.finished for x in self.items[area]):
             self._end_area(area)
 
     def _end_area(self, area: str) -> None:
-        c = self.counts.get(area, dict.fromkeys(KINDS, 0))
+        c = self.counts.get(area, dict.fromkeys(COLUMNS, 0))
         i = self.areas.index(area) + 1
         bad = c["fail"] + c["xpass"] + c["error"]
         if bad:
@@ -191,11 +196,13 @@ class KtapReporter:
     def _progress_line(self, line: str) -> None:
         """On its own line: where pytest's dots share the screen with it (pytest writes to the same
         stream, or to the same terminal), through pytest's terminal writer, which ends its line first."""
-        tr = self.terminal
-        tw_file = getattr(getattr(tr, "_tw", None), "_file", None)
+        tr, tw = self.terminal, self.tw
+        # The writer's stream has no public name (TerminalWriter keeps it as _file): without it,
+        # the line goes to the progress stream as it is.
+        tw_file = getattr(tw, "_file", None)
         if tr is not None and tw_file is not None and _same_screen(tw_file, self.progress):
-            if getattr(tr._tw, "width_of_current_line", 0):  # -q dots: pytest has no newline pending
-                tr._tw.line()
+            if tw.width_of_current_line:  # -q dots: pytest has no newline pending
+                tw.line()
             tr.write_line(line)
             return
         assert self.progress is not None
@@ -204,6 +211,7 @@ class KtapReporter:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        self.tw = session.config.get_terminal_writer() if self.terminal is not None else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -229,10 +237,14 @@ class KtapReporter:
             self.diag(d)
         if self.not_run:
             self._w(f"# {self.stop_why}: the {self.not_run} checks not run are reported as SKIP not-run")
-        self._w("# Totals: " + " ".join(f"{k}:{t[k]}" for k in KINDS))
+        self._w("# Totals: " + " ".join(f"{k}:{t[k]}" for k in COLUMNS))
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """Each item's outcome (nodeid -> Outcome), as KTAP and the table count it (cli: the exit status)."""
+        return {nid: v.outcome for nid, (v, _) in self.result.items()}
 
     def totals(self) -> dict[str, int]:
-        t = dict.fromkeys(KINDS, 0)
+        t = dict.fromkeys(COLUMNS, 0)
         for c in self.counts.values():
             for k, v in c.items():
                 t[k] += v
@@ -246,13 +258,13 @@ class KtapReporter:
         if not self.summary or not self.counts or tr is None:
             return
         tr.write_sep("-", "tsm summary per area")
-        tr.write_line(f"{'area':14} " + " ".join(f"{k:>5}" for k in KINDS))
+        tr.write_line(f"{'area':14} " + " ".join(f"{k:>5}" for k in COLUMNS))
         for area in self.areas:
             c = self.counts.get(area)
             if c:
-                tr.write_line(f"{area:14} " + " ".join(f"{c[k]:5}" for k in KINDS))
+                tr.write_line(f"{area:14} " + " ".join(f"{c[k]:5}" for k in COLUMNS))
         t = self.totals()
-        tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in KINDS))
+        tr.write_line(f"{'total':14} " + " ".join(f"{t[k]:5}" for k in COLUMNS))
         if self.not_run:
             tr.write_line(f"{self.stop_why}: {self.not_run} of the skipped checks did not run")
 

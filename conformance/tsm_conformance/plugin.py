@@ -1,60 +1,116 @@
 """pytest plugin (entry point ``pytest11``): collects profile x applicable checks as test items.
 
-Inactive unless a ``--tsm-*`` option or a ``tsm_*`` ini key is given, so installing the package
-changes nothing for other projects.  Collection: one collector per profile, one per check area,
-one item per check, with stable ids; classname in JUnit is ``tsm.<profile>.<area>``.
+Inactive unless a ``--tsm-*`` option or a ``tsm_*`` ini key naming a run is given (``OPTIONS``:
+root, emulate, profile, check, module, exclusive), so installing the package changes nothing for
+other projects.  ``tsm-conformance run`` is this plugin under pytest with options built from its
+own (every run option has a ``--tsm-*`` twin and ini key).  Collection: one collector per profile,
+one per check area, one item per check, with stable ids; classname in JUnit is
+``tsm.<profile>.<area>``.  Each report carries its typed verdict (``pytest_runtest_makereport``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Iterator
+import os
+import re
+from typing import Any, Iterator, NamedTuple
 
 import pytest
 
 from . import DEFAULT_ROOT, __version__
 from .checks.base import Check, all_checks
 from .kernlog import EVIDENCE_LINES
-from .outcome import Outcome, TsmFailure
+from .ktap import NOT_RUN_PROPERTY, VERDICT, report_verdict
+from .outcome import FACES, Outcome, TsmFailure, Verdict
 from .report_text import render_failure
-from .runstate import STATE_PLUGIN, SetupError, TsmState, build_state
+from .runstate import SetupError, TsmState, build_state
 
-_OPTS = ("tsm_root", "tsm_emulate", "tsm_profile", "tsm_check")
+
+class Option(NamedTuple):
+    """A plugin option: ``--tsm-...`` on the command line and the ini key ``name``."""
+
+    name: str  # "tsm_root": the ini key; the option is --tsm-root
+    help: str
+    kind: str = "str"  # str, list (repeatable; ini: one a line), bool, float, int
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    activates: bool = False  # giving it (option or ini key) switches the plugin on
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+#: Every option of the plugin.  `tsm-conformance run` hands its run to the plugin as these options
+#: (cli.RUN_TWINS names each run option's twin), so a pytest command line does what `run` does.
+OPTIONS = (
+    Option("tsm_root", f"live configfs-tsm report directory (default {DEFAULT_ROOT})", metavar="DIR", activates=True),
+    Option("tsm_any_filesystem", "accept a --tsm-root report group on a filesystem that is neither configfs nor an "
+           "`emulate` mount (another implementation of the ABI; tsm-conformance run --any-filesystem)", "bool"),
+    Option("tsm_emulate", "run against the built-in emulator, e.g. sev_guest@6.16", metavar="SPEC", activates=True),
+    Option("tsm_profile", "profile to hold the tree to (default: by provider)", metavar="NAME|PATH", activates=True),
+    Option("tsm_check", "only checks whose id matches GLOB (repeatable: any of them)", "list", "GLOB", activates=True),
+    Option("tsm_module", "tsm_test module file for the provider-lifecycle checks", metavar="KO", activates=True),
+    Option("tsm_exclusive", "collect nothing but tsm checks", "bool", activates=True),
+    Option("tsm_trust_anchor", "trust anchor for format.signature.* (repeatable; `emulator`: the emulator's roots)",
+           "list", "PEM|emulator"),
+    Option("tsm_op_timeout", "deadline of every operation on the tree in seconds (default 90); one past it fails "
+           "its check as hung", "float", "S"),
+    Option("tsm_on_hang", "after a hung operation: skip the remaining checks as not-run (stop, the default) or go "
+           "on (continue)", choices=("stop", "continue")),
+    Option("tsm_budget", "cap report generations and/or wall time (s, or 10m, 1h); checks past it are skipped "
+           "as not-run", metavar="reports=N,time=S"),
+    Option("tsm_seq_dir", "write each failure's operations there as a .tsmseq", metavar="DIR"),
+    Option("tsm_ktap", "write KTAP v1 results there (- for stdout)", metavar="PATH|-"),
+    Option("tsm_progress", "one line per finished check area on stderr", "bool"),
+    Option("tsm_hypothesis_seed", "seed of model.state_machine.* (default: random; the seed in use is logged)",
+           "int", "N"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+_INI_TYPE = {"list": "linelist", "bool": "bool"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("tsm", "configfs-tsm conformance")
-    g.addoption("--tsm-root", help=f"live configfs-tsm report directory (default {DEFAULT_ROOT})")
-    g.addoption("--tsm-any-filesystem", action="store_true",
-                help="accept a --tsm-root report group on a filesystem that is neither configfs nor an `emulate` "
-                     "mount (another implementation of the ABI; tsm-conformance run --any-filesystem)")
-    g.addoption("--tsm-emulate", metavar="SPEC", help="run against the built-in emulator, e.g. sev_guest@6.16")
-    g.addoption("--tsm-profile", metavar="NAME|PATH", help="profile to hold the tree to (default: by provider)")
-    g.addoption("--tsm-check", metavar="GLOB", action="append",
-                help="only checks whose id matches GLOB (repeatable: any of them)")
-    g.addoption("--tsm-module", metavar="KO", help="tsm_test module file for the provider-lifecycle checks")
-    g.addoption("--tsm-exclusive", action="store_true", help="collect nothing but tsm checks")
-    g.addoption("--tsm-trust-anchor", action="append", metavar="PEM|emulator",
-                help="trust anchor for format.signature.* (repeatable; `emulator`: the emulator's roots)")
-    g.addoption("--tsm-seq-dir", metavar="DIR", help="write each failure's operations there as a .tsmseq")
-    g.addoption("--tsm-ktap", metavar="PATH|-", help="write KTAP v1 results there (- for stdout)")
-    g.addoption("--tsm-progress", action="store_true", help="one line per finished check area on stderr")
-    g.addoption("--tsm-hypothesis-seed", type=int, metavar="N",
-                help="seed of model.state_machine.* (default: random; the seed in use is logged)")
-    parser.addini("tsm_hypothesis_seed", "default for --tsm-hypothesis-seed")
-    parser.addini("tsm_any_filesystem", "default for --tsm-any-filesystem", type="bool", default=False)
-    for name in _OPTS:
-        parser.addini(name, f"default for --{name.replace('_', '-')}")
+    for o in OPTIONS:
+        kw: dict[str, Any] = {"help": o.help, "dest": o.name}
+        if o.kind == "bool":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = o.metavar
+        if o.kind == "list":
+            kw["action"] = "append"
+        if o.kind in ("float", "int"):
+            kw["type"] = float if o.kind == "float" else int
+        if o.choices:
+            kw["choices"] = o.choices
+        g.addoption(o.flag, **kw)
+        parser.addini(o.name, f"default for {o.flag}", type=_INI_TYPE.get(o.kind),
+                      **({"default": False} if o.kind == "bool" else {}))
 
 
 def _opt(config: pytest.Config, name: str) -> Any:
-    return config.getoption(name) or config.getini(name) or None
+    """The option's value, else its ini key's (converted as the option would be), else None."""
+    o = _BY_NAME[name]
+    given = config.getoption(name)
+    if given or given == 0 and o.kind in ("float", "int"):
+        return given
+    ini = config.getini(name)
+    if not ini:
+        return None
+    try:
+        if o.kind in ("float", "int"):
+            return float(ini) if o.kind == "float" else int(ini)
+    except ValueError:
+        raise pytest.UsageError(f"ini {name} = {ini}: expected {'a number' if o.kind == 'float' else 'an integer'}") from None
+    if o.choices and ini not in o.choices:
+        raise pytest.UsageError(f"ini {name} = {ini}: expected one of {', '.join(o.choices)}")
+    return ini
 
 
 def _active(config: pytest.Config) -> bool:
-    """Only a --tsm-* option, a tsm_* ini key or the CLI's prepared state switch the plugin on."""
-    return bool(config.pluginmanager.get_plugin(STATE_PLUGIN)) or any(_opt(config, n) for n in _OPTS) \
-        or bool(config.getoption("tsm_exclusive")) or bool(config.getoption("tsm_module"))
+    """Only a --tsm-* option or tsm_* ini key that names a run switches the plugin on."""
+    return any(_opt(config, o.name) for o in OPTIONS if o.activates)
 
 
 _KEY = pytest.StashKey[TsmState]()
@@ -64,30 +120,12 @@ _EVIDENCE = pytest.StashKey[Any]()
 def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
-    carrier = config.pluginmanager.get_plugin(STATE_PLUGIN)
-    if carrier is not None:
-        state = carrier.state
-    else:
-        any_fs = bool(config.getoption("tsm_any_filesystem") or config.getini("tsm_any_filesystem"))
-        try:
-            state = build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"),
-                                config.getoption("tsm_module"), config.getoption("tsm_trust_anchor"),
-                                any_filesystem=any_fs)
-        except SetupError as e:  # the opt-in under the name it has here
-            raise pytest.UsageError(str(e).replace("--any-filesystem", "--tsm-any-filesystem")) from None
-    config.stash[_KEY] = state
-    _check_patterns(config)  # before any output: a typo is a usage error, not an empty KTAP plan
-    seq_dir = config.getoption("tsm_seq_dir")
-    if seq_dir and carrier is None and seq_dir_problem(seq_dir):  # the CLI checked a given one itself
-        raise pytest.UsageError(seq_dir_problem(seq_dir))
-    ktap = config.getoption("tsm_ktap")
-    from .ktap import KtapReporter, open_stream
-    import sys
-    try:
-        stream = open_stream(ktap) if ktap else None
-    except OSError as e:
-        raise pytest.UsageError(f"--tsm-ktap {ktap}: {e.strerror}") from None
-    reporter = KtapReporter(stream, sys.stderr if config.getoption("tsm_progress") else None, key=ktap or "")
+    _check_patterns(config)  # before the tree is touched: a typo is a usage error, not an empty KTAP plan
+    seq_dir = config.getoption("tsm_seq_dir")  # given: checked now; the ini key is best-effort (a note if unwritable)
+    if seq_dir and seq_dir_problem(seq_dir):
+        raise SetupUsageError(SetupError(seq_dir_problem(seq_dir) or ""))
+    state = config.stash[_KEY] = _build_state(config)
+    reporter = _ktap_reporter(config)
     config.pluginmanager.register(reporter, "tsm-ktap")
     config.pluginmanager.register(Completion(), "tsm-completion")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
@@ -97,25 +135,84 @@ def pytest_configure(config: pytest.Config) -> None:
         ev = KernelEvidence()
         ev.start()
         config.stash[_EVIDENCE] = ev
-    seed = config.getoption("tsm_hypothesis_seed")
-    seed = seed if seed is not None else (config.getini("tsm_hypothesis_seed") or None)
+    seed = _opt(config, "tsm_hypothesis_seed")
     if seed is not None:
         from .checks import statemachine
         statemachine.SEED = int(seed)
+
+
+#: The names run-time messages use for options (runstate's SetupErrors speak the CLI's language)
+_CLI_NAMES = re.compile(r"(?<![\w-])--(" + "|".join(re.escape(o.flag[6:]) for o in OPTIONS) + r")(?![\w-])")
+
+
+class SetupUsageError(pytest.UsageError):
+    """A SetupError as pytest's usage error, with the options named as they are here (--tsm-root);
+    ``setup`` keeps the original, for a caller that says it in its own words (cli.run)."""
+
+    def __init__(self, setup: SetupError) -> None:
+        super().__init__(_CLI_NAMES.sub(r"--tsm-\1", str(setup)))
+        self.setup = setup
+
+
+def _build_state(config: pytest.Config) -> TsmState:
+    """Target, probe and profile from the options (runstate.build_state, as `run` does)."""
+    try:
+        return build_state(_opt(config, "tsm_root"), _opt(config, "tsm_emulate"), _opt(config, "tsm_profile"),
+                           _opt(config, "tsm_module"), _opt(config, "tsm_trust_anchor"),
+                           op_timeout=_opt(config, "tsm_op_timeout"), budget=_opt(config, "tsm_budget"),
+                           stop_on_hang=_opt(config, "tsm_on_hang") != "continue",
+                           any_filesystem=bool(_opt(config, "tsm_any_filesystem")))
+    except SetupError as e:
+        raise SetupUsageError(e) from None
+
+
+def _ktap_reporter(config: pytest.Config) -> Any:
+    """KTAP (--tsm-ktap), progress (--tsm-progress), the per-area table and each item's outcome."""
+    import sys
+
+    from .ktap import KtapReporter, open_stream
+    ktap = _opt(config, "tsm_ktap")
+    try:
+        stream = open_stream(ktap) if ktap else None
+    except OSError as e:
+        raise pytest.UsageError(f"--tsm-ktap {ktap}: {e.strerror}") from None
+    return KtapReporter(stream, sys.stderr if _opt(config, "tsm_progress") else None, key=ktap or "")
+
+
+def run_state(config: pytest.Config) -> TsmState | None:
+    """The tree, profile and session this pytest run uses (None: the plugin is inactive or its
+    set-up failed); `tsm-conformance run` sweeps and reports its leftovers after pytest."""
+    return config.stash.get(_KEY, None)
+
+
+def run_outcomes(config: pytest.Config) -> dict[str, Outcome]:
+    """Each item's outcome (nodeid -> Outcome) once the session has finished, as KTAP, JUnit and
+    the per-area table count them (`run`'s exit status)."""
+    reporter = config.pluginmanager.get_plugin("tsm-ktap")
+    return reporter.outcomes() if reporter is not None else {}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(_KEY, None)
     if state is None:
         return
+    for k, v in properties(state).items():
+        _junit_suite_property(session.config, k, v)
+
+
+def _junit_suite_property(config: pytest.Config, name: str, value: str) -> None:
+    """A <testsuite> property in --junitxml's file.  pytest has no public hook or API for this:
+    its one public way, the ``record_testsuite_property`` fixture, is reachable only from inside a
+    test function, and these properties are known at session start (the probed facts) and after
+    the last check (the kernel evidence), outside any test.  So this uses the fixture's own means,
+    junitxml's stash key, and does nothing if a pytest version moves it."""
     try:
-        from _pytest.junitxml import xml_key  # the suite properties of --junitxml
-        xml = session.config.stash.get(xml_key, None)
-    except ImportError:  # pragma: no cover - older/newer pytest layout
-        xml = None
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - another pytest layout: no suite properties
+        return
+    xml = config.stash.get(xml_key, None)
     if xml is not None:
-        for k, v in properties(state).items():
-            xml.add_global_property(k, v)
+        xml.add_global_property(name, value)
 
 
 def properties(state: TsmState) -> dict[str, str]:
@@ -142,7 +239,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
-    return True if config.getoption("tsm_exclusive") else None
+    return True if _opt(config, "tsm_exclusive") else None
 
 
 def check_pattern_problem(patterns: list[str]) -> str | None:
@@ -224,18 +321,18 @@ class CheckItem(pytest.Item):
     def setup(self) -> None:
         # The check runs here so that a broken harness surfaces as an error, not a failure.
         self.result = self.state.session.execute(self.check)
-        if self.result.outcome == Outcome.ERROR:
+        if FACES[self.result.outcome].pytest == "error":
             raise HarnessError(f"{self.check.id}: could not run: {self.result.reason}")
 
     def runtest(self) -> None:
         r = self.result
         assert r is not None
-        if r.outcome in (Outcome.SKIP_NA, Outcome.SKIP_UNSUPPORTED):
-            # report the check, not this line, as the skip's location
-            raise pytest.skip.Exception(r.reason, _use_item_location=True)
-        if r.outcome == Outcome.FAIL:
+        shows = FACES[r.outcome].pytest
+        if shows == "skipped":  # reported at the check's location (pytest_runtest_makereport)
+            pytest.skip(r.reason)
+        if shows == "failed":
             assert r.failure is not None
-            out = self.config.getoption("tsm_seq_dir")
+            out = _opt(self.config, "tsm_seq_dir")
             if out and r.failure.sequence is not None:
                 try:
                     r.failure.sequence_path = write_sequence(out, r.failure)
@@ -252,6 +349,38 @@ class CheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, 0, f"{self.check.id}: {self.check.rule}"
+
+    def verdict(self, report: pytest.TestReport, raised: bool) -> Verdict | None:
+        """The phase's verdict in the check's terms: its skip kind (not applicable, unsupported,
+        not run) and a hang's TIMEOUT, from its result; pytest's xfail handling as pytest decided."""
+        v = report_verdict(report, raised)
+        r = self.result
+        if v is None or r is None:
+            return v
+        if v.outcome is Outcome.SKIP and FACES[r.outcome].pytest == "skipped":
+            return Verdict(r.outcome, v.reason)
+        if v.outcome is Outcome.FAIL and r.outcome is Outcome.TIMEOUT and r.failure is not None:
+            return Verdict(Outcome.TIMEOUT, r.failure.observed.splitlines()[0])
+        return v
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: sees the report after pytest's xfail handling
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach each phase's typed verdict to its report (ktap.VERDICT: KTAP, the per-area table and
+    `run`'s exit status read it; outcome.FACES says how each shows), and report a check's skip at
+    the check's location, not at the pytest.skip call in CheckItem.runtest."""
+    report = yield
+    if run_state(item.config) is None:
+        return report
+    raised = call.excinfo is not None
+    if isinstance(item, CheckItem):
+        if report.skipped and isinstance(report.longrepr, tuple):
+            path, line = item.reportinfo()[:2]
+            report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
+        setattr(report, VERDICT, item.verdict(report, raised))
+    else:
+        setattr(report, VERDICT, report_verdict(report, raised))
+    return report
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -280,14 +409,8 @@ class KernelLogItem(pytest.Item):
     def setup(self) -> None:
         ev = self.config.stash[_EVIDENCE]
         ev.finish()
-        try:
-            from _pytest.junitxml import xml_key
-            xml = self.config.stash.get(xml_key, None)
-        except ImportError:  # pragma: no cover
-            xml = None
         for k, v in ev.properties().items():
-            if xml is not None:
-                xml.add_global_property(k, v)
+            _junit_suite_property(self.config, k, v)
         rep = self.config.pluginmanager.get_plugin("tsm-ktap")
         if rep is not None:
             rep.diagnostics.append(f"tsm: taint {ev.taint_before} -> {ev.taint_after}, dmesg "
@@ -342,11 +465,15 @@ class Completion:
     @staticmethod
     def _report(hook: Any, item: pytest.Item, when: str, outcome: str = "passed", longrepr: Any = None,
                 why: str | None = None) -> None:
-        """One phase's report through pytest's own hook (JUnit, KTAP and the terminal all see it)."""
-        from _pytest.reports import TestReport
-        props = [("tsm.not_run", why)] if why is not None else []
-        hook.pytest_runtest_logreport(report=TestReport(item.nodeid, item.location, {}, outcome, longrepr, when,
-                                                        user_properties=props))
+        """One phase's report through pytest's own hook (JUnit, KTAP and the terminal all see it);
+        ``why``: the run stopped before this check (its skip is NOT_RUN, with the JUnit property)."""
+        props = [(NOT_RUN_PROPERTY, why)] if why is not None else []
+        report = pytest.TestReport(item.nodeid, item.location, {}, outcome, longrepr, when, user_properties=props)
+        v = report_verdict(report)
+        if why is not None and v is not None and v.outcome is Outcome.SKIP:
+            v = Verdict(Outcome.NOT_RUN, v.reason)
+        setattr(report, VERDICT, v)
+        hook.pytest_runtest_logreport(report=report)
 
     def _kernel_log(self, item: "KernelLogItem", hook: Any) -> None:
         """Run the kernel-log item outside pytest's runtest protocol (after an interrupt pytest has

@@ -1,7 +1,7 @@
 """Run set-up shared by the CLI and the pytest plugin: target, probe, profile selection.
 
-Kept out of plugin.py so the CLI can prepare a run without importing the plugin module before
-pytest does (pytest would then warn that it cannot rewrite it).
+Kept out of plugin.py so the commands that need no pytest (detect, replay, fuzz) can set up a tree
+without it; `run` hands its options to the plugin, which calls ``build_state``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from .verify.base import TrustAnchors, anchors_from_pem, load_anchors
 if TYPE_CHECKING:
     from .target.control import ModuleControl
 
-STATE_PLUGIN = "tsm-state"
-
 
 class SetupError(Exception):
     """A one-line, actionable reason the run cannot start (exit 2 from the CLI).  ``absent``: the
@@ -49,13 +47,6 @@ class TsmState:
     @property
     def facts(self) -> Facts:
         return self.session.facts
-
-
-class _StateCarrier:
-    """Registered by the CLI so the plugin reuses the tree it already probed."""
-
-    def __init__(self, state: TsmState) -> None:
-        self.state = state
 
 
 def module_control(ko: str) -> ModuleControl:
@@ -160,6 +151,9 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
                 stop_on_hang: bool = True, any_filesystem: bool = False) -> TsmState:
     """Target + probe + profile selection; SetupError (one line) for every bad input."""
     from .checks.runner import DEFAULT_OP_TIMEOUT, Budget
+    problem = op_timeout_problem(op_timeout)
+    if problem:
+        raise SetupError(problem)
     try:
         caps = Budget.parse(budget) if budget else Budget()
     except ValueError as e:
@@ -180,6 +174,13 @@ def build_state(root: str | None, emulate: str | None, profile: str | None, modu
         prof = choose_profile(facts)
     return TsmState(tree, prof, Session(tree, prof, facts=facts, anchors=given or None, op_timeout=deadline,
                                         budget=caps, stop_on_hang=stop_on_hang))
+
+
+def op_timeout_problem(seconds: float | None) -> str | None:
+    """The one line for an --op-timeout that is no deadline, or None (not given: the default)."""
+    if seconds is not None and not 0 < seconds < float("inf"):  # also NaN
+        return "--op-timeout must be a positive, finite number of seconds"
+    return None
 
 
 def probe_tree(tree: Tree, deadline: float | None = None) -> Facts:

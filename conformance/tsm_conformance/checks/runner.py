@@ -11,7 +11,7 @@ from typing import Iterable
 
 from .. import errnos
 from ..names import RUN, with_pid
-from ..outcome import NotApplicable, Outcome, TsmError, TsmFailure, Unsupported
+from ..outcome import FACES, NotApplicable, NotRun, Outcome, TsmError, TsmFailure, Unsupported
 from ..profile.model import ExpectedFailure, Profile
 from ..target.base import Tree
 from ..verify.base import TrustAnchors, anchors_from_pem
@@ -74,7 +74,7 @@ def _tree_anchors(tree: Tree) -> TrustAnchors:
 @dataclass
 class Result:
     check: Check
-    outcome: str
+    outcome: Outcome
     failure: TsmFailure | None = None
     reason: str = ""
     seconds: float = 0.0
@@ -153,7 +153,7 @@ class Session:
         if cap is None or not is_report_open(args):
             return
         if self.reports_used + report_opens(ctx.tree.log) - ctx.copied_opens >= cap:
-            raise Unsupported(f"not-run: report budget used up during this check ({cap} of {cap} report reads)")
+            raise NotRun(f"not-run: report budget used up during this check ({cap} of {cap} report reads)")
 
     def _count_reports(self, ctx: Ctx) -> None:
         self.reports_used += report_opens(ctx.tree.log) - ctx.copied_opens
@@ -189,7 +189,7 @@ class Session:
                        "run --budget time" if self._budget_cut else "run --op-timeout", ops,
                        self.facts.target, self.facts.kernel_release,
                        sequence=from_log(log, dict(ctx.names), header))
-        return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)
+        return Result(c, Outcome.TIMEOUT, f, seconds=time.perf_counter() - t0)
 
     def expected_failure(self, c: Check) -> ExpectedFailure | None:
         return next((x for x in self.profile.expected_failures if x.check == c.id), None)
@@ -198,7 +198,8 @@ class Session:
         return not_applicable_reason(c, self.profile, self.facts, self.visible)
 
     def execute(self, c: Check) -> Result:
-        """Run one check: outcome pass / fail / skip-* / error (xfail mapping is the caller's)."""
+        """Run one check: outcome pass / fail / timeout / skip-* / not-run / error (xfail mapping is
+        the caller's)."""
         reason = self.applicable(c)
         if reason:
             return Result(c, Outcome.SKIP_NA, reason=reason)
@@ -206,7 +207,7 @@ class Session:
             self.started = time.monotonic()
         reason = self.not_run_reason(c)
         if reason:
-            return Result(c, Outcome.SKIP_UNSUPPORTED, reason=reason)
+            return Result(c, Outcome.NOT_RUN, reason=reason)
         ctx = Ctx(c, self.recorder, self.profile, self.facts, self.prefix, self.counter,
                   self.tree.control, self.anchors, self.shared)
         if self.budget.reports is not None:
@@ -224,9 +225,9 @@ class Session:
         except OperationHung as h:  # raised during the cleanup itself
             return self._hung(c, ctx, h, t0)
         late = WATCHDOG.take()  # a call that returned only past its deadline (uninterruptible wait)
-        if late is not None and not (r.failure and r.failure.observed.startswith("hung")):
+        if late is not None and r.outcome is not Outcome.TIMEOUT:
             return self._hung(c, ctx, late, t0)
-        if r.outcome in (Outcome.FAIL, Outcome.ERROR):
+        if FACES[r.outcome].fails_run:
             gone = self._tree_gone()
             if gone:  # not a verdict on the ABI: the tree itself went away (a FUSE daemon died, rmmod)
                 self.wedged = gone
@@ -254,9 +255,11 @@ class Session:
             return self._hung(c, ctx, h, t0)
         except TsmFailure as f:
             f.target, f.kernel = self.facts.target, self.facts.kernel_release
-            return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)
+            return Result(c, Outcome.TIMEOUT if f.timed_out else Outcome.FAIL, f, seconds=time.perf_counter() - t0)
         except NotApplicable as e:
             return Result(c, Outcome.SKIP_NA, reason=str(e))
+        except NotRun as e:
+            return Result(c, Outcome.NOT_RUN, reason=str(e))
         except Unsupported as e:
             return Result(c, Outcome.SKIP_UNSUPPORTED, reason=str(e))
         except OSError as e:  # an operation the check relied on failed: the tree broke the ABI
@@ -274,9 +277,9 @@ class Session:
         for c in checks if checks is not None else all_checks():
             r = self.execute(c)
             xf = self.expected_failure(c)
-            if xf and r.outcome == Outcome.FAIL:
-                r.outcome, r.reason = Outcome.XFAIL, f"{xf.tracking} {xf.reason}"
-            elif xf and r.outcome == Outcome.PASS:
-                r.outcome, r.reason = Outcome.XPASS, f"expected to fail ({xf.tracking}) but passed"
+            if xf and r.outcome.expected_to_fail() is not r.outcome:
+                r.outcome = r.outcome.expected_to_fail()
+                r.reason = (f"{xf.tracking} {xf.reason}" if r.outcome is Outcome.XFAIL
+                            else f"expected to fail ({xf.tracking}) but passed")
             out.append(r)
         return out
