@@ -404,3 +404,38 @@ def test_lock_waits_fail_eintr_once_the_caller_is_interrupted() -> None:
         assert e.value.errno == errno.EINTR
     with locked(gate, lambda: False):
         pass
+
+
+@pytest.mark.parametrize("spec", ["tsm_test", "sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest",
+                                  "tsm_test+rmdir-name-leak", "tsm_test+rmdir-keeps-state",
+                                  "tsm_test+shared-generation", "sev_guest+shared-inblob",
+                                  "tdx_guest:busy_every=3@6.16", "tsm_test:gen_bits=8,registered=0"])
+def test_reboot_is_a_fresh_boot(spec: str) -> None:
+    """EmulatedTree.reboot (Kernel.reset with a fresh provider): after items, open fds, quirk
+    state, changed parameters and an unloaded provider, the tree answers every sequence exactly as
+    a newly booted one does (reports included: the counters start again)."""
+    from tsm_conformance.seq import execute
+    from tsm_conformance.seqgen import generate
+    used = EmulatedTree(spec)
+    for n in range(3):  # leave a mess: items, committed nonces, reports, fds open, removed names
+        name = f"junk{n}"
+        if err(used.mkdir, name) != "ok":
+            break
+        write_once(used, f"{name}/inblob", bytes(range(64)))
+        err(read_all, used, f"{name}/outblob")
+        used.open(f"{name}/generation", os.O_RDONLY)
+        fd = used.open(f"{name}/inblob", os.O_WRONLY)
+        used.write(fd, b"pending")
+        if n:
+            used.rmdir(name)
+    if used.control is not None and used.control.loaded():
+        used.control.set_param("outblob_size", "4000")
+        used.control.unload()
+    if used.host is not None:
+        used.host.set_param(next(iter(used.kernel.provider.HOST_PARAMS)), "1")
+    used.reboot()
+    assert used.kernel.dmesg == [] and used.listdir("") == []
+    for seed in range(8):
+        ops = generate(seed)
+        assert execute(used, ops, "a-", ["r0"]) == execute(EmulatedTree(spec), ops, "a-", ["r0"]), seed
+        used.reboot()

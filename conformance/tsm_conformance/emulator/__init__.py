@@ -14,16 +14,29 @@ def boot(spec: Spec | str) -> Kernel:
     """A kernel at the spec's era with the spec's provider registered."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
-    cls, fixed, _ = CONFIGS[spec.config]
-    params = {**fixed, **{k: v for k, v in spec.params.items() if k not in EMULATOR_PARAMS}}
     # parse_spec checked every value against params.py's tables
     k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=to_int(spec.params.get("gen_bits", "64")),
                init_on_alloc=as_bool(spec.params.get("init_on_alloc", "1")),
                size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")))
-    provider: Provider = cls(params, era=spec.era)
-    if as_bool(spec.params.get("registered", "1")):  # registered=0: the core loaded, no provider (mkdir ENXIO)
+    provider = _provider(spec)
+    if provider is not None:
         k.register(provider)
     return k
 
 
-__all__ = ["Era", "Kernel", "KernelOops", "Spec", "parse_spec", "boot", "QUIRKS", "CONFIGS"]
+def reboot(kernel: Kernel, spec: Spec) -> None:
+    """``kernel``, booted from ``spec``, back to the state ``boot(spec)`` leaves (Kernel.reset,
+    with a fresh provider)."""
+    kernel.reset(_provider(spec))
+
+
+def _provider(spec: Spec) -> Provider | None:
+    """A new provider as the spec configures it; None for registered=0 (the core loaded, no
+    provider: mkdir ENXIO)."""
+    cls, fixed, _ = CONFIGS[spec.config]
+    params = {**fixed, **{k: v for k, v in spec.params.items() if k not in EMULATOR_PARAMS}}
+    provider: Provider = cls(params, era=spec.era)
+    return provider if as_bool(spec.params.get("registered", "1")) else None
+
+
+__all__ = ["Era", "Kernel", "KernelOops", "Spec", "parse_spec", "boot", "reboot", "QUIRKS", "CONFIGS"]

@@ -100,6 +100,20 @@ class Kernel:
         self.gen_mask = (1 << gen_bits) - 1
         self.gen_bits = gen_bits
         self.init_on_alloc = init_on_alloc
+        self.reset(None)
+        # Set by a frontend that learns when the caller gave up (FUSE: fuse_interrupted()); long
+        # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does, and so
+        # do lock waits (locks.py says why a FUSE mount needs that).
+        self.interrupted: Interrupted = None
+
+    def reset(self, provider: Provider | None) -> None:
+        """Back to the state a boot leaves, with ``provider`` registered (None: no provider): no
+        items, open files or log lines, no quirk state, new locks and fd numbers from 3 again; the
+        configuration (era, quirks, generation width, init_on_alloc, the size-then-fill fix, the
+        frontend's ``interrupted``) stays.  Cheaper than booting anew for callers that run many
+        short programs (the fuzz targets); no other thread may still be inside the kernel (after a
+        hang, boot a new one instead).  ``provider`` should be a fresh one: a provider carries state
+        of its own (report counters, parameters changed at run time)."""
         self.tsm_rwsem = RWLock()
         self.provider: Provider | None = None
         self.provider_count = 0  # 6.16+ atomic_t provider.count
@@ -116,10 +130,8 @@ class Kernel:
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
-        # Set by a frontend that learns when the caller gave up (FUSE: fuse_interrupted()); long
-        # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does, and so
-        # do lock waits (locks.py says why a FUSE mount needs that).
-        self.interrupted: Interrupted = None
+        if provider is not None:
+            self.register(provider)
 
     # ---------------------------------------------------------------- provider registration
     def register(self, provider: Provider) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..emulator import Kernel, Spec, boot, parse_spec
+from ..emulator import Kernel, Spec, boot, parse_spec, reboot
 from .base import Stat, Tree
 
 
@@ -20,6 +20,12 @@ class EmulatedTree(Tree):
 
         self.control = EmulatedControl(self) if self.spec.config == "tsm_test" else None
         self.host = EmulatedHost(self) if hasattr(k.provider, "HOST_PARAMS") else None
+
+    def reboot(self) -> None:
+        """The tree as a new ``EmulatedTree(spec)`` would be, without parsing or booting again: the
+        same kernel reset, a fresh provider registered (``emulator.reboot``).  No other thread may
+        still be inside the kernel."""
+        reboot(self.kernel, self.spec)
 
     def describe(self) -> str:
         return f"emulated {self.spec}"
