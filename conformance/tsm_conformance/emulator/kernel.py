@@ -130,6 +130,7 @@ class Kernel:
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
+        self._callers: set[int] = set()  # threads that have called in (_competing)
         if provider is not None:
             self.register(provider)
 
@@ -153,6 +154,12 @@ class Kernel:
                 self.dmesg.append(f'{self.era.core_module}: "{self.provider.name}" unregistered '
                                   "with items present in configfs/tsm/report")
             self.provider = None
+
+    def _competing(self) -> bool:
+        """Whether more than one thread has called into this kernel since boot or reset: only
+        then is a preemption window worth giving (Python threads switch only on blocking calls or
+        every few ms).  Threads of the process that never call in (a watchdog) do not count."""
+        return len(self._callers) > 1
 
     def wait_interruptible(self, seconds: float) -> None:
         """Sleep like an interruptible kernel wait: EINTR as soon as ``interrupted`` says so."""
@@ -335,7 +342,7 @@ class Kernel:
         if p is None:
             raise _err(errno.ENXIO)
         blobs = p.report_new(desc)
-        time.sleep(PREEMPT_WINDOW if threading.active_count() > 1 else 0)
+        time.sleep(PREEMPT_WINDOW if self._competing() else 0)
         with self.tsm_rwsem.write(self.interrupted):
             item.blobs = blobs
             item.gen.read = item.gen.write
@@ -358,6 +365,7 @@ class Kernel:
 
     # ---------------------------------------------------------------- VFS operations
     def mkdir(self, path: str) -> None:
+        self._callers.add(threading.get_ident())
         if "mkdir-race" in self.q:
             return self._mkdir(path)
         with locked(self._dir_lock, self.interrupted):
@@ -438,6 +446,7 @@ class Kernel:
             self.items[name] = item
 
     def rmdir(self, path: str) -> None:
+        self._callers.add(threading.get_ident())
         with locked(self._dir_lock, self.interrupted):
             return self._rmdir(path)
 
@@ -504,6 +513,7 @@ class Kernel:
             raise _err(errno.EBADF) from None
 
     def open(self, path: str, flags: int) -> int:
+        self._callers.add(threading.get_ident())
         parts = self._split(path)
         if "rmdir-read-eio" in self.q and len(parts) == 2 and parts[0] in self._removed:
             raise _err(errno.EIO)  # the quirk: a removed item's files fail EIO, not ENOENT
@@ -547,6 +557,7 @@ class Kernel:
         return fd
 
     def close(self, fd: int) -> None:
+        self._callers.add(threading.get_ident())
         with self._fd_lock:
             f = self._fds.pop(fd, None)
         if f is None:
@@ -564,12 +575,14 @@ class Kernel:
                         pass
 
     def read(self, fd: int, n: int) -> bytes:
+        self._callers.add(threading.get_ident())
         f = self._file(fd)
         data = self._read_at(f, n, f.pos)
         f.pos += len(data)
         return data
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
+        self._callers.add(threading.get_ident())
         f = self._file(fd)
         if offset < 0:
             raise _err(errno.EINVAL)
@@ -613,7 +626,7 @@ class Kernel:
             if size > self.era.blob_max + (1 if "blob-limit-off-by-one" in self.q else 0):
                 raise _err(errno.EFBIG)
             buf = bytearray(size) if self.init_on_alloc else bytearray(b"\xa5" * size)
-            if threading.active_count() > 1:
+            if self._competing():
                 # Between the two calls the kernel drops frag_sem and tsm_rwsem and vmallocs: a
                 # writer on another CPU gets in.  Python threads only switch on blocking calls or
                 # every few ms, so give them the window explicitly (only when there are any).
@@ -633,12 +646,14 @@ class Kernel:
         return bytes(f.bin_buffer[pos:pos + n])
 
     def write(self, fd: int, data: bytes) -> int:
+        self._callers.add(threading.get_ident())
         f = self._file(fd)
         n = self._write_at(f, data, f.pos)
         f.pos += n
         return n
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        self._callers.add(threading.get_ident())
         f = self._file(fd)
         if offset < 0:
             raise _err(errno.EINVAL)
