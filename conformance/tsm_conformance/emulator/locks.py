@@ -13,8 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 Interrupted = Callable[[], bool] | None
 POLL_SECONDS = 0.05  # how often an interruptible wait looks at ``intr``
@@ -35,59 +34,101 @@ def _wait(cond: threading.Condition, intr: Interrupted) -> None:
 
 
 class RWLock:
-    """Writer-preferring rwsem: new readers wait while a writer waits, as the kernel's does."""
+    """Writer-preferring rwsem: new readers wait while a writer waits, as the kernel's does.
+
+    ``read()`` and ``write()`` give context managers (small objects rather than generators: every
+    attribute callback takes one or two of these locks, so their cost is most of a cheap operation).
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._sleepers = 0  # threads in _wait: only then is a notify needed
 
-    @contextmanager
-    def read(self, intr: Interrupted = None) -> Iterator[None]:
-        with self._cond:
+    def read(self, intr: Interrupted = None) -> "_Held":
+        return _Held(self, intr, False)
+
+    def write(self, intr: Interrupted = None) -> "_Held":
+        return _Held(self, intr, True)
+
+    def _acquire_read(self, intr: Interrupted) -> None:
+        with self._lock:
             while self._writer or self._writers_waiting:
-                _wait(self._cond, intr)
+                self._sleep(intr)
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
 
-    @contextmanager
-    def write(self, intr: Interrupted = None) -> Iterator[None]:
-        with self._cond:
+    def _release_read(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            if not self._readers and self._sleepers:
+                self._cond.notify_all()
+
+    def _acquire_write(self, intr: Interrupted) -> None:
+        with self._lock:
             self._writers_waiting += 1
             try:
                 while self._writer or self._readers:
-                    _wait(self._cond, intr)
+                    self._sleep(intr)
             except BaseException:
                 self._writers_waiting -= 1
                 self._cond.notify_all()  # readers held back by this waiter may go on
                 raise
             self._writers_waiting -= 1
             self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
+
+    def _release_write(self) -> None:
+        with self._lock:
+            self._writer = False
+            if self._sleepers:
                 self._cond.notify_all()
 
+    def _sleep(self, intr: Interrupted) -> None:
+        self._sleepers += 1
+        try:
+            _wait(self._cond, intr)
+        finally:
+            self._sleepers -= 1
 
-@contextmanager
-def locked(lock: threading.Lock, intr: Interrupted = None) -> Iterator[None]:
+
+class _Held:
+    """``with rwsem.read(intr):`` / ``with rwsem.write(intr):``."""
+
+    __slots__ = ("lock", "intr", "write")
+
+    def __init__(self, lock: RWLock, intr: Interrupted, write: bool) -> None:
+        self.lock, self.intr, self.write = lock, intr, write
+
+    def __enter__(self) -> None:
+        if self.write:
+            self.lock._acquire_write(self.intr)
+        else:
+            self.lock._acquire_read(self.intr)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.write:
+            self.lock._release_write()
+        else:
+            self.lock._release_read()
+
+
+class locked:  # noqa: N801  (used like the function it replaces: ``with locked(lock, intr):``)
     """``with lock``, but failing EINTR once ``intr`` says the caller gave up."""
-    if intr is None:
-        lock.acquire()
-    else:
-        while not lock.acquire(timeout=POLL_SECONDS):
-            if intr():
-                raise _eintr()
-    try:
-        yield
-    finally:
-        lock.release()
+
+    __slots__ = ("lock", "intr")
+
+    def __init__(self, lock: threading.Lock, intr: Interrupted = None) -> None:
+        self.lock, self.intr = lock, intr
+
+    def __enter__(self) -> None:
+        if self.intr is None:
+            self.lock.acquire()
+        else:
+            while not self.lock.acquire(timeout=POLL_SECONDS):
+                if self.intr():
+                    raise _eintr()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
