@@ -70,17 +70,24 @@ class Trace:
                 if isinstance(d.result, str) and d.result.startswith("fd"):
                     self.fd_path[name] = str(d.op.args[0])
         self.threads = {d.thread for d in self.steps if d.thread is not None}
+        self._paths = {d.index: self._path(d) for d in self.steps}  # the rules ask again and again
+        self._items = {i: p.split("/")[0] for i, p in self._paths.items()}
+        self.writes: dict[str, list[_Write] | None] = {}  # _writes per item name
+        self.gen_reads: dict[str, list[tuple[Done, int]]] = {}  # _gen_reads per item name
 
-    def path(self, d: Done) -> str:
-        """The attribute path an op acts on (through its fd), or the op's own path."""
+    def _path(self, d: Done) -> str:
         if d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
             return str(d.op.args[0]) if d.op.args else "."
         if d.op.name == "param":
             return ""
         return self.fd_path.get(str(d.op.args[0]), "")
 
+    def path(self, d: Done) -> str:
+        """The attribute path an op acts on (through its fd), or the op's own path."""
+        return self._paths[d.index]
+
     def item(self, d: Done) -> str:
-        return self.path(d).split("/")[0]
+        return self._items[d.index]
 
 
 def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] | set[str],
@@ -100,10 +107,10 @@ def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] 
         for d in t.steps:
             if d.op.name not in ("listdir", "param") or (d.op.args and str(d.op.args[0]) not in ("", ".")):
                 owners.setdefault(t.item(d), set()).add(d.thread)
-        for th in sorted(t.threads | {None}, key=str):
+        for th in sorted(t.threads, key=str):
             mine = {n for n, ths in owners.items() if ths <= {th, None} and th in ths}
             sub = [d for d in t.steps if d.thread in (th, None) and t.item(d) in mine and d.op.name != "param"]
-            if th is not None and sub:
+            if sub:
                 out += _model(profile, t, sub, attributes, floor, provider)
         out += _errnos(profile, t)
         out += _one_winner(profile, t)
@@ -169,10 +176,14 @@ def _allowed(profile: Profile, t: Trace, d: Done) -> set[str]:
 
 def _errnos(profile: Profile, t: Trace) -> list[Violation]:
     out = []
+    sets: dict[tuple[str, str], set[str]] = {}  # (op, attribute) -> what _allowed says
     for d in t.steps:
         r = d.result
         if isinstance(r, str) and r.startswith("E") and r != HUNG:
-            ok = _allowed(profile, t, d)
+            key = (d.op.name, t.path(d).partition("/")[2])
+            ok = sets.get(key)
+            if ok is None:
+                ok = sets[key] = _allowed(profile, t, d)
             if r not in ok:
                 out.append(Violation("errno.allowed", f"{d.op} -> success or one of {{{', '.join(sorted(ok))}}}",
                                      f"{profile.where('errors')} errors", r, d.index))
@@ -247,6 +258,12 @@ class _Pending:
 def _writes(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
     """Accepted state changes of item `name` in each thread's program order; None when the name is
     made more than once or removed (instances would have to be told apart)."""
+    if name not in t.writes:
+        t.writes[name] = _writes_of(profile, t, name)
+    return t.writes[name]
+
+
+def _writes_of(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
     ev = _events(t, name)
     if [e.op.name for e in ev] != ["mkdir"]:
         return None
@@ -273,6 +290,12 @@ def _writes(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
 
 def _gen_reads(t: Trace, name: str) -> list[tuple[Done, int]]:
     """First reads of generation fds of `name` that returned the whole ``"%d\\n"``."""
+    if name not in t.gen_reads:
+        t.gen_reads[name] = _gen_reads_of(t, name)
+    return t.gen_reads[name]
+
+
+def _gen_reads_of(t: Trace, name: str) -> list[tuple[Done, int]]:
     seen: set[str] = set()
     out = []
     for d in t.steps:

@@ -18,6 +18,7 @@ service_provider rules, and report lengths beyond the profile's minimum.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -49,8 +50,20 @@ class Expect:
 ANY = Expect("anything (not modelled)")
 
 
+_EXACT: dict[tuple, Expect] = {}  # exact() results: expectations are immutable, most recur
+
+
 def exact(value: object, keypath: str = "") -> Expect:
-    return Expect(_fmt(value), keypath, (value,))
+    key = (value.__class__, value, keypath)  # the class: 0, False and 0.0 are equal keys
+    try:
+        return _EXACT[key]
+    except KeyError:
+        e = Expect(_fmt(value), keypath, (value,))
+        if len(_EXACT) < 4096:
+            _EXACT[key] = e
+        return e
+    except TypeError:  # unhashable (a listdir's list)
+        return Expect(_fmt(value), keypath, (value,))
 
 
 def any_of(values: tuple | list | set | frozenset, keypath: str = "") -> Expect:
@@ -160,10 +173,10 @@ class SpecModel:
 
     # ------------------------------------------------------------------ helpers
     def errs(self, condition: str) -> frozenset[str]:
-        return frozenset(self.p.errno(condition)) if condition in self.p.errors else frozenset()
+        return _conditions(self.p)[0](condition)
 
     def _err(self, condition: str) -> Expect:
-        return any_of(self.errs(condition), f"errors.{condition}")
+        return _conditions(self.p)[1](condition)
 
     def _attr(self, path: object) -> tuple[str, str]:
         head, _, tail = str(path).partition("/")
@@ -259,11 +272,7 @@ class SpecModel:
         attr = self.p.attributes.get(tail)
         if attr is None:
             return ANY
-        parts = {x.strip() for x in flags.split("|")}
-        rd = "O_RDONLY" in parts or not parts & {"O_WRONLY", "O_RDWR"}
-        wr = bool(parts & {"O_WRONLY", "O_RDWR"})
-        if "O_RDWR" in parts:
-            rd = wr = True
+        rd, wr = _access(flags)
         if (rd and not attr.readable) or (wr and not attr.writable):
             return self._err("open_wrong_direction")
         return exact(fd)
@@ -411,9 +420,7 @@ class SpecModel:
             if isinstance(obs, str) and obs.startswith("fd") and head in self.items:
                 attr = self.p.attributes.get(tail)
                 kind = attr.kind if attr else "text"
-                parts = {x.strip() for x in str(a[1]).split("|")}
-                wr = bool(parts & {"O_WRONLY", "O_RDWR"})
-                self.fds[fd] = Fd(self.items[head], tail, kind, not wr or "O_RDWR" in parts, wr)
+                self.fds[fd] = Fd(self.items[head], tail, kind, *_access(str(a[1])))
             return
         f = self.fds.get(str(a[0])) if a else None
         if f is None:
@@ -499,6 +506,37 @@ class SpecModel:
         why = want.wrong(obs)
         self.apply(op, obs, fd_name)
         return want, why
+
+
+@functools.lru_cache(maxsize=64)
+def _access(flags: str) -> tuple[bool, bool]:
+    """``O_WRONLY|O_APPEND`` -> (reads, writes): the access mode of open flags' text."""
+    parts = {x.strip() for x in flags.split("|")}
+    if "O_RDWR" in parts:
+        return True, True
+    wr = "O_WRONLY" in parts
+    return not wr, wr
+
+
+_CONDITIONS: dict[int, tuple[Profile, Callable[[str], frozenset[str]], Callable[[str], Expect]]] = {}
+
+
+def _conditions(p: Profile) -> tuple[Callable[[str], frozenset[str]], Callable[[str], Expect]]:
+    """For one profile, cached (a model is made per trace): condition -> its errno names, and
+    condition -> the Expect of failing with one of them."""
+    hit = _CONDITIONS.get(id(p))
+    if hit is None or hit[0] is not p:  # the profile is kept in the entry, so its id is not reused
+        @functools.lru_cache(maxsize=None)
+        def errs(condition: str) -> frozenset[str]:
+            return frozenset(p.errno(condition)) if condition in p.errors else frozenset()
+
+        @functools.lru_cache(maxsize=None)
+        def err(condition: str) -> Expect:
+            return any_of(errs(condition), f"errors.{condition}")
+        if len(_CONDITIONS) > 64:
+            _CONDITIONS.clear()
+        hit = _CONDITIONS[id(p)] = (p, errs, err)
+    return hit[1], hit[2]
 
 
 def expected_attributes(profile: Profile, facts: object) -> frozenset[str]:
