@@ -119,18 +119,16 @@ def _nonce(th: int, k: int, n: int) -> bytes:
 def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: Shape) -> list[Any]:
     """Steps in file order: set-up, the threads' macros round-robin, tear-down.  fd names are
     placeholders until the file order is fixed, then ``fdN`` by position."""
-    progs: dict[int, list[list[tuple[str, tuple]]]] = {}
+    progs: dict[int, list[tuple[str, tuple]]] = {}
     for k, m in enumerate(macros):
-        progs.setdefault(m[1], []).append(_expand(m, shape, k))
+        progs.setdefault(m[1], []).extend(_expand(m, shape, k))
     threads = sorted(progs)
-    label = (lambda t: f"T{t + 1}") if len(threads) > 1 else (lambda t: None)
     raw: list[tuple[str | None, str, tuple]] = [(None, "mkdir", (x,)) for x in premade]
-    queues = {t: [op for mac in progs[t] for op in mac] for t in threads}
-    while any(queues.values()):
-        for t in threads:
-            if queues[t]:
-                name, args = queues[t].pop(0)
-                raw.append((label(t), name, args))
+    if len(threads) == 1:
+        raw += [(None, name, args) for name, args in progs[threads[0]]]
+    else:  # round-robin: the k-th op of every thread, then the (k+1)-th
+        for k in range(max(map(len, progs.values()), default=0)):
+            raw += [(f"T{t + 1}", *progs[t][k]) for t in threads if k < len(progs[t])]
     for x in items:
         raw += [(None, "open", (f"{x}/generation", "O_RDONLY", f"@end{x}")), (None, "read", (f"@end{x}", 64)),
                 (None, "close", (f"@end{x}",))]
@@ -141,8 +139,8 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
         if name == "open":
             names[args[2]] = f"fd{len(names)}"
             args = args[:2]
-        else:
-            args = tuple(names.get(a, a) if isinstance(a, str) and a.startswith("@") else a for a in args)
+        elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
+            args = (names[args[0]],) + args[1:]
         steps.append(Step(Op(name, args), None, th))
     return steps
 
@@ -233,6 +231,7 @@ class Runner:
         self.ctx = ctx
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
+        self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
         from tsm_conformance.oracle import expected_attributes
         self.attrs = expected_attributes(self.profile, self.facts)
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
@@ -253,10 +252,24 @@ class Runner:
         """(trace, violations) of one execution."""
         steps = self.observable(steps)
         from tsm_conformance.oracle import check_trace
-        from tsm_conformance.seq import execute_threads
+        from tsm_conformance.seq import HUNG, execute_threads
         done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))  # fine-grained GIL switching
+        if tree is self._spare and any(d.result == HUNG for d in done):
+            self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
         return done, check_trace(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
+
+    def fresh(self) -> Any:
+        """A fresh tree: an emulated one as newly booted, one per process rebooted in place for
+        each run (``EmulatedTree.reboot``: the same state as a new boot, without parsing the spec
+        and booting again, which cost more than a short input); else a new Tree on the root."""
+        if not self.ctx.emulate:
+            return self.ctx.tree()
+        if self._spare is None:
+            self._spare = self.ctx.tree()
+        else:
+            self._spare.reboot()
+        return self._spare
 
     def finding(self, v: Any) -> bool:
         """A violation that is a finding: not a known kernel bug (unless asked), not an errno a
@@ -276,9 +289,9 @@ class Runner:
     def one(self, data: bytes) -> None:
         premade, macros = decode(data, self.shape)
         items = sorted({m[2] for m in macros if len(m) > 2 and isinstance(m[2], str)} | set(premade))
-        # an emulated tree is booted afresh per input (tens of microseconds), so no state carries
+        # an emulated tree starts every input freshly booted (fresh()), so no state carries
         # over and every finding replays from a fresh tree; a live tree is what it is
-        tree = self.ctx.tree() if self.ctx.emulate else self.tree
+        tree = self.fresh() if self.ctx.emulate else self.tree
         _, vs = self.run(tree, schedule(items, premade, macros, self.shape))
         v = self.verdict(vs)
         if v is None:
@@ -292,7 +305,7 @@ class Runner:
         """Re-run on fresh trees until `rule` breaks again: (steps, violation, trace) or None."""
         steps = self.observable(schedule(items, premade, macros, self.shape))
         for _ in range(attempts):
-            done, vs = self.run(self.ctx.tree(), steps)
+            done, vs = self.run(self.fresh(), steps)
             v = next((x for x in vs if x.rule == rule and self.finding(x)), None)
             if v is not None:
                 return steps, v, done
