@@ -4,9 +4,13 @@
 Two figures per target:
 
 * ``raw``: the target's one-input function called in a plain loop over its seed corpus and
-  seeded random mutations of it (no atheris): the cost of the harness plus the tree; for
-  ``sequences`` also per kind of input, on seeded random inputs (1-47 bytes, as its tests use):
-  single-threaded schedules and threaded ones (several ``T<n>:`` threads), which cost far more;
+  seeded random mutations of it (no atheris): the cost of the harness plus the tree.
+  ``sequences`` has no seed corpus, so its first row is 0-3-byte inputs (nearly all of them one
+  thread, one macro or none: set-up and tear-down cost); its next rows are seeded random inputs of
+  1-47 bytes (as its tests use) by kind: single-threaded schedules (~34 operations on average) and
+  threaded ones (several ``T<n>:`` threads, ~69 operations), which cost far more;
+  ``per cpu-s`` is the same count over the process's CPU time instead of wall time (on a shared,
+  loaded machine it moves less from run to run; the threads' CPU is counted, their waits not);
 * ``atheris``: ``python -m tsm_fuzz.worker`` under libFuzzer for ``--seconds`` with the usual
   instrumentation, seeds, dictionary and -max_len; libFuzzer's own exec/s from its final line.
 
@@ -75,8 +79,9 @@ def make(name: str, emulate: str | None, root: str | None):  # noqa: ANN201
     return targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"{BENCH_FUZZ}{name[:4]}-"))
 
 
-def raw(one, data: list[bytes], seconds: float) -> float:  # noqa: ANN001
-    n, t0 = 0, time.perf_counter()
+def raw(one, data: list[bytes], seconds: float) -> tuple[float, float]:  # noqa: ANN001
+    """Inputs per second of wall time and per second of the process's CPU time."""
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         for d in data:
             try:
@@ -86,7 +91,7 @@ def raw(one, data: list[bytes], seconds: float) -> float:  # noqa: ANN001
             n += 1
             if not n & 63 and time.perf_counter() - t0 >= seconds:
                 break
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / max(time.process_time() - c0, 1e-9)
 
 
 def under_atheris(name: str, emulate: str | None, root: str | None, seconds: float) -> float | None:
@@ -127,7 +132,7 @@ def main() -> int:
     names = args.targets.split(",") if args.targets else targets.names()
     where = f"emulated {emulate}" if emulate else f"root {args.root}"
     print(f"fuzz throughput on {where}, {args.seconds:g} s per figure")
-    print(f"{'target':18} {'raw exec/s':>11} {'atheris exec/s':>15}")
+    print(f"{'target':18} {'raw exec/s':>11} {'per cpu-s':>10} {'atheris exec/s':>15}")
     for name in names:
         try:
             mod = targets.load(name)
@@ -136,14 +141,15 @@ def main() -> int:
             return 2
         why = targets.unavailable(mod)
         if why:
-            print(f"{name:18} {'-':>11} {'-':>15}  ({why})")
+            print(f"{name:18} {'-':>11} {'-':>10} {'-':>15}  ({why})")
             continue
         one = make(name, emulate, args.root)
-        r = raw(one, inputs(name), min(args.seconds, 5.0))
+        r, c = raw(one, inputs(name), min(args.seconds, 5.0))
         a = None if args.no_atheris else under_atheris(name, emulate, args.root, args.seconds)
-        print(f"{name:18} {r:>11.0f} {('-' if a is None else f'{a:.0f}'):>15}", flush=True)
+        print(f"{name:18} {r:>11.0f} {c:>10.0f} {('-' if a is None else f'{a:.0f}'):>15}", flush=True)
         for kind, data in by_kind(name, one).items():
-            print(f"  {kind:16} {raw(one, data, min(args.seconds, 5.0)):>11.0f} {'-':>15}", flush=True)
+            r, c = raw(one, data, min(args.seconds, 5.0))
+            print(f"  {kind:16} {r:>11.0f} {c:>10.0f} {'-':>15}", flush=True)
     return 0
 
 
