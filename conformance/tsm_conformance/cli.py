@@ -136,10 +136,10 @@ def _pytest_args(args: argparse.Namespace, extra: list[str]) -> list[str]:
             "-p", "no:unraisableexception", "--tsm-exclusive", "-q", "-rfEsxX"]
     for name, flag in RUN_TWINS.items():
         value = getattr(args, name)
-        if value is True:
-            argv.append(flag)
-        for v in value if isinstance(value, list) else [] if value in (None, False) else [value]:
-            argv += [flag, str(v)]
+        if isinstance(value, bool):  # a switch
+            argv += [flag] if value else []
+        elif value is not None:
+            argv += [x for v in (value if isinstance(value, list) else [value]) for x in (flag, str(v))]
     if args.junit:
         argv += ["--junitxml", args.junit]
     if _ktap_on_stdout(args) or args.ktap:
@@ -442,7 +442,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _run_parser(sub: argparse._SubParsersAction) -> None:
+def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`run`: each option has its pytest twin (RUN_TWINS, plugin.OPTIONS)."""
     run = sub.add_parser("run", help="run the checks against a live or emulated tree",
                          description="Arguments after -- go to pytest.")
@@ -473,6 +473,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="cap report generations and/or wall time (s, or 10m, 1h); checks past it are "
                           "skipped as not-run")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-area progress lines on stderr")
+    return run
 
 
 def _tree_parsers(sub: argparse._SubParsersAction) -> None:

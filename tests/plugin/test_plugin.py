@@ -97,3 +97,51 @@ def test_harness_error_is_error_not_failure(pytester: pytest.Pytester, monkeypat
     monkeypatch.setitem(base.REGISTRY, chk.id, base.Check(chk.id, chk.rule, chk.abi, boom))
     res = pytester.runpytest(*P, "--tsm-emulate", "tsm_test", "--tsm-exclusive", "--tsm-check", "gen.fresh.*")
     res.assert_outcomes(errors=1)
+
+
+def test_every_run_option_has_a_pytest_twin() -> None:
+    """`run` hands its run to the plugin as --tsm-* options (cli.RUN_TWINS), each with an ini key;
+    the few without a twin say why in cli.py."""
+    import argparse
+
+    from tsm_conformance import cli, plugin
+    run = cli._run_parser(argparse.ArgumentParser().add_subparsers())
+    dests = {a.dest for a in run._actions if a.dest != "help"}  # argparse lists them nowhere public
+    not_twins = {"junit", "ktap", "format", "quiet", "absent_exit"}  # --junitxml, --tsm-ktap, --tsm-progress, none
+    assert dests - not_twins == set(cli.RUN_TWINS), dests ^ (set(cli.RUN_TWINS) | not_twins)
+    assert set(cli.RUN_TWINS.values()) <= {o.flag for o in plugin.OPTIONS}
+    args = cli.parser().parse_args(["run", "--root", "/r", "--any-filesystem", "--profile", "p", "--module", "m.ko",
+                                    "--trust-anchor", "a", "--trust-anchor", "b", "--seq-dir", "d", "--op-timeout",
+                                    "2", "--on-hang", "continue", "--budget", "reports=3"])
+    argv = cli._pytest_args(args, ["--tsm-check", "x"])
+    pairs = {(a, b) for a, b in zip(argv, argv[1:])}
+    assert {("--tsm-root", "/r"), ("--tsm-profile", "p"), ("--tsm-module", "m.ko"), ("--tsm-trust-anchor", "a"),
+            ("--tsm-trust-anchor", "b"), ("--tsm-seq-dir", "d"), ("--tsm-op-timeout", "2.0"),
+            ("--tsm-on-hang", "continue"), ("--tsm-budget", "reports=3"), ("--tsm-check", "x")} <= pairs
+    assert "--tsm-any-filesystem" in argv and "True" not in argv and argv[-2:] == ["--tsm-check", "x"]
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_budget_and_on_hang_as_run_has_them(pytester: pytest.Pytester, how: str) -> None:
+    """pytest --tsm-emulate sev_guest --tsm-budget reports=3 is `run --emulate sev_guest --budget
+    reports=3`: the checks past the cap are skipped as not-run (in KTAP too); the ini keys the same."""
+    ktap = pytester.path / "k.ktap"
+    if how == "ini":
+        pytester.makeini("[pytest]\ntsm_emulate = sev_guest\ntsm_budget = reports=3\ntsm_on_hang = continue\n"
+                         f"tsm_ktap = {ktap}\n")
+        args: tuple[str, ...] = ()
+    else:
+        args = ("--tsm-emulate", "sev_guest", "--tsm-budget", "reports=3", "--tsm-on-hang", "continue",
+                "--tsm-ktap", str(ktap))
+    res = pytester.runpytest(*P, *args, "--tsm-exclusive", "-rs")
+    assert res.ret == pytest.ExitCode.OK
+    res.stdout.fnmatch_lines(["*not-run: report budget used up*"])
+    assert "# SKIP not-run: report budget used up" in ktap.read_text()
+
+
+def test_set_up_errors_name_the_pytest_options(pytester: pytest.Pytester) -> None:
+    res = pytester.runpytest(*P, "--tsm-emulate", "sev_guest", "--tsm-budget", "lots", "--tsm-exclusive")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["ERROR: --tsm-budget lots: expected reports=N*"])
+    res = pytester.runpytest(*P, "--tsm-emulate", "sev_guest", "--tsm-op-timeout", "0", "--tsm-exclusive")
+    res.stderr.fnmatch_lines(["ERROR: --tsm-op-timeout must be a positive, finite number of seconds"])
