@@ -34,7 +34,8 @@ import pytest
 
 from .outcome import COLUMNS, FACES, Outcome, Verdict
 
-#: the report attribute holding its Verdict (None: the phase decides nothing, e.g. a passed setup)
+#: the report attribute holding its verdict (None: the phase decides nothing, e.g. a passed setup),
+#: as [outcome value, reason]: plain data, as reports are serialized (pytest-xdist)
 VERDICT = "tsm_verdict"
 #: the JUnit testcase property of a check a stopped run never reached: why it stopped
 NOT_RUN_PROPERTY = FACES[Outcome.NOT_RUN].junit_property
@@ -82,11 +83,18 @@ def report_verdict(report: Any, raised: bool = True) -> Verdict | None:
     return Verdict(Outcome.PASS) if wasxfail is None else Verdict(Outcome.XPASS_NONSTRICT, wasxfail)
 
 
+def attach(report: Any, verdict: Verdict | None) -> None:
+    """Give ``report`` its verdict (plugin.pytest_runtest_makereport, plugin.Completion)."""
+    setattr(report, VERDICT, None if verdict is None else [verdict.outcome.value, verdict.reason])
+
+
 def verdict_of(report: Any) -> Verdict | None:
-    """The verdict attached to ``report`` (plugin.pytest_runtest_makereport, plugin.Completion),
-    or for a report made elsewhere (another plugin's), the one its pytest outcome gives."""
+    """The verdict attached to ``report``, or for a report made elsewhere (another plugin's), the
+    one its pytest outcome gives."""
     v = report.__dict__.get(VERDICT, ...)
-    return report_verdict(report) if v is ... else v
+    if v is ...:
+        return report_verdict(report)
+    return None if v is None else Verdict(Outcome(v[0]), v[1])
 
 
 class KtapReporter:

@@ -20,7 +20,7 @@ import pytest
 from . import DEFAULT_ROOT, __version__
 from .checks.base import Check, all_checks
 from .kernlog import EVIDENCE_LINES
-from .ktap import NOT_RUN_PROPERTY, VERDICT, report_verdict
+from .ktap import NOT_RUN_PROPERTY, attach, report_verdict
 from .outcome import FACES, Outcome, TsmFailure, Verdict
 from .report_text import render_failure
 from .runstate import SetupError, TsmState, build_state
@@ -366,7 +366,7 @@ class CheckItem(pytest.Item):
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: sees the report after pytest's xfail handling
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach each phase's typed verdict to its report (ktap.VERDICT: KTAP, the per-area table and
+    """Attach each phase's typed verdict to its report (ktap.attach: KTAP, the per-area table and
     `run`'s exit status read it; outcome.FACES says how each shows), and report a check's skip at
     the check's location, not at the pytest.skip call in CheckItem.runtest."""
     report = yield
@@ -377,9 +377,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if report.skipped and isinstance(report.longrepr, tuple):
             path, line = item.reportinfo()[:2]
             report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
-        setattr(report, VERDICT, item.verdict(report, raised))
+        attach(report, item.verdict(report, raised))
     else:
-        setattr(report, VERDICT, report_verdict(report, raised))
+        attach(report, report_verdict(report, raised))
     return report
 
 
@@ -472,7 +472,7 @@ class Completion:
         v = report_verdict(report)
         if why is not None and v is not None and v.outcome is Outcome.SKIP:
             v = Verdict(Outcome.NOT_RUN, v.reason)
-        setattr(report, VERDICT, v)
+        attach(report, v)
         hook.pytest_runtest_logreport(report=report)
 
     def _kernel_log(self, item: "KernelLogItem", hook: Any) -> None:
