@@ -9,6 +9,7 @@ import errno
 import os
 import struct
 import threading
+import time
 
 import pytest
 
@@ -439,3 +440,38 @@ def test_reboot_is_a_fresh_boot(spec: str) -> None:
         ops = generate(seed)
         assert execute(used, ops, "a-", ["r0"]) == execute(EmulatedTree(spec), ops, "a-", ["r0"]), seed
         used.reboot()
+
+
+def test_preemption_window_only_between_kernel_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pause between sizing and filling a binary read (where a writer can slip in) is given
+    only once another thread has called into the kernel: an idle thread of the process (the
+    deadline watchdog) does not make every report read sleep."""
+    from tsm_conformance.emulator import kernel as K
+    monkeypatch.setattr(K, "PREEMPT_WINDOW", 0.3)
+    t = EmulatedTree("tsm_test")
+    t.mkdir("r")
+    write_once(t, "r/privlevel", b"1")
+    write_once(t, "r/inblob", bytes(64))
+    idle = threading.Event()
+    bystander = threading.Thread(target=idle.wait, daemon=True)
+    bystander.start()
+    try:
+        t0 = time.monotonic()
+        report(t)
+        assert time.monotonic() - t0 < 0.25  # no window: no other thread has called in
+        caller = threading.Thread(target=t.listdir, args=("r",))  # listdir is no entry point
+        caller.start()
+        caller.join()
+        report(t)
+        assert not t.kernel._competing()
+        caller = threading.Thread(target=gen, args=(t,))  # open/read/close: a kernel caller
+        caller.start()
+        caller.join()
+        assert t.kernel._competing()
+        t0 = time.monotonic()
+        report(t)
+        assert time.monotonic() - t0 >= 0.3  # the window, now that another thread calls in
+        t.reboot()
+        assert not t.kernel._competing()
+    finally:
+        idle.set()
