@@ -94,17 +94,18 @@ def decode(data: bytes, limits: frozenset[str] = frozenset(), floor: int = 0) ->
 
 def make(ctx: TargetContext):  # noqa: ANN201
     harness.prepare(ctx)
-    from tsm_conformance.oracle import SpecModel
+    from tsm_conformance.oracle import SpecModel, expected_attributes
     from tsm_conformance.seq import Executor, Sequence, Step, show
     profile, facts = ctx.profile, ctx.facts
     tree = ctx.tree()
     limits = frozenset(getattr(tree, "limits", None) or ())
     tracked = ("mkdir", "write", "pwrite", "close")  # results carry r0's generation (execute's track)
     floor = facts.privlevel_floor if "privlevel" in facts.attributes and facts.privlevel_floor else 0
+    attrs = expected_attributes(profile, facts)  # SpecModel.from_facts, computed once
 
     def one(data: bytes) -> None:
         ops = decode(data, limits, floor)
-        model = SpecModel.from_facts(profile, facts)
+        model = SpecModel(profile, attrs, facts.privlevel_floor, facts.provider)
         ex = Executor(tree, harness.fresh_prefix(ctx))
         results: list[str] = []
         bad: tuple[int, str, str] | None = None
