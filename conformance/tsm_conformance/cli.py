@@ -290,6 +290,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a .tsmseq; report each step whose result differs from the file's expectation."""
+    from .names import REPLAY, with_pid
     from .runstate import SetupError, make_tree
     from .seq import parse_tsmseq, replay
     try:
@@ -306,7 +307,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         tree = make_tree(args.root, emulate, any_filesystem=args.any_filesystem)
     except SetupError as e:
         return _usage(str(e))
-    diffs = replay(tree, seq, f"tsmrp-{os.getpid()}-")
+    diffs = replay(tree, seq, with_pid(REPLAY))
     for i, step, got in diffs:
         print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
     checked = sum(1 for s in seq.steps if s.expected is not None)
