@@ -26,11 +26,12 @@ from tsm_conformance.checks.runner import Session  # noqa: E402
 from tsm_conformance.emulator import boot  # noqa: E402
 from tsm_conformance.names import BENCH_RUN  # noqa: E402
 from tsm_conformance.profile.load import load_profile  # noqa: E402
+from tsm_conformance.seq import TREE_OPS  # noqa: E402
 from tsm_conformance.target.base import Tree  # noqa: E402
 from tsm_conformance.target.emulated import EmulatedTree  # noqa: E402
 from tsm_conformance.target.live import LiveTree  # noqa: E402
 
-OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
+OPS = TREE_OPS  # the Tree protocol's operations (seq.py's table)
 
 
 class Capture(Tree):

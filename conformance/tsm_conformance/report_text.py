@@ -17,7 +17,8 @@ def render_failure(f: TsmFailure) -> str:
     if f.kernel:
         lines.append(f"  kernel   : {f.kernel}")
     if f.ops:
-        lines.append("Operation sequence that reproduces it (r0, r1: fresh report items):")
+        lines.append("Operation sequence that reproduces it (r0, r1: fresh report items; fd0, fd1: files "
+                     "in the order of their opens, failed ones counted):")
         ops = f.ops if len(f.ops) <= 60 else f.ops[:20] + [f"... {len(f.ops) - 40} more ..."] + f.ops[-20:]
         lines += [f"    {op}" for op in ops]
     if f.sequence_path:

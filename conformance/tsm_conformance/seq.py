@@ -1,11 +1,14 @@
 """Operation sequences: one Tree operation per line, replayable on any tree, results normalised.
 
-The text form is the one failure messages print: ``mkdir(r0)``, ``open(r0/inblob, O_WRONLY)``,
-``write(fd0, b'...')``, ``pread(fd0, 16, 0)``, ``close(fd0)``.  ``r0, r1 ...`` are report items
-(mapped to unique real names), ``fd0, fd1 ...`` the fds in the order they were opened.  Results are
-normalised so two trees can be compared operation by operation: ``0``, a count, ``fdN``, an errno
-name, or bytes as a short literal / ``<len> sha1:<8 hex>``, each followed by the item's generation
-after state-changing operations.
+The one vocabulary of operations (``ARG0``): the text form is the one failure messages print
+(``render_step``; they shorten long data) and .tsmseq files hold: ``mkdir(r0)``,
+``open(r0/inblob, O_WRONLY)``, ``write(fd0, b'...')``, ``pread(fd0, 16, 0)``, ``close(fd0)``.
+``r0, r1 ...`` are report items (mapped to unique real names), ``fd0, fd1 ...`` the files in the
+order of the opens that made them, failed opens counted.  Results are normalised so two trees can
+be compared operation by operation: ``0``, a count, ``fdN``, an errno name, or bytes as a short
+literal / ``<len> sha1:<8 hex>``, each followed by the item's generation after state-changing
+operations when generations are tracked; reads of report blobs, whose bytes differ per generation,
+by a projection (``project_reads``) when the file says what its reports look like.
 """
 
 from __future__ import annotations
@@ -25,7 +28,24 @@ from .target.base import Stat, Tree
 FLAGS = {"O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_APPEND": os.O_APPEND,
          "O_TRUNC": os.O_TRUNC, "O_CREAT": os.O_CREAT}
 WHENCE = {"SEEK_SET": os.SEEK_SET, "SEEK_CUR": os.SEEK_CUR, "SEEK_END": os.SEEK_END}
-OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek", "param")
+#: The one table of operation kinds and what each first argument names: a path below the report
+#: group ("r0", "r0/inblob"; "." is the group), an open file, or (param) a provider module
+#: parameter.  Files are named fd0, fd1 ... in the order of the opens that made them, failed opens
+#: counted: the executor, the failure text and .tsmseq files all number them so, and a replay on a
+#: tree where an open fails still means the same file by the same name (later ops give EBADF).
+ARG0: dict[str, str] = {
+    "mkdir": "path", "rmdir": "path", "listdir": "path", "stat": "path", "open": "path",
+    "close": "fd", "read": "fd", "pread": "fd", "write": "fd", "pwrite": "fd", "lseek": "fd",
+    "param": "param",
+}
+OPS = tuple(ARG0)
+PATH_OPS = tuple(op for op, kind in ARG0.items() if kind == "path")
+FD_OPS = tuple(op for op, kind in ARG0.items() if kind == "fd")
+TREE_OPS = PATH_OPS + FD_OPS  # the Tree protocol's operations: what a Recorder records
+DATA_OPS = ("write", "pwrite")  # the second argument is the bytes written
+COMMIT_OPS = ("close",) + DATA_OPS  # may change an item's generation (``execute``'s ``track``)
+BLOBS = ("outblob", "auxblob", "manifestblob")  # the report's binary attributes
+SHORT = 24  # bytes up to this long are shown as a literal, longer ones as <len sha1:8 hex>
 _LINE = re.compile(r"^(\w+)\((.*)\)$")
 
 
@@ -35,9 +55,20 @@ class Op:
     args: tuple
 
     def __str__(self) -> str:
+        """The full text (.tsmseq files): every byte of the data written."""
         parts = []
         for a in self.args:
             parts.append(repr(a) if isinstance(a, (bytes, int)) else str(a))
+        return f"{self.name}({', '.join(parts)})"
+
+    def short(self) -> str:
+        """The text failure messages show: data longer than SHORT bytes as ``<len bytes sha1:8 hex>``."""
+        parts = []
+        for a in self.args:
+            if isinstance(a, bytes) and len(a) > SHORT:
+                parts.append(f"<{len(a)} bytes sha1:{hashlib.sha1(a).hexdigest()[:8]}>")
+            else:
+                parts.append(repr(a) if isinstance(a, (bytes, int)) else str(a))
         return f"{self.name}({', '.join(parts)})"
 
 
@@ -87,7 +118,7 @@ def _flags(text: str) -> int:
 
 
 def _show(data: bytes) -> str:
-    return repr(data) if len(data) <= 24 else f"<{len(data)} sha1:{hashlib.sha1(data).hexdigest()[:8]}>"
+    return repr(data) if len(data) <= SHORT else f"<{len(data)} sha1:{hashlib.sha1(data).hexdigest()[:8]}>"
 
 
 def show(res: object) -> str:
@@ -138,7 +169,11 @@ class Executor:
 
     def run(self, op: Op) -> str:
         """Run one op; its normalised result."""
-        res = self.call(op)
+        return self.text(op, self.call(op))
+
+    def text(self, op: Op, res: object) -> str:
+        """The normalised text of ``res``, the raw result ``op`` just had (a new item's generation
+        appended when annotating)."""
         if op.name == "mkdir" and res == 0 and self.annotate:
             return "0" + self._gen(op.args[0])
         return show(res)
@@ -219,17 +254,25 @@ class Executor:
 def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = None) -> list[str]:
     """Run a sequence; one normalised result per op, plus the generations of ``track`` items after
     each op that can change state."""
+    return _execute(tree, ops, prefix, track)[0]
+
+
+def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None) -> tuple[list[str], list[object]]:
+    """``execute``, also giving each op's raw result (``Executor.call``)."""
     ex = Executor(tree, prefix, annotate=bool(track))
-    out = []
+    out: list[str] = []
+    raw: list[object] = []
     try:
         for op in ops:
-            res = ex.run(op)
-            if op.name in ("close", "write", "pwrite") and track:
-                res += "".join(ex._gen(r) for r in track)
+            r = ex.call(op)
+            res = ex.text(op, r)
+            if op.name in COMMIT_OPS and track:
+                res += "".join(ex._gen(t) for t in track)
             out.append(res)
+            raw.append(r)
     finally:
         ex.finish()
-    return out
+    return out, raw
 
 
 # ----------------------------------------------------------------------------- .tsmseq files
@@ -249,7 +292,8 @@ class Sequence:
     """A .tsmseq file: ``# key: value`` header lines, then one step per line.
 
     Header keys used: check, rule, target, kernel, emulate (a spec to replay on), track (items whose
-    generation follows each write/close), verified-on (kernels that produced the expected results)."""
+    generation follows each write/close), verified-on (kernels that produced the expected results),
+    report (what the reports look like: report reads are compared by ``ReportShape`` projections)."""
 
     steps: list[Step]
     header: dict[str, str]
@@ -259,6 +303,11 @@ class Sequence:
 
     def track(self) -> list[str]:
         return self.header.get("track", "").split()
+
+    def report(self) -> "ReportShape | None":
+        """The header's ``report`` shape; None without one (report reads compared byte for byte)."""
+        text = self.header.get("report")
+        return None if text is None else ReportShape.parse(text)
 
 
 def format_tsmseq(seq: Sequence) -> str:
@@ -294,7 +343,12 @@ def parse_tsmseq(text: str) -> Sequence:
         except (ValueError, SyntaxError) as e:
             raise ValueError(f"line {no}: {e}") from None
         steps.append(Step(op, expected.strip() if expected else None, thread))
-    return Sequence(steps, header)
+    seq = Sequence(steps, header)
+    try:
+        seq.report()
+    except ValueError as e:
+        raise ValueError(f"header report: {e}") from None
+    return seq
 
 
 def _split_comment(body: str) -> tuple[str, str, str]:
@@ -313,19 +367,35 @@ def replay(tree: Tree, seq: Sequence, prefix: str, attempts: int | None = None) 
 
     A multi-threaded sequence runs its threads concurrently (``execute_threads``); a race does not
     recur every time, so it is run up to ``attempts`` times (default: the header's ``attempts``,
-    else 1) and the first run that matches every expectation counts as reproduced."""
+    else 1) and the first run that matches every expectation counts as reproduced.
+
+    With a ``report`` header, reads of report blobs are compared by their projection
+    (``project_reads``: length, nonce and privlevel fields, whether the signature verifies, same or
+    different bytes than the read before): their bytes differ per generation (signatures,
+    counters), so only the projection can replay as itself."""
+    shape, ops = seq.report(), seq.ops()
     if not threaded(seq):
-        got = execute(tree, seq.ops(), prefix, seq.track())
+        got, raw = _execute(tree, ops, prefix, seq.track())
+        got = _projected(ops, raw, got, shape)
         return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
                 if st.expected is not None and st.expected != g]
     diffs: list[tuple[int, Step, str]] = []
     for _ in range(max(1, attempts or int(seq.header.get("attempts", "1")))):
         done = execute_threads(tree, seq.steps, prefix)
-        diffs = [(d.index, seq.steps[d.index], show(d.result)) for d in done
-                 if seq.steps[d.index].expected is not None and seq.steps[d.index].expected != show(d.result)]
+        got = _projected(ops, [d.result for d in done], [show(d.result) for d in done], shape)
+        diffs = [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
+                 if st.expected is not None and st.expected != g]
         if not diffs:
             break
     return diffs
+
+
+def _projected(ops: list[Op], raw: list[object], texts: list[str], shape: "ReportShape | None") -> list[str]:
+    """``texts`` with every report read replaced by its projection (when there is a shape)."""
+    if shape is None:
+        return texts
+    proj = project_reads(ops, raw, shape)
+    return [proj.get(i, t) for i, t in enumerate(texts)]
 
 
 # ----------------------------------------------------------------------------- concurrent schedules
@@ -412,53 +482,302 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             for i, d in enumerate(done)]
 
 
-def from_log(log: list[tuple[str, tuple, object]], names: dict[str, str], header: dict[str, str]) -> Sequence:
-    """A failing check's recorded operations as a replayable sequence (results as observed).
+# ----------------------------------------------------------------------------- recorded logs
+#: A recorded operation: (op name, raw args, raw result or the OSError it raised); "#" entries
+#: are notes (provider-control actions, what worker threads did) whose args are (text,).
+LogEntry = tuple[str, tuple, object]
 
-    Provider-control actions (rmmod, insmod, module parameters) are kept as comments: replaying
-    them needs the VM target."""
-    steps: list[Step] = []
-    fds: dict[int, str] = {}
-    nfd = 0
-    notes: list[str] = []
 
-    def path(p: object) -> str:
+def _flags_text(fl: int) -> str:
+    acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}.get(fl & os.O_ACCMODE, str(fl & 3))
+    return "|".join([acc] + [n for n, v in FLAGS.items() if v and v & fl and n not in ("O_WRONLY", "O_RDWR")])
+
+
+class LogNames:
+    """The sequence vocabulary for a recorded log, fed one entry at a time in log order: real item
+    names as r0, r1 ... (``names``: real name -> r-name), fds as ``fdN`` by the opens that made them
+    (``ARG0``: failed opens counted, as the executor numbers them), flags and whence by name."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        self.fds: dict[int, str] = {}  # open fd number -> its name (the latest open that returned it)
+        self.paths: dict[str, str] = {}  # fd name -> the path it opened
+        self.opens = 0
+
+    def path(self, p: object) -> str:
         head, sep, tail = str(p).partition("/")
-        return (names.get(head, head) + sep + tail) or "."
+        return (self.names.get(head, head) + sep + tail) or "."
+
+    def op(self, name: str, args: tuple | list) -> Op:
+        """The operation in the vocabulary (nothing is counted: also for an operation in flight)."""
+        a = list(args)
+        kind = ARG0.get(name)
+        if a and kind == "path":
+            a[0] = self.path(a[0])
+        elif a and kind == "fd":
+            a[0] = self.fds.get(a[0], "fd?") if isinstance(a[0], int) else a[0]  # type: ignore[call-overload]
+        if name == "open" and len(a) > 1 and isinstance(a[1], int):
+            a[1] = _flags_text(a[1])
+        if name == "lseek" and len(a) > 2:
+            a[2] = next((n for n, v in WHENCE.items() if v == a[2]), a[2])
+        return Op(name, tuple(a))
+
+    def step(self, name: str, args: tuple, res: object) -> Step:
+        """One recorded operation and its result as a .tsmseq step (what replay expects)."""
+        op = self.op(name, args)
+        if name == "open":  # named in open order, failed opens included (as the executor does)
+            fd = f"fd{self.opens}"
+            self.opens += 1
+            if isinstance(res, int) and not isinstance(res, bool):
+                self.fds[res] = fd
+                self.paths[fd] = str(op.args[0])
+                return Step(op, fd)
+        if isinstance(res, OSError):
+            return Step(op, errnos.name(res.errno) if res.errno else type(res).__name__)
+        if res is None:
+            return Step(op, "0")
+        if name == "listdir" and isinstance(res, list):  # the group: only this log's items
+            group = op.args[0] == "." if op.args else True
+            res = sorted(self.names.get(x, x) for x in res if not group or x in self.names)
+        return Step(op, show(res))
+
+
+def log_steps(log: list[LogEntry], names: dict[str, str],
+              report: "ReportShape | None" = None) -> list[Step | str]:
+    """A recorded log in the sequence vocabulary: a Step per operation (result as .tsmseq files
+    and failure texts show it; report reads as their projection when ``report`` is given), a
+    ``# ...`` line per note."""
+    ln = LogNames(names)
+    out: list[Step | str] = []
+    idx: list[int] = []  # positions of the steps in out
+    raw: list[object] = []
     for op, args, res in log:
         if op == "#":
-            notes.append(str(args[0]))
+            out.append(f"# {args[0]}" + (f" -> {errnos.name(res.errno)}" if isinstance(res, OSError) else ""))
             continue
-        a = list(args)
-        if op in ("mkdir", "rmdir", "listdir", "stat", "open"):
-            a[0] = path(a[0])
-        if op == "open":
-            fl = int(a[1])
-            acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[fl & os.O_ACCMODE]
-            a[1] = "|".join([acc] + [n for n, v in FLAGS.items() if v and v & fl and n not in ("O_WRONLY", "O_RDWR")])
-        if op in ("close", "read", "pread", "write", "pwrite", "lseek"):
-            a[0] = fds.get(int(a[0]), "fd?")
-        if op == "lseek":
-            a[2] = next((n for n, v in WHENCE.items() if v == a[2]), a[2])
-        if op == "open":  # named in open order, failed opens included (as the executor does)
-            name = f"fd{nfd}"
-            nfd += 1
-        if isinstance(res, OSError):
-            shown = errnos.name(res.errno)
-        elif op == "open":
-            shown = fds[int(res)] = name  # type: ignore[arg-type]
-        elif res is None:
-            shown = "0"
-        elif isinstance(res, bytes):
-            shown = _show(res)
-        elif isinstance(res, list):
-            inv = {k: v for k, v in names.items()}
-            shown = "[" + ", ".join(sorted(inv.get(x, x) for x in res if not a or a[0] != "." or x in inv)) + "]"
-        elif hasattr(res, "mode"):
-            shown = f"mode {res.mode:06o} size {res.size}"  # type: ignore[attr-defined]
-        else:
-            shown = str(res)
-        steps.append(Step(Op(op, tuple(a)), shown))
+        st = ln.step(op, args, res)
+        idx.append(len(out))
+        out.append(st)
+        raw.append(res if isinstance(res, (bytes, int)) and op != "open" else st.expected)
+    if report is not None:
+        steps = [out[i] for i in idx]
+        for k, text in project_reads([s.op for s in steps], raw, report).items():  # type: ignore[union-attr]
+            steps[k].expected = text  # type: ignore[union-attr]
+    return out
+
+
+def render_step(step: Step) -> str:
+    """One step as failure texts show it: ``write(fd0, <65 bytes sha1:db91972b>) -> 64``."""
+    return f"{step.op.short()} -> {step.expected}"
+
+
+def render_log(log: list[LogEntry], names: dict[str, str], report: "ReportShape | None" = None) -> list[str]:
+    """A recorded log as the failure text's operation sequence (the steps ``from_log`` writes)."""
+    return [s if isinstance(s, str) else render_step(s) for s in log_steps(log, names, report)]
+
+
+def render_pending(log: list[LogEntry], names: dict[str, str], name: str, args: tuple | list) -> str:
+    """An operation still in flight after ``log`` (a hang): an fd also names the file it opened,
+    ``read(fd1 = r0/outblob, 65536)``."""
+    ln = LogNames(names)
+    for op, a, res in list(log):
+        if op != "#":
+            ln.step(op, a, res)
+    op = ln.op(name, args)
+    if op.args and ARG0.get(name) == "fd" and str(op.args[0]) in ln.paths:
+        op = Op(name, (f"{op.args[0]} = {ln.paths[str(op.args[0])]}",) + op.args[1:])
+    return op.short()
+
+
+def from_log(log: list[LogEntry], names: dict[str, str], header: dict[str, str],
+             report: "ReportShape | None" = None) -> Sequence:
+    """A failing check's recorded operations as a replayable sequence (results as observed; report
+    reads as their projection, and the ``report`` header saying so, when ``report`` is given).
+
+    Notes (provider-control actions: rmmod, insmod, module parameters; what worker threads did)
+    are kept in the ``provider-control`` header: replaying them needs the VM target."""
+    steps = [s for s in log_steps(log, names, report) if isinstance(s, Step)]
+    notes = [str(args[0]) for op, args, _res in log if op == "#"]
     if notes:
         header = {**header, "provider-control": "; ".join(notes)}
+    if report is not None:
+        header = {**header, "report": report.text()}
     return Sequence(steps, header)
+
+
+# ----------------------------------------------------------------------------- report reads
+@dataclass(frozen=True)
+class ReportShape:
+    """What a report looks like, for comparing report reads across runs (header ``report``):
+    ``format`` a formats/registry name (snp, tdx, cca) whose parser finds the nonce and privlevel
+    fields and whose verifier checks the signature; without a parser, the profile's fixed
+    ``nonce`` (offset, length) and ``privlevel`` (offset, little-endian width); ``auxblob`` the
+    auxblob's format (the SNP certificate table carries the key that signed the report)."""
+
+    format: str | None = None
+    nonce: tuple[int, int] | None = None
+    privlevel: tuple[int, int] | None = None
+    auxblob: str | None = None
+
+    @classmethod
+    def of(cls, profile: object) -> "ReportShape":
+        """From a profile (``report.format``, ``report.nonce``, ``report.privlevel``, ``auxblob_format``)."""
+        def at(f: object) -> tuple[int, int] | None:
+            off = getattr(f, "offset", None)
+            return None if off is None else (int(off), int(f.length))  # type: ignore[attr-defined]
+        return cls(getattr(profile, "report_format", None), at(getattr(profile, "report_nonce", None)),
+                   at(getattr(profile, "report_privlevel", None)), getattr(profile, "auxblob_format", None))
+
+    def text(self) -> str:
+        parts = [f"format={self.format}"] if self.format else []
+        parts += [f"{k}={v[0]:#x}+{v[1]}" for k, v in (("nonce", self.nonce), ("privlevel", self.privlevel)) if v]
+        parts += [f"auxblob={self.auxblob}"] if self.auxblob else []
+        return " ".join(parts) or "bytes"
+
+    @classmethod
+    def parse(cls, text: str) -> "ReportShape":
+        """ValueError for anything ``text()`` does not write (unknown keys too)."""
+        kw: dict[str, object] = {}
+        for tok in text.split():
+            if tok == "bytes":
+                continue
+            key, sep, val = tok.partition("=")
+            if not sep or not val or key not in ("format", "nonce", "privlevel", "auxblob") or key in kw:
+                raise ValueError(f"{tok!r}: expected format=NAME nonce=OFFSET+LENGTH privlevel=OFFSET+WIDTH auxblob=NAME")
+            if key in ("nonce", "privlevel"):
+                off, plus, n = val.partition("+")
+                try:
+                    kw[key] = (int(off, 0), int(n))
+                except ValueError:
+                    raise ValueError(f"{tok!r}: expected {key}=OFFSET+LENGTH") from None
+                if not plus:
+                    raise ValueError(f"{tok!r}: expected {key}=OFFSET+LENGTH")
+            else:
+                kw[key] = val
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def project_reads(ops: list[Op], results: list[object], shape: ReportShape) -> dict[int, str]:
+    """Index -> projection of every read of a report blob (outblob, auxblob, manifestblob) that
+    returned bytes: what of it is the same in every run of the sequence on the same tree, though
+    each generation's bytes differ (signatures, counters).  ``ops`` in the sequence vocabulary,
+    ``results`` their raw results ("fdN" or an errno name for an open, bytes for a read, the
+    offset for an lseek).
+
+    ``report <n> bytes[ at <offset>]`` then, for a read that returned a whole outblob (the next
+    read of its fd gives EOF): the nonce field, the privlevel field, ``signature verifies`` or
+    ``signature fails (<steps>)`` (the report's own signature, no trust anchors; an SNP report is
+    checked with the first certificate table the sequence read; nothing when it cannot be checked);
+    then ``same bytes as fdN`` or ``differs from fdN``: the range compared with this fd's earlier
+    reads, else with the fd of the same blob read most recently that read it (nothing when none did).
+    Reads at one generation give the same bytes, reads at different ones different bytes: so a
+    cache that regenerates, or serves a stale report, shows here in every run."""
+    files: dict[str, str] = {}  # fd name -> r0/outblob ... (report blobs only)
+    pos: dict[str, int] = {}
+    chunks: dict[str, list[tuple[int, bytes]]] = {}
+    reads: list[tuple[int, str, int, bytes]] = []  # (index, fd, offset, data)
+    eof: set[tuple[str, int]] = set()  # (fd, offset) where a read gave b""
+    for i, (op, res) in enumerate(zip(ops, results)):
+        fd = str(op.args[0]) if op.args else ""
+        if op.name == "open":
+            if isinstance(res, str) and res.startswith("fd") and fd.rpartition("/")[2] in BLOBS:
+                files[res], pos[res], chunks[res] = fd, 0, []
+            continue
+        if fd not in files:
+            continue
+        if op.name == "lseek" and isinstance(res, int):
+            pos[fd] = res
+        if op.name not in ("read", "pread") or not isinstance(res, bytes):
+            continue
+        at = pos[fd] if op.name == "read" else int(op.args[2])  # type: ignore[call-overload]
+        if op.name == "read":
+            pos[fd] += len(res)
+        if not res:
+            eof.add((fd, at))
+            continue
+        reads.append((i, fd, at, res))
+    out: dict[int, str] = {}
+    certs: object = None
+    whole = [(i, fd, data) for i, fd, at, data in reads if at == 0 and (fd, len(data)) in eof]
+    if shape.auxblob:
+        certs = next((c for c in (_parse(shape.auxblob, d) for _, fd, d in whole
+                                  if files[fd].endswith("/auxblob")) if not isinstance(c, str)), None)
+    fields = {i: _fields(data, shape, certs) for i, fd, data in whole if files[fd].endswith("/outblob")}
+    recent: list[str] = []  # report fds, the one read last at the end
+    for i, fd, at, data in reads:
+        parts = [f"report {len(data)} bytes" + (f" at {at}" if at else "")] + fields.get(i, [])
+        for other in [fd] + [f for f in reversed(recent) if f != fd and files[f] == files[fd]]:
+            before = _covered(chunks[other], at, len(data))
+            if before is not None:
+                parts.append(f"same bytes as {other}" if before == data else f"differs from {other}")
+                break
+        chunks[fd].append((at, data))
+        if fd in recent:
+            recent.remove(fd)
+        recent.append(fd)
+        out[i] = ", ".join(parts)
+    return out
+
+
+def _covered(chunks: list[tuple[int, bytes]], at: int, n: int) -> bytes | None:
+    """The bytes [at, at+n) as ``chunks`` (offset, data) read them (the first read that covers
+    them all, else the first read of each byte), or None when they do not cover the whole range."""
+    for off, data in chunks:
+        if off <= at and at + n <= off + len(data):
+            return data[at - off:at - off + n]
+    buf, have = bytearray(n), bytearray(n)
+    for off, data in chunks:
+        lo, hi = max(at, off), min(at + n, off + len(data))
+        for k in range(lo, hi):
+            if not have[k - at]:
+                buf[k - at], have[k - at] = data[k - off], 1
+    return bytes(buf) if all(have) else None
+
+
+def _parse(fmt: str, data: bytes) -> object:
+    """The parsed blob, or the reason it does not parse (a str)."""
+    from .formats.base import ParseError
+    from .formats.registry import parse
+    try:
+        return parse(fmt, data)
+    except ParseError as e:
+        return str(e)
+
+
+def _fields(data: bytes, shape: ReportShape, certs: object) -> list[str]:
+    """The nonce and privlevel fields of one whole outblob and whether its signature verifies."""
+    from .formats.registry import NONCE_FIELD, PRIVLEVEL_FIELD, field
+    parsed = _parse(shape.format, data) if shape.format else None
+    if isinstance(parsed, str):
+        return [f"not {shape.format} ({parsed})"]
+    out = []
+
+    def get(path: str | None, fixed: tuple[int, int] | None, as_int: bool) -> object:
+        if parsed is not None and path:
+            try:
+                return field(parsed, path)
+            except AttributeError:
+                return None
+        if fixed and fixed[0] + fixed[1] <= len(data):
+            b = data[fixed[0]:fixed[0] + fixed[1]]
+            return int.from_bytes(b, "little") if as_int else b
+        return None
+    nonce = get(NONCE_FIELD.get(shape.format or ""), shape.nonce, False)
+    if isinstance(nonce, (bytes, bytearray)):
+        out.append(f"nonce {_show(bytes(nonce))}")
+    level = get(PRIVLEVEL_FIELD.get(shape.format or ""), shape.privlevel, True)
+    if isinstance(level, int):
+        out.append(f"privlevel {level}")
+    if parsed is not None:
+        from .verify.base import TrustAnchors
+        from .verify.run import SIGNATURE_STEP, verify
+        try:
+            v = verify(shape.format, parsed, TrustAnchors(), certs)  # type: ignore[arg-type]
+        except KeyError:  # a format without a verifier
+            return out
+        failed = [s.name for s in v.steps if s.status == "fail"]
+        if failed:
+            out.append(f"signature fails ({', '.join(failed)})")
+        elif v.status_of(SIGNATURE_STEP.get(shape.format or "", "")) == "pass":
+            out.append("signature verifies")
+    return out

@@ -101,3 +101,105 @@ def test_divergence_file_replays_to_the_divergence() -> None:
     seq = parse_tsmseq(D.divergence_file(divs[0], "6.12", "test"))
     diffs = replay(EmulatedTree(seq.header["emulate"]), seq, "dv-")
     assert diffs and diffs[0][0] == divs[0].index
+
+
+def _failing(spec: str, check_id: str):  # noqa: ANN202
+    """Run one check on an emulated tree; its failure (it must fail there)."""
+    from tsm_conformance.checks.base import REGISTRY, all_checks
+    from tsm_conformance.checks.runner import Session
+    from tsm_conformance.profile.load import load_profile
+    all_checks()
+    (r,) = Session(EmulatedTree(spec), load_profile(spec.split("+")[0].split("@")[0])).run([REGISTRY[check_id]])
+    assert r.failure is not None and r.failure.sequence is not None, (spec, check_id, r.outcome, r.reason)
+    return r.failure
+
+
+# Report-content failures: each generation's bytes differ (signatures, counters), so a replay
+# compares report reads by their projection and reproduces on the quirky tree only.
+@pytest.mark.parametrize(("spec", "check_id"), [
+    ("sev_guest+stale-outblob", "cache.outblob.regenerated_after_inblob"),
+    ("sev_guest+stale-outblob", "cache.outblob.regenerated_after_option"),
+    ("sev_guest+no-cache", "cache.outblob.stable_without_writes"),
+    ("sev_guest+no-cache", "outblob.partial_reads.consistent"),
+    ("sev_guest+nonce-ignored", "outblob.nonce.bound"),
+    ("sev_guest+nonce-ignored", "format.outblob.nonce_bound"),
+    ("sev_guest+vmpl-ignored", "privlevel.report.echoed"),
+    ("sev_guest+report-signature-corrupt", "format.signature.verifies"),
+    ("tdx_guest+no-cache", "cache.outblob.stable_without_writes"),
+    ("tdx_guest+nonce-ignored", "format.outblob.nonce_bound"),
+    ("tsm_test+stale-outblob", "cache.outblob.regenerated_after_inblob"),
+    ("tsm_test+nonce-ignored", "outblob.nonce.bound"),
+])
+def test_report_content_failure_replays_as_itself(spec: str, check_id: str) -> None:
+    from tsm_conformance.seq import format_tsmseq, parse_tsmseq
+    seq = parse_tsmseq(format_tsmseq(_failing(spec, check_id).sequence))
+    assert seq.header["report"] and seq.report() is not None
+    assert any(s.expected and s.expected.startswith("report ") for s in seq.steps)
+    assert replay(EmulatedTree(seq.header["emulate"]), seq, "q-") == []  # the failure, again
+    faithful = spec.split("+")[0]
+    assert replay(EmulatedTree(faithful), seq, "f-"), f"{check_id} does not reproduce on a faithful {faithful}"
+
+
+def test_report_reads_are_projected_as_the_failure_says() -> None:
+    """What the projection says for the three faults: a stale cache serves the old report's bytes
+    (and its nonce), no cache makes a second read differ, an ignored nonce leaves the field zero."""
+    stale = _failing("sev_guest+stale-outblob", "cache.outblob.regenerated_after_inblob").sequence
+    reads = [s.expected for s in stale.steps if s.expected and s.expected.startswith("report ")]
+    assert len(reads) == 2 and reads[1].endswith("same bytes as fd2")
+    assert reads[0].split(", ")[1] == reads[1].split(", ")[1]  # the same nonce field: the old one
+    fresh = _failing("sev_guest+no-cache", "cache.outblob.stable_without_writes").sequence
+    assert [s.expected for s in fresh.steps if s.expected and s.expected.startswith("report ")][1].endswith(
+        "differs from fd2")
+    ignored = _failing("sev_guest+nonce-ignored", "outblob.nonce.bound")
+    zero = f"nonce <64 sha1:{__import__('hashlib').sha1(bytes(64)).hexdigest()[:8]}>"
+    assert any(zero in line for line in ignored.ops), ignored.ops
+
+
+def test_failure_text_and_tsmseq_are_the_same_steps() -> None:
+    """One rendering: the failure text's operation lines are the .tsmseq's steps, fds numbered the
+    same way (failed opens counted, as replay numbers them)."""
+    from tsm_conformance.seq import render_step
+    f = _failing("sev_guest+wo-readable", "access.rdwr.eacces")
+    ops = [line for line in f.ops if not line.startswith("#")]
+    assert ops == [render_step(s) for s in f.sequence.steps]
+    assert "open(r0/inblob, O_RDWR) -> fd2" in ops and "close(fd2) -> 0" in ops  # after two failed opens
+    assert replay(EmulatedTree("sev_guest+wo-readable"), f.sequence, "w-") == []
+    f = _failing("sev_guest+no-cache", "cache.outblob.stable_without_writes")
+    assert [line for line in f.ops if not line.startswith("#")] == [render_step(s) for s in f.sequence.steps]
+
+
+def test_log_vocabulary_for_pending_ops_and_unknown_fds() -> None:
+    import errno
+    import os
+
+    from tsm_conformance.seq import from_log, render_log, render_pending
+    names = {"x-1": "r0"}
+    log = [("mkdir", ("x-1",), None), ("open", ("x-1/auxblob", os.O_RDWR), OSError(errno.EACCES, "")),
+           ("open", ("x-1/outblob", os.O_RDONLY), 7), ("#", ("host: busy=1",), None),
+           ("lseek", (7, 0, os.SEEK_END), 1184), ("write", (9, b"y" * 30), OSError(errno.EBADF, "")),
+           ("listdir", ("",), ["x-1", "someone-else"])]
+    assert render_log(log, names) == [
+        "mkdir(r0) -> 0", "open(r0/auxblob, O_RDWR) -> EACCES", "open(r0/outblob, O_RDONLY) -> fd1",
+        "# host: busy=1", "lseek(fd1, 0, SEEK_END) -> 1184",
+        f"write(fd?, <30 bytes sha1:{__import__('hashlib').sha1(b'y' * 30).hexdigest()[:8]}>) -> EBADF",
+        "listdir(.) -> [r0]"]
+    assert render_pending(log, names, "read", [7, 65536]) == "read(fd1 = r0/outblob, 65536)"
+    assert render_pending(log, names, "rmdir", ["x-1"]) == "rmdir(r0)"
+    seq = from_log(log, names, {"check": "x"})
+    assert seq.header["provider-control"] == "host: busy=1" and "report" not in seq.header
+    assert str(seq.steps[4].op) == f"write(fd?, {b'y' * 30!r})"  # the note is a header, not a step
+
+
+def test_report_shape_header() -> None:
+    from tsm_conformance.profile.load import load_profile
+    from tsm_conformance.seq import ReportShape, parse_tsmseq
+    for name in ("sev_guest", "tdx_guest", "arm_cca_guest", "tsm_test"):
+        shape = ReportShape.of(load_profile(name))
+        assert ReportShape.parse(shape.text()) == shape
+    assert ReportShape.of(load_profile("tsm_test")).text() == "nonce=0x40+64 privlevel=0x10+4"
+    assert ReportShape.parse("bytes") == ReportShape()
+    for bad in ("nonce=0x40", "colour=red", "format=", "privlevel=x+4"):
+        with pytest.raises(ValueError):
+            ReportShape.parse(bad)
+    with pytest.raises(ValueError, match="header report"):
+        parse_tsmseq("# tsmseq 1\n# report: nonce=1\nmkdir(r0)  # 0\n")

@@ -17,14 +17,13 @@ from typing import Callable, Iterator, NoReturn
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Profile
-from ..seq import from_log
-from ..target.base import READ_CHUNK, Stat, Tree
+from ..seq import TREE_OPS, ReportShape, Sequence, from_log, render_log, render_pending
+from ..target.base import READ_CHUNK, Tree
 from ..verify.base import TrustAnchors
 
 BLOBS = ("outblob", "auxblob", "manifestblob")
 BUSY_TRIES = 8  # EBUSY retries of a read that needs its report (backoff 1 ms doubling: ~0.25 s in all)
 READ_LIMIT = (16 << 20) + 4096  # the largest blob limit (7.0) plus a page
-ACC = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
 
 
 @dataclass(frozen=True)
@@ -84,24 +83,18 @@ def not_applicable_reason(c: Check, profile: Profile, facts: Facts, visible: set
     return None
 
 
-def _res(v: object) -> str:
-    if isinstance(v, Stat):
-        return f"mode {v.mode:06o} size {v.size}"
-    if isinstance(v, bytes):
-        return f"{len(v)} bytes" if len(v) > 16 else repr(v)
-    return repr(v)
-
-
 class Recorder:
-    """A Tree wrapper that logs each operation and its result (kept cheap: tuples, formatted
-    only when a failure is rendered)."""
+    """A Tree wrapper that logs each operation and its result (kept cheap: tuples, put into
+    seq.py's vocabulary only when a failure is rendered: the failure text and its .tsmseq are
+    the same steps)."""
 
-    OPS = ("mkdir", "rmdir", "listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
+    OPS = TREE_OPS
 
     def __init__(self, tree: Tree, names: dict[str, str]) -> None:
         self.t = tree
         self.log: list[tuple[str, tuple, object]] = []
         self.names = names  # real item name -> r0, r1 ...
+        self.report: ReportShape | None = None  # how report reads are shown (Ctx: from the profile)
         for op in self.OPS:  # one closure per operation: the recording costs one call
             setattr(self, op, self._bind(op, getattr(tree, op)))
         # Called before each open with its arguments (a report budget refuses one past the cap)
@@ -114,10 +107,13 @@ class Recorder:
             return recorded_open(*args)
         self.open = open_
 
-    def reset(self, names: dict[str, str]) -> None:
-        """Start a new check: an empty log (failures render theirs before this runs again)."""
+    def reset(self, names: dict[str, str], report: ReportShape | None = None) -> None:
+        """Start a new check: an empty log (failures render theirs before this runs again);
+        ``report``: how its report reads are shown (kept when not given)."""
         self.log.clear()
         self.names = names
+        if report is not None:
+            self.report = report
 
     def _bind(self, op: str, fn: Callable) -> Callable:
         log = self.log
@@ -136,45 +132,17 @@ class Recorder:
         head, sep, tail = p.partition("/")
         return self.names.get(head, head) + sep + tail
 
-    def fd_name(self, fd: int) -> str | None:
-        """The name ``render`` gives the open file ``fd`` (fd0, fd1, ... in open order)."""
-        name, opened = None, 0
-        for op, _args, r in self.log:
-            if op == "open" and isinstance(r, int):
-                if r == fd:
-                    name = f"fd{opened}"
-                opened += 1
-        return name
-
     def render(self) -> list[str]:
-        out = []
-        fds: dict[int, str] = {}  # fd numbers differ per run: show fd0, fd1, ... (in open order) instead
-        opened = 0
-        for op, args, r in self.log:
-            if op == "#":  # a provider-control action, shown as its shell command
-                out.append(f"# {args[0]}" + (f" -> {errnos.name(r.errno)}" if isinstance(r, OSError) else ""))
-                continue
-            a = list(args)
-            if op in ("close", "read", "pread", "write", "pwrite", "lseek"):
-                a[0] = fds.get(int(a[0]), a[0])
-            if op in ("mkdir", "rmdir", "listdir", "stat", "open"):
-                a[0] = self._path(str(a[0])) or "."
-            if op == "open":
-                fl = int(a[1])
-                a[1] = ACC.get(fl & os.O_ACCMODE, str(fl)) + ("|O_CREAT" if fl & os.O_CREAT else "")
-            if op in ("write", "pwrite"):
-                d = a[1]
-                a[1] = repr(d) if len(d) <= 24 else f"<{len(d)} bytes sha1:{hashlib.sha1(d).hexdigest()[:8]}>"
-            res = errnos.name(r.errno) if isinstance(r, OSError) else _res(r)
-            if op == "open" and isinstance(r, int):
-                res = fds[r] = f"fd{opened}"
-                opened += 1
-            if r is None:
-                res = "0"
-            if op == "listdir" and isinstance(r, list):
-                res = "[" + ", ".join(sorted(self.names.get(x, x) for x in r)) + "]"
-            out.append(f"{op}({', '.join(str(x) for x in a)}) -> {res}")
-        return out
+        """The failure text's operation sequence: the steps ``sequence`` writes, one a line."""
+        return render_log(self.log, self.names, self.report)
+
+    def pending(self, op: str, args: tuple | list) -> str:
+        """An operation in flight (a hang), fds also naming their files: ``read(fd1 = r0/outblob, 65536)``."""
+        return render_pending(self.log, self.names, op, args)
+
+    def sequence(self, header: dict[str, str], log: list[tuple[str, tuple, object]] | None = None) -> Sequence:
+        """The log (or ``log``, a changed copy) as a replayable .tsmseq sequence."""
+        return from_log(list(self.log if log is None else log), dict(self.names), header, self.report)
 
 
 class RecordedControl:
@@ -255,7 +223,7 @@ class Ctx:
         self.facts = facts
         self.names: dict[str, str] = {}
         self.tree = recorder
-        recorder.reset(self.names)
+        recorder.reset(self.names, ReportShape.of(profile))
         self.prefix = prefix
         self._counter = counter  # session-wide, so names never repeat within a run
         self._made: list[str] = []
@@ -450,7 +418,7 @@ class Ctx:
             header["emulate"] = self.facts.target.split(" ", 1)[1]
         raise TsmFailure(self.check.id, self.check.rule, expected, observed,
                          f"{self.profile.where(keypath)} {keypath}", self.tree.render(),
-                         sequence=from_log(list(self.tree.log), dict(self.names), header))
+                         sequence=self.tree.sequence(header))
 
     def expect_errno(self, condition: str, op: str, result: object) -> None:
         """``result`` (value or errno name) must be one of the profile's errnos for condition."""

@@ -133,18 +133,12 @@ class Session:
         return d
 
     def _op_text(self, op: str, args: list) -> str:
-        """A recorded operation in flight, for a hang: paths as r0..., fds by the file they opened."""
+        """A recorded operation in flight, for a hang, in the failure text's vocabulary (seq.py): paths
+        as r0..., fds by their names there and the file they opened (``read(fd1 = r0/outblob, 65536)``)."""
         rec = self.recorder
         if self._hang_at is None:  # the log's length when the first hung call was seen
             self._hang_at = len(rec.log)
-        if args and op in ("mkdir", "rmdir", "listdir", "stat", "open"):
-            args[0] = rec._path(str(args[0])) or "."
-        elif args and op in ("close", "read", "pread", "write", "pwrite", "lseek"):
-            path = next((rec._path(str(a[0])) for o, a, r in reversed(rec.log) if o == "open" and r == args[0]), None)
-            args[0] = f"{rec.fd_name(args[0])} = {path}" if path else args[0]
-        if op in ("write", "pwrite") and len(args) > 1 and len(args[1]) > 24:
-            args[1] = f"<{len(args[1])} bytes>"
-        return f"{op}({', '.join(str(a) for a in args)})"
+        return rec.pending(op, args)
 
     def _report_gate(self, ctx: Ctx, args: tuple) -> None:
         """--budget reports=N is a cap, not a threshold: the open that would make report N+1 stops
@@ -175,7 +169,6 @@ class Session:
         log[at:at] = [("#", (f"hung: {x.op}",), None) for x in (h, then) if x is not None]
         ops = ctx.tree.render()
         ops[at:at] = lines
-        from ..seq import from_log
         if self._budget_cut:
             self.wedged = f"time budget of {self.budget.seconds:g} s used up ({h.op} still running in {c.id})"
         header = {"check": c.id, "rule": c.rule, "expected": f"{h.op} returns within {h.deadline:.3g} s",
@@ -188,7 +181,7 @@ class Session:
         f = TsmFailure(c.id, c.rule, f"{h.op} returns within {h.deadline:.3g} s ({source})", observed,
                        "run --budget time" if self._budget_cut else "run --op-timeout", ops,
                        self.facts.target, self.facts.kernel_release,
-                       sequence=from_log(log, dict(ctx.names), header))
+                       sequence=ctx.tree.sequence(header, log))
         return Result(c, Outcome.TIMEOUT, f, seconds=time.perf_counter() - t0)
 
     def expected_failure(self, c: Check) -> ExpectedFailure | None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from .base import TrustAnchors, Verification
 
+#: The step that checks the report's own signature (by the key it names), per format.
+SIGNATURE_STEP = {"snp": "report.signature", "tdx": "quote.signature", "cca": "realm.signature"}
 
 def verify(fmt: str, parsed: Any, anchors: TrustAnchors, certs: Any = None) -> Verification:
     """Verify a parsed report of format `fmt`; `certs` is the parsed SNP certificate table."""
