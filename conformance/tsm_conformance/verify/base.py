@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from ..inputs import TRUST_ANCHOR_MAX, read_bounded
 
 Status = Literal["pass", "fail", "unsupported"]
 
@@ -67,13 +70,16 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 
 def load_anchors(paths: list[Path] | tuple[Path, ...]) -> TrustAnchors:
-    """PEM files holding certificates and/or public keys.  Raises ValueError naming the file."""
+    """PEM files holding certificates and/or public keys.  Raises ValueError naming the file (an
+    ``inputs.InputError`` for one that is not a regular file or is larger than
+    ``inputs.TRUST_ANCHOR_MAX``, refused before it is read whole)."""
     out = TrustAnchors()
     for p in paths:
+        data = read_bounded(p, TRUST_ANCHOR_MAX, "trust anchor")
         try:
-            got = anchors_from_pem([Path(p).read_bytes()])
-        except ValueError as e:
-            raise ValueError(f"{p}: {e}") from None
+            got = anchors_from_pem([data])
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise ValueError(f"{p}: {' '.join(str(e).split())}") from None
         if not got:
             raise ValueError(f"{p}: no PEM CERTIFICATE or PUBLIC KEY block")
         out = out.merged(got)
