@@ -55,10 +55,11 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCH
 
 
 class InputError(ValueError):
-    """An input refused: ``str()`` is one line, ``PATH: why`` (``PATH:LINE: why`` with a line)."""
+    """An input refused: ``str()`` is one line, ``PATH: why`` (``PATH:LINE: why`` with a line;
+    ``col``, when known, is the 1-based column)."""
 
-    def __init__(self, path: str, why: str, line: int | None = None) -> None:
-        self.path, self.why, self.line = str(path), " ".join(str(why).split()), line
+    def __init__(self, path: str, why: str, line: int | None = None, col: int | None = None) -> None:
+        self.path, self.why, self.line, self.col = str(path), " ".join(str(why).split()), line, col
         super().__init__(f"{self.path}{f':{line}' if line else ''}: {self.why}")
 
 
@@ -110,25 +111,24 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str = "input") 
     finally:
         os.close(fd)
     if got > limit:
-        raise InputError(p, f"{what} larger than {size_text(limit)} (the bound for a {what})")
+        raise InputError(p, f"larger than {size_text(limit)}, the bound for a {what}")
     return b"".join(chunks)
 
 
 def _check(p: str, st: os.stat_result, limit: int, what: str) -> None:
     kind = kind_of(st.st_mode)
     if kind:
-        raise InputError(p, f"{kind}, not a regular file: a {what} must be a file")
+        raise InputError(p, f"{kind}, not a regular file (a {what} is read from a file)")
     fs = fstype_of(st.st_dev)
     if fs in PSEUDO_FILESYSTEMS:
-        raise InputError(p, f"on {fs}, a pseudo-filesystem: reading it asks the kernel for something; "
-                            f"a {what} must be an ordinary file")
+        raise InputError(p, f"on {fs}, a pseudo-filesystem, not an ordinary file (reading it asks the "
+                            f"kernel for something)")
     group = report_group_above(p)
     if group:
-        raise InputError(p, f"inside the report group {group}: reading a report attribute makes a report; "
-                            f"a {what} must be an ordinary file")
+        raise InputError(p, f"inside the report group {group}, not an ordinary file (reading a report "
+                            f"attribute makes a report)")
     if st.st_size > limit:
-        raise InputError(p, f"{what} larger than {size_text(limit)} (the bound for a {what}; "
-                            f"it has {st.st_size} bytes)")
+        raise InputError(p, f"larger than {size_text(limit)}, the bound for a {what} ({st.st_size} bytes)")
 
 
 def fstype_of(dev: int) -> str | None:
@@ -163,4 +163,4 @@ def utf8(data: bytes, path: str) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputError(path, f"column {col}: not UTF-8 text (byte 0x{data[e.start]:02x})", line) from None
+        raise InputError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {col})", line, col) from None

@@ -261,7 +261,7 @@ def test_render_shows_where_values_come_from() -> None:
     ("", "empty profile"),
     ("a: &x [*x]\n", "recursive YAML alias"),
     ("schema: tsm-profile/1\n<<: {name: x}\n", "merge keys"),
-    ("schema: !!python/name:os.system x\n", "cannot read value"),
+    ("schema: !!python/name:os.system x\n", "YAML tag '!!python/name:os.system' is not allowed"),
     ("? [a]\n: b\n", "plain names"),
     ("--- {a: 1}\n--- {b: 2}\n", "YAML syntax error"),
 ])

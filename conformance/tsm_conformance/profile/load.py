@@ -23,9 +23,11 @@ above, so ``from tsm_conformance.profile.load import X`` is the one import calle
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..inputs import PROFILE_EXTENDS
 from ..suggest import did_you_mean
 from .errors import Marks, ProfileError, ProfileLookupError, error_at, join
 from .model import Alternative, Attribute, ExpectedFailure, Field, Profile, Range
@@ -98,6 +100,8 @@ def _resolve(path: Path, display: str, stack: list[_Frame]
         if seen_path == ppath.resolve():
             names = [n for _, n, _ in frames[i:]] + [frames[i][1]]
             raise error_at(seen_marks, "extends", f"extends cycle: {' -> '.join(names)}")
+    if len(frames) >= PROFILE_EXTENDS:
+        raise error_at(marks, "extends", f"extends chain longer than {PROFILE_EXTENDS} profiles")
     pdisplay = str(ppath) if not ppath.is_absolute() else display_path(ppath)
     pdata, pmarks, chain = _resolve(ppath, pdisplay, frames)
     for k in _PER_FILE_KEYS:
@@ -182,7 +186,7 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 def _load_file(path: Path, display: str) -> Profile:
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else there (a FIFO, a directory) is refused unread, saying what it is
         raise ProfileError("no such profile file", file=display)
     data, marks, chain = _resolve(path, display, [])
     check_semantics(data, marks)
