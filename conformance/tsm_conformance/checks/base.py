@@ -89,6 +89,18 @@ class Recorder:
     the same steps)."""
 
     OPS = TREE_OPS
+    # The recorded operations, bound per instance in __init__, with the Tree protocol's signatures.
+    mkdir: Callable[[str], None]
+    rmdir: Callable[[str], None]
+    listdir: Callable[..., list[str]]
+    stat: Callable[[str], Stat]
+    open: Callable[[str, int], int]
+    close: Callable[[int], None]
+    read: Callable[[int, int], bytes]
+    pread: Callable[[int, int, int], bytes]
+    write: Callable[[int, bytes], int]
+    pwrite: Callable[[int, bytes, int], int]
+    lseek: Callable[[int, int, int], int]
 
     def __init__(self, tree: Tree, names: dict[str, str]) -> None:
         self.t = tree
@@ -99,12 +111,12 @@ class Recorder:
             setattr(self, op, self._bind(op, getattr(tree, op)))
         # Called before each open with its arguments (a report budget refuses one past the cap)
         self.before_open: Callable[[tuple], None] | None = None
-        recorded_open = self.open  # type: ignore[has-type]
+        recorded_open = self.open
 
-        def open_(*args: object) -> object:
+        def open_(path: str, flags: int) -> int:
             if self.before_open is not None:
-                self.before_open(args)
-            return recorded_open(*args)
+                self.before_open((path, flags))
+            return recorded_open(path, flags)
         self.open = open_
 
     def reset(self, names: dict[str, str], report: ReportShape | None = None) -> None:
