@@ -133,6 +133,17 @@ def test_profiles_list_show_validate() -> None:
     assert p.returncode == 0 and p.stdout.count("ok ") == 6
 
 
+def test_profiles_validate_an_empty_directory_is_an_error(tmp_path: Path) -> None:
+    """Nothing validated is not a pass: one line naming the directory, exit 2 (also beside a good file)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a profile\n")
+    line = one_line_error(cli("profiles", "validate", str(empty)))
+    assert line == f"tsm-conformance: {empty}: no profiles to validate (no *.yaml or *.yml file in this directory)"
+    p = cli("profiles", "validate", str(empty), str(REPO / "profiles" / "core.yaml"))
+    assert p.returncode == 2 and p.stdout.startswith("ok ") and p.stderr.count("\n") == 1, (p.stdout, p.stderr)
+
+
 def test_failure_writes_a_tsmseq_that_replay_reproduces(tmp_path: Path) -> None:
     p = cli("run", "--emulate", "sev_guest+zero-write-accepted", "--", "--tsm-check", "inblob.zero_write.*",
             cwd=tmp_path)

@@ -278,14 +278,32 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.names:
         return _usage("profiles validate takes one or more PATHs")
-    bad = 0
-    for path, err in validate_paths(args.names):
+    dir_problems = {p: why for p in args.names if (why := _profile_dir_problem(p))}
+    for why in dir_problems.values():
+        _usage(why)
+    bad = len(dir_problems)
+    for path, err in validate_paths([p for p in args.names if p not in dir_problems]):
         if err is None:
             print(f"ok {path}")
         else:
             bad += 1
             print(str(err), file=sys.stderr)
     return EXIT_USAGE if bad else EXIT_OK
+
+
+def _profile_dir_problem(path: str) -> str | None:
+    """A directory given to `profiles validate` that holds no profile validated nothing: not a pass."""
+    from pathlib import Path
+
+    from .profile.search import profile_files
+    if not os.path.isdir(path):
+        return None
+    try:
+        if profile_files(Path(path)):
+            return None
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+    return f"{path}: no profiles to validate (no *.yaml or *.yml file in this directory)"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
