@@ -20,9 +20,13 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 from . import errnos
+from .inputs import (TSMSEQ_LINE, TSMSEQ_LINES, TSMSEQ_MAX, TSMSEQ_READ, TSMSEQ_THREADS, InputError,
+                     read_bounded, size_text, utf8)
+from .suggest import did_you_mean
 from .target.base import Stat, Tree
 
 FLAGS = {"O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_APPEND": os.O_APPEND,
@@ -46,7 +50,208 @@ DATA_OPS = ("write", "pwrite")  # the second argument is the bytes written
 COMMIT_OPS = ("close",) + DATA_OPS  # may change an item's generation (``execute``'s ``track``)
 BLOBS = ("outblob", "auxblob", "manifestblob")  # the report's binary attributes
 SHORT = 24  # bytes up to this long are shown as a literal, longer ones as <len sha1:8 hex>
-_LINE = re.compile(r"^(\w+)\((.*)\)$")
+
+# ----------------------------------------------------------------------------- the grammar
+#: The one grammar of an operation, ``NAME(ARG, ...)``: each operation's arguments in order (the
+#: first is ``ARG0``'s kind).  Every text form is read by it (``parse_op``: .tsmseq steps, failure
+#: texts), and ``replay`` holds every sequence to it, however it was made.  Argument kinds:
+#:
+#: * ``path``: ``.`` (the report group: listdir and stat only), ``ITEM`` or ``ITEM/NAME``, names of
+#:   letters, digits and ``_ . + : @ = ~ -`` (not starting with ``.``), at most 255 bytes each:
+#:   nothing absolute, no ``..``, nothing deeper (report items hold only attributes);
+#: * ``fd``: ``fd0``, ``fd1`` ... (``fd?``: an fd a recorded log could not name; code may use
+#:   placeholders such as ``fd@-1``);
+#: * ``count``: a byte count, 0 .. ``inputs.TSMSEQ_READ``; ``offset``: 0 .. 2**63-1; ``soffset``:
+#:   -2**63 .. 2**63-1 (lseek);
+#: * ``data``: one bytes literal, ``b'...'`` or ``b"..."`` (Python's escapes);
+#: * ``flags``: ``O_*`` names of ``FLAGS`` joined by ``|``, or an access mode 0-3;
+#: * ``whence``: ``SEEK_SET``, ``SEEK_CUR``, ``SEEK_END`` or a number 0-4;
+#: * ``param``: a module parameter name; ``value``: a number or a word.
+ARGS: dict[str, tuple[str, ...]] = {
+    "mkdir": ("path",), "rmdir": ("path",), "listdir": ("path",), "stat": ("path",),
+    "open": ("path", "flags"), "close": ("fd",), "read": ("fd", "count"), "pread": ("fd", "count", "offset"),
+    "write": ("fd", "data"), "pwrite": ("fd", "data", "offset"), "lseek": ("fd", "soffset", "whence"),
+    "param": ("param", "value"),
+}
+assert ARGS.keys() == ARG0.keys() and all(ARGS[op][0] == kind for op, kind in ARG0.items())
+MIN_ARGS = {"listdir": 0}  # listdir() is listdir(.): the group (older .tsmseq files say so)
+GROUP_OPS = ("listdir", "stat")  # the only operations on "." (the group itself)
+NAME_MAX = 255
+_NAME = r"[A-Za-z0-9_+:@=~-][A-Za-z0-9_.+:@=~-]*"
+_PATH = re.compile(rf"(?:{_NAME})(?:/{_NAME})?")
+_RNAME = re.compile(r"r\d+")  # a fresh report item of the sequence's own: r0, r1 ...
+_FD = re.compile(r"fd[A-Za-z0-9_@?.+-]*")
+_INT = re.compile(r"-?[0-9]+")
+_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_VALUE = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+_BYTES = re.compile(r"""b(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""", re.S)
+#: A quoted literal, or from an unclosed quote to the end (group 1 or 2: the closing quote, None
+#: when it does not end): one pass, however the quotes are arranged.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|\\\Z)*(')?" + r'|"(?:[^"\\]|\\.|\\\Z)*(")?', re.S)
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)", re.S)
+
+
+class SeqError(ValueError):
+    """A malformed sequence: ``str()`` is one line, ``FILE:LINE: what is wrong`` (``line N: ...``
+    without a file name, just the problem without a line)."""
+
+    def __init__(self, what: str, line: int | None = None, file: str | None = None) -> None:
+        self.what, self.line, self.file = " ".join(str(what).split()), line, file
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if self.file:
+            return f"{self.file}:{self.line}: {self.what}" if self.line else f"{self.file}: {self.what}"
+        return f"line {self.line}: {self.what}" if self.line else self.what
+
+    def at(self, line: int | None = None, file: str | None = None) -> "SeqError":
+        """The same problem, located."""
+        return SeqError(self.what, line if line is not None else self.line, file if file is not None else self.file)
+
+
+def _excerpt(text: str, n: int = 60) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+def _mask(text: str) -> str:
+    """``text`` with the inside of every quoted literal blanked (same length), so commas, '#' and
+    parentheses in data do not count; SeqError for a literal that does not end."""
+    if "'" not in text and '"' not in text:
+        return text
+    parts, pos = [], 0
+    for m in _QUOTED.finditer(text):
+        if m[1] is None and m[2] is None:
+            raise SeqError(f"unterminated quoted literal: {_excerpt(text[m.start():], 30)}")
+        parts += [text[pos:m.start()], "_" * (m.end() - m.start())]
+        pos = m.end()
+    return "".join(parts) + text[pos:]
+
+
+def _split_comment(body: str) -> tuple[str, str, str]:
+    """Split ``op(...)  # expected`` at the first '#' outside a literal."""
+    i = _mask_until_comment(body)
+    return (body.strip(), "", "") if i is None else (body[:i].strip(), "#", body[i + 1:])
+
+
+def _mask_until_comment(body: str) -> int | None:
+    """The index of the first '#' outside a literal (what follows it is free text), or None."""
+    if "#" not in body:
+        return None
+    pos = 0
+    for m in _QUOTED.finditer(body):
+        hit = body.find("#", pos, m.start())
+        if hit >= 0:
+            return hit
+        pos = m.end()
+    hit = body.find("#", pos)
+    return hit if hit >= 0 else None
+
+
+def _split_args(inner: str) -> list[str]:
+    """The arguments between the parentheses, split on commas outside literals (each stripped; an
+    empty one is kept, and refused by the caller)."""
+    if not inner.strip():
+        return []
+    masked = _mask(inner)
+    out, start = [], 0
+    for i, ch in enumerate(masked) if "," in masked else ():
+        if ch == ",":
+            out.append(inner[start:i].strip())
+            start = i + 1
+    out.append(inner[start:].strip())
+    return out
+
+
+def _arg_path(tok: str, op: str) -> str:
+    if tok == ".":
+        if op not in GROUP_OPS:
+            raise SeqError(f"{op}(.): '.' (the report group) is only for {' and '.join(GROUP_OPS)}")
+        return tok
+    if _PATH.fullmatch(tok) and all(len(c.encode()) <= NAME_MAX for c in tok.split("/")):
+        return tok
+    parts = tok.split("/")
+    if tok.startswith("/"):
+        why = "an absolute path: paths are below the report group"
+    elif ".." in parts or "." in parts:
+        why = "'.' and '..' in a path leave the item or the tree"
+    elif len(parts) > 2 and all(parts):
+        why = "deeper than ITEM/ATTRIBUTE"
+    elif any(len(c.encode()) > NAME_MAX for c in parts):
+        why = f"a name longer than {NAME_MAX} bytes"
+    else:
+        why = "not a path below the report group (., ITEM or ITEM/ATTRIBUTE)"
+    raise SeqError(f"{op}: {_excerpt(tok)}: {why}")
+
+
+def _arg_fd(tok: str, op: str) -> str:
+    if _FD.fullmatch(tok):
+        return tok
+    raise SeqError(f"{op}: {_excerpt(tok)} is not an fd (fd0, fd1 ...)")
+
+
+def _int(tok: str, op: str, what: str, lo: int, hi: int) -> int:
+    if not _INT.fullmatch(tok):
+        raise SeqError(f"{op}: {_excerpt(tok)} is not a {what} (a decimal number)")
+    v = int(tok) if len(tok) <= 20 else hi + 1  # (int() of a huge digit string is refused by Python)
+    if not lo <= v <= hi:
+        raise SeqError(f"{op}: {what} {_excerpt(tok, 24)[1:-1]} is out of range ({lo} .. {hi})")
+    return v
+
+
+def _arg_data(tok: str, op: str) -> bytes:
+    if not _BYTES.fullmatch(tok):
+        raise SeqError(f"{op}: {_excerpt(tok)} is not a bytes literal (b'...')")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an invalid escape is an error, not a warning on stderr
+            v = ast.literal_eval(tok)
+    except (ValueError, SyntaxError, Warning) as e:
+        raise SeqError(f"{op}: {_excerpt(tok)} is not a valid bytes literal ({getattr(e, 'msg', e)})") from None
+    if not isinstance(v, bytes):
+        raise SeqError(f"{op}: {_excerpt(tok)} is not a bytes literal (b'...')")
+    return v
+
+
+def _arg_flags(tok: str, op: str) -> str:
+    for part in tok.split("|"):
+        part = part.strip()
+        if part not in FLAGS and part not in ("0", "1", "2", "3"):
+            raise SeqError(f"{op}: unknown open flag {_excerpt(part)}{did_you_mean(part, FLAGS) or ''} "
+                           f"(flags: {', '.join(FLAGS)}, joined by |)")
+    return "|".join(p.strip() for p in tok.split("|"))
+
+
+def _arg_whence(tok: str, op: str) -> str | int:
+    if tok in WHENCE:
+        return tok
+    if tok in ("0", "1", "2", "3", "4"):
+        return int(tok)
+    raise SeqError(f"{op}: unknown whence {_excerpt(tok)}{did_you_mean(tok, WHENCE) or ''} "
+                   f"(whence: {', '.join(WHENCE)})")
+
+
+def _arg_param(tok: str, op: str) -> str:
+    if _PARAM.fullmatch(tok):
+        return tok
+    raise SeqError(f"{op}: {_excerpt(tok)} is not a module parameter name")
+
+
+def _arg_value(tok: str, op: str) -> str | int:
+    if _INT.fullmatch(tok) and len(tok) <= 20:
+        return int(tok)
+    if _VALUE.fullmatch(tok):
+        return tok
+    raise SeqError(f"{op}: {_excerpt(tok)} is not a parameter value (a number or a word)")
+
+
+_ARG = {
+    "path": _arg_path, "fd": _arg_fd, "data": _arg_data, "flags": _arg_flags, "whence": _arg_whence,
+    "param": _arg_param, "value": _arg_value,
+    "count": lambda t, op: _int(t, op, "byte count", 0, TSMSEQ_READ),
+    "offset": lambda t, op: _int(t, op, "offset", 0, 2**63 - 1),
+    "soffset": lambda t, op: _int(t, op, "offset", -2**63, 2**63 - 1),
+}
 
 
 @dataclass(frozen=True)
@@ -72,48 +277,54 @@ class Op:
         return f"{self.name}({', '.join(parts)})"
 
 
-def parse_op(line: str) -> Op:
-    """``write(fd0, b'ab')`` -> Op('write', ('fd0', b'ab')); ValueError on anything else."""
-    m = _LINE.match(line.split(" #")[0].split(" -> ")[0].strip())
-    if not m or m[1] not in OPS:
-        raise ValueError(f"not an operation: {line!r}")
-    args: list[object] = []
-    for tok in _split_args(m[2]):
-        if tok.startswith(("b'", 'b"')) or tok.lstrip("-").isdigit():
-            args.append(ast.literal_eval(tok))
-        else:
-            args.append(tok)
-    return Op(m[1], tuple(args))
+def parse_op(text: str) -> Op:
+    """``write(fd0, b'ab')`` -> Op('write', ('fd0', b'ab')), by the grammar (``ARGS``); a failure
+    text's ``op -> result`` and a file's ``op  # result`` are read too.  SeqError (a ValueError)
+    saying what is wrong for anything else: an unknown operation, flag or whence, the wrong number
+    of arguments, a bad literal or number, a path that leaves the tree."""
+    code = text
+    cut = _mask_until_comment(code)
+    if cut is not None:
+        code = code[:cut]
+    if " -> " in code:
+        masked = _mask(code)
+        arrow = masked.find(" -> ")
+        if arrow >= 0:
+            code = code[:arrow]
+    return _parse_call(code.strip())
 
 
-def _unquoted(s: str):  # noqa: ANN202
-    """(index, char) for every character outside bytes/str literals."""
-    quote, esc = "", False
-    for i, ch in enumerate(s):
-        if quote:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        else:
-            yield i, ch
+def _parse_call(code: str) -> Op:
+    m = _CALL.fullmatch(code)
+    if not m:
+        raise SeqError(f"not an operation: {_excerpt(code)} (expected NAME(ARGUMENTS), e.g. mkdir(r0))")
+    name, inner = m[1], m[2]
+    kinds = ARGS.get(name)
+    if kinds is None:
+        raise SeqError(f"unknown operation {name!r}{did_you_mean(name, OPS) or ''} (operations: {', '.join(OPS)})")
+    toks = _split_args(inner)
+    if not MIN_ARGS.get(name, len(kinds)) <= len(toks) <= len(kinds):
+        raise SeqError(f"{name} takes {len(kinds)} argument{'s' if len(kinds) > 1 else ''} ({', '.join(kinds)}), "
+                       f"got {len(toks)}: {_excerpt(code)}")
+    if "" in toks:
+        raise SeqError(f"{name}: an empty argument: {_excerpt(code)}")
+    return Op(name, tuple(_ARG[k](tok, name) for k, tok in zip(kinds, toks)))
 
 
-def _split_args(s: str) -> list[str]:
-    """Split on commas outside bytes literals."""
-    cuts = [i for i, ch in _unquoted(s) if ch == ","]
-    parts = [s[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(s)])]
-    return [p.strip() for p in parts if p.strip()]
+def check_op(op: Op) -> None:
+    """SeqError unless ``op`` is one the grammar reads (its text form parses back to itself): how
+    ``replay`` holds a sequence built in code to the same grammar as a file."""
+    if parse_op(str(op)) != op:
+        raise SeqError(f"{op.name}: arguments of the wrong types: {_excerpt(str(op))}")
 
 
-def _flags(text: str) -> int:
+def _flags(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
     v = 0
     for part in str(text).split("|"):
-        v |= FLAGS[part.strip()]
+        part = part.strip()
+        v |= int(part) if part.isdigit() else FLAGS[part]
     return v
 
 
@@ -133,24 +344,41 @@ def show(res: object) -> str:
 
 
 class Executor:
-    """Runs ops on one tree with fresh item names; every created item is removed by ``close``."""
+    """Runs ops on one tree with fresh item names; every created item is removed by ``close``.
 
-    def __init__(self, tree: Tree, prefix: str, annotate: bool = False) -> None:
+    ``r0, r1 ...`` become ``<prefix>0, <prefix>1 ...``.  ``aliases`` (replay: ``confine``) maps every
+    other item name of the sequence onto a fresh name too, and then a name outside it is refused
+    (ValueError) rather than passed to the tree; without it, other names pass through unchanged."""
+
+    def __init__(self, tree: Tree, prefix: str, annotate: bool = False,
+                 aliases: dict[str, str] | None = None) -> None:
         self.tree, self.prefix = tree, prefix
         self.annotate = annotate  # append the new item's generation to mkdir results
+        self.aliases = aliases
         self.fds: dict[str, int] = {}
         self.nfd = 0
         self.items: set[str] = set()
         self._lock = threading.Lock()  # fds may be opened and closed by several threads
         self._real: dict[str, str] = {}
-        self._inv: dict[str, str] | None = None  # real item name -> r-name, for listdir
+        self._inv: dict[str, str] = {}  # real item name -> the sequence's name, for listdir of the group
+        self._inv_r = False  # r0 .. r15 are in _inv
 
     def real(self, path: str) -> str:
         hit = self._real.get(path)
         if hit is not None:
             return hit
         head, sep, tail = str(path).partition("/")
-        out = f"{self.prefix}{head[1:]}" + sep + tail if re.fullmatch(r"r\d+", head) else str(path)
+        if re.fullmatch(r"r\d+", head):
+            mapped = f"{self.prefix}{head[1:]}"
+        elif self.aliases is None or head in (".", ""):
+            self._real[path] = str(path)
+            return str(path)
+        elif head in self.aliases:
+            mapped = self.aliases[head]
+        else:
+            raise ValueError(f"{path}: not an item this sequence makes")
+        self._inv[mapped] = head
+        out = mapped + sep + tail
         self._real[path] = out  # paths repeat; the regex is most of the cost of a cheap op
         return out
 
@@ -194,9 +422,11 @@ class Executor:
             if op.name == "listdir":
                 where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
                 names = t.listdir(where)
-                if not where:  # the group: only this sequence's items, by their r-names
-                    if self._inv is None:
-                        self._inv = {self.real(f"r{i}"): f"r{i}" for i in range(16)}
+                if not where:  # the group: only this sequence's items, by their names in it
+                    if not self._inv_r:
+                        for i in range(16):
+                            self.real(f"r{i}")
+                        self._inv_r = True
                     names = [self._inv[n] for n in names if n in self._inv]
                 return sorted(names)
             if op.name == "stat":
@@ -232,7 +462,7 @@ class Executor:
             if op.name == "pwrite":
                 return t.pwrite(fd, a[1], int(a[2]))
             if op.name == "lseek":
-                return t.lseek(fd, int(a[1]), WHENCE[str(a[2])])
+                return t.lseek(fd, int(a[1]), a[2] if isinstance(a[2], int) else WHENCE[str(a[2])])
         except OSError as e:
             return errnos.name(e.errno)
         raise ValueError(f"unknown operation {op.name}")
@@ -257,9 +487,10 @@ def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = No
     return _execute(tree, ops, prefix, track)[0]
 
 
-def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None) -> tuple[list[str], list[object]]:
+def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None,
+             aliases: dict[str, str] | None = None) -> tuple[list[str], list[object]]:
     """``execute``, also giving each op's raw result (``Executor.call``)."""
-    ex = Executor(tree, prefix, annotate=bool(track))
+    ex = Executor(tree, prefix, annotate=bool(track), aliases=aliases)
     out: list[str] = []
     raw: list[object] = []
     try:
@@ -277,7 +508,11 @@ def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None) ->
 
 # ----------------------------------------------------------------------------- .tsmseq files
 HEADER = "# tsmseq 1"
-_THREAD = re.compile(r"^(T\d+):\s*")
+_THREAD = re.compile(r"^(T\d{1,6}):\s*")
+_HEADER_KEY = re.compile(r"[a-z][a-z-]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab, \n and \r (a CRLF file) are the only ones taken
+MAX_ATTEMPTS = 1000  # header ``attempts``: runs of a concurrent schedule
+MAX_TRACK = 16  # header ``track``: items whose generation follows each commit
 
 
 @dataclass
@@ -285,6 +520,7 @@ class Step:
     op: Op
     expected: str | None = None  # normalised result after "  # "
     thread: str | None = None  # "T1" ... (file order is the interleaving replayed)
+    line: int | None = field(default=None, compare=False, repr=False)  # in the file it was read from
 
 
 @dataclass
@@ -318,43 +554,154 @@ def format_tsmseq(seq: Sequence) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_tsmseq(path: str) -> Sequence:
+    """A .tsmseq file, read within its bound (``inputs.TSMSEQ_MAX``: a regular file, refused unread
+    past the bound) and parsed by ``parse_tsmseq``; SeqError, one line ``FILE:LINE: what is wrong``
+    (``FILE: why`` for the file itself), for anything else.  What ``replay`` is given."""
+    try:
+        text = utf8(read_bounded(path, TSMSEQ_MAX, ".tsmseq"), str(path))
+    except InputError as e:
+        raise SeqError(e.why, e.line, e.path) from None
+    try:
+        return parse_tsmseq(text)
+    except SeqError as e:
+        raise e.at(file=str(path)) from None
+
+
 def parse_tsmseq(text: str) -> Sequence:
-    """ValueError naming the line for anything that is not a .tsmseq."""
-    lines = text.splitlines()
+    """A .tsmseq file's text: the line ``# tsmseq 1``, ``# key: value`` header lines, then one step a
+    line, ``[T<n>: ]OP(ARGS)[  # expected]`` by the grammar of ``ARGS`` (other ``#`` lines and blank
+    lines are comments), within the bounds of ``inputs.py`` (bytes, lines, line length, threads).
+    Before anything runs, SeqError (a ValueError) names the line (``line N: ...``) of the first
+    thing wrong: an unknown operation, flag or whence, the wrong number of arguments, a bad literal
+    or number, a path that leaves the tree, a bad header value, or an item the sequence uses but
+    does not make (``foreign_use``: replay touches only items it makes)."""
+    if len(text) > TSMSEQ_MAX:
+        raise SeqError(f"larger than {size_text(TSMSEQ_MAX)}, the bound for a .tsmseq")
+    if text.count("\n") >= TSMSEQ_LINES:
+        raise SeqError(f"more than {TSMSEQ_LINES} lines, the bound for a .tsmseq")
+    bad = _CONTROL.search(text)
+    if bad:
+        no = text.count("\n", 0, bad.start()) + 1
+        if no == 1 and not text.startswith(HEADER):
+            raise SeqError(f"expected '{HEADER}' (not a .tsmseq file)", 1)
+        col = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        raise SeqError(f"control character 0x{ord(bad[0]):02x} at column {col} (a .tsmseq is text)", no)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for no, raw in enumerate(lines, start=1):
+        if len(raw) > TSMSEQ_LINE:
+            if no == 1:
+                raise SeqError(f"expected '{HEADER}' (not a .tsmseq file)", 1)
+            raise SeqError(f"line longer than {size_text(TSMSEQ_LINE)}, the bound for a .tsmseq line", no)
     if not lines or lines[0].strip() != HEADER:
-        raise ValueError(f"line 1: expected '{HEADER}'")
+        raise SeqError(f"expected '{HEADER}' (not a .tsmseq file)", 1)
     header: dict[str, str] = {}
+    where: dict[str, int] = {}  # header key -> its line
     steps: list[Step] = []
+    threads: set[str] = set()
     for no, raw in enumerate(lines[1:], start=2):
         line = raw.strip()
         if not line:
             continue
         if line.startswith("#"):
             key, sep, val = line[1:].strip().partition(":")
-            if sep and not steps and re.fullmatch(r"[a-z][a-z-]*", key.strip()):
+            if sep and not steps and _HEADER_KEY.fullmatch(key.strip()):
                 header[key.strip()] = val.strip()
+                where[key.strip()] = no
             continue
         m = _THREAD.match(line)
         thread = m[1] if m else None
+        if thread and thread not in threads:
+            threads.add(thread)
+            if len(threads) > TSMSEQ_THREADS:
+                raise SeqError(f"more than {TSMSEQ_THREADS} threads (T<n>: labels), the bound for a schedule", no)
         body = line[m.end():] if m else line
-        code, _, expected = _split_comment(body)
         try:
-            op = parse_op(code)
-        except (ValueError, SyntaxError) as e:
-            raise ValueError(f"line {no}: {e}") from None
-        steps.append(Step(op, expected.strip() if expected else None, thread))
+            code, _, expected = _split_comment(body)
+            op = _parse_call(code)
+        except SeqError as e:
+            raise e.at(no) from None
+        steps.append(Step(op, expected.strip() if expected else None, thread, no))
     seq = Sequence(steps, header)
-    try:
-        seq.report()
-    except ValueError as e:
-        raise ValueError(f"header report: {e}") from None
+    _check_header(seq, where)
+    used = foreign_use(seq)
+    if used is not None:
+        i, name = used
+        raise SeqError(f"{seq.steps[i].op} uses the report item {name!r}, which this sequence does not make: "
+                       f"replay touches only items it makes (r0, r1 ... or names it mkdirs first), never "
+                       f"another client's", seq.steps[i].line)
     return seq
 
 
-def _split_comment(body: str) -> tuple[str, str, str]:
-    """Split ``op(...)  # expected`` at the first '#' outside a bytes literal."""
-    i = next((i for i, ch in _unquoted(body) if ch == "#"), None)
-    return (body.strip(), "", "") if i is None else (body[:i].strip(), "#", body[i + 1:])
+def _check_header(seq: Sequence, where: dict[str, int]) -> None:
+    """The header values replay uses: ``report``, ``attempts``, ``track``."""
+    h = seq.header
+    try:
+        seq.report()
+    except ValueError as e:
+        raise SeqError(f"header report: {e}", where.get("report")) from None
+    if "attempts" in h:
+        a = h["attempts"]
+        if not (a.isdigit() and len(a) <= 6 and 1 <= int(a) <= MAX_ATTEMPTS):
+            raise SeqError(f"header attempts: {_excerpt(a)} is not a number of runs (1 .. {MAX_ATTEMPTS})",
+                           where.get("attempts"))
+    track = seq.track()
+    if len(track) > MAX_TRACK:
+        raise SeqError(f"header track: more than {MAX_TRACK} items", where.get("track"))
+    made = {str(s.op.args[0]) for s in seq.steps if s.op.name == "mkdir"}
+    for name in track:
+        if not re.fullmatch(_NAME, name) or not (_RNAME.fullmatch(name) or name in made):
+            raise SeqError(f"header track: {_excerpt(name)} is not an item of the sequence (r0, r1 ... or a "
+                           f"name it mkdirs)", where.get("track"))
+
+
+def foreign_use(seq: Sequence) -> tuple[int, str] | None:
+    """The first step that uses a report item the sequence does not make, and its name: a name
+    other than ``r0, r1 ...`` (the sequence's fresh items) used before the sequence mkdirs it.
+    Replay maps every item onto a fresh name of its own (``tsmrp-<pid>-...``), so such a step
+    could only mean someone else's item: it is refused, never run."""
+    made: set[str] = set()
+    for i, st in enumerate(seq.steps):
+        if ARG0.get(st.op.name) != "path" or not st.op.args:
+            continue
+        path = str(st.op.args[0])
+        head = path.split("/")[0]
+        if head == "." or _RNAME.fullmatch(head) or head in made:
+            continue
+        if st.op.name == "mkdir" and path == head:
+            made.add(head)
+            continue
+        return i, head
+    return None
+
+
+def confine(seq: Sequence, prefix: str) -> dict[str, str]:
+    """What ``replay`` checks before it runs anything, for a sequence however it was made: every
+    step by the grammar (``check_op``), no item it does not make (``foreign_use``), at most
+    ``TSMSEQ_THREADS`` threads.  Returns the fresh real name of every item other than ``r0, r1
+    ...`` (``<prefix>n0``, ``<prefix>n1`` ... in order of appearance); SeqError for the first
+    problem."""
+    for st in seq.steps:
+        try:
+            check_op(st.op)
+        except SeqError as e:
+            raise e.at(st.line) from None
+    used = foreign_use(seq)
+    if used is not None:
+        i, name = used
+        raise SeqError(f"{seq.steps[i].op} uses the report item {name!r}, which this sequence does not make: "
+                       f"replay touches only items it makes", seq.steps[i].line)
+    if len({st.thread for st in seq.steps if st.thread}) > TSMSEQ_THREADS:
+        raise SeqError(f"more than {TSMSEQ_THREADS} threads (T<n>: labels), the bound for a schedule")
+    aliases: dict[str, str] = {}
+    for st in seq.steps:
+        if st.op.name == "mkdir":
+            head = str(st.op.args[0]).split("/")[0]
+            if not _RNAME.fullmatch(head) and head != "." and head not in aliases:
+                aliases[head] = f"{prefix}n{len(aliases)}"
+    return aliases
 
 
 def threaded(seq: Sequence) -> bool:
@@ -372,22 +719,45 @@ def replay(tree: Tree, seq: Sequence, prefix: str, attempts: int | None = None) 
     With a ``report`` header, reads of report blobs are compared by their projection
     (``project_reads``: length, nonce and privlevel fields, whether the signature verifies, same or
     different bytes than the read before): their bytes differ per generation (signatures,
-    counters), so only the projection can replay as itself."""
+    counters), so only the projection can replay as itself.
+
+    Replay touches only what it makes: before anything runs, the sequence is held to the grammar
+    and refused when it uses an item it does not make (``confine``), every item name is mapped onto
+    a fresh name with ``prefix``, and it is refused when one of those names is already in the group
+    (``SeqError``, a ValueError, in both cases)."""
+    aliases = confine(seq, prefix)
+    _fresh(tree, seq, prefix, aliases)
     shape, ops = seq.report(), seq.ops()
     if not threaded(seq):
-        got, raw = _execute(tree, ops, prefix, seq.track())
+        got, raw = _execute(tree, ops, prefix, seq.track(), aliases)
         got = _projected(ops, raw, got, shape)
         return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
                 if st.expected is not None and st.expected != g]
     diffs: list[tuple[int, Step, str]] = []
     for _ in range(max(1, attempts or int(seq.header.get("attempts", "1")))):
-        done = execute_threads(tree, seq.steps, prefix)
+        done = execute_threads(tree, seq.steps, prefix, aliases=aliases)
         got = _projected(ops, [d.result for d in done], [show(d.result) for d in done], shape)
         diffs = [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
                  if st.expected is not None and st.expected != g]
         if not diffs:
             break
     return diffs
+
+
+def _fresh(tree: Tree, seq: Sequence, prefix: str, aliases: dict[str, str]) -> None:
+    """SeqError when a name the replay would make is already in the group (a leftover of an earlier
+    replay by a process with the same pid, or anyone's item that happens to carry the name): it is
+    not this replay's to open, write or remove."""
+    heads = {str(st.op.args[0]).split("/")[0] for st in seq.steps if ARG0.get(st.op.name) == "path" and st.op.args}
+    ours = {f"{prefix}{h[1:]}" for h in heads if _RNAME.fullmatch(h)} | set(aliases.values())
+    try:
+        present = set(tree.listdir(""))
+    except OSError:
+        return  # the steps will show what the tree does
+    taken = sorted(ours & present)
+    if taken:
+        raise SeqError(f"{taken[0]} is already in the report group: replay makes only fresh items and touches "
+                       f"nothing else (a leftover? tsm-conformance clean removes ours)")
 
 
 def _projected(ops: list[Op], raw: list[object], texts: list[str], shape: "ReportShape | None") -> list[str]:
@@ -422,14 +792,15 @@ def fd_names(steps: list[Step]) -> dict[int, str]:
     return {i: f"fd{k}" for k, i in enumerate(opens)}
 
 
-def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0) -> list[Done]:
+def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
+                    aliases: dict[str, str] | None = None) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
     in file order (set-up); then one OS thread per label, each running its own steps in program
     order, all released by one barrier; then the unlabelled steps after the last labelled one
     (tear-down, e.g. a final generation read).
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
-    (its thread is left behind as a daemon)."""
-    ex = Executor(tree, prefix)
+    (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s."""
+    ex = Executor(tree, prefix, aliases=aliases)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
 
