@@ -115,6 +115,18 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str = "input") 
     return b"".join(chunks)
 
 
+def check_file(path: str | os.PathLike[str], limit: int, what: str = "input") -> os.stat_result:
+    """What ``read_bounded`` checks before it opens ``path``, for a file another program reads (a
+    fuzz corpus input, which libFuzzer loads): its stat, or ``InputError`` (one line)."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise InputError(p, e.strerror or str(e)) from None
+    _check(p, st, limit, what)
+    return st
+
+
 def _check(p: str, st: os.stat_result, limit: int, what: str) -> None:
     kind = kind_of(st.st_mode)
     if kind:

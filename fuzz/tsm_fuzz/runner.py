@@ -67,6 +67,32 @@ class Job:
     tsmseq: Path | None = None
 
 
+def check_corpus(d: Path) -> None:
+    """UsageError (one line) unless every input in the corpus directory ``d`` is a regular file
+    within ``inputs.CORPUS_INPUT_MAX`` bytes, and the directory holds at most ``CORPUS_FILES``
+    of them, ``CORPUS_TOTAL`` bytes in all (libFuzzer loads them all): a FIFO would hang the copy,
+    a device or a huge file the fuzzer.  Subdirectories are not inputs (libFuzzer skips them)."""
+    from tsm_conformance.inputs import (CORPUS_FILES, CORPUS_INPUT_MAX, CORPUS_TOTAL, InputError, check_file,
+                                        size_text)
+    total = count = 0
+    try:
+        entries = sorted(d.iterdir())
+    except OSError as e:
+        raise UsageError(f"{d}: {e.strerror}") from None
+    for f in entries:
+        if f.is_dir():
+            continue
+        try:
+            total += check_file(f, CORPUS_INPUT_MAX, "fuzz corpus input").st_size
+        except InputError as e:
+            raise UsageError(str(e)) from None
+        count += 1
+        if count > CORPUS_FILES:
+            raise UsageError(f"{d}: more than {CORPUS_FILES} inputs, the bound for a fuzz corpus")
+        if total > CORPUS_TOTAL:
+            raise UsageError(f"{d}: more than {size_text(CORPUS_TOTAL)} of inputs, the bound for a fuzz corpus")
+
+
 def resolve_targets(names: list[str]) -> list[str]:
     known = targets.names()
     if not names or names == ["all"]:
@@ -136,7 +162,11 @@ class Runner:
 
     # ------------------------------------------------------------------ set-up
     def _corpus(self, name: str) -> Path:
+        """The target's working corpus; its inputs (the seeds, an existing --corpus directory) are
+        checked against their bounds first (``check_corpus``), before anything is copied or run."""
         seeds = corpora_dir() / name
+        if seeds.is_dir():
+            check_corpus(seeds)
         if self.corpus_root is not None:
             work = self.corpus_root / name
             if not work.exists():
@@ -145,6 +175,10 @@ class Runner:
                     for f in seeds.iterdir():
                         if f.is_file():
                             shutil.copy2(f, work / f.name)
+            elif work.is_dir():
+                check_corpus(work)
+            else:
+                raise UsageError(f"{work}: not a directory (--corpus DIR keeps each target's corpus in DIR/<target>/)")
             return work
         assert self.tmp is not None
         work = self.tmp / name
