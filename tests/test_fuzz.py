@@ -121,6 +121,23 @@ def test_fuzz_list_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+def test_fuzz_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's usage block (6 lines) is replaced by one line naming the bad option; exit 2."""
+    for args, says in ((["inblob", "--max-time", "abc"], "argument --max-time: invalid float value: 'abc'"),
+                       (["inblob", "--runs", "x"], "argument --runs: invalid int value: 'x'"),
+                       (["inblob", "--jobs"], "argument --jobs: expected one argument"),
+                       (["--bogus", "inblob"], "unrecognized arguments: --bogus"),
+                       ([], "the following arguments are required: TARGET"),
+                       (["inblob", "--emulate", "sev_guest", "--root", "/x"], "not allowed with argument"),
+                       (["inblob", "--jobs", "0"], "--jobs must be at least 1"),
+                       (["inblob", "--minimize-time", "-1"], "--minimize-time 0 or more")):
+        assert cli_main(["fuzz", *args]) == 2, args
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tsm-conformance fuzz: ") and says in lines[0], (args, lines)
+        assert "usage:" not in captured.err and "Traceback" not in captured.err and captured.out == "", args
+
+
 def test_fuzz_without_the_extra_is_one_line(tmp_path: Path) -> None:
     """An install without the [fuzz] extra: atheris and junit_xml cannot be imported, here or in any
     process started from here (a sitecustomize's meta-path finder refuses them).  One line naming

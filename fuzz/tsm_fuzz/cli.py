@@ -13,14 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from . import runner, targets
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the bad option (argparse would print the whole usage block
+    first), as tsm-conformance's own subcommands do; exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="tsm-conformance fuzz",
         description="Fuzz the configfs-tsm ABI and the report parsers with atheris/libFuzzer, one process per "
                     "target. TARGET: a target name, several, 'all', or 'list' to show them.")
@@ -73,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         args.max_time = 60.0
     if args.max_time is not None and args.max_time <= 0 or args.runs is not None and args.runs < 0:
         print("tsm-conformance fuzz: --max-time and --runs must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    if args.jobs < 1 or not args.minimize_time >= 0:
+        print("tsm-conformance fuzz: --jobs must be at least 1 and --minimize-time 0 or more", file=sys.stderr)
         return EXIT_USAGE
     if args.any_filesystem and not args.root:
         print("tsm-conformance fuzz: --any-filesystem goes with --root DIR", file=sys.stderr)
