@@ -55,6 +55,9 @@ class Provider:
     name = "?"
     extra_type = True  # 6.7-6.10 config type
     PARAMS: dict[str, Param] = {}  # what ``--emulate NAME:KEY=VALUE`` accepts (params.py checks it)
+    #: The host (VMM, firmware) behaviours a check may change at run time through set_param
+    #: (target/emulated.py EmulatedHost); none: nothing can tell this provider's host anything.
+    HOST_PARAMS: tuple[str, ...] = ()
 
     def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
         self.params = dict(params or {})
@@ -85,6 +88,11 @@ class Provider:
     def anchor_pems(self) -> list[bytes]:
         """The PEM roots (certificates or public keys) that verify this provider's reports."""
         return []
+
+    def set_param(self, name: str, value: str) -> None:
+        """A run-time parameter: a module's 0644 parameter (TsmTest), a host behaviour (HOST_PARAMS);
+        a provider without any refuses every name."""
+        raise PermissionError(errno.EACCES, f"{name} cannot be changed at run time")
 
     def _need_len(self, desc: Desc, lo: int, hi: int) -> None:
         if "short-inblob-accepted" in self.quirks:
@@ -218,7 +226,7 @@ class SevGuest(Provider):
         self.signing_key = self.params.get("signing_key", "vcek")
         self.report_version = _int(self.params, "report_version", 2)
 
-    @property  # type: ignore[override]
+    @property
     def privlevel_floor(self) -> int:
         return self.vmpck_id if self.floor_is_vmpck and "floor-const-zero" not in self.quirks else 0
 

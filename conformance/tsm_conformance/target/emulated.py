@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..emulator import Kernel, Spec, boot, parse_spec, reboot
 from .base import Stat, Tree
 
 
 class EmulatedTree(Tree):
     kind = "emulated"
+    # The operations, bound per instance in __init__ to the kernel's own methods, with the Tree
+    # protocol's signatures.
+    mkdir: Callable[[str], None]
+    rmdir: Callable[[str], None]
+    listdir: Callable[..., list[str]]
+    open: Callable[[str, int], int]
+    close: Callable[[int], None]
+    read: Callable[[int, int], bytes]
+    pread: Callable[[int, int, int], bytes]
+    write: Callable[[int, bytes], int]
+    pwrite: Callable[[int, bytes, int], int]
+    lseek: Callable[[int, int, int], int]
 
     def __init__(self, spec: Spec | str, kernel: Kernel | None = None) -> None:
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
@@ -19,7 +33,7 @@ class EmulatedTree(Tree):
         self.write, self.pwrite, self.lseek = k.write, k.pwrite, k.lseek
 
         self.control = EmulatedControl(self) if self.spec.config == "tsm_test" else None
-        self.host = EmulatedHost(self) if hasattr(k.provider, "HOST_PARAMS") else None
+        self.host = EmulatedHost(self) if k.provider is not None and k.provider.HOST_PARAMS else None
 
     def reboot(self) -> None:
         """The tree as a new ``EmulatedTree(spec)`` would be, without parsing or booting again: the

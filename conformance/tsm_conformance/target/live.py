@@ -104,6 +104,14 @@ class LiveTree(Tree):
     #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
     limits: Mapping[str, str] = {}
 
+    # fd operations are the syscalls themselves: no Python frame between a check and the kernel
+    close = staticmethod(os.close)
+    read = staticmethod(os.read)
+    pread = staticmethod(os.pread)
+    write = staticmethod(os.write)
+    pwrite = staticmethod(os.pwrite)
+    lseek = staticmethod(os.lseek)
+
     def __init__(self, root: str, any_filesystem: bool = False, control: ProviderControl | None = None) -> None:
         """``control``: the provider's lifecycle (a VM's tsm_test module: runstate.module_control)."""
         self.root = os.path.abspath(root)
@@ -121,9 +129,6 @@ class LiveTree(Tree):
             # generic_file_llseek), so those checks are skip-unsupported rather than a verdict on
             # the implementation; its own kind, so reports do not call it FUSE.
             self.kind, self.limits = "foreign", OTHER_FS_LIMITS
-        # fd operations are the syscalls themselves: no Python frame between a check and the kernel
-        self.close, self.read, self.pread = os.close, os.read, os.pread
-        self.write, self.pwrite, self.lseek = os.write, os.pwrite, os.lseek
 
     def _p(self, path: str) -> str:
         if not path:
