@@ -3,7 +3,8 @@
 ``python -m tsm_fuzz.seeds [--out DIR]``: the parser targets' seeds are blobs the emulator's report
 builders produce (read through the Tree protocol from an emulated tree: outblob, auxblob,
 manifestblob for each provider), the ABI targets' seeds are hand-written programs in each target's
-input encoding.  No third-party or captured data: corpora/README.md.  Seed file names are the
+input encoding, and the file targets' seeds (``profile``, ``tsmseq``) are the shipped profiles and
+.tsmseq files the suite writes.  No third-party or captured data: corpora/README.md.  Seed file names are the
 first 12 hex digits of the content's SHA-1, so regenerating is idempotent.
 """
 
@@ -85,6 +86,42 @@ def privlevel_seeds() -> list[bytes]:
     return out
 
 
+def profile_seeds() -> list[bytes]:
+    """fuzz_profile's input is one profile file named fuzz.yaml: the shipped profiles, renamed."""
+    from tsm_conformance.profile.search import REPO_PROFILES
+    out = []
+    for p in sorted(REPO_PROFILES.glob("*.yaml")):
+        out.append(p.read_bytes().replace(f"\nname: {p.stem}\n".encode(), b"\nname: fuzz\n"))
+    return out
+
+
+def tsmseq_seeds() -> list[bytes]:
+    """fuzz_tsmseq's input is one .tsmseq file: every step kind, header key and argument form, a
+    threaded schedule, and sequences the suite writes (a failure's, the differential's)."""
+    from tsm_conformance.seq import ReportShape, format_tsmseq, parse_op, Sequence, Step
+    every = Sequence([Step(parse_op(x), r) for x, r in (
+        ("mkdir(r0)", "0 gen=0"), ("stat(r0)", "mode 040755 size 0"), ("listdir(.)", "[r0]"), ("listdir()", "[r0]"),
+        ("open(r0/privlevel, O_WRONLY)", "fd0"), ("write(fd0, b'0x2\\n')", "4 gen=1"), ("close(fd0)", "0"),
+        ("open(r0/inblob, O_WRONLY|O_TRUNC)", "fd1"), ("pwrite(fd1, b'\\x00\"#,)', 3)", "5"),
+        ("lseek(fd1, 0, SEEK_SET)", "0"), ("lseek(fd1, -1, 2)", "EINVAL"), ("close(fd1)", "0 gen=2"),
+        ("open(r0/outblob, 0)", "fd2"), ("read(fd2, 65536)", "<1184 sha1:0123abcd>"), ("pread(fd2, 16, 8)", "b''"),
+        ("close(fd2)", "0"), ("mkdir(r0/sub)", "EPERM"), ("param(outblob_size, 1000)", "0"),
+        ("mkdir(mine)", "0"), ("stat(mine/generation)", "mode 100444 size 4096"), ("rmdir(mine)", "0"),
+        ("read(fd?, 1)", "EBADF"), ("rmdir(r0)", "0"))],
+        {"check": "fuzz.seed", "emulate": "tsm_test@6.12", "track": "r0", "attempts": "3",
+         "report": ReportShape("snp", auxblob="snp-certs").text()})
+    race = Sequence([Step(parse_op("mkdir(r0)"), "0"),
+                     Step(parse_op("open(r0/inblob, O_WRONLY)"), "fd0", "T1"),
+                     Step(parse_op("rmdir(r0)"), None, "T2"),
+                     Step(parse_op("write(fd0, b'x')"), None, "T1"),
+                     Step(parse_op("close(fd0)"), None, "T1"),
+                     Step(parse_op("listdir(.)"), None)], {"schedule": "threads", "attempts": "30"})
+    out = [format_tsmseq(every).encode(), format_tsmseq(race).encode()]
+    regressions = Path(__file__).resolve().parents[2] / "corpora" / "regressions"
+    out += [p.read_bytes() for p in sorted(regressions.glob("*.tsmseq"))[:4]]
+    return out
+
+
 def write(out: Path, target: str, blobs: list[bytes]) -> int:
     d = out / target
     d.mkdir(parents=True, exist_ok=True)
@@ -99,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="corpora directory (default: the repository's corpora/)")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    seeds = {"inblob": inblob_seeds(), "privlevel": privlevel_seeds(), **parser_seeds()}
+    seeds = {"inblob": inblob_seeds(), "privlevel": privlevel_seeds(), "profile": profile_seeds(),
+             "tsmseq": tsmseq_seeds(), **parser_seeds()}
     for target, blobs in sorted(seeds.items()):
         n = write(out, target, blobs)
         print(f"{target}: {n} seeds, {sum(map(len, blobs))} bytes -> {os.path.relpath(out / target)}")

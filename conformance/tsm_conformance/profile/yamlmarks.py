@@ -136,8 +136,9 @@ def read_yaml(path: Path, display: str) -> tuple[dict[str, Any], Marks]:
         if e.line:
             raise ProfileError(e.why, file=display, line=e.line, col=e.col) from None
         raise ProfileError(f"cannot read profile: {e.why}", file=display) from None
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # its reader already checks the characters
         root = loader.get_single_node()
     except _TooBig as e:
         message, m = e.args
@@ -155,7 +156,8 @@ def read_yaml(path: Path, display: str) -> tuple[dict[str, Any], Marks]:
         raise ProfileError(f"YAML error: {e}", file=display, line=text.count("\n", 0, pos) + 1,
                            col=1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise ProfileError(f"empty profile; expected a mapping starting with "
                            f"'schema: {SCHEMA_VERSION}'", file=display, line=1, col=1)
