@@ -276,6 +276,73 @@ def test_one_line_errors(tmp_path: Path) -> None:
             assert "run as root" in one_line_error(p)
 
 
+#: run arguments that refuse to start, and what their one line says ({tmp}: the test's directory)
+REFUSED = [(["--emulate", "sev_guest", "--budget", "lots"], "--budget lots: expected reports=N"),
+           (["--emulate", "sev_guest", "--profile", "nosuch"], "unknown profile 'nosuch'"),
+           (["--emulate", "sev_guest+nope"], "unknown quirk 'nope'"),
+           (["--root", "{tmp}"], "not configfs"),
+           (["--emulate", "sev_guest:registered=0"], "no report provider is registered"),
+           (["--emulate", "sev_guest", "--op-timeout", "0"], "--op-timeout must be"),
+           (["--emulate", "sev_guest", "--on-hang", "maybe"], "invalid choice: 'maybe'"),
+           (["--emulate", "sev_guest", "--", "--no-such-pytest-opt"],
+            "tsm-conformance: pytest: unrecognized arguments: --no-such-pytest-opt"),
+           (["--emulate", "sev_guest", "--", "--maxfail", "abc"],
+            "tsm-conformance: pytest: argument --maxfail: invalid int value: 'abc'"),
+           (["--emulate", "sev_guest", "--", "--tsm-check"], "pytest: argument --tsm-check: expected one argument"),
+           (["--emulate", "sev_guest", "--", "-k", "bad("], "Wrong expression passed to '-k': bad(: at column 5"),
+           (["--emulate", "sev_guest", "--", "-m", "a and"], "Wrong expression passed to '-m'"),
+           (["--emulate", "sev_guest", "--", "nosuch.py"], "file or directory not found: nosuch.py"),
+           (["--emulate", "sev_guest", "--", "old.xml"], "old.xml: only the configfs-tsm checks are collected here"),
+           (["--emulate", "sev_guest", "--", "-W", "bad::Nonsense"], "invalid action: 'bad'"),
+           (["--emulate", "sev_guest", "--", "-p", "nosuchplugin"], "Error importing plugin \"nosuchplugin\"")]
+
+
+def _old_outputs(tmp_path: Path) -> dict[Path, tuple[bytes, int]]:
+    """A --ktap and a --junit file from an earlier run, dated a day back: (content, mtime) each."""
+    before = {}
+    for name, text in (("old.ktap", "KTAP version 1\n1..0 # SKIP an earlier run\n"), ("old.xml", "<testsuites/>\n")):
+        f = tmp_path / name
+        f.write_text(text)
+        os.utime(f, ns=(time.time_ns() - 86400 * 10**9,) * 2)
+        before[f] = (f.read_bytes(), f.stat().st_mtime_ns)
+    return before
+
+
+@pytest.mark.parametrize("args,says", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_refused_run_leaves_its_output_files_as_they_were(tmp_path: Path, args: list[str], says: str) -> None:
+    """Outputs are written only when the run starts: a run refused before (its arguments, its
+    set-up, pytest's own usage errors, all one line on stderr and exit 2) leaves an existing --ktap
+    file as it leaves --junit's; KTAP on stdout (--format ktap, --ktap -) still gets its document."""
+    before = _old_outputs(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    cut = args.index("--") if "--" in args else len(args)
+    for outputs in (["--ktap", "old.ktap"], ["--format", "ktap"], ["--ktap", "-"]):
+        p = cli("run", *args[:cut], *outputs, "--junit", "old.xml", "-q", *args[cut:], cwd=tmp_path)
+        line = one_line_error(p)
+        assert line.startswith("tsm-conformance") and says in line, (outputs, line)
+        assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in before} == before, outputs
+        if outputs[0] == "--ktap" and outputs[1] != "-":
+            assert p.stdout == "", p.stdout
+        else:  # KTAP on stdout: a document that says the run did not happen
+            plan = "1..0 # SKIP " if "registered=0" in args[1] else "1..0\nBail out! "
+            assert p.stdout.startswith(f"KTAP version 1\n{plan}") and p.stdout.count("\n") <= 3, p.stdout
+    assert sorted(os.listdir(tmp_path)) == ["old.ktap", "old.xml"]  # no seq dir, no other file
+
+
+def test_a_run_refused_for_its_outputs_leaves_them_as_they_were(tmp_path: Path) -> None:
+    """Even the refusal about the outputs themselves: --ktap and --junit naming one file."""
+    before = _old_outputs(tmp_path)
+    for junit in ("old.ktap", str(tmp_path / "old.ktap")):
+        line = one_line_error(cli("run", "--emulate", "sev_guest", "--ktap", "old.ktap", "--junit", junit,
+                                  cwd=tmp_path))
+        assert line == "tsm-conformance: --ktap and --junit both name old.ktap"
+        assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in before} == before
+    p = cli("run", "--emulate", "sev_guest", "--ktap", "old.ktap", "--junit", "old.xml", "--", "--tsm-check",
+            "inblob.*", cwd=tmp_path)  # a run that starts replaces both
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+    agreeing_counts(tmp_path / "old.ktap", tmp_path / "old.xml")
+
+
 def _handles_signals(pid: int) -> bool:
     """The CLI has installed its SIGINT/SIGTERM handling: SIGTERM is caught (/proc/PID/status
     SigCgt; the interpreter catches only SIGINT by itself).  Before that the interpreter is still

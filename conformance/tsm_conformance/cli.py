@@ -72,9 +72,12 @@ def _run_status(args: argparse.Namespace, code: int | None, watch: object, inter
 
     from .outcome import run_result
     setup = watch.setup_error  # type: ignore[attr-defined]
-    if setup is not None:  # KTAP (stdout or file) still gets a document: a skip for an absent ABI
+    if setup is not None:  # KTAP on stdout still gets a document: a skip for an absent ABI
         _bail_out_ktap(args, str(setup), skip=setup.absent)
         return _setup_failed(setup, args.absent_exit)
+    usage = watch.usage  # type: ignore[attr-defined]
+    if usage is not None:  # pytest refused an argument (after --): its usage block, in one line
+        return _usage(usage)
     if interrupted:
         probing = watch.state is None and watch.interrupted  # type: ignore[attr-defined]
         _bail_out_ktap(args, "run interrupted while probing the tree" if probing
@@ -167,10 +170,20 @@ def _watch() -> object:
 
     class Watch:
         """The state the plugin built (to sweep and say what is left), a set-up error (said in
-        `run`'s words, one line), each item's outcome (the exit status)."""
+        `run`'s words, one line), pytest's own usage error (one line, `usage`), each item's
+        outcome (the exit status)."""
 
         def __init__(self) -> None:
             self.state, self.setup_error, self.outcomes, self.interrupted = None, None, {}, False
+            self.usage: str | None = None
+
+        @pytest.hookimpl(wrapper=True)  # around parsing the arguments (after --) and the ini file
+        def pytest_cmdline_parse(self) -> object:
+            try:
+                return (yield)
+            except pytest.UsageError as e:
+                self.usage = _one_line_usage(e)
+                raise pytest.UsageError() from None  # no message: run says it, in one line
 
         @pytest.hookimpl(wrapper=True)  # around the session: pytest_configure, a historic hook, has no wrappers
         def pytest_cmdline_main(self, config: pytest.Config) -> object:
@@ -179,12 +192,27 @@ def _watch() -> object:
             except SetupUsageError as e:
                 self.setup_error = e.setup
                 raise pytest.UsageError() from None  # no message: run says it, in one line
+            except pytest.UsageError as e:
+                self.usage = _one_line_usage(e)
+                raise pytest.UsageError() from None
             finally:
                 self.state, self.outcomes = run_state(config), run_outcomes(config)
 
         def pytest_keyboard_interrupt(self, excinfo: object) -> None:
             self.interrupted = True
     return Watch()
+
+
+def _one_line_usage(e: BaseException) -> str:
+    """pytest's usage error in one line: argparse's (its usage block, then "PROG: error: MESSAGE",
+    then the ini file and rootdir) as "pytest: MESSAGE", which names the option; any other (-p, -W,
+    -c, --rootdir, ...) with its lines joined."""
+    lines = [ln.strip() for a in e.args for ln in str(a).splitlines() if ln.strip()]
+    for ln in lines:
+        _, sep, message = ln.partition(": error: ")
+        if sep:
+            return f"pytest: {message}"
+    return " ".join(lines) or "pytest refused its arguments"
 
 
 def _sweep(state: object, interrupted: bool) -> None:
@@ -198,7 +226,8 @@ def _sweep(state: object, interrupted: bool) -> None:
 
 def _bail_out_ktap(args: argparse.Namespace, why: str, skip: bool = False) -> None:
     """KTAP readers get a document even when the run stopped before its KTAP began (ktap.bail_out
-    does nothing when the header was written)."""
+    does nothing when the header was written): on stdout always; a --ktap file only once the run
+    had opened it (a refused run leaves an existing file as it was, like --junit's)."""
     if args.format == "ktap" or args.ktap:
         from .ktap import bail_out
         bail_out("-" if args.format == "ktap" else args.ktap, why, skip)
@@ -661,7 +690,7 @@ def _dispatch(argv: list[str]) -> int:
     try:
         if args.cmd == "run":
             code = cmd_run(args, extra)
-            if code == EXIT_USAGE:  # a pre-check or pytest refused the arguments: KTAP still says so
+            if code == EXIT_USAGE:  # a pre-check or pytest refused the arguments: KTAP on stdout still says so
                 _bail_out_ktap(args, "the run did not start: bad arguments (the reason is on stderr)")
             return code
         if args.cmd == "profiles":

@@ -279,6 +279,8 @@ class KtapReporter:
 
 #: --ktap destinations whose KTAP header was written in this process (see bail_out)
 STARTED: set[str] = set()
+#: --ktap files this process has opened for writing (replaced): only the run that started does
+OPENED: set[str] = set()
 
 
 def _bail_out_lines(why: str, skip: bool = False) -> list[str]:
@@ -290,8 +292,12 @@ def _bail_out_lines(why: str, skip: bool = False) -> list[str]:
 def bail_out(path: str, why: str, skip: bool = False) -> None:
     """KTAP for a run that ended before its checks were collected (a set-up error, an interrupt
     during start-up): a parser still gets a document, with a "Bail out!" saying why (KTAP's abort
-    line), or with ``skip`` a skipped empty plan (no configfs-tsm here: kselftest's KSFT_SKIP)."""
-    if path in STARTED:
+    line), or with ``skip`` a skipped empty plan (no configfs-tsm here: kselftest's KSFT_SKIP).
+
+    KTAP on stdout always gets it; a file only when the run had started (its KTAP reporter opened
+    the file): a run refused before that (bad arguments, a set-up error, an interrupt while
+    probing) leaves an existing file as it was, as it leaves --junit's."""
+    if path in STARTED or path != "-" and path not in OPENED:
         return
     try:
         out = open_stream(path)
@@ -323,4 +329,6 @@ def open_stream(path: str) -> IO[str]:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)  # as pytest does for --junitxml
-    return open(path, "w", encoding="utf-8")
+    out = open(path, "w", encoding="utf-8")  # noqa: SIM115 (the caller's stream, closed by it)
+    OPENED.add(path)
+    return out

@@ -121,6 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
     _check_patterns(config)  # before the tree is touched: a typo is a usage error, not an empty KTAP plan
+    problem = _selection_problem(config)
+    if problem:
+        raise pytest.UsageError(problem)
     seq_dir = config.getoption("tsm_seq_dir")  # given: checked now; the ini key is best-effort (a note if unwritable)
     if seq_dir and seq_dir_problem(seq_dir):
         raise SetupUsageError(SetupError(seq_dir_problem(seq_dir) or ""))
@@ -259,6 +262,31 @@ def _check_patterns(config: pytest.Config) -> list[str]:
     if problem:
         raise pytest.UsageError(problem)
     return patterns
+
+
+def _selection_problem(config: pytest.Config) -> str | None:
+    """pytest's own -k and -m expressions and file arguments, checked before the tree is touched
+    and the outputs are opened: pytest checks them only while collecting, after the run had
+    started (a full table of not-run checks, KTAP and JUnit written, then the usage error)."""
+    try:  # pytest's expression grammar; no public name (another layout: pytest checks, later)
+        from _pytest.mark.expression import Expression
+    except ImportError:  # pragma: no cover
+        Expression = None  # type: ignore[assignment,misc]  # noqa: N806
+    for opt, expr in (("-k", config.option.keyword), ("-m", config.option.markexpr)):
+        if Expression is not None and expr and expr.strip():
+            try:
+                Expression.compile(expr.lstrip())
+            except SyntaxError as e:  # pytest's own words
+                return f"Wrong expression passed to '{opt}': {e.text}: at column {e.offset}: {e.msg}"
+    if config.args_source == pytest.Config.ArgsSource.ARGS and not config.option.pyargs:
+        for arg in config.args:
+            path = arg.split("::", 1)[0]
+            where = os.path.join(config.invocation_params.dir, path)
+            if not os.path.exists(where):
+                return f"file or directory not found: {arg}"
+            if _opt(config, "tsm_exclusive") and not os.path.isdir(where):  # pytest: "not found", after the run
+                return f"{arg}: only the configfs-tsm checks are collected here (select them with --tsm-check PATTERN)"
+    return None
 
 
 class ProfileCollector(pytest.Collector):
