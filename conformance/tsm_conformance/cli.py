@@ -11,9 +11,13 @@ import argparse
 import os
 import sys
 from importlib import resources
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from . import signals
+
+if TYPE_CHECKING:  # the commands import these lazily, where they are used
+    from .outcome import Outcome
+    from .runstate import SetupError, TsmState
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; also after SIGTERM (same unwinding)
@@ -51,12 +55,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         code = _pytest_main(args, extra, watch)
         interrupted = code == pytest.ExitCode.INTERRUPTED
-    except KeyboardInterrupt:  # outside pytest's own handling (start-up, teardown)
-        interrupted = True
-        raise
+    except KeyboardInterrupt:  # outside pytest's own handling (start-up, its session's end): the same
+        interrupted = True  # not raised again: the sweep's leftovers line below is the last line
     finally:
         if watch.state is not None:  # again, in case pytest itself was interrupted
-            _sweep(watch.state, interrupted)
+            try:
+                _sweep(watch.state, interrupted)
+            except KeyboardInterrupt:  # the first signal, on the way into the sweep: sweep, and say so
+                _sweep(watch.state, True)
     if signals.handling():
         signals.ignore_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
@@ -65,21 +71,21 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return _run_status(args, code, watch, interrupted or signals.signalled())
 
 
-def _run_status(args: argparse.Namespace, code: int | None, watch: object, interrupted: bool) -> int:
+def _run_status(args: argparse.Namespace, code: int | None, watch: RunWatch, interrupted: bool) -> int:
     """The command's exit status once pytest is done and the tree swept (kselftest's: 0, 1, 4;
     2 usage; 130 interrupted), from the items' outcomes (outcome.run_result)."""
     import pytest
 
     from .outcome import run_result
-    setup = watch.setup_error  # type: ignore[attr-defined]
+    setup = watch.setup_error
     if setup is not None:  # KTAP on stdout still gets a document: a skip for an absent ABI
         _bail_out_ktap(args, str(setup), skip=setup.absent)
         return _setup_failed(setup, args.absent_exit)
-    usage = watch.usage  # type: ignore[attr-defined]
+    usage = watch.usage
     if usage is not None:  # pytest refused an argument (after --): its usage block, in one line
         return _usage(usage)
     if interrupted:
-        probing = watch.state is None and watch.interrupted  # type: ignore[attr-defined]
+        probing = watch.state is None and watch.interrupted
         _bail_out_ktap(args, "run interrupted while probing the tree" if probing
                        else "run interrupted before the checks were collected")
         if watch.state is None:  # no leftovers line: nothing was made
@@ -87,7 +93,7 @@ def _run_status(args: argparse.Namespace, code: int | None, watch: object, inter
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_INTERRUPTED
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
-    outcomes = watch.outcomes  # type: ignore[attr-defined]
+    outcomes = watch.outcomes
     evidence = [o for nid, o in outcomes.items() if nid.endswith("::environment.kernel_log")]
     result = run_result([o for nid, o in outcomes.items() if not nid.endswith("::environment.kernel_log")], evidence)
     if result == "fail" or code == pytest.ExitCode.INTERNAL_ERROR:
@@ -162,7 +168,17 @@ def _pytest_main(args: argparse.Namespace, extra: list[str], watch: object) -> i
         return int(pytest.main(_pytest_args(args, extra), plugins=[watch]))
 
 
-def _watch() -> object:
+class RunWatch(Protocol):
+    """What `run` learns from the pytest run it starts (``_watch``'s plugin object)."""
+
+    state: TsmState | None
+    setup_error: SetupError | None
+    outcomes: dict[str, Outcome]
+    interrupted: bool
+    usage: str | None
+
+
+def _watch() -> RunWatch:
     """A pytest plugin object for `run`: what it learns from the pytest run it starts."""
     import pytest
 
@@ -174,7 +190,10 @@ def _watch() -> object:
         outcome (the exit status)."""
 
         def __init__(self) -> None:
-            self.state, self.setup_error, self.outcomes, self.interrupted = None, None, {}, False
+            self.state: TsmState | None = None
+            self.setup_error: SetupError | None = None
+            self.outcomes: dict[str, Outcome] = {}
+            self.interrupted = False
             self.usage: str | None = None
 
         @pytest.hookimpl(wrapper=True)  # around parsing the arguments (after --) and the ini file
@@ -215,12 +234,16 @@ def _one_line_usage(e: BaseException) -> str:
     return " ".join(lines) or "pytest refused its arguments"
 
 
-def _sweep(state: object, interrupted: bool) -> None:
+def _sweep(state: TsmState, interrupted: bool) -> None:
     """The end-of-run sweep (cleanup.sweep: the plugin's, again), and the leftovers line; a
-    signal arriving meanwhile waits until both are done."""
+    signal arriving meanwhile waits until both are done.  Once the tree is swept the status is
+    decided (a signal held during the sweep makes it 130: signals.signalled()), so signals are
+    ignored from then on and nothing follows the leftovers line."""
     from .cleanup import sweep
     with signals.final_cleanup():
-        left = sweep(state.tree, state.session.prefix, removed=state.swept)  # type: ignore[attr-defined]
+        left = sweep(state.tree, state.session.prefix, removed=state.swept)
+        if signals.handling():
+            signals.ignore_from_now_on()
         _say_leftovers(state, left, interrupted or signals.signalled())
 
 
@@ -233,13 +256,13 @@ def _bail_out_ktap(args: argparse.Namespace, why: str, skip: bool = False) -> No
         bail_out("-" if args.format == "ktap" else args.ktap, why, skip)
 
 
-def _say_leftovers(state: object, left: list[str], interrupted: bool) -> None:
+def _say_leftovers(state: TsmState, left: list[str], interrupted: bool) -> None:
     """One line on stderr about report items after the end-of-run sweep: any left behind (with what
     to do), and after an interrupt, that none were."""
-    tree, swept = state.tree, state.swept  # type: ignore[attr-defined]
+    tree, swept = state.tree, state.swept
     where = tree.describe()
     if not left and interrupted:  # confirm by listing (the sweep gives up quietly when it cannot list)
-        prefix = state.session.prefix  # type: ignore[attr-defined]
+        prefix = state.session.prefix
         try:
             left = [n for n in tree.listdir("") if n.startswith(prefix)]
         except OSError as e:
@@ -339,14 +362,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a .tsmseq; report each step whose result differs from the file's expectation."""
     from .names import REPLAY, with_pid
     from .runstate import SetupError, make_tree
-    from .seq import parse_tsmseq, replay
+    from .seq import load_tsmseq, replay
     try:
-        with open(args.file) as fh:
-            seq = parse_tsmseq(fh.read())
-    except OSError as e:
-        return _usage(f"{args.file}: {e.strerror}")
+        seq = load_tsmseq(args.file)  # bounded, regular files only; FILE:LINE: what is wrong
     except ValueError as e:
-        return _usage(f"{args.file}: {e}")
+        return _usage(str(e))
     emulate = args.emulate or (None if args.root else seq.header.get("emulate"))
     if not emulate and not args.root:
         return _usage(f"{args.file} names no emulator spec: give --root DIR or --emulate SPEC")
@@ -354,7 +374,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         tree = make_tree(args.root, emulate, any_filesystem=args.any_filesystem)
     except SetupError as e:
         return _usage(str(e))
-    diffs = replay(tree, seq, with_pid(REPLAY))
+    try:
+        diffs = replay(tree, seq, with_pid(REPLAY))
+    except ValueError as e:  # a fresh name is already in the group (a recycled pid)
+        return _usage(str(e))
     for i, step, got in diffs:
         print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
     checked = sum(1 for s in seq.steps if s.expected is not None)
@@ -412,7 +435,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _setup_failed(e: "SetupError", absent_exit: int) -> int:  # noqa: F821 (runstate, imported lazily)
+def _setup_failed(e: SetupError, absent_exit: int) -> int:
     """The one line; exit 2, or --absent-exit when the machine simply has no configfs-tsm."""
     code = _usage(str(e))
     return absent_exit if e.absent else code
@@ -615,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(argv: list[str]) -> int:
+    if argv[:1] in (["fuzz"], ["emulate"]):  # their own handling: Python's (the runner's), libfuse's
+        signals.python_defaults()  # instead of start-up's (tsm_conformance/__init__.py)
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
     if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling

@@ -48,4 +48,5 @@ class PipeSafe:
 
 def pipe_safe(stream: TextIO) -> TextIO:
     """``stream`` wrapped once (wrapping twice would hide ``broken``)."""
+    # PipeSafe is a TextIO by delegation (__getattr__), which the checker cannot see
     return stream if isinstance(stream, PipeSafe) else PipeSafe(stream)  # type: ignore[return-value]

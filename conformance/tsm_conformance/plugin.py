@@ -13,12 +13,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, Literal, NamedTuple
 
 import pytest
 
 from . import DEFAULT_ROOT, __version__
 from .checks.base import Check, all_checks
+from .checks.runner import Result
 from .kernlog import EVIDENCE_LINES
 from .ktap import NOT_RUN_PROPERTY, attach, report_verdict
 from .outcome import FACES, Outcome, TsmFailure, Verdict
@@ -67,7 +68,7 @@ OPTIONS = (
            "int", "N"),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
-_INI_TYPE = {"list": "linelist", "bool": "bool"}
+_INI_TYPE: dict[str, Literal["linelist", "bool"]] = {"list": "linelist", "bool": "bool"}  # else a string
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,8 +86,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if o.choices:
             kw["choices"] = o.choices
         g.addoption(o.flag, **kw)
-        parser.addini(o.name, f"default for {o.flag}", type=_INI_TYPE.get(o.kind),
-                      **({"default": False} if o.kind == "bool" else {}))
+        if o.kind == "bool":
+            parser.addini(o.name, f"default for {o.flag}", type=_INI_TYPE.get(o.kind), default=False)
+        else:
+            parser.addini(o.name, f"default for {o.flag}", type=_INI_TYPE.get(o.kind))
 
 
 def _opt(config: pytest.Config, name: str) -> Any:
@@ -148,7 +151,9 @@ def pytest_configure(config: pytest.Config) -> None:
 _CLI_NAMES = re.compile(r"(?<![\w-])--(" + "|".join(re.escape(o.flag[6:]) for o in OPTIONS) + r")(?![\w-])")
 
 
-class SetupUsageError(pytest.UsageError):
+# pytest marks UsageError final (a typing marker only), but only a UsageError is a usage error to
+# pytest (one line, its exit status); the subclass carries the SetupError for `run` to say.
+class SetupUsageError(pytest.UsageError):  # type: ignore[misc]
     """A SetupError as pytest's usage error, with the options named as they are here (--tsm-root);
     ``setup`` keeps the original, for a caller that says it in its own words (cli.run)."""
 
@@ -271,6 +276,7 @@ def _selection_problem(config: pytest.Config) -> str | None:
     try:  # pytest's expression grammar; no public name (another layout: pytest checks, later)
         from _pytest.mark.expression import Expression
     except ImportError:  # pragma: no cover
+        # the class or None: an import fallback, which the checker cannot type as one name
         Expression = None  # type: ignore[assignment,misc]  # noqa: N806
     for opt, expr in (("-k", config.option.keyword), ("-m", config.option.markexpr)):
         if Expression is not None and expr and expr.strip():
@@ -290,7 +296,7 @@ def _selection_problem(config: pytest.Config) -> str | None:
 
 
 class ProfileCollector(pytest.Collector):
-    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+    def collect(self) -> Iterator[AreaCollector]:
         state: TsmState = self.config.stash[_KEY]
         patterns = _check_patterns(self.config)
         checks = [c for c in all_checks() if not patterns or any(fnmatch.fnmatch(c.id, p) for p in patterns)]
@@ -328,6 +334,8 @@ def write_sequence(directory: str, f: TsmFailure) -> str:
     import os
 
     from .seq import format_tsmseq
+    # TsmFailure.sequence is typed object (outcome.py, a layer below, may not import seq.py); the
+    # caller writes only a failure whose sequence is set, always a seq.Sequence
     text = format_tsmseq(f.sequence)  # type: ignore[arg-type]
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{f.check_id}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.tsmseq")
@@ -344,7 +352,7 @@ class CheckItem(pytest.Item):
     def __init__(self, *, check: Check, state: TsmState, **kw: Any) -> None:
         super().__init__(**kw)
         self.check, self.state = check, state
-        self.result = None
+        self.result: Result | None = None
 
     def setup(self) -> None:
         # The check runs here so that a broken harness surfaces as an error, not a failure.
@@ -419,7 +427,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     col = ProfileCollector.from_parent(session, name=f"tsm/{state.profile.name}",
                                        nodeid=f"tsm/{state.profile.name}", path=Path(state.profile.path))
     for node in col.collect():
-        items.extend(node.collect())  # type: ignore[union-attr]
+        items.extend(node.collect())
     if config.stash.get(_EVIDENCE, None) is not None:  # last: the kernel log of everything before it
         env = EnvCollector.from_parent(col, name="environment")
         items.append(KernelLogItem.from_parent(env, name="environment.kernel_log"))
@@ -491,7 +499,8 @@ class Completion:
         return f"the run stopped early ({session.shouldstop})" if session.shouldstop else "the run stopped early"
 
     @staticmethod
-    def _report(hook: Any, item: pytest.Item, when: str, outcome: str = "passed", longrepr: Any = None,
+    def _report(hook: Any, item: pytest.Item, when: Literal["setup", "call", "teardown"],
+                outcome: Literal["passed", "failed", "skipped"] = "passed", longrepr: Any = None,
                 why: str | None = None) -> None:
         """One phase's report through pytest's own hook (JUnit, KTAP and the terminal all see it);
         ``why``: the run stopped before this check (its skip is NOT_RUN, with the JUnit property)."""
@@ -506,6 +515,8 @@ class Completion:
     def _kernel_log(self, item: "KernelLogItem", hook: Any) -> None:
         """Run the kernel-log item outside pytest's runtest protocol (after an interrupt pytest has
         already stopped its capturing, which that protocol needs), reporting it the same way."""
+        outcome: Literal["passed", "failed"]
+        longrepr: str | None
         try:
             item.setup()
             outcome, longrepr = "passed", None

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TextIO
 
 from tsm_conformance.names import FUZZ, with_pid
@@ -65,6 +66,7 @@ class Job:
     detail: str = ""
     crash: Path | None = None
     tsmseq: Path | None = None
+    reader: threading.Thread | None = field(default=None, repr=False, compare=False)  # reads the worker's stderr
 
 
 def check_corpus(d: Path) -> None:
@@ -252,7 +254,7 @@ class Runner:
 
     def _run(self) -> list[Job]:
         jobs: list[Job] = []
-        pending: list[tuple[Job, object]] = []
+        pending: list[tuple[Job, ModuleType]] = []
         for name in self.names:
             mod = targets.load(name)
             job = Job(name, mod.DESCRIPTION, Path(), self.artifacts / f"{name}.log")
@@ -278,13 +280,13 @@ class Runner:
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
                 t = threading.Thread(target=self._reader, args=(job,), daemon=True)
                 t.start()
-                job._thread = t  # type: ignore[attr-defined]
+                job.reader = t
                 running.append(job)
             time.sleep(0.2)
             for job in list(running):
-                assert job.proc is not None
+                assert job.proc is not None and job.reader is not None
                 if job.proc.poll() is not None:
-                    job._thread.join(5)  # type: ignore[attr-defined]
+                    job.reader.join(5)
                     job.ended = time.monotonic()
                     job.rc = job.proc.returncode
                     running.remove(job)

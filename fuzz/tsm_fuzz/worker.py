@@ -96,15 +96,16 @@ def fuzz(args: argparse.Namespace, libfuzzer: list[str]) -> int:
     artifacts = Path(args.artifacts)
     ctx = _context(args)
     one = _setup(args.target, ctx, instrument=not args.no_instrument)
-    count = [0, time.monotonic() + 2]
+    execs, next_stats = 0, time.monotonic() + 2
 
     # No stats thread: a second thread changes the emulator's behaviour (it widens race windows
     # when other threads exist) and costs exec/s; the count is printed from the input path.
     def wrapped(data: bytes) -> None:
-        count[0] += 1
-        if not count[0] & 255 and time.monotonic() >= count[1]:
-            count[1] = time.monotonic() + 2
-            print(f"#tsmfz execs={count[0]}", file=sys.stderr, flush=True)
+        nonlocal execs, next_stats
+        execs += 1
+        if not execs & 255 and time.monotonic() >= next_stats:
+            next_stats = time.monotonic() + 2
+            print(f"#tsmfz execs={execs}", file=sys.stderr, flush=True)
         try:
             one(data)
         except Finding as f:

@@ -12,14 +12,17 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
 
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
-from ..profile.model import Profile
+from ..profile.model import Field, Profile
 from ..seq import TREE_OPS, ReportShape, Sequence, from_log, render_log, render_pending
-from ..target.base import READ_CHUNK, Tree
+from ..target.base import READ_CHUNK, Stat, Tree
 from ..verify.base import TrustAnchors
+
+if TYPE_CHECKING:
+    from ..target.control import ProviderControl
 
 BLOBS = ("outblob", "auxblob", "manifestblob")
 BUSY_TRIES = 8  # EBUSY retries of a read that needs its report (backoff 1 ms doubling: ~0.25 s in all)
@@ -160,7 +163,7 @@ class Recorder:
 class RecordedControl:
     """Provider control whose actions appear in the operation log, as shell would spell them."""
 
-    def __init__(self, control: object, log: list) -> None:
+    def __init__(self, control: ProviderControl, log: list) -> None:
         self.c, self.log = control, log
 
     def _do(self, text: str, fn: Callable, *args: object) -> None:
@@ -172,31 +175,31 @@ class RecordedControl:
         self.log.append(("#", (text,), None))
 
     def load(self, params: dict[str, str] | None = None) -> None:
-        p = {**self.c.base, **(params or {})}  # type: ignore[attr-defined]
-        self._do("insmod tsm_test.ko " + " ".join(f"{k}={v}" for k, v in p.items()), self.c.load, params)  # type: ignore[attr-defined]
+        p = {**self.c.base, **(params or {})}
+        self._do("insmod tsm_test.ko " + " ".join(f"{k}={v}" for k, v in p.items()), self.c.load, params)
 
     def unload(self) -> None:
-        self._do("rmmod tsm_test", self.c.unload)  # type: ignore[attr-defined]
+        self._do("rmmod tsm_test", self.c.unload)
 
     def set_param(self, name: str, value: str) -> None:
-        self._do(f"echo {value} > /sys/module/tsm_test/parameters/{name}", self.c.set_param, name, value)  # type: ignore[attr-defined]
+        self._do(f"echo {value} > /sys/module/tsm_test/parameters/{name}", self.c.set_param, name, value)
 
     def loaded(self) -> bool:
-        return bool(self.c.loaded())  # type: ignore[attr-defined]
+        return bool(self.c.loaded())
 
     def restore(self) -> None:
         """Back to the session's provider with its base parameters (after any lifecycle check)."""
         if self.loaded():
             for name in ("fail_errno", "delay_ms"):
                 self.set_param(name, "0")
-            self.set_param("outblob_size", self.c.base.get("outblob_size", "192"))  # type: ignore[attr-defined]
+            self.set_param("outblob_size", self.c.base.get("outblob_size", "192"))
         else:
             self.load()
 
 
 def is_report_open(args: tuple) -> bool:
     """open(path, flags) of a report blob for reading: what a report budget counts."""
-    return len(args) > 1 and not int(args[1]) & 3 and str(args[0]).rpartition("/")[2] in BLOBS  # type: ignore[call-overload]
+    return len(args) > 1 and not int(args[1]) & 3 and str(args[0]).rpartition("/")[2] in BLOBS
 
 
 def report_opens(log: list[tuple[str, tuple, object]]) -> int:
@@ -226,7 +229,7 @@ class Ctx:
     """What a check sees: the recorded tree, the profile, the probed facts and helpers."""
 
     def __init__(self, check: Check, recorder: Recorder, profile: Profile, facts: Facts, prefix: str,
-                 counter: Iterator[int], control: object = None, anchors: TrustAnchors | None = None,
+                 counter: Iterator[int], control: ProviderControl | None = None, anchors: TrustAnchors | None = None,
                  shared: dict[str, SharedReport] | None = None) -> None:
         self.check = check
         self._control = control
@@ -356,7 +359,8 @@ class Ctx:
         except OSError as e:
             return errnos.name(e.errno)
         try:
-            parts, total = [], 0
+            parts: list[bytes] = []
+            total = 0
             while True:
                 b = self.tree.read(fd, READ_CHUNK)
                 if not b:
@@ -377,14 +381,14 @@ class Ctx:
         r = self.read(path, retry_busy=True)
         if isinstance(r, str):
             self.fail(f"read({self.rel(path)}) -> bytes", f"read({self.rel(path)}) -> {r}", why)
-        return r  # type: ignore[return-value]
+        return r
 
     def generation(self, item: str) -> int:
         txt = self.read(f"{item}/generation")
         if isinstance(txt, str) or txt[-1:] != b"\n" or not txt[:-1].isdigit():
             self.fail(f'read({self.rel(item)}/generation) -> "<decimal>\\n"',
                       f"read({self.rel(item)}/generation) -> {txt!r}", "generation")
-        return int(txt)  # type: ignore[arg-type]
+        return int(txt)
 
     def commit_inblob(self, item: str, data: bytes) -> None:
         r = self.write(f"{item}/inblob", data)
@@ -484,10 +488,12 @@ class Ctx:
             from ..outcome import Unsupported
             raise Unsupported(f"unsupported on a {t.kind} target: {why}")
 
-    def need_nonce_binding(self) -> None:
-        """Checks that look for the nonce in the report need the profile to say where it is."""
+    def need_nonce_binding(self) -> Field:
+        """Checks that look for the nonce in the report need the profile to say where it is (the
+        field returned)."""
         if self.profile.report_nonce is None:
             self.na(f"{self.profile.name} does not say where the report carries the nonce")
+        return self.profile.report_nonce
 
     def need_fresh_reports(self) -> None:
         """Checks that tell generations apart by their bytes need reports unique per generation."""
@@ -513,17 +519,22 @@ def _read_unrecorded(tree: Tree, path: str) -> bytes | str:
         fd = tree.open(path, os.O_RDONLY)
     except OSError as e:
         return errnos.name(e.errno)
+    result: bytes | str
     try:
-        parts = []
+        parts: list[bytes] = []
         while True:
             chunk = tree.read(fd, 1 << 20)
             if not chunk:
-                return b"".join(parts)
+                result = b"".join(parts)
+                break
             parts.append(chunk)
     except OSError as e:
-        return errnos.name(e.errno)
-    finally:
+        result = errnos.name(e.errno)
+    try:
         tree.close(fd)
+    except OSError as e:  # e.g. ENOTCONN from a FUSE daemon that died: the worker ends with a result, not
+        return result if isinstance(result, str) else errnos.name(e.errno)  # a traceback (the session says why)
+    return result
 
 
 def probe(tree: Tree, prefix: str) -> Facts:

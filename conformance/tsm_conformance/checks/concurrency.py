@@ -10,18 +10,19 @@ import os
 import threading
 import time
 
+from ..target.base import Tree
 from .base import BLOCKED_ITEMS, Ctx, check, read_unrecorded
 
 DEADLINE = 30.0  # seconds any concurrent check may take before it counts as hung
 PAUSES = (0.0001, 0.002, 0.0002, 0.0005, 0.0, 0.001)  # the protocol writer's gaps between commits
 
 
-def _write(tree: object, path: str, data: bytes) -> None:
-    fd = tree.open(path, os.O_WRONLY)  # type: ignore[attr-defined]
+def _write(tree: Tree, path: str, data: bytes) -> None:
+    fd = tree.open(path, os.O_WRONLY)
     try:
-        tree.write(fd, data)  # type: ignore[attr-defined]
+        tree.write(fd, data)
     finally:
-        tree.close(fd)  # type: ignore[attr-defined]
+        tree.close(fd)
 
 
 def _carries(ctx: Ctx, blob: bytes, nonce: bytes) -> bool:
@@ -45,7 +46,9 @@ def _run(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
 def _join(ctx: Ctx, workers: list[threading.Thread], what: str) -> None:
     """Wait for every worker until the common deadline; a straggler fails the check as hung."""
     end = time.monotonic() + DEADLINE
-    hang_label = f"join({what})"  # how the watchdog names this wait if it outlives --op-timeout
+    # how the watchdog names this wait if it outlives --op-timeout: it reads the frame's local
+    # (deadline.py), so the name is used though nothing here reads it
+    hang_label = f"join({what})"  # noqa: F841
     try:
         for w in workers:
             w.join(max(0.0, end - time.monotonic()))

@@ -179,7 +179,7 @@ def size_then_fill(ctx: Ctx) -> None:
         def writer() -> None:
             i = 0
             while not stop.is_set():
-                c.c.set_param("outblob_size", sizes[i % 2])  # type: ignore[attr-defined]
+                c.c.set_param("outblob_size", sizes[i % 2])
                 i += 1
                 try:
                     fd = raw.open(f"{r}/inblob", os.O_WRONLY)

@@ -17,7 +17,7 @@ def _fmt(ctx: Ctx) -> str:
     fmt = ctx.profile.report_format
     if fmt is None:
         ctx.na(f"{ctx.profile.name} does not name its report format")
-    return fmt  # type: ignore[return-value]
+    return fmt
 
 
 def _parse(ctx: Ctx, fmt: str, blob: bytes, what: str, keypath: str) -> Any:
@@ -76,10 +76,9 @@ def parses(ctx: Ctx) -> None:
        "docs/abi.md §5.1 report_data @0x50, §5.2 REPORTDATA, §5.3 challenge zero-padded to 64")
 def nonce_bound(ctx: Ctx) -> None:
     fmt = _fmt(ctx)
-    ctx.need_nonce_binding()
+    width = ctx.need_nonce_binding().length
     rng = ctx.profile.inblob_report_lengths
     lengths = sorted({rng.min, rng.max}) if rng else [ctx.report_len()]
-    width = ctx.profile.report_nonce.length  # type: ignore[union-attr]
     for salt, n in enumerate(lengths):
         with ctx.report_item() as r:
             nonce = ctx.nonce(n, salt=salt)

@@ -205,7 +205,6 @@ class Session:
                   self.tree.control, self.anchors, self.shared)
         if self.budget.reports is not None:
             self.recorder.before_open = lambda args: self._report_gate(ctx, args)
-        ctx.deadline = self.op_timeout  # type: ignore[attr-defined]  (concurrency joins)
         t0 = time.perf_counter()
         self._hang_at = None
         try:
@@ -256,10 +255,10 @@ class Session:
         except Unsupported as e:
             return Result(c, Outcome.SKIP_UNSUPPORTED, reason=str(e))
         except OSError as e:  # an operation the check relied on failed: the tree broke the ABI
-            f = TsmFailure(c.id, c.rule, "every setup operation succeeds",
-                           f"{e.__class__.__name__}: {e}", f"{self.profile.path}", ctx.tree.render(),
-                           self.facts.target, self.facts.kernel_release)
-            return Result(c, Outcome.FAIL, f, seconds=time.perf_counter() - t0)
+            broke = TsmFailure(c.id, c.rule, "every setup operation succeeds",
+                               f"{e.__class__.__name__}: {e}", f"{self.profile.path}", ctx.tree.render(),
+                               self.facts.target, self.facts.kernel_release)
+            return Result(c, Outcome.FAIL, broke, seconds=time.perf_counter() - t0)
         except (TsmError, Exception) as e:  # noqa: BLE001  harness or target broke
             return Result(c, Outcome.ERROR, reason="".join(traceback.format_exception_only(e)).strip() +
                           "\n" + "\n".join(ctx.tree.render()), seconds=time.perf_counter() - t0)

@@ -160,6 +160,8 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
             ctx.note(f"hypothesis seed {s} (--tsm-hypothesis-seed {s} reruns this run)")
             if limits:
                 ctx.note("left out on this target: " + ", ".join(sorted(limits)))
+            # The Executor calls only the Tree's operations, which a Recorder has, but seq.py types
+            # its tree as a whole Tree (capabilities too); a narrower parameter there ends this.
             self.ex = Executor(ctx.tree, prefix)  # type: ignore[arg-type]
             self.model = SpecModel(profile, attrs, facts.privlevel_floor, facts.provider)
             # fd names stay listed even when their open failed: which rules apply must depend on

@@ -51,7 +51,7 @@ def name(common_name: str, org: str = "tsm-conformance emulator") -> x509.Name:
 
 def certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
                 issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool, serial: int,
-                hash_alg: hashes.HashAlgorithm | None = None) -> x509.Certificate:
+                hash_alg: hashes.SHA256 | hashes.SHA384 | None = None) -> x509.Certificate:
     """An X.509 v3 certificate for `key`, signed by `issuer_key` (deterministically)."""
     hash_alg = hash_alg or hashes.SHA384()
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)

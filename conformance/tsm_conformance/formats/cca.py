@@ -44,7 +44,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import cbor2
 
@@ -242,6 +242,14 @@ class _Claims:
         self.used.add(key)
         return self.map[key]
 
+    # A required claim is always there (or ParseError): only required=False may give None.
+    @overload
+    def bstr(self, key: int, name: str, sizes: tuple[int, ...] | None = None,
+             required: Literal[True] = True) -> bytes: ...
+    @overload
+    def bstr(self, key: int, name: str, sizes: tuple[int, ...] | None = None, *,
+             required: bool) -> bytes | None: ...
+
     def bstr(self, key: int, name: str, sizes: tuple[int, ...] | None = None,
              required: bool = True) -> bytes | None:
         v = self._get(key, name, required)
@@ -253,6 +261,11 @@ class _Claims:
             raise ParseError(FMT, f"{self.what}: {name} ({key}) is {len(v)} bytes, expected "
                                   f"{' or '.join(map(str, sizes))}")
         return v
+
+    @overload
+    def tstr(self, key: int, name: str, required: Literal[True] = True) -> str: ...
+    @overload
+    def tstr(self, key: int, name: str, *, required: bool) -> str | None: ...
 
     def tstr(self, key: int, name: str, required: bool = True) -> str | None:
         v = self._get(key, name, required)
@@ -324,8 +337,8 @@ def _protected_alg(protected: bytes, what: str) -> int | None:
 def _sw_component(i: int, value: Any) -> SwComponent:
     c = _Claims(f"platform sw component {i}", value)
     return SwComponent(
-        measurement_value=c.bstr(SW_VALUE, "measurement value"),  # type: ignore[arg-type]
-        signer_id=c.bstr(SW_SIGNER_ID, "signer id"),  # type: ignore[arg-type]
+        measurement_value=c.bstr(SW_VALUE, "measurement value"),
+        signer_id=c.bstr(SW_SIGNER_ID, "signer id"),
         measurement_type=c.tstr(SW_TYPE, "measurement type", required=False),
         version=c.tstr(SW_VERSION, "version", required=False),
         hash_algo_id=c.tstr(SW_HASH_ALGO, "hash algo id", required=False),
@@ -338,14 +351,14 @@ def _platform(cose: CoseSign1) -> PlatformToken:
     if not components:
         raise ParseError(FMT, "platform token: sw components (2399) is empty")
     return PlatformToken(
-        profile=c.tstr(P_PROFILE, "profile"),  # type: ignore[arg-type]
-        challenge=c.bstr(P_CHALLENGE, "challenge", MEASUREMENT_SIZES),  # type: ignore[arg-type]
-        implementation_id=c.bstr(P_IMPLEMENTATION_ID, "implementation id", (32,)),  # type: ignore[arg-type]
-        instance_id=c.bstr(P_INSTANCE_ID, "instance id", (33,)),  # type: ignore[arg-type]
-        config=c.bstr(P_CONFIG, "config"),  # type: ignore[arg-type]
+        profile=c.tstr(P_PROFILE, "profile"),
+        challenge=c.bstr(P_CHALLENGE, "challenge", MEASUREMENT_SIZES),
+        implementation_id=c.bstr(P_IMPLEMENTATION_ID, "implementation id", (32,)),
+        instance_id=c.bstr(P_INSTANCE_ID, "instance id", (33,)),
+        config=c.bstr(P_CONFIG, "config"),
         lifecycle=c.uint(P_LIFECYCLE, "lifecycle", 0xFFFF),
         sw_components=tuple(_sw_component(i, v) for i, v in enumerate(components)),
-        hash_algo_id=c.tstr(P_HASH_ALGO, "hash algo id"),  # type: ignore[arg-type]
+        hash_algo_id=c.tstr(P_HASH_ALGO, "hash algo id"),
         verification_service=c.tstr(P_VERIFICATION_SERVICE, "verification service", required=False),
         alg=cose.alg,
         other_claims=c.others(),
@@ -365,13 +378,13 @@ def _realm(cose: CoseSign1) -> RealmToken:
     if not rak:
         raise ParseError(FMT, "realm token: public key (44237) is empty")
     return RealmToken(
-        challenge=c.bstr(R_CHALLENGE, "challenge", (64,)),  # type: ignore[arg-type]
-        personalization_value=c.bstr(R_PERSONALIZATION, "personalization value", (64,)),  # type: ignore[arg-type]
-        initial_measurement=c.bstr(R_RIM, "initial measurement", MEASUREMENT_SIZES),  # type: ignore[arg-type]
+        challenge=c.bstr(R_CHALLENGE, "challenge", (64,)),
+        personalization_value=c.bstr(R_PERSONALIZATION, "personalization value", (64,)),
+        initial_measurement=c.bstr(R_RIM, "initial measurement", MEASUREMENT_SIZES),
         extensible_measurements=tuple(rem),
-        hash_algo_id=c.tstr(R_HASH_ALGO, "hash algo id"),  # type: ignore[arg-type]
-        public_key=rak,  # type: ignore[arg-type]
-        public_key_hash_algo_id=c.tstr(R_PUBLIC_KEY_HASH_ALGO, "public key hash algo id"),  # type: ignore[arg-type]
+        hash_algo_id=c.tstr(R_HASH_ALGO, "hash algo id"),
+        public_key=rak,
+        public_key_hash_algo_id=c.tstr(R_PUBLIC_KEY_HASH_ALGO, "public key hash algo id"),
         profile=c.tstr(R_PROFILE, "profile", required=False),
         alg=cose.alg,
         instance_id=c.bstr(R_INSTANCE_ID, "instance id", (33,), required=False),

@@ -76,7 +76,8 @@ class CertTable:
 
 def _entries(r: Reader) -> list[tuple[int, bytes, int, int]]:
     """(entry offset, GUID bytes, offset, length) up to, not including, the terminator."""
-    out, pos = [], 0
+    out: list[tuple[int, bytes, int, int]] = []
+    pos = 0
     while True:
         if pos + ENTRY_SIZE > len(r.data):
             raise r.error(f"no all-zero terminator entry within {len(r.data)} bytes", pos)

@@ -330,7 +330,8 @@ class _Handle:
     __slots__ = ("path", "rel", "flags", "efd", "pos", "reopen_errno", "lock")
 
     def __init__(self, path: str, rel: str, flags: int, efd: int) -> None:
-        self.path, self.rel, self.flags, self.efd = path, rel, flags, efd
+        self.path, self.rel, self.flags = path, rel, flags
+        self.efd: int | None = efd  # None once flush closed it (reopened by _efd when used again)
         self.pos = 0  # where the emulator fd's file position is
         self.reopen_errno = 0
         self.lock = threading.Lock()

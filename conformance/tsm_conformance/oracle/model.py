@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..profile.model import Profile
 from ..seq import Op
@@ -165,11 +165,10 @@ class SpecModel:
         self.page = profile.limits_text_store_max + 1  # PAGE_SIZE: text st_size and SEEK_END base
 
     @classmethod
-    def from_facts(cls, profile: Profile, facts: object) -> "SpecModel":
+    def from_facts(cls, profile: Profile, facts: ProbedFacts) -> SpecModel:
         """From a probe's Facts (duck-typed): the attribute set is the profile's for the groups
         the probe saw (not what the tree showed: a stray attribute must stay a violation)."""
-        return cls(profile, expected_attributes(profile, facts), getattr(facts, "privlevel_floor"),
-                   getattr(facts, "provider"))
+        return cls(profile, expected_attributes(profile, facts), facts.privlevel_floor, facts.provider)
 
     # ------------------------------------------------------------------ helpers
     def errs(self, condition: str) -> frozenset[str]:
@@ -208,7 +207,7 @@ class SpecModel:
         if name == "listdir":
             where = str(a[0]) if a else "."
             if where in ("", "."):
-                return exact(sorted(self.items), "attributes")  # type: ignore[arg-type]
+                return exact(sorted(self.items), "attributes")
             if where in self.items:
                 return Expect(str(sorted(self.visible)), "attributes",
                               judge=lambda o: None if o == sorted(self.visible) else "a different attribute set")
@@ -539,10 +538,20 @@ def _conditions(p: Profile) -> tuple[Callable[[str], frozenset[str]], Callable[[
     return hit[1], hit[2]
 
 
-def expected_attributes(profile: Profile, facts: object) -> frozenset[str]:
+class ProbedFacts(Protocol):
+    """What the oracle reads of a probe's facts (checks.base.Facts, which it may not import)."""
+
+    @property
+    def privlevel_floor(self) -> int | None: ...
+    @property
+    def provider(self) -> str: ...
+    def groups_present(self, profile: Profile) -> dict[str, bool]: ...
+
+
+def expected_attributes(profile: Profile, facts: ProbedFacts) -> frozenset[str]:
     """The attributes a fresh item must show: the profile's, given the visibility groups the probe
     found present (``Facts.groups_present``)."""
-    return frozenset(profile.visible_attributes(facts.groups_present(profile)))  # type: ignore[attr-defined]
+    return frozenset(profile.visible_attributes(facts.groups_present(profile)))
 
 
 def open_flags(text: str) -> int:

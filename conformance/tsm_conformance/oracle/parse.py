@@ -10,6 +10,7 @@ emulator has its own ``kstrtox``; this module must not share code with it).
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 U32_MAX = 0xFFFFFFFF
 U64_MAX = (1 << 64) - 1
@@ -22,7 +23,7 @@ def c_string(buf: bytes) -> bytes:
     return buf.split(b"\0", 1)[0]
 
 
-def kstrtouint(buf: bytes) -> int | str:
+def kstrtouint(buf: bytes) -> int | Literal["EINVAL", "ERANGE"]:
     """The value, or the errno name the kernel returns (``"EINVAL"`` / ``"ERANGE"``).
 
     Overflow is judged before trailing junk, as _kstrtoull does (ERANGE for "99...9x").  The digit
@@ -36,6 +37,7 @@ def kstrtouint(buf: bytes) -> int | str:
             base, i = 16, i + 2
         else:
             base = 8
+    # every _RUN pattern matches the empty string, so match() is never None here
     end = _RUN[base].match(s, i).end()  # type: ignore[union-attr]
     if end == i:
         return "EINVAL"

@@ -35,7 +35,7 @@ def text_store(profile: Profile, floor: int, attr: str, data: bytes) -> int | st
             return "privlevel_overflow"
         if v == "EINVAL":
             return "privlevel_invalid" if attr == "privlevel" else "service_manifest_version_invalid"
-        if attr == "privlevel" and not floor <= v <= profile.limits_privlevel_max:  # type: ignore[operator]
+        if attr == "privlevel" and not floor <= v <= profile.limits_privlevel_max:
             return "privlevel_out_of_range"
     elif attr == "service_guid" and not guid_ok(chunk):
         return "service_guid_invalid"

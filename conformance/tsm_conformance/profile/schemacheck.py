@@ -57,7 +57,8 @@ def _branch_words(sub: Mapping[str, Any]) -> str:
     if "const" in sub:
         return repr(sub["const"])
     t = sub.get("type", "a value")
-    return " or ".join(_TYPE_WORDS.get(x, x) for x in (t if isinstance(t, list) else [t]))
+    types: list[str] = t if isinstance(t, list) else [t]  # the schema's type names
+    return " or ".join(_TYPE_WORDS.get(x, x) for x in types)
 
 
 def _descend(err: jsonschema.ValidationError) -> tuple[jsonschema.ValidationError, list[str]]:
@@ -112,7 +113,8 @@ def _schema_message(err: jsonschema.ValidationError, marks: Marks) -> ProfileErr
         msg = (f"{show(inst)} is not allowed; expected one of {allowed}{alt}"
                f"{did_you_mean(inst, val)}")
     elif v == "type":
-        want = " or ".join(_TYPE_WORDS.get(t, t) for t in (val if isinstance(val, list) else [val]))
+        types: list[str] = val if isinstance(val, list) else [val]  # the schema's type names
+        want = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
         msg = f"expected {want}{alt}, got {show(inst)} ({_type_word(inst)}){hint}"
     elif v in ("oneOf", "anyOf"):  # every branch failed on type
         words = " or ".join(_branch_words(b) for b in val)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..formats.base import ParseError
 from ..formats.cca import CcaToken, CoseSign1, decode_rak
-from .base import TrustAnchors, Verification
+from .base import Status, TrustAnchors, Verification
 
 #: COSE alg -> (name, hash)
 COSE_ECDSA: dict[int, tuple[str, Callable[[], hashes.HashAlgorithm]]] = {
@@ -36,7 +36,8 @@ COSE_ECDSA: dict[int, tuple[str, Callable[[], hashes.HashAlgorithm]]] = {
 }
 #: Hash algorithm names (IANA "Named Information Hash Algorithm" spellings used by CCA).
 HASHES = {"sha-224": "sha224", "sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512"}
-_CURVES = {"secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1, "secp521r1": ec.SECP521R1}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1, "secp521r1": ec.SECP521R1}
 
 
 def verify_token(token: CcaToken, anchors: TrustAnchors) -> Verification:
@@ -47,13 +48,13 @@ def verify_token(token: CcaToken, anchors: TrustAnchors) -> Verification:
     return v
 
 
-def _step(v: Verification, name: str, run: Callable[[], tuple[str, str]]) -> None:
+def _step(v: Verification, name: str, run: Callable[[], tuple[Status, str]]) -> None:
     """Record one step; an unexpected exception is a failed step, never a crash of the caller."""
     try:
         status, detail = run()
     except Exception as e:  # noqa: BLE001 -- a verifier must not raise on hostile input
         status, detail = "fail", f"{type(e).__name__}: {e}"
-    v.add(name, status, detail)  # type: ignore[arg-type]
+    v.add(name, status, detail)
 
 
 def rak_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
@@ -66,7 +67,7 @@ def rak_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + point.x + point.y)
 
 
-def cose_verify(cose: CoseSign1, key: ec.EllipticCurvePublicKey) -> tuple[str, str]:
+def cose_verify(cose: CoseSign1, key: ec.EllipticCurvePublicKey) -> tuple[Status, str]:
     """(status, detail) of one COSE_Sign1 ECDSA signature check."""
     if cose.alg is None:
         return "fail", "no alg in the protected header"
@@ -85,7 +86,7 @@ def cose_verify(cose: CoseSign1, key: ec.EllipticCurvePublicKey) -> tuple[str, s
     return "pass", f"{name} with {key.curve.name}"
 
 
-def _realm_signature(token: CcaToken) -> tuple[str, str]:
+def _realm_signature(token: CcaToken) -> tuple[Status, str]:
     cose = token.realm._cose
     if cose is None:
         return "unsupported", "the parsed realm token carries no COSE_Sign1"
@@ -97,7 +98,7 @@ def _realm_signature(token: CcaToken) -> tuple[str, str]:
     return status, f"{detail} (RAK from the realm token)"
 
 
-def _binding(token: CcaToken) -> tuple[str, str]:
+def _binding(token: CcaToken) -> tuple[Status, str]:
     alg = token.realm.public_key_hash_algo_id
     if alg not in HASHES:
         return "unsupported", f"realm public key hash algo {alg!r} is not one of {', '.join(HASHES)}"
@@ -118,7 +119,7 @@ def _anchor_keys(anchors: TrustAnchors) -> Iterator[ec.EllipticCurvePublicKey]:
             yield k
 
 
-def _platform_signature(token: CcaToken, anchors: TrustAnchors) -> tuple[str, str]:
+def _platform_signature(token: CcaToken, anchors: TrustAnchors) -> tuple[Status, str]:
     cose = token.platform._cose
     if cose is None:
         return "unsupported", "the parsed platform token carries no COSE_Sign1"

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..formats.snp import ECDSA_P384_SHA384, SnpReport
 from ..formats.snp_certs import CertTable
-from .base import TrustAnchors, Verification
+from .base import Status, TrustAnchors, Verification
 
 
 def verify_report(report: SnpReport, certs: CertTable | None, anchors: TrustAnchors) -> Verification:
@@ -46,7 +46,7 @@ def verify_report(report: SnpReport, certs: CertTable | None, anchors: TrustAnch
     return v
 
 
-Result = tuple[str, str]
+Result = tuple[Status, str]
 
 
 def _step(v: Verification, name: str, fn: Callable[[], Result]) -> None:
@@ -54,7 +54,7 @@ def _step(v: Verification, name: str, fn: Callable[[], Result]) -> None:
         status, detail = fn()
     except Exception as e:  # never raise on hostile input: a crash is a failed step
         status, detail = "fail", f"{type(e).__name__}: {e}"
-    v.add(name, status, detail)  # type: ignore[arg-type]
+    v.add(name, status, detail)
 
 
 def _leaf_name(report: SnpReport) -> str | None:

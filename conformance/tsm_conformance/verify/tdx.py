@@ -24,6 +24,7 @@ Never raises on bad input: an exception inside a step makes that step fail with 
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Callable
 
 from cryptography import x509
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..formats.tdx import (CERT_TYPE_PCK_CHAIN, CERT_TYPE_QE_REPORT, TEE_TYPE_TDX, CertificationData,
-                           TdxQuote)
+                           SgxReportBody, TdxQuote)
 from .base import Status, TrustAnchors, Verification
 
 
@@ -52,13 +53,18 @@ def verify_quote(quote: TdxQuote, anchors: TrustAnchors) -> Verification:
         chain = _load_chain(quote)
     except Exception as e:  # the chain steps below report it
         chain_error = f"{type(e).__name__}: {e}" if not isinstance(e, _StepFailed) else str(e)
-    for name, fn in (("qe_report.signature", _qe_report_signature), ("pck.chain", _pck_chain),
-                     ("anchor", _anchor)):
+    chain_steps: tuple[tuple[str, _ChainStep], ...] = (
+        ("qe_report.signature", _qe_report_signature), ("pck.chain", _pck_chain), ("anchor", _anchor))
+    for name, fn in chain_steps:
         if chain is None:
             v.add(name, "fail", f"PCK chain unusable: {chain_error}")
             continue
-        _run(v, name, lambda fn=fn: fn(quote, chain, anchors), trust=True, anchors=anchors)
+        _run(v, name, partial(fn, quote, chain, anchors), trust=True, anchors=anchors)
     return v
+
+
+#: A step over the PCK chain (loaded once, in verify_quote).
+_ChainStep = Callable[[TdxQuote, list[x509.Certificate], TrustAnchors], str]
 
 
 def _run(v: Verification, name: str, fn: Callable[[], str], *, trust: bool = False,
@@ -111,19 +117,19 @@ def _ecdsa_verify(key: object, raw_sig: bytes, data: bytes, what: str) -> None:
         raise _StepFailed(f"{what} does not verify") from None
 
 
-def _qe_certification(quote: TdxQuote) -> CertificationData:
-    """The certification data, which must be type 6 (QE report fields set)."""
+def _qe_certification(quote: TdxQuote) -> tuple[CertificationData, SgxReportBody]:
+    """The certification data, which must be type 6 (QE report fields set), and its QE report."""
     cd = quote.signature_data.certification_data
     if cd.type != CERT_TYPE_QE_REPORT or cd.qe_report is None:
         raise _StepFailed(f"certification data type {cd.type} is not {CERT_TYPE_QE_REPORT} "
                           "(QE report certification data)")
-    return cd
+    return cd, cd.qe_report
 
 
 def _binding(quote: TdxQuote) -> str:
-    cd = _qe_certification(quote)
+    cd, qe_report = _qe_certification(quote)
     want = hashlib.sha256(quote.signature_data.attestation_key + (cd.qe_auth_data or b"")).digest()
-    got = cd.qe_report.report_data
+    got = qe_report.report_data
     if got[:32] != want:
         raise _StepFailed(f"QE report_data[:32] {got[:32].hex()} != SHA-256(attestation_key || "
                           f"qe_auth_data) {want.hex()}")
@@ -133,7 +139,7 @@ def _binding(quote: TdxQuote) -> str:
 
 
 def _load_chain(quote: TdxQuote) -> list[x509.Certificate]:
-    cd = _qe_certification(quote)
+    cd, _ = _qe_certification(quote)
     if cd.pck_chain_type != CERT_TYPE_PCK_CHAIN:
         raise _StepFailed(f"nested certification data type {cd.pck_chain_type} is not "
                           f"{CERT_TYPE_PCK_CHAIN} (PCK certificate chain)")
@@ -143,8 +149,8 @@ def _load_chain(quote: TdxQuote) -> list[x509.Certificate]:
 
 
 def _qe_report_signature(quote: TdxQuote, chain: list[x509.Certificate], _: TrustAnchors) -> str:
-    cd = _qe_certification(quote)
-    _ecdsa_verify(chain[0].public_key(), cd.qe_report_signature or b"", cd.qe_report.raw,
+    cd, qe_report = _qe_certification(quote)
+    _ecdsa_verify(chain[0].public_key(), cd.qe_report_signature or b"", qe_report.raw,
                   "QE report signature")
     return f"signed by the PCK leaf {chain[0].subject.rfc4514_string()}"
 

@@ -33,8 +33,8 @@ def build_module(tree: KernelTree, cache: Path, progress: Progress, src: Path | 
     progress(f"build tsm_test.ko for {tree.release}")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    for f in ("tsm_test.c", "Kbuild"):
-        shutil.copy(src / f, out / f)
+    for name in ("tsm_test.c", "Kbuild"):
+        shutil.copy(src / name, out / name)
     gcc = kernel_gcc(tree)
     if gcc is not None and not host_has(gcc):
         root = ensure_chroot(cache, gcc, progress)
