@@ -55,14 +55,12 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         code = _pytest_main(args, extra, watch)
         interrupted = code == pytest.ExitCode.INTERRUPTED
-    except KeyboardInterrupt:  # outside pytest's own handling (start-up, its session's end): the same
-        interrupted = True  # not raised again: the sweep's leftovers line below is the last line
+    except KeyboardInterrupt:  # outside pytest's own handling (start-up, teardown)
+        interrupted = True
+        raise
     finally:
         if watch.state is not None:  # again, in case pytest itself was interrupted
-            try:
-                _sweep(watch.state, interrupted)
-            except KeyboardInterrupt:  # the first signal, on the way into the sweep: sweep, and say so
-                _sweep(watch.state, True)
+            _sweep(watch.state, interrupted)
     if signals.handling():
         signals.ignore_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
@@ -236,14 +234,10 @@ def _one_line_usage(e: BaseException) -> str:
 
 def _sweep(state: TsmState, interrupted: bool) -> None:
     """The end-of-run sweep (cleanup.sweep: the plugin's, again), and the leftovers line; a
-    signal arriving meanwhile waits until both are done.  Once the tree is swept the status is
-    decided (a signal held during the sweep makes it 130: signals.signalled()), so signals are
-    ignored from then on and nothing follows the leftovers line."""
+    signal arriving meanwhile waits until both are done."""
     from .cleanup import sweep
     with signals.final_cleanup():
         left = sweep(state.tree, state.session.prefix, removed=state.swept)
-        if signals.handling():
-            signals.ignore_from_now_on()
         _say_leftovers(state, left, interrupted or signals.signalled())
 
 
@@ -362,11 +356,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a .tsmseq; report each step whose result differs from the file's expectation."""
     from .names import REPLAY, with_pid
     from .runstate import SetupError, make_tree
-    from .seq import load_tsmseq, replay
+    from .seq import parse_tsmseq, replay
     try:
-        seq = load_tsmseq(args.file)  # bounded, regular files only; FILE:LINE: what is wrong
+        with open(args.file) as fh:
+            seq = parse_tsmseq(fh.read())
+    except OSError as e:
+        return _usage(f"{args.file}: {e.strerror}")
     except ValueError as e:
-        return _usage(str(e))
+        return _usage(f"{args.file}: {e}")
     emulate = args.emulate or (None if args.root else seq.header.get("emulate"))
     if not emulate and not args.root:
         return _usage(f"{args.file} names no emulator spec: give --root DIR or --emulate SPEC")
@@ -374,10 +371,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         tree = make_tree(args.root, emulate, any_filesystem=args.any_filesystem)
     except SetupError as e:
         return _usage(str(e))
-    try:
-        diffs = replay(tree, seq, with_pid(REPLAY))
-    except ValueError as e:  # a fresh name is already in the group (a recycled pid)
-        return _usage(str(e))
+    diffs = replay(tree, seq, with_pid(REPLAY))
     for i, step, got in diffs:
         print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
     checked = sum(1 for s in seq.steps if s.expected is not None)
@@ -638,8 +632,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(argv: list[str]) -> int:
-    if argv[:1] in (["fuzz"], ["emulate"]):  # their own handling: Python's (the runner's), libfuse's
-        signals.python_defaults()  # instead of start-up's (tsm_conformance/__init__.py)
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
     if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
