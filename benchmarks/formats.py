@@ -13,8 +13,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
 
@@ -54,11 +54,13 @@ def main() -> int:
         b, p, v = [], [], []
         for r in range(args.n):
             i = iter(range(args.reports * (r + 1), args.reports * (r + 2)))
-            b.append(timed(lambda: build(next(i)), max(args.reports // 10, 10)))
+            # each lambda is timed in its own iteration: the defaults bind that iteration's values
+            b.append(timed(lambda build=build, i=i: build(next(i)), max(args.reports // 10, 10)))
             it = iter(blobs * 2)
-            p.append(timed(lambda: registry.parse(fmt, next(it)), args.reports))
+            p.append(timed(lambda fmt=fmt, it=it: registry.parse(fmt, next(it)), args.reports))
             it2 = iter(blobs * 2)
-            v.append(timed(lambda: verify(fmt, registry.parse(fmt, next(it2)), anchors, certs), args.reports))
+            v.append(timed(lambda fmt=fmt, it2=it2, anchors=anchors, certs=certs:
+                           verify(fmt, registry.parse(fmt, next(it2)), anchors, certs), args.reports))
         mb, mp, mv = (statistics.median(x) for x in (b, p, v))
         print(f"{fmt:8} {mb * 1e3:9.2f} {mp * 1e6:9.1f} {1 / mp:9.0f} {mv * 1e3:10.2f} {1 / mv:11.0f}")
     return 0

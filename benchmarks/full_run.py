@@ -146,7 +146,8 @@ def main() -> None:
             suites.append(s)
             raws.append(raw_once(config, ops))
         ms, mr = statistics.median(suites), statistics.median(raws)
-        print(f"{config:16} {statistics.median(walls):10.2f} {ms * 1e3:9.2f} {mr * 1e3:8.2f} {ms / mr:6.2f} {len(ops):5}")
+        print(f"{config:16} {statistics.median(walls):10.2f} {ms * 1e3:9.2f} {mr * 1e3:8.2f} {ms / mr:6.2f} "
+              f"{len(ops):5}")
     print("goals: cli wall <= 5 s; suite/raw ratio <= 1.5")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fuzz throughput per target (goals, raw in-process: privlevel >= 20,000 exec/s; sequences >= 5,000 single-threaded, >= 1,500 threaded).
+"""Fuzz throughput per target (goals, raw in-process: privlevel >= 20,000 exec/s; sequences >= 5,000
+single-threaded, >= 1,500 threaded).
 
 Two figures per target:
 

@@ -116,7 +116,8 @@ def test_bad_mount_points_are_one_line_errors(tmp_path: Path) -> None:
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("")
-    for path, why in ((tmp_path / "missing", "does not exist"), (full, "is not empty"), (full / "x", "not a directory")):
+    for path, why in ((tmp_path / "missing", "does not exist"), (full, "is not empty"),
+                      (full / "x", "not a directory")):
         line = one_line_error(cli("emulate", "sev_guest", "--mount", str(path)))
         if WHY_NOT is None:  # FUSE works: the line is about the mount point, not about FUSE
             assert line.startswith(f"tsm-conformance: --mount {path} ") and why in line, line

@@ -30,9 +30,10 @@ PREFIXES: dict[str, str] = {
 
 _WITH_PID = (RUN, FUZZ, REPLAY)  # <prefix><pid>-<n...>; the others: <prefix><tag or n...>
 # a bare "tsmct-x" is not ours (someone else's name: clean keeps it)
-_OURS = re.compile(r"^(?:(?:%s)\d+-.|(?:%s)[A-Za-z0-9_.-]+$)" % (
-    "|".join(re.escape(p) for p in _WITH_PID), "|".join(re.escape(p) for p in PREFIXES if p not in _WITH_PID)))
-_PID = re.compile(r"^(?:%s)(\d+)-" % "|".join(re.escape(p) for p in _WITH_PID))  # the others carry no pid
+_WITH_PID_ALT = "|".join(re.escape(p) for p in _WITH_PID)
+_OTHERS_ALT = "|".join(re.escape(p) for p in PREFIXES if p not in _WITH_PID)
+_OURS = re.compile(rf"^(?:(?:{_WITH_PID_ALT})\d+-.|(?:{_OTHERS_ALT})[A-Za-z0-9_.-]+$)")
+_PID = re.compile(rf"^(?:{_WITH_PID_ALT})(\d+)-")  # the others carry no pid
 
 
 def with_pid(prefix: str, pid: int | None = None) -> str:

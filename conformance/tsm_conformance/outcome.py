@@ -3,9 +3,10 @@ Formatting lives in report_text.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 
 class Outcome(Enum):

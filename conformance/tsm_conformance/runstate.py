@@ -193,7 +193,8 @@ def probe_tree(tree: Tree, deadline: float | None = None) -> Facts:
         cause = e.__cause__
         raise SetupError(str(e), absent=isinstance(cause, OSError) and cause.errno == errno.ENXIO) from None
     except OperationHung as e:
-        raise SetupError(f"{tree.describe()}: probing the tree hung: {e} (a wedged provider? see --op-timeout)") from None
+        raise SetupError(f"{tree.describe()}: probing the tree hung: {e} "
+                         "(a wedged provider? see --op-timeout)") from None
 
 
 def choose_profile(facts: Facts) -> Profile:

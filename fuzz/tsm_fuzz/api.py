@@ -15,8 +15,9 @@ The runner owns processes, atheris, corpora, minimisation, JUnit and the replay 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tsm_conformance.names import FUZZ
 

@@ -9,7 +9,7 @@ command would (``to_jsonable``), since that runs on the same untrusted bytes.
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from .api import Finding, TargetContext
 

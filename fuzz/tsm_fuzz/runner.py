@@ -267,7 +267,8 @@ class Runner:
             pending.append((job, mod))
         where = f"emulated {self.emulate}" if self.emulate else " ".join(["root", *self._root_args()[1:]])
         budget = f"{self.max_time:g}s" if self.max_time else f"{self.runs} runs"
-        self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {min(self.jobs, max(len(pending), 1))} at a time; "
+        at_once = min(self.jobs, max(len(pending), 1))
+        self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {at_once} at a time; "
                        f"artifacts in {self.artifacts}\n")
         running: list[Job] = []
         last = time.monotonic()

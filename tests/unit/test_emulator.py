@@ -340,7 +340,8 @@ def test_svsm_service_provider() -> None:
 
 
 def test_size_then_fill_race_is_modelled() -> None:
-    """A writer between the sizing and the filling call changes what the fd serves (docs/real-kernels.md, The size-then-fill race)."""
+    """A writer between the sizing and the filling call changes what the fd serves (docs/real-kernels.md,
+    The size-then-fill race)."""
     t = EmulatedTree("tsm_test:outblob_size=1000")
     k = t.kernel
     t.mkdir("r")

@@ -1,4 +1,5 @@
-"""kstrtouint / guid_parse against the table observed on real 6.12 and 7.3 kernels (docs/real-kernels.md, claims: Text attributes)."""
+"""kstrtouint / guid_parse against the table observed on real 6.12 and 7.3 kernels (docs/real-kernels.md,
+claims: Text attributes)."""
 
 import errno
 

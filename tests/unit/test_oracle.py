@@ -87,7 +87,7 @@ def _number_fds(ops: list[Op]) -> list[Op]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setup(spec: str, config: str):  # noqa: ANN201
     tree = EmulatedTree(spec)
     prof = load_profile(config)

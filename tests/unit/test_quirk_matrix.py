@@ -95,7 +95,7 @@ ERAS = ("6.7", "6.11", "6.13", "6.16", "7.0")
 SLOW = ("provider.", "concurrency.", "host.")  # these sleep and race on purpose: run them only where needed
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def failing(spec: str, profile: str, slow: bool = True, only: str | None = None) -> frozenset[str]:
     """The checks that fail (or hang) on ``spec``; ``only``: run just that check (a quirk test
     asks only whether its catcher fails: the rest of a session costs seconds per quirk)."""

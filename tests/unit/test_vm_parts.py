@@ -118,7 +118,8 @@ def test_accelerator_choice_is_probed_once(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(qemu.os, "access", lambda p, m: True)
     calls = []
     monkeypatch.setattr(qemu, "qemu_command", lambda *a, **k: ["qemu"])
-    monkeypatch.setattr(qemu, "run", lambda cmd, log, t, on_line: (calls.append(1), on_line("tsm-vm: kvm-ok"), (0, 1.0))[2])
+    monkeypatch.setattr(qemu, "run",
+                        lambda cmd, log, t, on_line: (calls.append(1), on_line("tsm-vm: kvm-ok"), (0, 1.0))[2])
     assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm"
     assert qemu.choose_accel(image, initrd, tmp_path, print) == "kvm" and len(calls) == 1  # cached
 

@@ -72,7 +72,8 @@ def read_wo(ctx: Ctx) -> None:
 
 
 @check("access.write_read_only.eacces", "opening a read-only attribute for writing fails with EACCES",
-       "docs/abi.md §1c; docs/real-kernels.md 6.12 prototype: opening provider, generation, outblob for writing gives EACCES")
+       "docs/abi.md §1c; docs/real-kernels.md 6.12 prototype: opening provider, generation, outblob for writing "
+       "gives EACCES")
 def write_ro(ctx: Ctx) -> None:
     _wrong_direction(ctx, False, os.O_WRONLY, "O_WRONLY")
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
@@ -50,7 +51,7 @@ class Check:
     id: str
     rule: str  # one sentence: what the ABI requires
     abi: str  # where the rule comes from (docs/abi.md section, kernel source)
-    func: Callable[["Ctx"], None]
+    func: Callable[[Ctx], None]
     needs: tuple[str, ...] = ()  # attributes the profile must show
     order: int = 0  # cleanup checks run last
 
@@ -63,8 +64,8 @@ REGISTRY: dict[str, Check] = {}
 
 
 def check(id: str, rule: str, abi: str, needs: tuple[str, ...] = (), order: int = 0
-          ) -> Callable[[Callable[["Ctx"], None]], Callable[["Ctx"], None]]:
-    def deco(fn: Callable[["Ctx"], None]) -> Callable[["Ctx"], None]:
+          ) -> Callable[[Callable[[Ctx], None]], Callable[[Ctx], None]]:
+    def deco(fn: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
         if id in REGISTRY:
             raise RuntimeError(f"duplicate check id {id}")
         REGISTRY[id] = Check(id, rule, abi, fn, needs, order)
@@ -397,11 +398,11 @@ class Ctx:
                       f"write({self.rel(item)}/inblob, {len(data)} bytes) -> {r}", "limits.inblob_max")
 
     def shared_report(self) -> SharedReport:
-        """A plain report (fresh item, privlevel at the floor, other options default, a run-wide nonce of ``report_len`` bytes,
-        outblob then auxblob read) shared by the checks that only inspect its bytes: on real
-        hardware each generation costs milliseconds to seconds (``--budget``).  The first check to
-        ask makes it; later ones get its operations copied into their own log, so their failure's
-        operation sequence makes it again when replayed."""
+        """A plain report (fresh item, privlevel at the floor, other options default, a run-wide
+        nonce of ``report_len`` bytes, outblob then auxblob read) shared by the checks that only
+        inspect its bytes: on real hardware each generation costs milliseconds to seconds
+        (``--budget``).  The first check to ask makes it; later ones get its operations copied into
+        their own log, so their failure's operation sequence makes it again when replayed."""
         s = self._shared.get("plain")
         if s is not None and s in self._used_shared:  # already in this check's log
             return s
@@ -454,7 +455,7 @@ class Ctx:
     def na(self, reason: str) -> NoReturn:
         raise NotApplicable(f"not-applicable: {reason}")
 
-    def control(self) -> "RecordedControl":
+    def control(self) -> RecordedControl:
         """The provider control of this target (load/unload/parameters), or skip as unsupported."""
         if self._control is None:
             from ..outcome import Unsupported

@@ -95,11 +95,13 @@ def independent(ctx: Ctx) -> None:
                 return
             blob = read_unrecorded(raw, f"{r}/outblob", retry_busy=True)
             if isinstance(blob, str) or not _carries(ctx, blob, nonce):
-                bad.append(f"thread {k} iteration {i}: {blob if isinstance(blob, str) else 'a report without its nonce'}")
+                got = blob if isinstance(blob, str) else "a report without its nonce"
+                bad.append(f"thread {k} iteration {i}: {got}")
     _run(ctx, [threading.Thread(target=worker, args=(k, r)) for k, r in enumerate(names)], "4 threads x 12 reports")
     ctx.note("4 threads, one item each, 12 x (write a new nonce, read outblob)")
     if bad:
-        ctx.fail("every report carries its own item's latest nonce", f"{len(bad)} did not, e.g. {bad[0]}", "report.nonce")
+        ctx.fail("every report carries its own item's latest nonce", f"{len(bad)} did not, e.g. {bad[0]}",
+                 "report.nonce")
 
 
 @check("concurrency.item.generation_protocol",

@@ -31,8 +31,8 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 HUNG_SIGNAL = signal.SIGUSR2  # not SIGALRM: pytest-timeout and others own that one
 

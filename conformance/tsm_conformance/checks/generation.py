@@ -145,7 +145,7 @@ def wrap(ctx: Ctx) -> None:
                          "errors.generation_wrapped")
             ctx.expect_errno("generation_wrapped", f"write #{full + 1} to {ctx.rel(r)}/privlevel without a read", last)
             return
-        for i in range(full + 1):
+        for _ in range(full + 1):
             ctx.write(f"{r}/inblob", b"w")
         del ctx.tree.log[:-4]
         ctx.expect_equal(f"generation after {full + 1} inblob commits with no read (the last one refused)",

@@ -1,4 +1,5 @@
-"""lifecycle.*: mkdir / rmdir of report items (docs/abi.md §1c, §4; docs/real-kernels.md claims: rmdir, names and the lock)."""
+"""lifecycle.*: mkdir / rmdir of report items (docs/abi.md §1c, §4; docs/real-kernels.md claims: rmdir,
+names and the lock)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def removes(ctx: Ctx) -> None:
     ctx.tree.rmdir(r)
     if r in ctx.tree.listdir(""):
         ctx.remove(r)
-        ctx.fail(f"listdir(.) after rmdir({ctx.rel(r)}) lacks {ctx.rel(r)}", "it is still listed", "errors.access_after_rmdir")
+        ctx.fail(f"listdir(.) after rmdir({ctx.rel(r)}) lacks {ctx.rel(r)}", "it is still listed",
+                 "errors.access_after_rmdir")
     res = ctx.attempt(ctx.tree.open, f"{r}/generation", os.O_RDONLY)
     if isinstance(res, int):
         ctx.tree.close(res)

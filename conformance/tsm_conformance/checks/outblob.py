@@ -74,7 +74,8 @@ def snapshot(ctx: Ctx) -> None:
             ctx.tree.close(fd)
         if head + rest != whole:
             ctx.fail("the rest of an fd read before a write = the report it started on",
-                     f"{len(head + rest)} bytes that differ from the {len(whole)}-byte report", "generation.inblob_commit")
+                     f"{len(head + rest)} bytes that differ from the {len(whole)}-byte report",
+                     "generation.inblob_commit")
         nonce_in_report(ctx, r, ctx.nonce(n, salt=2))
 
 

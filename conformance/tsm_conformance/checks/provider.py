@@ -105,7 +105,7 @@ def global_lock(ctx: Ctx) -> None:
                 ctx.commit_inblob(a, ctx.nonce(ctx.report_len(), salt=attempt))  # a new report_new each try
                 span: dict[str, float] = {}
 
-                def reader() -> None:
+                def reader(span: dict[str, float] = span) -> None:  # this try's span, not a later one's
                     span["start"] = time.monotonic()
                     read_unrecorded(raw, f"{a}/outblob")
                     span["end"] = time.monotonic()
@@ -151,7 +151,8 @@ def size_limit(ctx: Ctx) -> None:
             c.set_param("outblob_size", str(limit + 1))
             ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
             for i in (1, 2):
-                ctx.expect_errno("blob_over_limit", f"read #{i} of a {limit + 1}-byte outblob", ctx.read(f"{r}/outblob"))
+                ctx.expect_errno("blob_over_limit", f"read #{i} of a {limit + 1}-byte outblob",
+                                 ctx.read(f"{r}/outblob"))
             if "auxblob" in ctx.facts.attributes:  # served from the same cached report_new call
                 aux = ctx.read_ok(f"{r}/auxblob", "limits.outblob_max")
                 c.set_param("outblob_size", "192")

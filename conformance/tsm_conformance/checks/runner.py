@@ -6,8 +6,8 @@ import errno
 import itertools
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .. import errnos
 from ..names import RUN, with_pid
@@ -36,7 +36,7 @@ class Budget:
     seconds: float | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Budget":
+    def parse(cls, text: str) -> Budget:
         """``reports=N,time=S`` (either part, each once; N ≥ 1; S > 0 and finite, in seconds or with
         an s/m/h suffix).  ValueError with one line otherwise."""
         b, seen = cls(), set()

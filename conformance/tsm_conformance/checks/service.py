@@ -33,7 +33,8 @@ def manifest_version(ctx: Ctx) -> None:
             ctx.expect_equal(f"write({ctx.rel(r)}/service_manifest_version, {text!r})", len(text),
                              ctx.write(f"{r}/service_manifest_version", text), "attributes.service_manifest_version")
         for text in (b"-1", b"7 ", b" 7"):
-            ctx.expect_errno("service_manifest_version_invalid", f"write({ctx.rel(r)}/service_manifest_version, {text!r})",
+            ctx.expect_errno("service_manifest_version_invalid",
+                             f"write({ctx.rel(r)}/service_manifest_version, {text!r})",
                              ctx.write(f"{r}/service_manifest_version", text))
         ctx.expect_equal("generation after 4 accepted and 3 rejected writes", g0 + 4, ctx.generation(r),
                          "generation.text_commit")

@@ -19,7 +19,8 @@ import functools
 import os
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..oracle import SpecModel, expected_attributes
 from ..outcome import TsmFailure
@@ -53,7 +54,8 @@ def seed_in_use() -> int:
        "docs/abi.md §1-§4 and §7, as encoded by oracle.SpecModel (independent of the emulator)")
 def state_machine(ctx: Ctx) -> None:
     from hypothesis import HealthCheck, Phase, seed, settings
-    from hypothesis.stateful import get_state_machine_test  # semi-private (Hypothesis split it out for HypoFuzz): used here only
+    # semi-private (Hypothesis split it out for HypoFuzz): used here only
+    from hypothesis.stateful import get_state_machine_test
 
     kind = ctx.tree.t.kind
     examples, steps = BUDGET.get(kind, BUDGET["live"])
@@ -62,7 +64,8 @@ def state_machine(ctx: Ctx) -> None:
     # Hypothesis' own shrinker replays thousands of examples (seconds per failure here, far more on
     # a live tree where reads make reports): shrink_program below does it within a time budget.
     opts = settings(max_examples=examples, stateful_step_count=steps, derandomize=False, database=None,
-                    deadline=None, print_blob=False, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)],
+                    deadline=None, print_blob=False,
+                    phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)],
                     suppress_health_check=list(HealthCheck))
     # run_state_machine_as_test takes no seed; the machine's inner @given test takes @seed
     test = get_state_machine_test(machine, settings=opts)

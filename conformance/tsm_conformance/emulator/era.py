@@ -13,7 +13,7 @@ class Era:
     version: tuple[int, int]
 
     @classmethod
-    def parse(cls, text: str) -> "Era":
+    def parse(cls, text: str) -> Era:
         parts = text.split(".")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise ValueError(f"era {text!r} is not MAJOR.MINOR (known: {', '.join(KNOWN_ERAS)})")

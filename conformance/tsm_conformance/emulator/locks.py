@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 Interrupted = Callable[[], bool] | None
 POLL_SECONDS = 0.05  # how often an interruptible wait looks at ``intr``
@@ -48,10 +48,10 @@ class RWLock:
         self._writers_waiting = 0
         self._sleepers = 0  # threads in _wait: only then is a notify needed
 
-    def read(self, intr: Interrupted = None) -> "_Held":
+    def read(self, intr: Interrupted = None) -> _Held:
         return _Held(self, intr, False)
 
-    def write(self, intr: Interrupted = None) -> "_Held":
+    def write(self, intr: Interrupted = None) -> _Held:
         return _Held(self, intr, True)
 
     def _acquire_read(self, intr: Interrupted) -> None:

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-NOT_BEFORE = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-NOT_AFTER = datetime.datetime(2049, 12, 31, tzinfo=datetime.timezone.utc)
+NOT_BEFORE = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+NOT_AFTER = datetime.datetime(2049, 12, 31, tzinfo=datetime.UTC)
 
 _ORDERS = {
     "secp256r1": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,

@@ -243,7 +243,7 @@ class SevGuest(Provider):
             raise ValueError(f"sev_guest vmpck_id={vmpck} with vmpl={vmpl}: the guest's VMPCK{vmpck} is "
                              "zeroed, so sev-guest would not probe (use vmpck_id -1 or vmpl..3)")
         if "vmpck_id" in params and vmpck < 0 and not era.visibility_hooks:
-            raise ValueError(f"sev_guest vmpck_id=-1 needs 6.11+ (before, vmpck_id is a uint, default 0)")
+            raise ValueError("sev_guest vmpck_id=-1 needs 6.11+ (before, vmpck_id is a uint, default 0)")
 
     @classmethod
     def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:

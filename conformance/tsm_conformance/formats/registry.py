@@ -8,7 +8,8 @@ certificate table (24-byte GUID entries) last.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .base import ParseError
 

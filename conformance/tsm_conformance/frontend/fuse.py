@@ -50,7 +50,8 @@ import stat as st
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..emulator import Kernel, boot, parse_spec
 
@@ -276,7 +277,7 @@ class EmulatorFS:
                     raise
             return h.efd
 
-    def _handle(self, fh: int) -> "_Handle":
+    def _handle(self, fh: int) -> _Handle:
         try:
             return self._files[fh]
         except KeyError:

@@ -46,7 +46,8 @@ class Violation:
 
     def __str__(self) -> str:
         tag = f" [known: {self.known.split(':')[0]}]" if self.known else ""
-        return f"{self.rule}{tag} at step {self.step + 1}: expected {self.expected}; observed {self.observed} ({self.where})"
+        return (f"{self.rule}{tag} at step {self.step + 1}: expected {self.expected}; "
+                f"observed {self.observed} ({self.where})")
 
 
 def _shown(v: object) -> str:
@@ -97,8 +98,8 @@ def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] 
     out: list[Violation] = []
     for d in t.steps:
         if d.result == HUNG or d.end - d.start > time_bound:
-            out.append(Violation("time.bound", f"{d.op} returns within {time_bound:g} s", profile.path,
-                                 "still running at the deadline" if d.result == HUNG else f"took {d.end - d.start:.2f} s",
+            took = "still running at the deadline" if d.result == HUNG else f"took {d.end - d.start:.2f} s"
+            out.append(Violation("time.bound", f"{d.op} returns within {time_bound:g} s", profile.path, took,
                                  d.index))
     if len(t.threads) <= 1:
         out += _model(profile, t, t.steps, attributes, floor, provider)
@@ -219,7 +220,8 @@ def _listdir(profile: Profile, t: Trace) -> list[Violation]:
     out = []
     names = sorted({str(d.op.args[0]) for d in t.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])})
     for d in t.steps:
-        if d.op.name != "listdir" or (d.op.args and str(d.op.args[0]) not in ("", ".")) or not isinstance(d.result, list):
+        if (d.op.name != "listdir" or (d.op.args and str(d.op.args[0]) not in ("", "."))
+                or not isinstance(d.result, list)):
             continue
         for n in names:
             ev = _events(t, n)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..profile.model import Profile
 from ..seq import Op
@@ -389,8 +390,8 @@ class SpecModel:
             if nonce.ljust(fld.length, b"\0")[: fld.length] not in data:
                 return "the committed nonce is not in the report"
         pf = self.p.report_privlevel
-        if pf is not None and privlevel is not None and self.p.privlevel_honoured and not svsm and pf.offset is not None and \
-                pos <= pf.offset and pf.offset + pf.length <= end:
+        if pf is not None and privlevel is not None and self.p.privlevel_honoured and not svsm and \
+                pf.offset is not None and pos <= pf.offset and pf.offset + pf.length <= end:
             got_pl = int.from_bytes(data[pf.offset - pos: pf.offset - pos + pf.length], "little")
             if got_pl != privlevel:
                 return f"privlevel field at {pf.offset:#x} is {got_pl}, not the written {privlevel}"
@@ -525,11 +526,11 @@ def _conditions(p: Profile) -> tuple[Callable[[str], frozenset[str]], Callable[[
     condition -> the Expect of failing with one of them."""
     hit = _CONDITIONS.get(id(p))
     if hit is None or hit[0] is not p:  # the profile is kept in the entry, so its id is not reused
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def errs(condition: str) -> frozenset[str]:
             return frozenset(p.errno(condition)) if condition in p.errors else frozenset()
 
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def err(condition: str) -> Expect:
             return any_of(errs(condition), f"errors.{condition}")
         if len(_CONDITIONS) > 64:

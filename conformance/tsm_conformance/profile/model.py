@@ -7,9 +7,10 @@ value (after ``extends:`` merging), which failure messages cite as the expectati
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal, Mapping
+from typing import Literal
 
 Kind = Literal["text", "binary"]
 

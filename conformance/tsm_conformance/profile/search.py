@@ -10,9 +10,9 @@ out of messages.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Iterable
 
 from ..suggest import did_you_mean
 

@@ -7,7 +7,8 @@ the chain, group references (attribute visibility, ``match.groups``), errno name
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import errnos
 from ..suggest import did_you_mean

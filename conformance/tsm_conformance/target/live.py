@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .base import Stat, Tree
 from .fuse_limits import FUSE_LIMITS, OTHER_FS_LIMITS

@@ -19,7 +19,8 @@ revocation are not checked.  Nothing here raises on bad input: each step turns a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature

@@ -24,8 +24,8 @@ Never raises on bad input: an exception inside a step makes that step fail with 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature

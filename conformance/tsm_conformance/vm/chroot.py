@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .apt import MIRROR
 from .kernel import KernelTree, Progress, VmError

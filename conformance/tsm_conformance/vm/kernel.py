@@ -6,9 +6,9 @@ import fnmatch
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 Progress = Callable[[str], None]
 # Debian kernel packages that carry files (the 7.x split layout included); never the generic
@@ -114,7 +114,8 @@ def newest_with_headers(pattern: str, apt: list[str]) -> str:
     key = lambda n: [int(x) for x in re.findall(r"\d+", n.removeprefix("linux-image-"))[:3]]  # noqa: E731
     for n in sorted(cands, key=key, reverse=True):
         headers = "linux-headers-" + n.removeprefix("linux-image-")
-        if subprocess.run(["apt-cache", *apt, "show", "--no-all-versions", headers], capture_output=True).returncode == 0:
+        shown = subprocess.run(["apt-cache", *apt, "show", "--no-all-versions", headers], capture_output=True)
+        if shown.returncode == 0:
             return n
     raise VmError(f"no kernel matching {pattern} with published headers")
 

@@ -124,8 +124,9 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
         if not f.exists():
             s = ET.SubElement(root, "testsuite", name=f"tsm-conformance[{params}]", tests="1", errors="1")
             case = ET.SubElement(s, "testcase", classname="tsm.vm", name="vm.suite.ran")
+            log = run.results / f"suite-{i}.log"
             ET.SubElement(case, "error", message="the suite did not produce JUnit in the guest").text = \
-                (run.results / f"suite-{i}.log").read_text(errors="replace") if (run.results / f"suite-{i}.log").exists() else console[-20000:]
+                log.read_text(errors="replace") if log.exists() else console[-20000:]
             failures += 1
             continue
         for s in ET.parse(f).getroot().iter("testsuite"):

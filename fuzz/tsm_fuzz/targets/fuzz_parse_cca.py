@@ -1,4 +1,5 @@
-"""Parser target: Arm CCA attestation token (arm_cca_guest outblob); any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
+"""Parser target: Arm CCA attestation token (arm_cca_guest outblob);
+any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Parser target: AMD SEV-SNP ATTESTATION_REPORT (sev_guest outblob); any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
+"""Parser target: AMD SEV-SNP ATTESTATION_REPORT (sev_guest outblob);
+any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Parser target: SEV-SNP GHCB certificate table (sev_guest auxblob); any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
+"""Parser target: SEV-SNP GHCB certificate table (sev_guest auxblob);
+any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
 
 from __future__ import annotations
 

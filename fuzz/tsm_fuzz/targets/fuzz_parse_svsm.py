@@ -1,4 +1,5 @@
-"""Parser target: SVSM services manifest (sev_guest-svsm manifestblob); any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
+"""Parser target: SVSM services manifest (sev_guest-svsm manifestblob);
+any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
 
 from __future__ import annotations
 

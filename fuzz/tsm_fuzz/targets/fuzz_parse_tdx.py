@@ -1,4 +1,5 @@
-"""Parser target: Intel TDX quote v4/v5 (tdx_guest outblob); any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
+"""Parser target: Intel TDX quote v4/v5 (tdx_guest outblob);
+any exception other than ParseError is a crash (see tsm_fuzz.parsers)."""
 
 from __future__ import annotations
 

@@ -192,8 +192,8 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
             if shape.control:
                 out.append(("param", ("outblob_size", (1000, 21000)[i % 2])))
             f = f"{fd}w{i}"
-            out += [("open", (f"{item}/inblob", "O_WRONLY", f)), ("write", (f, _nonce(th, a[2] * 16 + i, shape.report_len))),
-                    ("close", (f,))]
+            out += [("open", (f"{item}/inblob", "O_WRONLY", f)),
+                    ("write", (f, _nonce(th, a[2] * 16 + i, shape.report_len))), ("close", (f,))]
         return out
     if kind == "misuse":
         which = a[1]
