@@ -33,12 +33,6 @@ CPU_MAX = 2.0  # seconds of CPU (user + system) a refusal may take
 RSS_MAX_KB = 200 * 1024  # peak resident set of a refusal
 WALL_MAX = 60.0  # a command still running after this is killed (and the test fails)
 
-#: Cases that need cli.py's replay to read the file through seq.load_tsmseq (bounded, regular
-#: files only); cli.py belongs to the outcome/CLI refactor (issue 15 notes the change).  Strict: once
-#: cli.py reads through it they pass, and the marker must go.
-NEEDS_CLI_LOAD_TSMSEQ = pytest.mark.xfail(
-    strict=True, reason="cli.py replay reads FILE with open().read(): unbounded, blocks on a FIFO (needs seq.load_tsmseq)")
-
 
 @dataclass
 class Ran:
@@ -314,9 +308,9 @@ def test_tsmseq_generated(world: Path) -> None:
     ("adir", "directory"),
     ("sparse-52M", "larger than 4 MiB"),
     ("group-link", "report group|expected '# tsmseq 1'"),  # load_tsmseq refuses it; today's cli reads a plain file
-    pytest.param("fifo", "FIFO", marks=NEEDS_CLI_LOAD_TSMSEQ),
-    pytest.param("/dev/zero", "character device", marks=NEEDS_CLI_LOAD_TSMSEQ),
-    pytest.param("zero-link", "character device", marks=NEEDS_CLI_LOAD_TSMSEQ),
+    pytest.param("fifo", "FIFO"),
+    pytest.param("/dev/zero", "character device"),
+    pytest.param("zero-link", "character device"),
 ])
 def test_tsmseq_special_files(path: str, what: str, world: Path) -> None:
     refused(tsm("replay", path, "--emulate", "sev_guest", cwd=world, wall=10), re.escape(path), what)

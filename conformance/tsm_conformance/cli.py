@@ -356,14 +356,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a .tsmseq; report each step whose result differs from the file's expectation."""
     from .names import REPLAY, with_pid
     from .runstate import SetupError, make_tree
-    from .seq import parse_tsmseq, replay
+    from .seq import load_tsmseq, replay
     try:
-        with open(args.file) as fh:
-            seq = parse_tsmseq(fh.read())
-    except OSError as e:
-        return _usage(f"{args.file}: {e.strerror}")
+        seq = load_tsmseq(args.file)  # bounded, regular files only; FILE:LINE: what is wrong
     except ValueError as e:
-        return _usage(f"{args.file}: {e}")
+        return _usage(str(e))
     emulate = args.emulate or (None if args.root else seq.header.get("emulate"))
     if not emulate and not args.root:
         return _usage(f"{args.file} names no emulator spec: give --root DIR or --emulate SPEC")
@@ -371,7 +368,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         tree = make_tree(args.root, emulate, any_filesystem=args.any_filesystem)
     except SetupError as e:
         return _usage(str(e))
-    diffs = replay(tree, seq, with_pid(REPLAY))
+    try:
+        diffs = replay(tree, seq, with_pid(REPLAY))
+    except ValueError as e:  # a fresh name is already in the group (a recycled pid)
+        return _usage(str(e))
     for i, step, got in diffs:
         print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
     checked = sum(1 for s in seq.steps if s.expected is not None)
