@@ -27,7 +27,7 @@ from . import errnos
 from .inputs import (TSMSEQ_LINE, TSMSEQ_LINES, TSMSEQ_MAX, TSMSEQ_READ, TSMSEQ_THREADS, InputError,
                      read_bounded, size_text, utf8)
 from .suggest import did_you_mean
-from .target.base import Stat, Tree
+from .target.base import Tree
 
 FLAGS = {"O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_APPEND": os.O_APPEND,
          "O_TRUNC": os.O_TRUNC, "O_CREAT": os.O_CREAT}
@@ -104,7 +104,7 @@ class SeqError(ValueError):
             return f"{self.file}:{self.line}: {self.what}" if self.line else f"{self.file}: {self.what}"
         return f"line {self.line}: {self.what}" if self.line else self.what
 
-    def at(self, line: int | None = None, file: str | None = None) -> "SeqError":
+    def at(self, line: int | None = None, file: str | None = None) -> SeqError:
         """The same problem, located."""
         return SeqError(self.what, line if line is not None else self.line, file if file is not None else self.file)
 
@@ -338,8 +338,9 @@ def show(res: object) -> str:
         return _show(res)
     if isinstance(res, list):
         return "[" + ", ".join(res) + "]"
-    if isinstance(res, Stat) or hasattr(res, "mode"):
-        return f"mode {res.mode:06o} size {res.size}"
+    mode, size = getattr(res, "mode", None), getattr(res, "size", None)  # a Stat, or any tree's like it
+    if isinstance(mode, int) and isinstance(size, int):
+        return f"mode {mode:06o} size {size}"
     return str(res)
 
 
@@ -441,13 +442,14 @@ class Executor:
                 if fd_name is None:  # named even when open fails: later ops see EBADF
                     fd_name = f"fd{self.nfd}"
                     self.nfd += 1
-                fd = t.open(self.real(a[0]), _flags(a[1]))
+                opened = t.open(self.real(a[0]), _flags(a[1]))
                 with self._lock:
-                    self.fds[fd_name] = fd
+                    self.fds[fd_name] = opened
                 return fd_name
-            fd = self.fds.get(str(a[0]))
-            if fd is None:
+            found = self.fds.get(str(a[0]))
+            if found is None:
                 return "EBADF"
+            fd = found
             if op.name == "close":
                 with self._lock:
                     del self.fds[str(a[0])]
@@ -540,7 +542,7 @@ class Sequence:
     def track(self) -> list[str]:
         return self.header.get("track", "").split()
 
-    def report(self) -> "ReportShape | None":
+    def report(self) -> ReportShape | None:
         """The header's ``report`` shape; None without one (report reads compared byte for byte)."""
         text = self.header.get("report")
         return None if text is None else ReportShape.parse(text)
@@ -760,7 +762,7 @@ def _fresh(tree: Tree, seq: Sequence, prefix: str, aliases: dict[str, str]) -> N
                        f"nothing else (a leftover? tsm-conformance clean removes ours)")
 
 
-def _projected(ops: list[Op], raw: list[object], texts: list[str], shape: "ReportShape | None") -> list[str]:
+def _projected(ops: list[Op], raw: list[object], texts: list[str], shape: ReportShape | None) -> list[str]:
     """``texts`` with every report read replaced by its projection (when there is a shape)."""
     if shape is None:
         return texts
@@ -886,7 +888,7 @@ class LogNames:
         if a and kind == "path":
             a[0] = self.path(a[0])
         elif a and kind == "fd":
-            a[0] = self.fds.get(a[0], "fd?") if isinstance(a[0], int) else a[0]  # type: ignore[call-overload]
+            a[0] = self.fds.get(a[0], "fd?") if isinstance(a[0], int) else a[0]
         if name == "open" and len(a) > 1 and isinstance(a[1], int):
             a[1] = _flags_text(a[1])
         if name == "lseek" and len(a) > 2:
@@ -909,12 +911,12 @@ class LogNames:
             return Step(op, "0")
         if name == "listdir" and isinstance(res, list):  # the group: only this log's items
             group = op.args[0] == "." if op.args else True
-            res = sorted(self.names.get(x, x) for x in res if not group or x in self.names)
+            res = sorted(str(self.names.get(x, x)) for x in res if not group or x in self.names)
         return Step(op, show(res))
 
 
 def log_steps(log: list[LogEntry], names: dict[str, str],
-              report: "ReportShape | None" = None) -> list[Step | str]:
+              report: ReportShape | None = None) -> list[Step | str]:
     """A recorded log in the sequence vocabulary: a Step per operation (result as .tsmseq files
     and failure texts show it; report reads as their projection when ``report`` is given), a
     ``# ...`` line per note."""
@@ -942,7 +944,7 @@ def render_step(step: Step) -> str:
     return f"{step.op.short()} -> {step.expected}"
 
 
-def render_log(log: list[LogEntry], names: dict[str, str], report: "ReportShape | None" = None) -> list[str]:
+def render_log(log: list[LogEntry], names: dict[str, str], report: ReportShape | None = None) -> list[str]:
     """A recorded log as the failure text's operation sequence (the steps ``from_log`` writes)."""
     return [s if isinstance(s, str) else render_step(s) for s in log_steps(log, names, report)]
 
@@ -954,14 +956,14 @@ def render_pending(log: list[LogEntry], names: dict[str, str], name: str, args: 
     for op, a, res in list(log):
         if op != "#":
             ln.step(op, a, res)
-    op = ln.op(name, args)
-    if op.args and ARG0.get(name) == "fd" and str(op.args[0]) in ln.paths:
-        op = Op(name, (f"{op.args[0]} = {ln.paths[str(op.args[0])]}",) + op.args[1:])
-    return op.short()
+    pending = ln.op(name, args)
+    if pending.args and ARG0.get(name) == "fd" and str(pending.args[0]) in ln.paths:
+        pending = Op(name, (f"{pending.args[0]} = {ln.paths[str(pending.args[0])]}",) + pending.args[1:])
+    return pending.short()
 
 
 def from_log(log: list[LogEntry], names: dict[str, str], header: dict[str, str],
-             report: "ReportShape | None" = None) -> Sequence:
+             report: ReportShape | None = None) -> Sequence:
     """A failing check's recorded operations as a replayable sequence (results as observed; report
     reads as their projection, and the ``report`` header saying so, when ``report`` is given).
 
@@ -991,7 +993,7 @@ class ReportShape:
     auxblob: str | None = None
 
     @classmethod
-    def of(cls, profile: object) -> "ReportShape":
+    def of(cls, profile: object) -> ReportShape:
         """From a profile (``report.format``, ``report.nonce``, ``report.privlevel``, ``auxblob_format``)."""
         def at(f: object) -> tuple[int, int] | None:
             off = getattr(f, "offset", None)
@@ -1006,7 +1008,7 @@ class ReportShape:
         return " ".join(parts) or "bytes"
 
     @classmethod
-    def parse(cls, text: str) -> "ReportShape":
+    def parse(cls, text: str) -> ReportShape:
         """ValueError for anything ``text()`` does not write (unknown keys too)."""
         kw: dict[str, object] = {}
         for tok in text.split():
@@ -1014,7 +1016,8 @@ class ReportShape:
                 continue
             key, sep, val = tok.partition("=")
             if not sep or not val or key not in ("format", "nonce", "privlevel", "auxblob") or key in kw:
-                raise ValueError(f"{tok!r}: expected format=NAME nonce=OFFSET+LENGTH privlevel=OFFSET+WIDTH auxblob=NAME")
+                raise ValueError(f"{tok!r}: expected format=NAME nonce=OFFSET+LENGTH "
+                                 "privlevel=OFFSET+WIDTH auxblob=NAME")
             if key in ("nonce", "privlevel"):
                 off, plus, n = val.partition("+")
                 try:
@@ -1060,7 +1063,7 @@ def project_reads(ops: list[Op], results: list[object], shape: ReportShape) -> d
             pos[fd] = res
         if op.name not in ("read", "pread") or not isinstance(res, bytes):
             continue
-        at = pos[fd] if op.name == "read" else int(op.args[2])  # type: ignore[call-overload]
+        at = pos[fd] if op.name == "read" else int(op.args[2])
         if op.name == "read":
             pos[fd] += len(res)
         if not res:

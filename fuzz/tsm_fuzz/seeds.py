@@ -28,7 +28,7 @@ def _blobs(spec: str, service_provider: bytes | None = None) -> dict[str, bytes]
         if service_provider is not None:
             write_once(t, "seed/service_provider", service_provider)
         write_once(t, "seed/inblob", NONCE)
-        out = {}
+        out: dict[str, bytes] = {}
         for name in ("outblob", "auxblob", "manifestblob"):
             if name in t.listdir("seed"):
                 try:

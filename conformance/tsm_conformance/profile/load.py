@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from ..inputs import PROFILE_EXTENDS
 from ..suggest import did_you_mean

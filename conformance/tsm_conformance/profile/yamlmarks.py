@@ -49,7 +49,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise _TooBig(f"profile too large (more than {MAX_NODES} YAML nodes)", self.peek_event().start_mark)

@@ -55,7 +55,7 @@ class TrustAnchors:
     def __bool__(self) -> bool:
         return bool(self.certificates or self.public_keys)
 
-    def merged(self, other: "TrustAnchors") -> "TrustAnchors":
+    def merged(self, other: TrustAnchors) -> TrustAnchors:
         return TrustAnchors(self.certificates + other.certificates, self.public_keys + other.public_keys)
 
     def trusts_key(self, key: PublicKeyTypes) -> bool:
