@@ -344,9 +344,10 @@ def test_a_run_refused_for_its_outputs_leaves_them_as_they_were(tmp_path: Path) 
 
 
 def _handles_signals(pid: int) -> bool:
-    """The CLI has installed its SIGINT/SIGTERM handling: SIGTERM is caught (/proc/PID/status
-    SigCgt; the interpreter catches only SIGINT by itself).  Before that the interpreter is still
-    starting up, and a signal gets Python's default: a traceback, or death by that signal."""
+    """The command handles SIGINT/SIGTERM: SIGTERM is caught (/proc/PID/status SigCgt; the
+    interpreter catches only SIGINT by itself), from the package's first lines on (the start-up
+    handler, then the command's own).  Before that the interpreter is still starting up, and a
+    signal gets Python's default: a traceback, or death by that signal."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -517,6 +518,78 @@ def test_a_signal_after_the_cleanup_does_not_change_the_exit_status(tmp_path: Pa
         assert p.returncode == 130, (p.returncode, "".join(lines) + rest)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_at_the_end_of_pytests_session_leaves_the_promised_line_last(tmp_path: Path,
+                                                                               sig: signal.Signals) -> None:
+    """A signal while pytest finishes its session (its terminal summary, JUnit, KTAP: outside
+    pytest's own interrupt handling) used to add a bare 'tsm-conformance: interrupted' after the
+    leftovers line.  Held there by a plugin that sleeps in pytest_sessionfinish."""
+    (tmp_path / "slow_session_end.py").write_text(
+        "import os, pathlib, time\n"
+        "def pytest_sessionfinish(session):\n"
+        "    pathlib.Path(os.environ['TSM_TEST_MARK']).write_text('finishing')\n"
+        "    time.sleep(60)\n")
+    mark = tmp_path / "finishing"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]),
+               TSM_TEST_MARK=str(mark))
+    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q",
+                          "--", "-p", "slow_session_end", "--tsm-check", "inblob.*"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    _wait_for(p, mark.exists, "the end of the session")
+    p.send_signal(sig)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err, (p.returncode, err)
+    lines = err.strip().splitlines()
+    assert re.fullmatch(r"tsm-conformance: interrupted; 0 report items left in emulated sev_guest@7.0 .*",
+                        lines[-1]), err
+    assert sum("interrupted" in ln for ln in lines) == 1, err
+
+
+def test_a_signal_while_the_command_starts_is_one_line_and_130(tmp_path: Path) -> None:
+    """From the package's first lines on (tsm_conformance/__init__.py, before cli.py's imports:
+    argparse, typing, ...), SIGINT/SIGTERM end the command with exit 130 and one line, not a
+    KeyboardInterrupt traceback or death by SIGTERM; both entry points, signals at random moments
+    of the first 150 ms after the handler is in place."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    entry_points = [[sys.executable, "-m", "tsm_conformance.cli"]]
+    script = Path(sys.executable).parent / "tsm-conformance"
+    if script.exists():  # the console script of this environment's install
+        entry_points.append([str(script)])
+    rng = random.Random(15)
+    for cmd in entry_points:
+        for n in range(8):
+            p = subprocess.Popen([*cmd, "run", "--emulate", "sev_guest", "-q"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+            _wait_for(p, lambda: _handles_signals(p.pid), "the start-up handler", timeout=30)
+            time.sleep(rng.uniform(0, 0.15))
+            p.send_signal([signal.SIGINT, signal.SIGTERM][n % 2])
+            err = p.communicate(timeout=120)[1]
+            assert p.returncode == 130, (cmd, n, p.returncode, err)
+            assert "Traceback" not in err and "KeyboardInterrupt" not in err, (cmd, n, err)
+            assert err.strip().splitlines()[-1].startswith("tsm-conformance: interrupted"), (cmd, n, err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_start_up_handler_is_the_commands_alone() -> None:
+    """The package's first lines, in the command's process, end it on a signal with one line and
+    130 (a signal right after them, before cli.py is imported: it was a KeyboardInterrupt
+    traceback); a library user, the pytest plugin or a script that runs the CLI's main() keeps
+    Python's handlers."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    as_command = ("import os, signal, sys, time; sys.argv[0] = '/usr/bin/tsm-conformance'; import tsm_conformance; "
+                  "os.kill(os.getpid(), signal.{}); time.sleep(30); print('not interrupted')")
+    for sig in ("SIGINT", "SIGTERM"):
+        p = subprocess.run([sys.executable, "-c", as_command.format(sig)], capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert (p.returncode, p.stdout, p.stderr) == (130, "", "tsm-conformance: interrupted\n"), (sig, p.stderr)
+    code = ("import signal, sys, tsm_conformance, tsm_conformance.cli; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+            "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, tsm_conformance._BEFORE_THE_COMMAND)")
+    for argv in (["-c", code], ["-c", code, "-m", "tsm_conformance.cli"]):
+        p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=60)
+        assert (p.returncode, p.stdout) == (0, "True True {}\n"), (argv, p.stdout, p.stderr)
+
+
 def test_closed_stdout_does_not_end_the_run(tmp_path: Path) -> None:
     """`run | head -1`: the run goes on to its cleanup and exit status, without a BrokenPipeError."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
@@ -579,6 +652,33 @@ def test_killed_runs_leave_nothing_and_clean_removes_sigkill_leftovers(tmp_path:
         assert sorted(os.listdir(report)) == ["keepme"]
         os.rmdir(report / "keepme")
     assert "not configfs" in one_line_error(cli("clean", "--root", str(tmp_path)))
+
+
+@needs_fuse
+def test_a_fuse_daemon_killed_mid_run_ends_the_workers_quietly(tmp_path: Path) -> None:
+    """The emulate daemon SIGKILLed while a concurrency check's worker threads read (their close()
+    got ENOTCONN, which escaped the threads as PytestUnhandledThreadExceptionWarning tracebacks on
+    stdout): the workers end quietly, and the harness error says why in one line."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    report = mnt / "tsm" / "report"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "conformance"))
+    for check in ("concurrency.item.generation_protocol", "concurrency.rmdir.during_reads"):
+        with emulate("sev_guest", mnt) as daemon:
+            p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--root", str(report), "-q",
+                                  "--", "--tsm-check", check, "--tsm-check", "concurrency.items.*"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+            # the check's own item (not the probe's): its workers read from now on
+            _wait_for(p, lambda: any(re.fullmatch(r"tsmct-\d+-\d+", n) for n in os.listdir(report)), "a check's item")
+            time.sleep(0.05)
+            daemon.kill()
+            daemon.wait(30)
+            out, err = p.communicate(timeout=120)
+        assert p.returncode == 1, (p.returncode, out[-3000:], err)
+        assert "the tree went away (ENOTCONN" in out, out[-3000:]
+        for noise in ("Traceback", "Exception in thread", "PytestUnhandledThreadExceptionWarning", "HarnessError",
+                      "Exception ignored"):
+            assert noise not in out and noise not in err, (noise, out[-3000:], err)
 
 
 @needs_fuse

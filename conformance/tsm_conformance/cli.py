@@ -55,12 +55,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         code = _pytest_main(args, extra, watch)
         interrupted = code == pytest.ExitCode.INTERRUPTED
-    except KeyboardInterrupt:  # outside pytest's own handling (start-up, teardown)
-        interrupted = True
-        raise
+    except KeyboardInterrupt:  # outside pytest's own handling (start-up, its session's end): the same
+        interrupted = True  # not raised again: the sweep's leftovers line below is the last line
     finally:
         if watch.state is not None:  # again, in case pytest itself was interrupted
-            _sweep(watch.state, interrupted)
+            try:
+                _sweep(watch.state, interrupted)
+            except KeyboardInterrupt:  # the first signal, on the way into the sweep: sweep, and say so
+                _sweep(watch.state, True)
     if signals.handling():
         signals.ignore_from_now_on()  # done and swept: a signal now must not change the status
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
@@ -234,10 +236,14 @@ def _one_line_usage(e: BaseException) -> str:
 
 def _sweep(state: TsmState, interrupted: bool) -> None:
     """The end-of-run sweep (cleanup.sweep: the plugin's, again), and the leftovers line; a
-    signal arriving meanwhile waits until both are done."""
+    signal arriving meanwhile waits until both are done.  Once the tree is swept the status is
+    decided (a signal held during the sweep makes it 130: signals.signalled()), so signals are
+    ignored from then on and nothing follows the leftovers line."""
     from .cleanup import sweep
     with signals.final_cleanup():
         left = sweep(state.tree, state.session.prefix, removed=state.swept)
+        if signals.handling():
+            signals.ignore_from_now_on()
         _say_leftovers(state, left, interrupted or signals.signalled())
 
 
@@ -632,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(argv: list[str]) -> int:
+    if argv[:1] in (["fuzz"], ["emulate"]):  # their own handling: Python's (the runner's), libfuse's
+        signals.python_defaults()  # instead of start-up's (tsm_conformance/__init__.py)
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
     if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling

@@ -410,6 +410,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     raised = call.excinfo is not None
     if isinstance(item, CheckItem):
+        if call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
+            # in setup (where checks run) pytest would print its own traceback down to this raise
+            report.longrepr = str(call.excinfo.value)
         if report.skipped and isinstance(report.longrepr, tuple):
             path, line = item.reportinfo()[:2]
             report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])

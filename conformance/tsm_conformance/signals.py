@@ -11,6 +11,11 @@
 * Once the exit status is decided (``ignore_from_now_on``), signals are ignored, so interpreter
   shutdown (which restores the default handlers) cannot turn a late one into death by signal.
 
+* Before all of that, from the package's first lines (``tsm_conformance/__init__.py``) in a
+  process started as the command, a signal ends the process at once with one line and 130:
+  nothing is made yet, and Python's own SIGINT handling would print a KeyboardInterrupt traceback
+  from whichever import it landed in.  ``python_defaults`` undoes that for fuzz and emulate.
+
 Signal handlers are process-wide, so the state is one module-level ``_State``.
 """
 
@@ -58,7 +63,9 @@ def handling() -> bool:
 
 class final_cleanup:  # noqa: N801 (used as a statement: `with final_cleanup():`)
     """The final sweep must finish: a first SIGINT/SIGTERM arriving during it is held and raised
-    as KeyboardInterrupt when it is done."""
+    as KeyboardInterrupt when it is done, unless the status was decided meanwhile
+    (``ignore_from_now_on`` inside it): then ``signalled()`` is all that is left of it, and no
+    KeyboardInterrupt can put a line after the one the cleanup ends with."""
 
     def __enter__(self) -> None:
         _S.in_cleanup = True
@@ -66,7 +73,7 @@ class final_cleanup:  # noqa: N801 (used as a statement: `with final_cleanup():`
     def __exit__(self, *exc: object) -> None:
         held = _S.held is not None
         _S.in_cleanup, _S.held = False, None
-        if held and exc[0] is None:
+        if held and exc[0] is None and _S.handling:
             raise KeyboardInterrupt
 
 
@@ -143,6 +150,16 @@ def _handler(signum: int, frame: object) -> None:
     _S.signalled = signum
     _S.owed_since = time.monotonic()
     _deliver(frame)
+
+
+def python_defaults() -> None:
+    """The handlers the process had before the package's start-up handler (Python's: SIGINT raises
+    KeyboardInterrupt, SIGTERM kills), for the commands that keep their own handling (fuzz, emulate)."""
+    from . import _BEFORE_THE_COMMAND
+    for sig, handler in _BEFORE_THE_COMMAND.items():
+        if handler is not None:  # None: not installed from Python (then it was never replaced)
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+    _BEFORE_THE_COMMAND.clear()
 
 
 def unwind_on_signals() -> None:
