@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from tsm_conformance.target.fuse_limits import FUSE_LIMITS, OTHER_FS_LIMITS
 from tsm_conformance.target.live import LiveTree, mount_fstype, report_group_problem
 
 from .test_cli import REPO, cli, one_line_error
-from .test_fuse import _mounted, needs_fuse
+from .test_fuse import needs_fuse, unmount
 
 
 @contextmanager
@@ -48,14 +47,7 @@ def foreign(spec: str, mnt: Path) -> Iterator[Path]:
         assert mount_fstype(str(mnt)) == "fuse.acme"
         yield mnt / "tsm" / "report"
     finally:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if _mounted(mnt):
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(p, mnt)
 
 
 def _dead_pid() -> int:

@@ -31,6 +31,18 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == str(path) for line in f)
 
 
+def unmount(p: subprocess.Popen, mnt: Path) -> None:
+    """Stop a mount's daemon (SIGTERM: libfuse unmounts), then make sure nothing is left mounted."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if _mounted(mnt):
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 @contextmanager
 def emulate(spec: str, mnt: Path) -> Iterator[subprocess.Popen[str]]:
     """`tsm-conformance emulate SPEC --mount MNT` until its "mounted" line; stopped (and, if it
@@ -53,14 +65,7 @@ def emulate(spec: str, mnt: Path) -> Iterator[subprocess.Popen[str]]:
         assert line[0].strip() == f"mounted {spec} at {mnt} (Ctrl-C to unmount)"
         yield p
     finally:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if _mounted(mnt):
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(p, mnt)
 
 
 @needs_fuse
