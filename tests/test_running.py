@@ -521,19 +521,22 @@ def test_a_signal_after_the_cleanup_does_not_change_the_exit_status(tmp_path: Pa
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_at_the_end_of_pytests_session_leaves_the_promised_line_last(tmp_path: Path,
                                                                                sig: signal.Signals) -> None:
-    """A signal while pytest finishes its session (its terminal summary, JUnit, KTAP: outside
-    pytest's own interrupt handling) used to add a bare 'tsm-conformance: interrupted' after the
-    leftovers line.  Held there by a plugin that sleeps in pytest_sessionfinish."""
+    """A signal while pytest finishes its session (the not-run results, KTAP, JUnit, the summary:
+    outside pytest's own interrupt handling) used to add a bare 'tsm-conformance: interrupted' after
+    the leftovers line, and could cut KTAP or JUnit short.  It waits for the session's end (held
+    there by a plugin that sleeps in pytest_sessionfinish), then the run exits 130: both files
+    complete and agreeing, the leftovers line last."""
     (tmp_path / "slow_session_end.py").write_text(
         "import os, pathlib, time\n"
         "def pytest_sessionfinish(session):\n"
         "    pathlib.Path(os.environ['TSM_TEST_MARK']).write_text('finishing')\n"
-        "    time.sleep(60)\n")
+        "    time.sleep(1)\n")
     mark = tmp_path / "finishing"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]),
                TSM_TEST_MARK=str(mark))
     p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q",
-                          "--", "-p", "slow_session_end", "--tsm-check", "inblob.*"],
+                          "--ktap", "k.ktap", "--junit", "j.xml", "--", "-p", "slow_session_end",
+                          "--tsm-check", "inblob.*"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     _wait_for(p, mark.exists, "the end of the session")
     p.send_signal(sig)
@@ -543,6 +546,8 @@ def test_a_signal_at_the_end_of_pytests_session_leaves_the_promised_line_last(tm
     assert re.fullmatch(r"tsm-conformance: interrupted; 0 report items left in emulated sev_guest@7.0 .*",
                         lines[-1]), err
     assert sum("interrupted" in ln for ln in lines) == 1, err
+    _, totals = agreeing_counts(tmp_path / "k.ktap", tmp_path / "j.xml")
+    assert totals["pass"] == 8, totals  # every check had run: the signal came after them
 
 
 def test_a_signal_while_the_command_starts_is_one_line_and_130(tmp_path: Path) -> None:

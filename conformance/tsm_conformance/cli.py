@@ -219,6 +219,25 @@ def _watch() -> RunWatch:
 
         def pytest_keyboard_interrupt(self, excinfo: object) -> None:
             self.interrupted = True
+
+        # Steps an interrupt must not cut in two (signals.held: it is raised when they are done):
+        # a report reaching every plugin (KTAP's line and its area's end, JUnit, the counts), the
+        # KTAP header and plan, and the session's end (the not-run results, KTAP's and JUnit's
+        # files, the summary); an interrupt raised inside one left KTAP without an area's line.
+        @pytest.hookimpl(wrapper=True, tryfirst=True)
+        def pytest_runtest_logreport(self) -> object:
+            with signals.held():
+                return (yield)
+
+        @pytest.hookimpl(wrapper=True, tryfirst=True)
+        def pytest_collection_finish(self) -> object:
+            with signals.held():
+                return (yield)
+
+        @pytest.hookimpl(wrapper=True, tryfirst=True)
+        def pytest_sessionfinish(self) -> object:
+            with signals.held():
+                return (yield)
     return Watch()
 
 
@@ -518,8 +537,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the checks against a live or emulated tree",
                          description="Arguments after -- go to pytest.")
     tgt = run.add_mutually_exclusive_group()
-    tgt.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
-    tgt.add_argument("--emulate", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
+    tgt.add_argument("--root", metavar="DIR",
+                     help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    tgt.add_argument("--emulate", metavar="SPEC",
+                     help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], e.g. sev_guest@6.16+stale-outblob")
     _any_filesystem(run)
     run.add_argument("--profile", metavar="NAME|PATH", help="profile (default: the one matching the tree's provider)")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
@@ -531,7 +552,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                           "emulator's roots (e.g. a FUSE mount); an emulated run uses them by default")
     run.add_argument("--module", metavar="KO", help="the tsm_test module file, so provider-lifecycle checks "
                      "can rmmod/insmod it (VM target)")
-    run.add_argument("--ktap", metavar="FILE", help="write KTAP v1 results (one subtest per area) to FILE (- is stdout, as --format ktap)")
+    run.add_argument("--ktap", metavar="FILE",
+                     help="write KTAP v1 results (one subtest per area) to FILE (- is stdout, as --format ktap)")
     _absent_exit(run)
     run.add_argument("--format", choices=("pytest", "ktap"), default="pytest",
                      help="stdout: pytest's report (default), or KTAP alone (pytest's report goes to stderr)")
@@ -551,12 +573,14 @@ def _tree_parsers(sub: argparse._SubParsersAction) -> None:
     """detect and clean (replay: _other_parsers, in the order of --help)."""
     det = sub.add_parser("detect", help="probe a tree and print the profile that matches it, with the evidence")
     dtg = det.add_mutually_exclusive_group()
-    dtg.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    dtg.add_argument("--root", metavar="DIR",
+                     help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     dtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (for testing)")
     _any_filesystem(det)
     _absent_exit(det)
     cl = sub.add_parser("clean", help="remove report items left by killed runs (tsmct-, tsmfz-, tsmrp-, ... only)")
-    cl.add_argument("--root", metavar="DIR", help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
+    cl.add_argument("--root", metavar="DIR",
+                    help="configfs-tsm report directory (default /sys/kernel/config/tsm/report)")
     cl.add_argument("--force", action="store_true", help="also items whose creating process is still running")
     _any_filesystem(cl)
 
@@ -594,7 +618,8 @@ def _vm_parser(sub: argparse._SubParsersAction) -> None:
                         description="Arguments after -- go to pytest in the guest.")
     vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
     vm.add_argument("--suite", metavar="SUITE",
-                    help="take --kernel-deb from this Debian suite (trixie, trixie-backports, sid) via a private apt config")
+                    help="take --kernel-deb from this Debian suite (trixie, trixie-backports, sid) via a private "
+                         "apt config")
     vm.add_argument("--kernel", metavar="BZIMAGE", help="a kernel image (with --modules and --headers)")
     vm.add_argument("--modules", metavar="DIR", help="its lib/modules/<release> directory")
     vm.add_argument("--headers", metavar="DIR", help="its kbuild/headers directory")

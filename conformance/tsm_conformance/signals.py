@@ -4,7 +4,8 @@
 * A second SIGINT/SIGTERM while that cleanup runs is ignored, with a note (SIGKILL abandons the
   cleanup; ``tsm-conformance clean`` then removes what is left).
 * The final sweep (``final_cleanup``) is finished first: a signal arriving during it is held and
-  raised as KeyboardInterrupt when it is done.
+  raised as KeyboardInterrupt when it is done.  So is a step that must not be cut in two (``held``:
+  a report delivered to every pytest plugin, so KTAP, JUnit and the counts agree).
 * A signal that lands in the import system or in a finalizer still interrupts, a moment later
   (``_deliver``, ``_unraisable``): raised there, the interrupt would be dropped or would leave the
   global import lock held.
@@ -42,7 +43,8 @@ class _State:
         self.signalled: int | None = None  # the first signal (2 for one only a finalizer saw)
         self.handling = False  # unwind_on_signals installed its handler (a command runs)
         self.in_cleanup = False  # inside final_cleanup
-        self.held: int | None = None  # a signal that came during final_cleanup: raised after it
+        self.holding = 0  # inside ``held`` (nested)
+        self.held: int | None = None  # a signal that came during final_cleanup or held: raised after it
         self.owed_since: float | None = None  # a signal's KeyboardInterrupt is not delivered yet
         self.previous_hook = sys.unraisablehook
         self.kicker = _thread.allocate_lock()  # held while a _kick thread runs
@@ -77,15 +79,35 @@ class final_cleanup:  # noqa: N801 (used as a statement: `with final_cleanup():`
             raise KeyboardInterrupt
 
 
+class held:  # noqa: N801 (used as a statement: `with held():`)
+    """A step that must not be cut in two: a first SIGINT/SIGTERM arriving during it is raised as
+    KeyboardInterrupt when it is done (no note: nothing waits long)."""
+
+    def __enter__(self) -> None:
+        _S.holding += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _S.holding -= 1
+        if _S.holding or _S.in_cleanup:
+            return
+        signum, _S.held = _S.held, None
+        if signum is not None and exc[0] is None and _S.handling:
+            raise KeyboardInterrupt
+
+
+def _holding() -> bool:
+    return _S.in_cleanup or _S.holding > 0
+
+
 def _hold_for_cleanup(signum: int) -> None:
-    if _S.in_cleanup and _S.held is None:
+    if _holding() and _S.held is None:
         _S.held = signum
 
 
 def _deliver(frame: object) -> None:
     """Raise the owed KeyboardInterrupt here, unless ``frame`` (the code the signal interrupted)
     is the import system: then the interrupt is delivered again a moment later, outside it."""
-    if _S.in_cleanup:  # the final cleanup began meanwhile: it raises the interrupt once it is done
+    if _holding():  # the final cleanup (or a held step) began meanwhile: it raises the interrupt when done
         _S.owed_since = None
         _hold_for_cleanup(_S.signalled or 2)
         return
@@ -119,7 +141,7 @@ def _kick() -> None:
             return
 
 
-def _unraisable(u: "sys.UnraisableHookArgs") -> None:
+def _unraisable(u: sys.UnraisableHookArgs) -> None:
     """A KeyboardInterrupt that Python could not raise (it landed in a finalizer: a __del__, a
     weakref callback, a generator being closed) is our handler's and was dropped there: no
     'Exception ignored' traceback; it is owed again, so the command still unwinds and exits 130."""
@@ -128,7 +150,7 @@ def _unraisable(u: "sys.UnraisableHookArgs") -> None:
         return
     if not _S.handling:  # signals are ignored now: nothing to deliver, only the traceback to drop
         return
-    if _S.in_cleanup:
+    if _holding():
         _hold_for_cleanup(_S.signalled or 2)
     elif _S.owed_since is None:
         if _S.signalled is None:
