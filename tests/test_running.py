@@ -392,7 +392,7 @@ def test_interrupted_emulated_runs_leave_nothing_and_complete_ktap(tmp_path: Pat
         ktap, junit = tmp_path / f"k{n}", tmp_path / f"j{n}.xml"
         p = _run(tmp_path, "--emulate", "sev_guest", "-q", "--ktap", str(ktap), "--junit", str(junit))
         results = rng.randint(1, 40)  # of ~90: the run has seconds of checks left
-        _wait_for(p, lambda: _ktap_results(ktap) >= results, f"{results} KTAP results")
+        _wait_for(p, lambda ktap=ktap, results=results: _ktap_results(ktap) >= results, f"{results} KTAP results")
         time.sleep(rng.uniform(0, 0.02))
         p.send_signal(sig)
         err = p.communicate(timeout=120)[1]
@@ -482,10 +482,10 @@ def test_signals_at_any_point_of_start_up_end_quietly(tmp_path: Path) -> None:
     for n in range(11):
         ktap = tmp_path / f"k{n}"
         p = _run(tmp_path, "--emulate", "sev_guest", "-q", "--ktap", str(ktap))
-        _wait_for(p, lambda: _handles_signals(p.pid), "signal handlers")
+        _wait_for(p, lambda p=p: _handles_signals(p.pid), "signal handlers")
         if n == 0:
             t0 = time.monotonic()
-            _wait_for(p, lambda: _ktap_results(ktap) >= 1, "a KTAP result")
+            _wait_for(p, lambda ktap=ktap: _ktap_results(ktap) >= 1, "a KTAP result")
             window = time.monotonic() - t0
         else:
             time.sleep(rng.uniform(0, window))
@@ -565,7 +565,7 @@ def test_a_signal_while_the_command_starts_is_one_line_and_130(tmp_path: Path) -
         for n in range(8):
             p = subprocess.Popen([*cmd, "run", "--emulate", "sev_guest", "-q"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-            _wait_for(p, lambda: _handles_signals(p.pid), "the start-up handler", timeout=30)
+            _wait_for(p, lambda p=p: _handles_signals(p.pid), "the start-up handler", timeout=30)
             time.sleep(rng.uniform(0, 0.15))
             p.send_signal([signal.SIGINT, signal.SIGTERM][n % 2])
             err = p.communicate(timeout=120)[1]
@@ -624,10 +624,11 @@ def test_killed_runs_leave_nothing_and_clean_removes_sigkill_leftovers(tmp_path:
             p = _run(tmp_path, "--root", str(report), "-q", "--ktap", str(ktap))
             if n % 2:  # while the checks (and their workers) run
                 results = rng.randint(1, 40)
-                _wait_for(p, lambda: _ktap_results(ktap) >= results, f"{results} KTAP results")
+                _wait_for(p, lambda ktap=ktap, results=results: _ktap_results(ktap) >= results,
+                          f"{results} KTAP results")
                 time.sleep(rng.uniform(0, 0.02))
             else:  # in start-up or probing, once the CLI handles signals
-                _wait_for(p, lambda: _handles_signals(p.pid), "signal handlers")
+                _wait_for(p, lambda p=p: _handles_signals(p.pid), "signal handlers")
                 time.sleep(rng.uniform(0, 0.5))
             p.send_signal(sig)
             err = p.communicate(timeout=120)[1]
@@ -639,7 +640,7 @@ def test_killed_runs_leave_nothing_and_clean_removes_sigkill_leftovers(tmp_path:
             ktap = tmp_path / f"killed{n}"
             p = _run(tmp_path, "--root", str(report), "-q", "--ktap", str(ktap), stderr=subprocess.DEVNULL)
             results = rng.randint(1, 40)
-            _wait_for(p, lambda: _ktap_results(ktap) >= results, f"{results} KTAP results")
+            _wait_for(p, lambda ktap=ktap, results=results: _ktap_results(ktap) >= results, f"{results} KTAP results")
             p.kill()
             p.wait(30)
             leftovers += len(_ours(report))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from typing import Any, Iterator, Literal, NamedTuple
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple
 
 import pytest
 
@@ -105,7 +106,8 @@ def _opt(config: pytest.Config, name: str) -> Any:
         if o.kind in ("float", "int"):
             return float(ini) if o.kind == "float" else int(ini)
     except ValueError:
-        raise pytest.UsageError(f"ini {name} = {ini}: expected {'a number' if o.kind == 'float' else 'an integer'}") from None
+        want = "a number" if o.kind == "float" else "an integer"
+        raise pytest.UsageError(f"ini {name} = {ini}: expected {want}") from None
     if o.choices and ini not in o.choices:
         raise pytest.UsageError(f"ini {name} = {ini}: expected one of {', '.join(o.choices)}")
     return ini
@@ -515,7 +517,7 @@ class Completion:
         attach(report, v)
         hook.pytest_runtest_logreport(report=report)
 
-    def _kernel_log(self, item: "KernelLogItem", hook: Any) -> None:
+    def _kernel_log(self, item: KernelLogItem, hook: Any) -> None:
         """Run the kernel-log item outside pytest's runtest protocol (after an interrupt pytest has
         already stopped its capturing, which that protocol needs), reporting it the same way."""
         outcome: Literal["passed", "failed"]
