@@ -289,7 +289,8 @@ def _generated_tsmseq(world: Path) -> dict[str, tuple[int | None, str]]:
     (w / "big.tsmseq").write_text(head + ("# " + "x" * 1000 + "\n") * 5000)
     (w / "threads.tsmseq").write_text(head + "".join(f"T{i}: listdir(.)\n" for i in range(70)))
     (w / "binary.tsmseq").write_bytes(os.urandom(4096))
-    return {"gen/long_line.tsmseq": (4, "longer than 64 KiB"), "gen/many_lines.tsmseq": (None, "more than 100000 lines"),
+    return {"gen/long_line.tsmseq": (4, "longer than 64 KiB"),
+            "gen/many_lines.tsmseq": (None, "more than 100000 lines"),
             "gen/big.tsmseq": (None, "larger than 4 MiB"), "gen/threads.tsmseq": (67, "more than 64 threads"),
             "gen/binary.tsmseq": (None, "")}
 
@@ -318,7 +319,8 @@ def test_tsmseq_special_files(path: str, what: str, world: Path) -> None:
 
 # ----------------------------------------------------------------------------- fuzz corpora
 
-@pytest.mark.parametrize(("kind", "what"), [("fifo", "FIFO"), ("big", "larger than 1 MiB"), ("dev", "character device")])
+@pytest.mark.parametrize(("kind", "what"),
+                         [("fifo", "FIFO"), ("big", "larger than 1 MiB"), ("dev", "character device")])
 def test_fuzz_corpus_input(kind: str, what: str, world: Path) -> None:
     pytest.importorskip("atheris")
     pytest.importorskip("junit_xml")

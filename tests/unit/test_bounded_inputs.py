@@ -87,7 +87,8 @@ def test_profile_size_bound_before_reading(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- the .tsmseq grammar
 
 def test_every_op_kind_round_trips() -> None:
-    for text in ("mkdir(r0)", "rmdir(r0/sub)", "listdir(.)", "listdir()", "stat(.)", "open(r0/inblob, O_WRONLY|O_TRUNC)",
+    for text in ("mkdir(r0)", "rmdir(r0/sub)", "listdir(.)", "listdir()", "stat(.)",
+                 "open(r0/inblob, O_WRONLY|O_TRUNC)",
                  "open(r0/outblob, 3)", "close(fd0)", "read(fd?, 65536)", "pread(fd1, 16, 0)", r"write(fd0, b'a,\'#)')",
                  "pwrite(fd0, b'', 9223372036854775807)", "lseek(fd0, -5, SEEK_END)", "lseek(fd0, 0, 4)",
                  "param(outblob_size, 1000)", "param(fail_errno, EIO)"):

@@ -15,12 +15,13 @@ import os
 import shutil
 import tempfile
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from ..api import Finding, TargetContext
 
 NAME = "profile"
-DESCRIPTION = "profile loader (--profile PATH, profiles validate): a Profile or a one-line ProfileError, never another exception"
+DESCRIPTION = ("profile loader (--profile PATH, profiles validate): a Profile or a one-line ProfileError, "
+               "never another exception")
 INSTRUMENT = ("tsm_conformance.profile.yamlmarks", "tsm_conformance.profile.schemacheck",
               "tsm_conformance.profile.semantics", "tsm_conformance.profile.load", "tsm_conformance.profile.errors")
 MAX_LEN = 8192  # libFuzzer -max_len: the shipped profiles are under 3 KiB
@@ -55,5 +56,6 @@ def make(ctx: TargetContext) -> Callable[[bytes], None]:
         try:
             render_profile(p)
         except Exception as e:  # noqa: BLE001
-            raise Finding(rule, f"render_profile of a loaded profile raised {type(e).__name__}: {e} ({_where(e)})") from e
+            raise Finding(rule, f"render_profile of a loaded profile raised {type(e).__name__}: {e} "
+                                f"({_where(e)})") from e
     return one

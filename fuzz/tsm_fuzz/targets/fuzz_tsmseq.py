@@ -17,7 +17,7 @@ traceback):
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from ..api import Finding, TargetContext
 
