@@ -251,6 +251,9 @@ def test_one_line_errors(tmp_path: Path) -> None:
     assert "positive, finite" in one_line_error(cli("run", "--emulate", "sev_guest", "--op-timeout", "nan"))
     assert "matches no check" in one_line_error(cli("run", "--emulate", "sev_guest", "--", "--tsm-check", "x*"))
     assert "larger than any report" in one_line_error(cli("inspect", "/dev/zero"))
+    fifo = tmp_path.parent / f"{tmp_path.name}-fifo"  # open() of it would wait for a writer forever
+    os.mkfifo(fifo)
+    assert "not a regular file" in one_line_error(cli("inspect", str(fifo)))
     assert sorted(os.listdir(tmp_path)) == ["afile", "config", "mnt"]  # no empty output files, no seq dirs
     for spec, says in [("tsm_test:delay_ms=abc", "tsm_test parameter delay_ms=abc: expected an integer 0..3600000"),
                        ("sev_guest:vmpl=abc", "sev_guest parameter vmpl=abc: expected an integer 0..3"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from importlib import resources
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -418,6 +419,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if path == "-":
             data = sys.stdin.buffer.read(limit + 1)
         else:
+            # open() of a FIFO waits for a writer: refuse what cannot be a saved report before
+            # opening (a character device such as /dev/zero is read within the bound)
+            mode = os.stat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+                raise ValueError(f"{path}: not a regular file (give a saved report, or - for standard input)")
             with open(path, "rb") as fh:
                 data = fh.read(limit + 1)
         if len(data) > limit:
