@@ -19,7 +19,7 @@ from .. import errnos
 from ..outcome import NotApplicable, TsmError, TsmFailure
 from ..profile.model import Field, Profile
 from ..seq import TREE_OPS, ReportShape, Sequence, from_log, render_log, render_pending
-from ..target.base import READ_CHUNK, Stat, Tree
+from ..target.base import READ_CHUNK, BoundOps, Tree
 from ..verify.base import TrustAnchors
 
 if TYPE_CHECKING:
@@ -87,24 +87,13 @@ def not_applicable_reason(c: Check, profile: Profile, facts: Facts, visible: set
     return None
 
 
-class Recorder:
+class Recorder(BoundOps):
     """A Tree wrapper that logs each operation and its result (kept cheap: tuples, put into
     seq.py's vocabulary only when a failure is rendered: the failure text and its .tsmseq are
     the same steps)."""
 
     OPS = TREE_OPS
-    # The recorded operations, bound per instance in __init__, with the Tree protocol's signatures.
-    mkdir: Callable[[str], None]
-    rmdir: Callable[[str], None]
-    listdir: Callable[..., list[str]]
-    stat: Callable[[str], Stat]
-    open: Callable[[str, int], int]
-    close: Callable[[int], None]
-    read: Callable[[int, int], bytes]
-    pread: Callable[[int, int, int], bytes]
-    write: Callable[[int, bytes], int]
-    pwrite: Callable[[int, bytes, int], int]
-    lseek: Callable[[int, int, int], int]
+    # The recorded operations are bound per instance in __init__ (their signatures: BoundOps).
 
     def __init__(self, tree: Tree, names: dict[str, str]) -> None:
         self.t = tree

@@ -9,7 +9,7 @@ an ``OSError`` whose ``errno`` is what the kernel returned.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -33,6 +33,23 @@ class Stat:
     @property
     def perm(self) -> int:
         return self.mode & 0o7777
+
+
+class BoundOps:
+    """The Tree operations as attributes bound per instance (to a kernel's own methods, or to a
+    recording wrapper), with the protocol's signatures: declared once for both."""
+
+    mkdir: Callable[[str], None]
+    rmdir: Callable[[str], None]
+    listdir: Callable[..., list[str]]
+    stat: Callable[[str], Stat]
+    open: Callable[[str, int], int]
+    close: Callable[[int], None]
+    read: Callable[[int, int], bytes]
+    pread: Callable[[int, int, int], bytes]
+    write: Callable[[int, bytes], int]
+    pwrite: Callable[[int, bytes, int], int]
+    lseek: Callable[[int, int, int], int]
 
 
 @runtime_checkable

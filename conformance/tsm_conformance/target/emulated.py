@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 from ..emulator import Kernel, Spec, boot, parse_spec, reboot
-from .base import Stat, Tree
+from .base import BoundOps, Stat, Tree
 
 
-class EmulatedTree(Tree):
+class EmulatedTree(BoundOps, Tree):
     kind = "emulated"
-    # The operations, bound per instance in __init__ to the kernel's own methods, with the Tree
-    # protocol's signatures.
-    mkdir: Callable[[str], None]
-    rmdir: Callable[[str], None]
-    listdir: Callable[..., list[str]]
-    open: Callable[[str, int], int]
-    close: Callable[[int], None]
-    read: Callable[[int, int], bytes]
-    pread: Callable[[int, int, int], bytes]
-    write: Callable[[int, bytes], int]
-    pwrite: Callable[[int, bytes, int], int]
-    lseek: Callable[[int, int, int], int]
+    # The operations are bound per instance in __init__ to the kernel's own methods (BoundOps).
 
     def __init__(self, spec: Spec | str, kernel: Kernel | None = None) -> None:
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
