@@ -594,7 +594,10 @@ def test_the_start_up_handler_is_the_commands_alone() -> None:
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
             "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, tsm_conformance._BEFORE_THE_COMMAND)")
     for argv in (["-c", code], ["-c", code, "-m", "tsm_conformance.cli"]):
-        p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=60)
+        # SIGINT at its default first: a test run started in the background of a non-interactive
+        # shell inherits it ignored, and Python then installs no default_int_handler at all
+        p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=60,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert (p.returncode, p.stdout) == (0, "True True {}\n"), (argv, p.stdout, p.stderr)
 
 
