@@ -11,7 +11,6 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,21 +24,14 @@ from tsm_conformance.target.fuse_limits import FUSE_LIMITS, OTHER_FS_LIMITS
 from tsm_conformance.target.live import LiveTree, mount_fstype, report_group_problem
 
 from .test_cli import REPO, cli, one_line_error
-from .test_fuse import needs_fuse, unmount
+from .test_fuse import needs_fuse, start_daemon, unmount
 
 
 @contextmanager
 def foreign(spec: str, mnt: Path) -> Iterator[Path]:
     """tests/foreign_fuse.py serving ``spec`` at ``mnt`` until its "mounted" line; yields the report
     group.  Stopped (and, if that failed, lazily unmounted) afterwards."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, str(REPO / "tests" / "foreign_fuse.py"), spec, str(mnt)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(20)
+    p, line = start_daemon([str(REPO / "tests" / "foreign_fuse.py"), spec, str(mnt)])
     try:
         if not line or line[0].strip() != "mounted":
             p.kill()

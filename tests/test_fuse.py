@@ -31,6 +31,19 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == str(path) for line in f)
 
 
+def start_daemon(args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """A mount daemon (python ARGS with this checkout importable) and its first stdout line, read
+    for at most 20 s (empty if none came)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(20)
+    return p, line
+
+
 def unmount(p: subprocess.Popen, mnt: Path) -> None:
     """Stop a mount's daemon (SIGTERM: libfuse unmounts), then make sure nothing is left mounted."""
     if p.poll() is None:
@@ -47,14 +60,7 @@ def unmount(p: subprocess.Popen, mnt: Path) -> None:
 def emulate(spec: str, mnt: Path) -> Iterator[subprocess.Popen[str]]:
     """`tsm-conformance emulate SPEC --mount MNT` until its "mounted" line; stopped (and, if it
     failed to, lazily unmounted) afterwards.  Skips when the mount itself is refused."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "emulate", spec, "--mount", str(mnt)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(20)
+    p, line = start_daemon(["-m", "tsm_conformance.cli", "emulate", spec, "--mount", str(mnt)])
     try:
         if not line or not line[0].startswith("mounted "):
             p.kill()
