@@ -157,6 +157,16 @@ def test_failure_writes_a_tsmseq_that_replay_reproduces(tmp_path: Path) -> None:
     assert "expected '# tsmseq 1'" in one_line_error(cli("replay", str(REPO / "README.md")))
 
 
+
+def test_a_failure_prints_once_on_ci_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest puts a failure's whole text in the short summary when CI or BUILD_NUMBER is set: run's
+    report must read the same on a CI runner (where it printed twice) as on a desk."""
+    monkeypatch.setenv("CI", "true")
+    p = cli("run", "--emulate", "tsm_test+inblob-truncate", "--", "--tsm-check", "inblob.oversize.efbig",
+            cwd=tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stdout.count("Reproduce with: ") == 1 and p.stdout.count("  expected : ") == 1, p.stdout
+
 def test_argument_errors_and_unwritable_outputs_are_one_line(tmp_path: Path) -> None:
     line = one_line_error(cli("run", "--root", str(tmp_path), "--emulate", "sev_guest"))
     assert "not allowed with argument --root" in line and "--help" in line

@@ -144,6 +144,11 @@ def _pytest_args(args: argparse.Namespace, extra: list[str]) -> list[str]:
     # KeyboardInterrupt that landed in a finalizer into an interrupt delivered again.
     argv = ["-c", str(ini), "--rootdir", os.getcwd(), "-p", "tsm_conformance.plugin", "-p", "no:hypothesispytest",
             "-p", "no:unraisableexception", "--tsm-exclusive", "-q", "-rfEsxX"]
+    import pytest
+    if tuple(int(n) for n in pytest.__version__.split(".")[:2] if n.isdigit()) >= (8, 4):
+        # On CI (the CI or BUILD_NUMBER variable) pytest puts each failure's whole text in the short
+        # summary too: the report would print twice, and its "Reproduce with:" line with it.
+        argv.append("--force-short-summary")
     for name, flag in RUN_TWINS.items():
         value = getattr(args, name)
         if isinstance(value, bool):  # a switch
