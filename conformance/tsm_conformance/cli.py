@@ -308,28 +308,63 @@ def _say_leftovers(state: TsmState, left: list[str], interrupted: bool) -> None:
 def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
-    from .vm.kernel import VmError, from_deb, from_paths
-    from .vm.runner import DEFAULT_PARAMS, run_vm
+    from .vm.kernel import VmError
+    from .vm.options import cache_dir, kernel_from_args
+    from .vm.runner import run_vm
 
     def progress(msg: str) -> None:
         print(f"tsm-vm: {msg}", flush=True)
-    cache = Path(args.cache or os.environ.get("TSM_CONFORMANCE_CACHE") or
-                 ("/var/cache/tsm-conformance" if os.geteuid() == 0 else "~/.cache/tsm-conformance")).expanduser()
+    cache = cache_dir(args)
+    fuzz = [t for t in (args.fuzz or "").split(",") if t]
+    if fuzz and args.differential:
+        return _usage("vm: --fuzz and --differential are separate runs")
+    if args.differential and args.provider_module:
+        return _usage("vm: --differential compares tsm_test with the emulator's model of it; drop --provider-module")
+    if args.max_time is not None and not fuzz:
+        return _usage("vm: --max-time goes with --fuzz TARGETS")
+    max_time = 60.0 if args.max_time is None else args.max_time
+    if max_time <= 0:
+        return _usage("vm: --max-time must be positive")
+    timeout = args.timeout or (900.0 + max_time * len(fuzz) * max(1, len(args.params or [1])))
     try:
-        if args.kernel_deb:
-            apt: list[str] = []
-            if args.suite:
-                from .vm.apt import suite_options
-                apt = suite_options(cache, args.suite, progress)
-            tree = from_deb(args.kernel_deb, cache, progress, apt)
-        elif args.kernel and args.modules and args.headers:
-            tree = from_paths(args.kernel, args.modules, args.headers)
-        else:
-            return _usage("vm needs --kernel-deb PACKAGE, or --kernel, --modules and --headers")
-        params = args.params if args.params is not None else ([] if args.differential else list(DEFAULT_PARAMS))
-        return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), params, extra, args.timeout,
+        tree = kernel_from_args(args, cache, progress)
+        params = args.params if args.params is not None else ([] if args.differential else None)
+        return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), params, extra, timeout,
                       Path(args.keep) if args.keep else None, progress,
-                      differential=args.sequences if args.differential else 0, seed=args.seed, accel=args.accel)
+                      differential=args.sequences if args.differential else 0, seed=args.seed, accel=args.accel,
+                      provider_src=Path(args.provider_module) if args.provider_module else None,
+                      profile=args.profile, fuzz=fuzz, max_time=max_time,
+                      fuzz_out=Path(args.fuzz_out) if args.fuzz_out else None)
+    except VmError as e:
+        return _usage(str(e))
+
+
+def cmd_replay_vm(args: argparse.Namespace) -> int:
+    """replay FILE --vm ...: the same .tsmseq in a fresh guest with the given kernel and provider;
+    a kernel-log finding reproduces when the same kernel report appears again."""
+    from pathlib import Path
+
+    from .seq import load_tsmseq
+    from .vm.kernel import VmError
+    from .vm.options import cache_dir, kernel_from_args
+    from .vm.runner import run_vm
+
+    def progress(msg: str) -> None:
+        print(f"tsm-vm: {msg}", flush=True)
+    try:
+        load_tsmseq(args.file)  # one line for a bad file before anything is built
+    except ValueError as e:
+        return _usage(str(e))
+    if args.root or args.emulate or args.any_filesystem:
+        return _usage("replay --vm runs in a fresh guest: drop --root/--emulate/--any-filesystem")
+    cache = cache_dir(args)
+    try:
+        tree = kernel_from_args(args, cache, progress)
+        params = args.params[:1] if args.params else None
+        return run_vm(tree, cache, Path(args.junit or "tsm-vm-replay-junit.xml"), params, [],
+                      args.timeout or 900.0, Path(args.keep) if args.keep else None, progress, accel=args.accel,
+                      provider_src=Path(args.provider_module) if args.provider_module else None,
+                      profile=args.profile, replay=Path(args.file))
     except VmError as e:
         return _usage(str(e))
 
@@ -622,30 +657,29 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     rtg.add_argument("--root", metavar="DIR", help="a live report directory")
     rtg.add_argument("--emulate", metavar="SPEC", help="an emulator spec (default: the file's '# emulate:')")
     _any_filesystem(rp)
+    rp.add_argument("--vm", action="store_true",
+                    help="replay in a fresh QEMU guest with the kernel and provider options below (a kernel-log "
+                         "finding reproduces when the same kernel report appears)")
+    rp.add_argument("--junit", metavar="FILE", help="with --vm: JUnit on the host (default tsm-vm-replay-junit.xml)")
+    from .vm.options import add_kernel_options
+    add_kernel_options(rp)
 
 
 def _vm_parser(sub: argparse._SubParsersAction) -> None:
-    vm = sub.add_parser("vm", help="boot a real kernel under QEMU with the tsm_test module and run the suite inside",
-                        description="Arguments after -- go to pytest in the guest.")
-    vm.add_argument("--kernel-deb", metavar="PACKAGE", help="Debian kernel image package, e.g. linux-image-6.12-amd64")
-    vm.add_argument("--suite", metavar="SUITE",
-                    help="take --kernel-deb from this Debian suite (trixie, trixie-backports, sid) via a private "
-                         "apt config")
-    vm.add_argument("--kernel", metavar="BZIMAGE", help="a kernel image (with --modules and --headers)")
-    vm.add_argument("--modules", metavar="DIR", help="its lib/modules/<release> directory")
-    vm.add_argument("--headers", metavar="DIR", help="its kbuild/headers directory")
-    vm.add_argument("--params", action="append", metavar="'K=V ...'",
-                    help="tsm_test module parameters of one suite run (repeatable; default: three floors)")
-    vm.add_argument("--cache", metavar="DIR", help="downloads and builds (default /var/cache/tsm-conformance)")
+    from .vm.options import add_kernel_options
+    vm = sub.add_parser("vm", help="boot a real kernel under QEMU with a provider module and run the suite (or the "
+                                   "fuzzers) inside", description="Arguments after -- go to pytest in the guest.")
+    add_kernel_options(vm)
     vm.add_argument("--junit", metavar="FILE", help="JUnit on the host (default tsm-vm-junit.xml)")
-    vm.add_argument("--timeout", type=float, default=900.0, metavar="S", help="whole-VM timeout (default 900)")
-    vm.add_argument("--keep", metavar="DIR", help="keep the guest's results and logs in DIR")
-    vm.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
-                    help="QEMU accelerator (auto: KVM when a probe boot works on this host, else TCG)")
     vm.add_argument("--differential", action="store_true",
                     help="run generated sequences on the kernel and the emulator and report divergences")
     vm.add_argument("--sequences", type=int, default=200, metavar="N", help="differential sequences (default 200)")
     vm.add_argument("--seed", type=int, default=1, help="first differential seed (default 1)")
+    vm.add_argument("--fuzz", metavar="TARGET[,TARGET...]",
+                    help="fuzz these targets in the guest against the real tree instead of running the suite "
+                         "(sequences, inblob, privlevel); findings include kernel reports (KASAN, lockdep, ...)")
+    vm.add_argument("--max-time", type=float, metavar="S", help="seconds per fuzz target (default 60)")
+    vm.add_argument("--fuzz-out", metavar="DIR", help="where corpora and findings come home (default ./vm-fuzz)")
 
 
 def cmd_fuzz(argv: list[str]) -> int:
@@ -759,7 +793,7 @@ def _dispatch(argv: list[str]) -> int:
         if args.cmd == "vm":
             return cmd_vm(args, extra)
         if args.cmd == "replay":
-            return cmd_replay(args)
+            return cmd_replay_vm(args) if args.vm else cmd_replay(args)
         if args.cmd == "inspect":
             return cmd_inspect(args)
         if args.cmd == "emulate":

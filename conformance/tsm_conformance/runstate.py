@@ -50,16 +50,20 @@ class TsmState:
 
 
 def module_control(ko: str) -> ModuleControl:
-    """The ability to rmmod/insmod the live tree's tsm_test provider (the VM target: ``--module``)."""
+    """The ability to rmmod/insmod the live tree's provider module (the VM target: ``--module``;
+    tsm_test or a module given to ``vm --provider-module``, named after its file)."""
     from .target.control import ModuleControl
-    pdir = "/sys/module/tsm_test/parameters"
-    if not os.path.isdir(pdir):
-        raise SetupError(f"--module {ko}: tsm_test is not loaded (no {pdir})")
-    base = {}
-    for name in sorted(os.listdir(pdir)):
-        with open(os.path.join(pdir, name)) as f:
-            base[name] = f.read().strip()
-    return ModuleControl(ko, base)
+    name = os.path.basename(ko).removesuffix(".ko").replace("-", "_")
+    if not os.path.isdir(f"/sys/module/{name}"):
+        raise SetupError(f"--module {ko}: {name} is not loaded (no /sys/module/{name})")
+    pdir, base = f"/sys/module/{name}/parameters", {}
+    for param in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:  # a module may have none
+        try:
+            with open(os.path.join(pdir, param)) as f:
+                base[param] = f.read().strip()
+        except PermissionError:  # a 0200 parameter: nothing to carry over
+            continue
+    return ModuleControl(ko, base, name)
 
 
 def make_tree(root: str | None, emulate: str | None, module: str | None = None,

@@ -13,6 +13,10 @@
  *   0x80 service_provider[64], NUL-padded, at most 63 bytes
  *   0xC0 .. outblob_size - 1: byte i = (i * 31 + counter) & 0xff
  *
+ * plant_bug=1 (testing the sanitizer findings only) overflows a heap buffer by one byte when the
+ * committed inblob is 8 or more bytes ending in 0xff.
+ * size_step=S adds (counter % 8) * S bytes of padding, so consecutive reports differ in length
+ * (what the size-then-fill read race needs to show, docs/abi.md §8.14).
  * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).
  * refuse_below_floor=1 makes report_new fail -EINVAL when the item's privlevel is below
  * privlevel_floor, as SNP firmware refuses a report whose VMPL is below the VMPL of the VMPCK
@@ -67,6 +71,11 @@ static unsigned int outblob_size = TT_LAYOUT_LEN;
 module_param(outblob_size, uint, 0644);
 MODULE_PARM_DESC(outblob_size, "outblob length, at least 192 (pattern-filled past the layout)");
 
+static unsigned int size_step;
+module_param(size_step, uint, 0644);
+MODULE_PARM_DESC(size_step, "each report is (counter % 8) * size_step bytes longer than outblob_size: "
+		 "sizes change between generations");
+
 static bool auxblob = true;
 module_param(auxblob, bool, 0644);
 MODULE_PARM_DESC(auxblob, "produce an auxblob");
@@ -78,6 +87,11 @@ MODULE_PARM_DESC(refuse_below_floor, "report_new fails -EINVAL below privlevel_f
 static bool manifestblob = true;
 module_param(manifestblob, bool, 0644);
 MODULE_PARM_DESC(manifestblob, "produce a manifestblob (6.11+)");
+
+static bool plant_bug;
+module_param(plant_bug, bool, 0444);
+MODULE_PARM_DESC(plant_bug, "TESTING ONLY: a deliberate one-byte heap overflow when the committed inblob "
+		 "is 8+ bytes ending in 0xff (what a sanitizer finding looks like; corrupts memory)");
 
 static u32 calls;
 
@@ -101,6 +115,23 @@ static u8 *tag_blob(const char *magic, u32 n, size_t *len)
 	return b;
 }
 
+/*
+ * plant_bug: copy the nonce into a buffer one byte too small, the classic off-by-one a provider
+ * could ship.  KASAN reports it as slab-out-of-bounds in this function; the fuzzers must find it
+ * from inblob values alone (tests/test_vm_fuzz.py, docs/vm.md).
+ */
+static noinline void tt_planted_overflow(const u8 *nonce, size_t len)
+{
+	u8 *copy = kmalloc(len, GFP_KERNEL);
+	size_t i;
+
+	if (!copy)
+		return;
+	for (i = 0; i <= len; i++)	/* <=: the bug */
+		copy[i] = i < len ? nonce[i] : 0;
+	kfree(copy);
+}
+
 static int tt_report_new(struct tsm_report *report, void *data)
 {
 	size_t size = max_t(size_t, outblob_size, TT_LAYOUT_LEN);
@@ -115,10 +146,15 @@ static int tt_report_new(struct tsm_report *report, void *data)
 	if (refuse_below_floor && report->desc.privlevel < privlevel_floor)
 		return -EINVAL;
 
-	out = kvzalloc(size, GFP_KERNEL);
-	if (!out)
-		return -ENOMEM;
 	n = ++calls;
+	size += (size_t)(n % 8) * size_step;
+	if (plant_bug && inlen >= 8 && report->desc.inblob[inlen - 1] == 0xff)
+		tt_planted_overflow(report->desc.inblob, inlen);
+	out = kvzalloc(size, GFP_KERNEL);
+	if (!out) {
+		calls--;
+		return -ENOMEM;
+	}
 	memcpy(out, "TSMT", 4);
 	put32(out + 0x04, 1);
 	put32(out + 0x08, size);

@@ -112,7 +112,7 @@ class TsmTest(Provider):
     0x10 u32 privlevel | 0x14 u32 inblob_len | 0x18 u32 service_manifest_version
     0x1C u32 flags (bit0: service_provider set) | 0x20 service_guid[16] | 0x30 reserved[16]
     0x40 inblob[64] (first inblob_len bytes, zero-padded) | 0x80 service_provider[64] (NUL-padded)
-    0xC0.. padding to outblob_size: byte i = (i*31 + counter) & 0xff
+    0xC0.. padding to outblob_size + (counter % 8) * size_step: byte i = (i*31 + counter) & 0xff
     """
 
     name = "tsm_test"
@@ -120,7 +120,7 @@ class TsmTest(Provider):
     PARAMS = {  # the kernel module's parameters (kmod/tsm_test), same names, types and defaults
         "privlevel_floor": Int(0, 3), "visibility": Choice("all", "sev-like", "tdx-like"),
         "fail_errno": Int(-4095, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
-        "auxblob": Bool(), "manifestblob": Bool(),
+        "size_step": Int(0, 0xFFFFFFFF), "auxblob": Bool(), "manifestblob": Bool(),
         "refuse_below_floor": Bool("report_new fails EINVAL below privlevel_floor, as SNP firmware does"),
     }
 
@@ -144,7 +144,7 @@ class TsmTest(Provider):
         return [{**fixed, "privlevel_floor": str(f), "refuse_below_floor": str(r)}
                 for f in range(4) for r in (0, 1) if f or not r]
 
-    RUNTIME = ("fail_errno", "delay_ms", "outblob_size", "auxblob", "manifestblob")  # the 0644 params
+    RUNTIME = ("fail_errno", "delay_ms", "outblob_size", "size_step", "auxblob", "manifestblob")  # the 0644 ones
 
     def set_param(self, name: str, value: str) -> None:
         """Writing /sys/module/tsm_test/parameters/NAME (only the 0644 ones)."""
@@ -175,7 +175,8 @@ class TsmTest(Provider):
             raise OSError(errno.EINVAL, "Invalid argument")  # as SNP firmware's INVALID_PARAM
         self.calls += 1
         n = self.calls
-        size = max(self.outblob_size, self.LAYOUT_LEN)
+        # size_step: consecutive reports differ in length (the size-then-fill race needs that to show)
+        size = max(self.outblob_size, self.LAYOUT_LEN) + (n % 8) * _int(self.params, "size_step", 0)
         out = bytearray(size)
         privlevel = 0 if "vmpl-ignored" in self.quirks else desc.privlevel
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()

@@ -2,7 +2,7 @@
 
 CONFIG is a provider configuration (``tsm_test``, ``sev_guest``, ``sev_guest-svsm``,
 ``tdx_guest``, ``arm_cca_guest``); KEY=VALUE are provider parameters (tsm_test: the kernel
-module's privlevel_floor, visibility, fail_errno, delay_ms, outblob_size, auxblob, manifestblob;
+module's privlevel_floor, visibility, fail_errno, delay_ms, outblob_size, size_step, auxblob, manifestblob;
 sev_guest: vmpl, ...) or emulator parameters
 (gen_bits, init_on_alloc, size_fill_fix: a configfs with the size-then-fill race fixed); what each
 accepts is in params.py and the providers' ``PARAMS``.  Example: ``sev_guest@6.16+stale-outblob``.

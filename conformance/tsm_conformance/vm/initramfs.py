@@ -1,4 +1,4 @@
-"""The guest's initramfs: busybox, the 9p modules to reach the host root, the tsm core and tsm_test.
+"""The guest's initramfs: busybox, the 9p modules to reach the host root, the tsm core and the provider.
 
 The host's /tmp stays visible (read-only) in the guest: a checkout or venv may live there.  The
 guest's writable places are tmpfs /run (TMPDIR=/run/tmp) and the results share at /run/tsm-results.
@@ -102,7 +102,8 @@ def core_module(tree: KernelTree, index: dict[str, Path], built_in: set[str]) ->
 
 
 def build_initramfs(tree: KernelTree, provider_ko: Path, cache: Path, progress: Progress) -> tuple[Path, list[str]]:
-    """The cpio.gz and the guest-side load order of configfs + core (tsm_test comes last)."""
+    """The cpio.gz and the guest-side load order of configfs + core (the provider comes last,
+    as /mnt/NAME.ko)."""
     busybox = shutil.which("busybox")
     if not busybox:
         raise VmError("busybox not found: apt-get install busybox-static")
@@ -113,7 +114,8 @@ def build_initramfs(tree: KernelTree, provider_ko: Path, cache: Path, progress: 
     bb = Path(busybox).read_bytes()
     pko = provider_ko.read_bytes()
     names = " ".join(n for n, _ in boot + later)
-    h = hashlib.sha256(INIT.encode() + bb + pko + tree.release.encode() + names.encode()).hexdigest()[:16]
+    h = hashlib.sha256(INIT.encode() + bb + pko + provider_ko.name.encode() + tree.release.encode()
+                       + names.encode()).hexdigest()[:16]
     out = cache / "initramfs" / f"{tree.release}-{h}.cpio.gz"
     if not out.exists():
         progress("build initramfs")
@@ -125,7 +127,7 @@ def build_initramfs(tree: KernelTree, provider_ko: Path, cache: Path, progress: 
         c.file("init", INIT.encode(), 0o755)
         for name, data in boot + later:
             c.file(f"tsm/{name}.ko", data)
-        c.file("tsm/tsm_test.ko", pko)
+        c.file(f"tsm/{_norm(provider_ko.name.removesuffix('.ko'))}.ko", pko)
         c.file("tsm/boot.order", " ".join(n for n, _ in boot).encode() + b"\n")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(c.gz())

@@ -1,8 +1,9 @@
-"""``tsm-conformance vm``: kernel -> module -> initramfs -> QEMU -> the suite in the guest -> JUnit.
+"""``tsm-conformance vm``: kernel -> provider module -> initramfs -> QEMU -> work in the guest -> JUnit.
 
-Each parameter set is one insmod of tsm_test and one suite run against the real
-/sys/kernel/config/tsm/report; the guest's dmesg comes back and any oops, BUG or WARNING fails the
-run.  All results land in one JUnit file on the host.
+Each parameter set is one insmod of the provider module (tsm_test unless --provider-module) and
+one piece of work against the real /sys/kernel/config/tsm/report: the suite, the fuzz targets
+(--fuzz), or a replay of one .tsmseq (replay --vm).  The guest's dmesg comes back and any oops,
+BUG, WARNING or sanitizer report fails the run.  All results land in one JUnit file on the host.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import tsm_conformance
 
 from . import qemu
-from .build import build_module
+from .build import Provider, build_module
 from .differential import compare, divergence_file, era_of, write_sequences
 from .initramfs import build_initramfs
 from .kernel import KernelTree
@@ -30,6 +31,11 @@ from ..kernlog import BAD_DMESG, bad_dmesg  # noqa: F401  (the one kernel-log po
 # has); floor 1 with a large outblob.
 DEFAULT_PARAMS = ("privlevel_floor=0", "privlevel_floor=2 refuse_below_floor=1",
                   "privlevel_floor=1 outblob_size=32768")
+# Fuzzing tsm_test: reports whose length changes with every generation (size_step), so the
+# size-then-fill race can show (docs/abi.md §8.14) and is recognised as the known bug.
+FUZZ_PARAMS = ("privlevel_floor=0 size_step=4096",)
+ROOT = "/sys/kernel/config/tsm/report"
+REPLAY_FILE = "replay.tsmseq"  # where the .tsmseq to replay sits in the results share
 
 
 @dataclass
@@ -42,13 +48,52 @@ class VmRun:
     accel: str = "auto"  # auto: KVM if a probe boot works here, else TCG
     differential: int = 0  # number of sequences to compare against the emulator (0: none)
     commands: list[tuple[str, str]] = field(default_factory=list)  # (module params, shell command)
+    provider: Provider = field(default_factory=lambda: Provider(Path("/mnt/tsm_test.ko")))
+    profile: str | None = None  # None: tsm_test for our module, else what the tree's probe picks
+    fuzz: list[str] = field(default_factory=list)  # fuzz targets: the guest fuzzes instead of the suite
+    max_time: float = 60.0  # seconds per fuzz target
+    replay: bool = False  # the guest replays results/REPLAY_FILE instead of the suite
+
+    @property
+    def mode(self) -> str:
+        return "fuzz" if self.fuzz else "replay" if self.replay else "suite"
+
+
+def _work(run: VmRun, i: int, py: str, ko: str) -> list[str]:
+    """The guest's commands for parameter set ``i`` in the run's mode; each leaves $R/rc-i."""
+    profile = f"--profile {shlex.quote(run.profile)} " if run.profile else ""
+    if run.mode == "fuzz":
+        return [
+            f"{py} -m tsm_conformance.cli fuzz {' '.join(shlex.quote(t) for t in run.fuzz)} --root {ROOT} "
+            f"{profile}--max-time {run.max_time:g} --junit $R/fuzz-{i}.xml --artifacts $R/fuzz-{i}/artifacts "
+            f"--corpus $R/fuzz-{i}/corpora > $R/fuzz-{i}.log 2>&1",
+            f"echo $? > $R/rc-{i}",
+            f"echo \"tsm-vm: run {i} fuzz exit $(cat $R/rc-{i})\"",
+            f"grep -E '^(tsm-fuzz|FINDING|finding|known)' $R/fuzz-{i}.log | cut -c1-200 | sed 's/^/tsm-vm:   /'",
+        ]
+    if run.mode == "replay":
+        return [
+            f"{py} -m tsm_conformance.cli replay $R/{REPLAY_FILE} --root {ROOT} > $R/replay-{i}.log 2>&1",
+            f"echo $? > $R/rc-{i}",
+            f"sed 's/^/tsm-vm:   /' $R/replay-{i}.log | tail -n 20",
+        ]
+    extra = " ".join(shlex.quote(a) for a in run.pytest_args)
+    return [
+        f"{py} -m tsm_conformance.cli run --root {ROOT} {profile or '--profile tsm_test '}"
+        f"--module {ko} --junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
+        f"echo $? > $R/rc-{i}",
+        f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
+        f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
+        f"grep -E '^(FAILED|ERROR|XFAIL|XPASS)' $R/suite-{i}.log | cut -c1-150 | sed 's/^/tsm-vm:   /'",
+    ]
 
 
 def guest_script(run: VmRun, core_order: list[str]) -> str:
-    """The shell script the guest runs in the host root (chroot), one suite run per parameter set."""
+    """The shell script the guest runs in the host root (chroot), one piece of work per parameter set."""
     pkg_parent = Path(tsm_conformance.__file__).resolve().parent.parent
     py = shlex.quote(sys.executable)
-    extra = " ".join(shlex.quote(a) for a in run.pytest_args)
+    name = run.provider.name
+    ko = f"/mnt/{name}.ko"
     lines = [
         "B=/mnt/busybox; R=/run/tsm-results",
         "export HOME=/run TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + shlex.quote(str(pkg_parent)),
@@ -59,28 +104,22 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
     ]
     for i, params in enumerate(run.params):
         lines += [
-            f"echo 'tsm-vm: run {i} insmod tsm_test {params}'",
-            f"$B insmod /mnt/tsm_test.ko {params} || echo 'tsm-vm: insmod tsm_test failed'",
-            f"{py} -m tsm_conformance.cli run --root /sys/kernel/config/tsm/report --profile tsm_test "
-            f"--module /mnt/tsm_test.ko --junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} "
-            f"> $R/suite-{i}.log 2>&1",
-            f"echo $? > $R/rc-{i}",
-            f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
-            f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
-            f"grep -E '^(FAILED|ERROR|XFAIL|XPASS)' $R/suite-{i}.log | cut -c1-150 | sed 's/^/tsm-vm:   /'",
-            "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
+            f"echo 'tsm-vm: run {i} insmod {name} {params}'",
+            f"$B insmod {ko} {params} || echo 'tsm-vm: insmod {name} failed'",
+            *_work(run, i, py, ko),
+            f"$B rmmod {name} || echo 'tsm-vm: rmmod {name} failed'",
         ]
     for i, (params, command) in enumerate(run.commands):
         lines += [
-            f"$B insmod /mnt/tsm_test.ko {params} || echo 'tsm-vm: insmod tsm_test failed'",
+            f"$B insmod {ko} {params} || echo 'tsm-vm: insmod {name} failed'",
             f"echo 'tsm-vm: command {i}'",
             f"({command}) > $R/command-{i}.log 2>&1; echo \"tsm-vm: command {i} exit $?\"",
-            "$B rmmod tsm_test || echo 'tsm-vm: rmmod tsm_test failed'",
+            f"$B rmmod {name} || echo 'tsm-vm: rmmod {name} failed'",
         ]
     if run.differential:
         lines += [
             f"echo 'tsm-vm: differential: {run.differential} sequences'",
-            f"{py} -m tsm_conformance.vm.diffguest $R/seqs.json $R/diff.json /mnt/busybox /mnt/tsm_test.ko "
+            f"{py} -m tsm_conformance.vm.diffguest $R/seqs.json $R/diff.json /mnt/busybox {ko} "
             "> $R/diff.log 2>&1",
             "echo \"tsm-vm: differential guest exit $?\"",
         ]
@@ -119,13 +158,14 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
     """One JUnit document: each run's suite (named with its parameters) plus a kernel-log case."""
     root = ET.Element("testsuites", name="tsm-conformance vm")
     failures = 0
-    for i, params in enumerate(run.params):
-        f = run.results / f"junit-{i}.xml"
+    junit, logname = ("fuzz", "fuzz") if run.mode == "fuzz" else ("junit", "suite")
+    for i, params in enumerate(run.params if run.mode != "replay" else []):
+        f = run.results / f"{junit}-{i}.xml"
         if not f.exists():
             s = ET.SubElement(root, "testsuite", name=f"tsm-conformance[{params}]", tests="1", errors="1")
-            case = ET.SubElement(s, "testcase", classname="tsm.vm", name="vm.suite.ran")
-            log = run.results / f"suite-{i}.log"
-            ET.SubElement(case, "error", message="the suite did not produce JUnit in the guest").text = \
+            case = ET.SubElement(s, "testcase", classname="tsm.vm", name=f"vm.{run.mode}.ran")
+            log = run.results / f"{logname}-{i}.log"
+            ET.SubElement(case, "error", message=f"the {run.mode} run did not produce JUnit in the guest").text = \
                 log.read_text(errors="replace") if log.exists() else console[-20000:]
             failures += 1
             continue
@@ -170,20 +210,29 @@ def differential_junit(root: ET.Element, seqs: list[dict], divs: list, errors: l
 def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None = None,
            pytest_args: list[str] | None = None, timeout: float = 600.0, keep: Path | None = None,
            progress=print, differential: int = 0, seed: int = 1,  # noqa: ANN001
-           commands: list[tuple[str, str]] | None = None, accel: str = "auto") -> int:
+           commands: list[tuple[str, str]] | None = None, accel: str = "auto", provider_src: Path | None = None,
+           profile: str | None = None, fuzz: list[str] | None = None, max_time: float = 60.0,
+           fuzz_out: Path | None = None, replay: Path | None = None) -> int:
+    """Boot once and do the work; 0 when every run passed and the kernel log is clean, else 1.
+    ``fuzz_out``: where a fuzz run's corpora and findings come home (default ./vm-fuzz)."""
     t0 = time.monotonic()
-    ko = build_module(tree, cache, progress)
+    provider = build_module(tree, cache, progress, provider_src)
     results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
     results.mkdir(parents=True, exist_ok=True)
-    run = VmRun(tree, list(DEFAULT_PARAMS if params is None else params), results, list(pytest_args or []),
-                timeout, accel=accel, differential=differential, commands=list(commands or []))
+    default = FUZZ_PARAMS if fuzz and provider_src is None else ("",) if fuzz or replay or provider_src \
+        else DEFAULT_PARAMS
+    run = VmRun(tree, list(default if params is None else params), results, list(pytest_args or []),
+                timeout, accel=accel, differential=differential, commands=list(commands or []),
+                provider=provider, profile=profile, fuzz=list(fuzz or []), max_time=max_time, replay=bool(replay))
+    if replay:
+        shutil.copy(replay, results / REPLAY_FILE)
     seqs = write_sequences(results, differential, seed) if differential else []
-    initrd, core_order = build_initramfs(tree, ko, cache, progress)
+    initrd, core_order = build_initramfs(tree, provider.ko, cache, progress)
     (results / "guest.sh").write_text(guest_script(run, core_order))
     if run.accel == "auto":
         run.accel = qemu.choose_accel(tree.image, initrd, cache, progress)
     cmd = qemu.qemu_command(tree.image, initrd, results, run.accel)
-    progress(f"boot {tree.release} (QEMU {run.accel}, {len(run.params)} run(s))")
+    progress(f"boot {tree.release} (QEMU {run.accel}, {len(run.params)} {run.mode} run(s), {provider.name})")
 
     def on_line(line: str) -> None:
         if "tsm-vm:" in line:
@@ -206,6 +255,8 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     failures, bad = merge_junit(run, dmesg, console, junit)
     if differential:
         failures += _differential(run, seqs, junit, progress)
+    if run.mode == "fuzz":
+        bring_home(run, fuzz_out or Path("vm-fuzz"), progress)
     rcs = [(results / f"rc-{i}").read_text().strip() if (results / f"rc-{i}").exists() else "missing"
            for i in range(len(run.params))]
     ok = rc is not None and all(r in ("0", "4") for r in rcs) and not bad and not failures
@@ -215,8 +266,60 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     if rc is None:
         progress(f"timeout: the VM did not finish within {timeout:.0f} s")
         return 1
+    if run.mode == "replay":
+        return replay_verdict(replay, results, dmesg, rcs, progress)  # type: ignore[arg-type]
     if any(r not in ("0", "4") for r in rcs) or bad or failures:
         return 1
     if not keep:  # logs stay behind only when something failed (or --keep asked for them)
         shutil.rmtree(results, ignore_errors=True)
     return 0
+
+
+def bring_home(run: VmRun, out: Path, progress) -> None:  # noqa: ANN001
+    """Copy each fuzz run's corpora and findings (with their kernel-log excerpts) to ``out``."""
+    for i, params in enumerate(run.params):
+        src = run.results / f"fuzz-{i}"
+        if not src.is_dir():
+            continue
+        dst = out / f"run-{i}"
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
+        (dst / "module-params.txt").write_text(f"{run.provider.name} {params}\n{run.tree.release}\n")
+        log = run.results / f"fuzz-{i}.log"
+        if log.exists():
+            shutil.copy(log, dst / "fuzz.log")
+        found = sorted(p.name for p in (dst / "artifacts").rglob("*.tsmseq")) if (dst / "artifacts").is_dir() else []
+        progress(f"run {i}: corpora and findings in {dst}" + (f"; findings: {', '.join(found)}" if found else ""))
+
+
+def replay_verdict(seqfile: Path, results: Path, dmesg: str, rcs: list[str], progress) -> int:  # noqa: ANN001
+    """Whether the replay in the guest reproduced the finding: its steps as recorded and, for a
+    kernel-log finding (header ``check: kernel.*``), a kernel report of the same kind and place."""
+    from ..seq import load_tsmseq
+    header = load_tsmseq(str(seqfile)).header
+    log = results / "replay-0.log"
+    if log.exists():
+        print(log.read_text(errors="replace").rstrip())
+    check, observed = header.get("check", ""), header.get("observed", "")
+    if not check.startswith("kernel."):
+        return 0 if rcs == ["0"] else 1
+    seen = [ln for ln in bad_dmesg(dmesg) if same_report(observed, ln)]
+    if seen:
+        print(f"reproduced: {check} observed {seen[0].strip()}")
+        return 0
+    print(f"not reproduced: {check} ({observed}) did not appear in the fresh guest's kernel log")
+    return 1
+
+
+def same_report(a: str, b: str) -> bool:
+    """Two kernel report lines name the same bug: equal once timestamps, addresses, offsets,
+    pids and CPU numbers are dropped (``BUG: KASAN: slab-out-of-bounds in f+0x1a/0x90``)."""
+    import re
+
+    def norm(t: str) -> str:
+        t = re.sub(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*", "", t.strip())
+        t = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", t)
+        t = re.sub(r"0x[0-9a-f]+|\b[0-9a-f]{8,16}\b", "X", t)
+        return re.sub(r"\b(CPU|PID|pid|task)[: ]+\S+", r"\1", t)
+    na, nb = norm(a), norm(b)
+    return bool(na and nb) and (na in nb or nb in na)

@@ -1,0 +1,108 @@
+"""vm --kernel-tree / --provider-module / --fuzz / replay --vm: the host-side pieces, without a
+kernel build or a boot (tests/test_vm_kernel_tree.py boots a real one when asked to)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tsm_conformance.vm import source
+from tsm_conformance.vm.build import Provider, _sources
+from tsm_conformance.vm.kernel import KernelTree, VmError
+from tsm_conformance.vm.runner import VmRun, guest_script, same_report
+
+
+def test_debug_variants_are_named_and_exclusive() -> None:
+    assert source.debug_variants("") == []
+    assert source.debug_variants("lockdep,kasan,kasan") == ["kasan", "lockdep"]
+    with pytest.raises(VmError, match="unknown .*known: kasan, kcsan, lockdep, ubsan"):
+        source.debug_variants("kmsan")
+    with pytest.raises(VmError, match="KCSAN excludes KASAN"):
+        source.debug_variants("kcsan,kasan")
+
+
+def test_every_fragment_line_is_checked_after_olddefconfig() -> None:
+    frags = source.fragments(["kasan", "lockdep"])
+    assert [n for n, _ in frags] == ["base.config", "kasan.config", "lockdep.config"]
+    want = source.wanted([t for _, t in frags])
+    assert want["CONFIG_TSM_REPORTS"] == "m" and want["CONFIG_KASAN"] == "y" and want["CONFIG_PROVE_LOCKING"] == "y"
+    config = "\n".join(f"{k}={v}" for k, v in want.items()) + "\n"
+    assert source.not_taken(config, want) == []
+    broken = config.replace("CONFIG_TSM_REPORTS=m", "# CONFIG_TSM_REPORTS is not set")
+    assert source.not_taken(broken, want) == ["CONFIG_TSM_REPORTS=m (got n)"]
+    assert source.wanted(["# CONFIG_X is not set", "CONFIG_Y=\"a b\""]) == {"CONFIG_X": "n", "CONFIG_Y": "\"a b\""}
+
+
+def _tree(tmp_path: Path, version: tuple[str, str, str] = ("6", "12", "118")) -> Path:
+    t = tmp_path / "linux"
+    (t / "scripts" / "kconfig").mkdir(parents=True)
+    (t / "arch" / "x86").mkdir(parents=True)
+    (t / "scripts" / "kconfig" / "merge_config.sh").write_text("#!/bin/sh\n")
+    (t / "Makefile").write_text(f"# SPDX\nVERSION = {version[0]}\nPATCHLEVEL = {version[1]}\n"
+                                f"SUBLEVEL = {version[2]}\nEXTRAVERSION =\n")
+    return t
+
+
+def test_a_source_tree_is_checked_before_anything_is_built(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    assert source.check_tree(t) == "6.12.118"
+    assert source.check_tree(_tree(tmp_path / "b", ("7", "3", "0"))) == "7.3"
+    (t / ".config").write_text("CONFIG_X=y\n")
+    with pytest.raises(VmError, match="configured in place .* mrproper"):
+        source.check_tree(t)
+    with pytest.raises(VmError, match="not a kernel source tree"):
+        source.check_tree(tmp_path)
+    with pytest.raises(VmError, match="no such directory"):
+        source.check_tree(tmp_path / "nowhere")
+
+
+def test_the_build_directory_is_keyed_by_tree_fragments_and_variant(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    a, _ = source.build_dir(t, "6.12.118", [], tmp_path / "cache")
+    b, _ = source.build_dir(t, "6.12.118", ["kasan"], tmp_path / "cache")
+    c, _ = source.build_dir(_tree(tmp_path / "other"), "6.12.118", [], tmp_path / "cache")
+    assert a != b != c != a and a.name.startswith("6.12.118-base-") and b.name.startswith("6.12.118-kasan-")
+    assert source.build_dir(t, "6.12.118", [], tmp_path / "cache")[0] == a  # same inputs, same (incremental) build
+
+
+def test_provider_module_sources(tmp_path: Path) -> None:
+    one = tmp_path / "vendor_tsm.c"
+    one.write_text("/* a provider */\n")
+    assert _sources(one) == [Path("vendor_tsm.c")]
+    (tmp_path / "x.h").write_text("")
+    with pytest.raises(VmError, match="a directory with a Kbuild or Makefile, or a .c file"):
+        _sources(tmp_path / "x.h")
+    d = tmp_path / "mod"
+    (d / "sub").mkdir(parents=True)
+    with pytest.raises(VmError, match="no Kbuild or Makefile"):
+        _sources(d)
+    for name in ("Kbuild", "prov.c", "sub/regs.h", "prov.o", "prov.ko", ".prov.o.cmd", "modules.order"):
+        (d / name).write_text("x")
+    assert _sources(d) == [Path("Kbuild"), Path("prov.c"), Path("sub/regs.h")]
+    assert Provider(Path("/c/my-prov.ko")).name == "my_prov"
+
+
+def _run(tmp_path: Path, **kw: object) -> VmRun:
+    tree = KernelTree("6.12.118", tmp_path / "bzImage", tmp_path, tmp_path)
+    return VmRun(tree, ["privlevel_floor=0 size_step=4096"], tmp_path, **kw)  # type: ignore[arg-type]
+
+
+def test_guest_script_fuzzes_or_replays_with_the_given_provider(tmp_path: Path) -> None:
+    run = _run(tmp_path, provider=Provider(tmp_path / "vendor_tsm.ko"), fuzz=["sequences", "inblob"], max_time=120.0,
+               profile="sev_guest")
+    text = guest_script(run, ["tsm"])
+    assert "insmod /mnt/vendor_tsm.ko privlevel_floor=0 size_step=4096" in text and "rmmod vendor_tsm" in text
+    assert "cli fuzz sequences inblob --root /sys/kernel/config/tsm/report --profile sev_guest --max-time 120 " \
+           "--junit $R/fuzz-0.xml --artifacts $R/fuzz-0/artifacts --corpus $R/fuzz-0/corpora" in text
+    assert " run --root" not in text and "tsm_test" not in text
+    text = guest_script(_run(tmp_path, replay=True), ["tsm"])
+    assert "cli replay $R/replay.tsmseq --root /sys/kernel/config/tsm/report" in text and "fuzz" not in text
+
+
+def test_a_kernel_report_is_matched_without_addresses_and_times() -> None:
+    found = "BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0x6e/0xa0 [tsm_test]"
+    assert same_report(found, "[  12.3456] BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0x71/0xa0 [tsm_test]")
+    assert not same_report(found, "[ 1.0] BUG: KASAN: use-after-free in tt_planted_overflow+0x6e/0xa0 [tsm_test]")
+    assert not same_report(found, "[ 1.0] WARNING: CPU: 0 PID: 1 at fs/configfs/file.c:1")
+    assert not same_report("", "anything")
