@@ -328,13 +328,19 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
     timeout = args.timeout or (900.0 + max_time * len(fuzz) * max(1, len(args.params or [1])))
     try:
         tree = kernel_from_args(args, cache, progress)
+        kst = None
+        if args.kselftest is not None:
+            kst = Path(args.kselftest) if args.kselftest else tree.source
+            if kst is None:
+                return _usage("vm --kselftest: name the kernel source tree (--kselftest TREE) or build from one "
+                              "(--kernel-tree)")
         params = args.params if args.params is not None else ([] if args.differential else None)
         return run_vm(tree, cache, Path(args.junit or "tsm-vm-junit.xml"), params, extra, timeout,
                       Path(args.keep) if args.keep else None, progress,
                       differential=args.sequences if args.differential else 0, seed=args.seed, accel=args.accel,
                       provider_src=Path(args.provider_module) if args.provider_module else None,
                       profile=args.profile, fuzz=fuzz, max_time=max_time,
-                      fuzz_out=Path(args.fuzz_out) if args.fuzz_out else None)
+                      fuzz_out=Path(args.fuzz_out) if args.fuzz_out else None, kselftest=kst)
     except VmError as e:
         return _usage(str(e))
 
@@ -680,6 +686,9 @@ def _vm_parser(sub: argparse._SubParsersAction) -> None:
                          "(sequences, inblob, privlevel); findings include kernel reports (KASAN, lockdep, ...)")
     vm.add_argument("--max-time", type=float, metavar="S", help="seconds per fuzz target (default 60)")
     vm.add_argument("--fuzz-out", metavar="DIR", help="where corpora and findings come home (default ./vm-fuzz)")
+    vm.add_argument("--kselftest", nargs="?", const="", metavar="TREE",
+                    help="also run our kselftest wrapper through a kernel tree's own kselftest runner and check its "
+                         "KTAP with the tree's parser (TREE defaults to --kernel-tree / --kernel-source-deb)")
 
 
 def cmd_fuzz(argv: list[str]) -> int:

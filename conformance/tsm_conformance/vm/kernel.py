@@ -26,6 +26,7 @@ class KernelTree:
     image: Path  # bzImage
     modules: Path  # the lib/modules/<release> directory
     headers: Path  # the kbuild directory to build external modules against
+    source: Path | None = None  # the source tree it was built from (vm --kernel-tree), if any
 
     @property
     def version(self) -> tuple[int, int]:

@@ -53,6 +53,7 @@ class VmRun:
     fuzz: list[str] = field(default_factory=list)  # fuzz targets: the guest fuzzes instead of the suite
     max_time: float = 60.0  # seconds per fuzz target
     replay: bool = False  # the guest replays results/REPLAY_FILE instead of the suite
+    kselftest: Path | None = None  # a kernel source tree: also run our wrapper through its kselftest runner
 
     @property
     def mode(self) -> str:
@@ -114,6 +115,16 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
             f"$B insmod {ko} {params} || echo 'tsm-vm: insmod {name} failed'",
             f"echo 'tsm-vm: command {i}'",
             f"({command}) > $R/command-{i}.log 2>&1; echo \"tsm-vm: command {i} exit $?\"",
+            f"$B rmmod {name} || echo 'tsm-vm: rmmod {name} failed'",
+        ]
+    if run.kselftest:  # our kselftest wrapper through the tree's own runner (vm/kselftest.py)
+        from .kselftest import GUEST_SCRIPT
+        lines += [
+            f"$B insmod {ko} {run.params[0] if run.params else ''} || echo 'tsm-vm: insmod {name} failed'",
+            "echo 'tsm-vm: kselftest through the kernel tree runner'",
+            f"TSM_CONFORMANCE='{py} -m tsm_conformance.cli' sh {shlex.quote(str(GUEST_SCRIPT))} "
+            f"{shlex.quote(str(run.kselftest))} $R/kselftest > $R/kselftest.log 2>&1",
+            "echo \"tsm-vm: kselftest exit $?\"",
             f"$B rmmod {name} || echo 'tsm-vm: rmmod {name} failed'",
         ]
     if run.differential:
@@ -212,7 +223,7 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
            progress=print, differential: int = 0, seed: int = 1,  # noqa: ANN001
            commands: list[tuple[str, str]] | None = None, accel: str = "auto", provider_src: Path | None = None,
            profile: str | None = None, fuzz: list[str] | None = None, max_time: float = 60.0,
-           fuzz_out: Path | None = None, replay: Path | None = None) -> int:
+           fuzz_out: Path | None = None, replay: Path | None = None, kselftest: Path | None = None) -> int:
     """Boot once and do the work; 0 when every run passed and the kernel log is clean, else 1.
     ``fuzz_out``: where a fuzz run's corpora and findings come home (default ./vm-fuzz)."""
     t0 = time.monotonic()
@@ -223,7 +234,8 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         else DEFAULT_PARAMS
     run = VmRun(tree, list(default if params is None else params), results, list(pytest_args or []),
                 timeout, accel=accel, differential=differential, commands=list(commands or []),
-                provider=provider, profile=profile, fuzz=list(fuzz or []), max_time=max_time, replay=bool(replay))
+                provider=provider, profile=profile, fuzz=list(fuzz or []), max_time=max_time, replay=bool(replay),
+                kselftest=kselftest)
     if replay:
         shutil.copy(replay, results / REPLAY_FILE)
     seqs = write_sequences(results, differential, seed) if differential else []
@@ -257,6 +269,8 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         failures += _differential(run, seqs, junit, progress)
     if run.mode == "fuzz":
         bring_home(run, fuzz_out or Path("vm-fuzz"), progress)
+    if run.kselftest:
+        failures += _kselftest(run, junit, progress)
     rcs = [(results / f"rc-{i}").read_text().strip() if (results / f"rc-{i}").exists() else "missing"
            for i in range(len(run.params))]
     ok = rc is not None and all(r in ("0", "4") for r in rcs) and not bad and not failures
@@ -273,6 +287,24 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     if not keep:  # logs stay behind only when something failed (or --keep asked for them)
         shutil.rmtree(results, ignore_errors=True)
     return 0
+
+
+def _kselftest(run: VmRun, junit: Path, progress) -> int:  # noqa: ANN001
+    """One JUnit case for our wrapper run through the tree's kselftest runner, its KTAP checked by
+    the tree's own parser (vm/kselftest.py)."""
+    from .kselftest import verdict
+    assert run.kselftest is not None
+    problems, log = verdict(run.results, run.kselftest)
+    root = ET.parse(junit).getroot()
+    s = ET.SubElement(root, "testsuite", name="tsm-conformance vm kselftest", tests="1",
+                      failures=str(int(bool(problems))))
+    case = ET.SubElement(s, "testcase", classname="tsm.vm.kselftest", name="vm.kselftest.runner")
+    if problems:
+        ET.SubElement(case, "failure", message="; ".join(problems)[:500]).text = log
+    ET.SubElement(s, "system-out").text = log
+    ET.ElementTree(root).write(junit, encoding="utf-8", xml_declaration=True)
+    progress("kselftest through the kernel tree's runner: " + ("; ".join(problems) if problems else "ok"))
+    return int(bool(problems))
 
 
 def bring_home(run: VmRun, out: Path, progress) -> None:  # noqa: ANN001

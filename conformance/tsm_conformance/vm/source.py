@@ -175,7 +175,7 @@ def from_source(tree: Path, cache: Path, debug: list[str], progress: Progress, j
     mods = inst / "lib" / "modules" / release
     if not image.is_file() or not mods.is_dir():
         raise VmError(f"the build in {out} left no bzImage or lib/modules/{release}")
-    return KernelTree(release, image, mods, out)
+    return KernelTree(release, image, mods, out, source=tree)
 
 
 def unpack_source_deb(package: str, cache: Path, progress: Progress, apt: list[str] | None = None) -> Path:
