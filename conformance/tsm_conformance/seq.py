@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import errnos
@@ -369,7 +370,7 @@ class Executor:
         if hit is not None:
             return hit
         head, sep, tail = str(path).partition("/")
-        if re.fullmatch(r"r\d+", head):
+        if _RNAME.fullmatch(head):
             mapped = f"{self.prefix}{head[1:]}"
         elif self.aliases is None or head in (".", ""):
             self._real[path] = str(path)
@@ -411,63 +412,86 @@ class Executor:
         """Run one op; its raw result: an errno name (``"EINVAL"``), ``fdN`` for open, bytes for
         reads, a sorted name list for listdir, a Stat, else an int (0 for mkdir/rmdir/close).
         ``fd_name`` names an open's fd (concurrent schedules fix the names in file order)."""
-        t, a = self.tree, op.args
+        do = _CALLS.get(op.name)
+        if do is None:
+            raise ValueError(f"unknown operation {op.name}")
         try:
-            if op.name == "mkdir":
-                t.mkdir(self.real(a[0]))
-                self.items.add(self.real(a[0]).split("/")[0])
-                return 0
-            if op.name == "rmdir":
-                t.rmdir(self.real(a[0]))
-                return 0
-            if op.name == "listdir":
-                where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
-                names = t.listdir(where)
-                if not where:  # the group: only this sequence's items, by their names in it
-                    if not self._inv_r:
-                        for i in range(16):
-                            self.real(f"r{i}")
-                        self._inv_r = True
-                    names = [self._inv[n] for n in names if n in self._inv]
-                return sorted(names)
-            if op.name == "stat":
-                return t.stat(self.real(a[0]))
-            if op.name == "param":  # a provider module parameter (tsm_test; emulated or VM control)
-                ctl = getattr(t, "control", None)
-                if ctl is None:
-                    return "EOPNOTSUPP"
-                ctl.set_param(str(a[0]), str(a[1]))
-                return 0
-            if op.name == "open":
-                if fd_name is None:  # named even when open fails: later ops see EBADF
-                    fd_name = f"fd{self.nfd}"
-                    self.nfd += 1
-                opened = t.open(self.real(a[0]), _flags(a[1]))
-                with self._lock:
-                    self.fds[fd_name] = opened
-                return fd_name
-            found = self.fds.get(str(a[0]))
-            if found is None:
-                return "EBADF"
-            fd = found
-            if op.name == "close":
-                with self._lock:
-                    del self.fds[str(a[0])]
-                t.close(fd)
-                return 0
-            if op.name == "read":
-                return t.read(fd, int(a[1]))
-            if op.name == "pread":
-                return t.pread(fd, int(a[1]), int(a[2]))
-            if op.name == "write":
-                return t.write(fd, a[1])
-            if op.name == "pwrite":
-                return t.pwrite(fd, a[1], int(a[2]))
-            if op.name == "lseek":
-                return t.lseek(fd, int(a[1]), a[2] if isinstance(a[2], int) else WHENCE[str(a[2])])
+            return do(self, op.args, fd_name)
         except OSError as e:
             return errnos.name(e.errno)
-        raise ValueError(f"unknown operation {op.name}")
+
+    # One method per operation (``_CALLS``): a table lookup instead of a chain of comparisons,
+    # which cost more than a cheap operation on an emulated tree.
+    def _mkdir(self, a: tuple, fd_name: str | None) -> object:
+        path = self.real(a[0])
+        self.tree.mkdir(path)
+        self.items.add(path.split("/")[0])
+        return 0
+
+    def _rmdir(self, a: tuple, fd_name: str | None) -> object:
+        self.tree.rmdir(self.real(a[0]))
+        return 0
+
+    def _listdir(self, a: tuple, fd_name: str | None) -> object:
+        where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
+        names = self.tree.listdir(where)
+        if not where:  # the group: only this sequence's items, by their names in it
+            if not self._inv_r:
+                for i in range(16):
+                    self.real(f"r{i}")
+                self._inv_r = True
+            names = [self._inv[n] for n in names if n in self._inv]
+        return sorted(names)
+
+    def _stat(self, a: tuple, fd_name: str | None) -> object:
+        return self.tree.stat(self.real(a[0]))
+
+    def _param(self, a: tuple, fd_name: str | None) -> object:
+        ctl = getattr(self.tree, "control", None)  # a provider module parameter (tsm_test; emulated or VM)
+        if ctl is None:
+            return "EOPNOTSUPP"
+        ctl.set_param(str(a[0]), str(a[1]))
+        return 0
+
+    def _open(self, a: tuple, fd_name: str | None) -> object:
+        if fd_name is None:  # named even when open fails: later ops see EBADF
+            fd_name = f"fd{self.nfd}"
+            self.nfd += 1
+        flags = FLAGS.get(a[1])  # one name, the common case
+        opened = self.tree.open(self.real(a[0]), _flags(a[1]) if flags is None else flags)
+        with self._lock:
+            self.fds[fd_name] = opened
+        return fd_name
+
+    def _close(self, a: tuple, fd_name: str | None) -> object:
+        with self._lock:
+            fd = self.fds.pop(str(a[0]), None)
+        if fd is None:
+            return "EBADF"
+        self.tree.close(fd)
+        return 0
+
+    def _read(self, a: tuple, fd_name: str | None) -> object:
+        fd = self.fds.get(str(a[0]))
+        return "EBADF" if fd is None else self.tree.read(fd, int(a[1]))
+
+    def _pread(self, a: tuple, fd_name: str | None) -> object:
+        fd = self.fds.get(str(a[0]))
+        return "EBADF" if fd is None else self.tree.pread(fd, int(a[1]), int(a[2]))
+
+    def _write(self, a: tuple, fd_name: str | None) -> object:
+        fd = self.fds.get(str(a[0]))
+        return "EBADF" if fd is None else self.tree.write(fd, a[1])
+
+    def _pwrite(self, a: tuple, fd_name: str | None) -> object:
+        fd = self.fds.get(str(a[0]))
+        return "EBADF" if fd is None else self.tree.pwrite(fd, a[1], int(a[2]))
+
+    def _lseek(self, a: tuple, fd_name: str | None) -> object:
+        fd = self.fds.get(str(a[0]))
+        if fd is None:
+            return "EBADF"
+        return self.tree.lseek(fd, int(a[1]), a[2] if isinstance(a[2], int) else WHENCE[str(a[2])])
 
     def finish(self) -> None:
         for fd in self.fds.values():
@@ -481,6 +505,14 @@ class Executor:
                 self.tree.rmdir(name)
             except OSError:
                 pass
+
+
+_CALLS: dict[str, Callable[[Executor, tuple, str | None], object]] = {
+    "mkdir": Executor._mkdir, "rmdir": Executor._rmdir, "listdir": Executor._listdir, "stat": Executor._stat,
+    "param": Executor._param, "open": Executor._open, "close": Executor._close, "read": Executor._read,
+    "pread": Executor._pread, "write": Executor._write, "pwrite": Executor._pwrite, "lseek": Executor._lseek,
+}
+assert _CALLS.keys() == ARG0.keys()
 
 
 def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = None) -> list[str]:
@@ -794,14 +826,93 @@ def fd_names(steps: list[Step]) -> dict[int, str]:
     return {i: f"fd{k}" for k, i in enumerate(opens)}
 
 
+class Pool:
+    """Worker threads for ``execute_threads``, kept from one schedule to the next: starting an OS
+    thread per ``T<n>`` program per schedule cost more than running the programs (a fuzz target
+    runs thousands of schedules).  Each worker is parked on a lock of its own; a schedule hands
+    every program to an idle worker and releases them one after another without giving up the GIL,
+    so they start together as a barrier would start them.  A worker still busy at a schedule's
+    deadline (a hang) is never reused: it ends when its call returns.  Parked workers call nothing
+    on the tree, so they are not among the emulator's competing threads (``Kernel._competing``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # _idle, and each worker's busy/retired
+        self._idle: list[_Worker] = []
+
+    def run(self, programs: list[Callable[[], None]], deadline: float) -> None:
+        """Run each program on its own thread, all released at once; return when every one has
+        finished or after ``deadline`` seconds."""
+        with self._lock:
+            k = min(len(programs), len(self._idle))
+            workers = self._idle[len(self._idle) - k:]
+            del self._idle[len(self._idle) - k:]
+        workers += [_Worker(self._lock) for _ in range(len(programs) - k)]
+        left = [len(programs)]
+        finished = threading.Lock()  # released by the last program to finish
+        finished.acquire()
+        for w, prog in zip(workers, programs):
+            w.busy = True
+            w.task = (prog, left, finished)
+        try:
+            for w in workers:
+                w.wake.release()
+            finished.acquire(timeout=max(deadline, 0.0))
+        finally:
+            with self._lock:
+                for w in workers:
+                    if w.busy:
+                        w.retired = True  # hung (or interrupted): it ends once its call returns
+                    else:
+                        self._idle.append(w)
+
+    def close(self) -> None:
+        """End the parked workers (busy ones end when they return)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for w in idle:
+            w.task = None
+            w.wake.release()
+
+
+class _Worker:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock  # the pool's
+        self.wake = threading.Lock()  # held while parked; released to run ``task``
+        self.wake.acquire()
+        self.task: tuple[Callable[[], None], list[int], threading.Lock] | None = None
+        self.busy = False
+        self.retired = False
+        threading.Thread(target=self._loop, name="tsm-seq-worker", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.acquire()
+            if self.task is None:
+                return
+            prog, left, finished = self.task
+            try:
+                prog()
+            except BaseException:  # as an uncaught exception in a thread: printed, the thread's steps unfinished
+                threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
+            with self._lock:
+                self.busy = False
+                left[0] -= 1
+                if not left[0]:
+                    finished.release()
+                if self.retired:
+                    return
+
+
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
-                    aliases: dict[str, str] | None = None) -> list[Done]:
+                    aliases: dict[str, str] | None = None, pool: Pool | None = None) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
-    in file order (set-up); then one OS thread per label, each running its own steps in program
-    order, all released by one barrier; then the unlabelled steps after the last labelled one
+    in file order (set-up); then one thread per label, each running its own steps in program
+    order, all released at once; then the unlabelled steps after the last labelled one
     (tear-down, e.g. a final generation read).
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
-    (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s."""
+    (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s.  ``pool``: the
+    threads to run on (a caller running many schedules keeps one); without it, threads of a pool
+    of this call's own."""
     ex = Executor(tree, prefix, aliases=aliases)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
@@ -824,26 +935,23 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             for i in next(iter(programs.values())):
                 run(i)
         elif programs:
-            gate = threading.Barrier(len(programs))
+            def program(idx: list[int]) -> Callable[[], None]:
+                def go() -> None:
+                    for i in idx:
+                        run(i)
+                return go
             switch = sys.getswitchinterval()
             # in-process trees interleave only at GIL switches (5 ms by default): make them
             # fine-grained while the threads run, or races in an emulator would hardly ever recur
             sys.setswitchinterval(SWITCH_INTERVAL)
-
-            def worker(idx: list[int]) -> None:
-                try:
-                    gate.wait(deadline)
-                except threading.BrokenBarrierError:
-                    return
-                for i in idx:
-                    run(i)
-            workers = [threading.Thread(target=worker, args=(idx,), daemon=True) for idx in programs.values()]
-            for w in workers:
-                w.start()
-            end = time.monotonic() + deadline
-            for w in workers:
-                w.join(max(0.0, end - time.monotonic()))
-            sys.setswitchinterval(switch)
+            own = pool is None
+            use = Pool() if pool is None else pool
+            try:
+                use.run([program(idx) for idx in programs.values()], deadline)
+            finally:
+                sys.setswitchinterval(switch)
+                if own:
+                    use.close()
         if all(done[i] is not None for i in labelled):
             for i in after:
                 run(i)

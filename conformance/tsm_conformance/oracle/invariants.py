@@ -23,6 +23,7 @@ that hold under every interleaving consistent with those timings:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..profile.model import Profile
 from ..seq import HUNG, Done, Op
@@ -56,8 +57,13 @@ def _shown(v: object) -> str:
     return str(v)
 
 
+_PATH_OPS = ("mkdir", "rmdir", "open", "stat", "listdir")  # the operations whose first argument is a path
+
+
 class Trace:
-    """A trace with what the rules need precomputed: fd -> (thread, item, attr), item names."""
+    """A trace with what the rules need precomputed (they ask again and again, and judging a fuzz
+    input's trace should cost less than running it): fd -> path, each step's path and item, the
+    steps of each item, successful mkdirs and rmdirs by name."""
 
     def __init__(self, steps: list[Done]) -> None:
         self.steps = sorted(steps, key=lambda d: d.index)
@@ -70,18 +76,43 @@ class Trace:
                 k += 1
                 if isinstance(d.result, str) and d.result.startswith("fd"):
                     self.fd_path[name] = str(d.op.args[0])
+        self._paths: dict[int, str] = {}
+        self._items: dict[int, str] = {}
+        fd_path = self.fd_path
+        for d in self.steps:
+            op, args = d.op.name, d.op.args
+            if op in _PATH_OPS:
+                path = str(args[0]) if args else "."
+            else:
+                path = "" if op == "param" else fd_path.get(str(args[0]), "")
+            self._paths[d.index] = path
+            self._items[d.index] = path.partition("/")[0]
         self.threads = {d.thread for d in self.steps if d.thread is not None}
-        self._paths = {d.index: self._path(d) for d in self.steps}  # the rules ask again and again
-        self._items = {i: p.split("/")[0] for i, p in self._paths.items()}
         self.writes: dict[str, list[_Write] | None] = {}  # _writes per item name
         self.gen_reads: dict[str, list[tuple[Done, int]]] = {}  # _gen_reads per item name
 
-    def _path(self, d: Done) -> str:
-        if d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
-            return str(d.op.args[0]) if d.op.args else "."
-        if d.op.name == "param":
-            return ""
-        return self.fd_path.get(str(d.op.args[0]), "")
+    # What only the rules of multi-threaded traces ask, computed at the first asking.
+    @cached_property
+    def by_item(self) -> dict[str, list[Done]]:
+        """Item name -> its steps, in file order."""
+        out: dict[str, list[Done]] = {}
+        for d in self.steps:
+            out.setdefault(self._items[d.index], []).append(d)
+        return out
+
+    @cached_property
+    def names(self) -> list[str]:
+        """The items the trace touches, sorted."""
+        return sorted(n for n in self.by_item if n not in ("", "."))
+
+    @cached_property
+    def events(self) -> dict[str, list[Done]]:
+        """Path -> its successful mkdirs and rmdirs, in file order (``_events``)."""
+        out: dict[str, list[Done]] = {}
+        for d in self.steps:
+            if d.op.name in ("mkdir", "rmdir") and d.result == 0:
+                out.setdefault(str(d.op.args[0]), []).append(d)
+        return out
 
     def path(self, d: Done) -> str:
         """The attribute path an op acts on (through its fd), or the op's own path."""
@@ -110,7 +141,10 @@ def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] 
                 owners.setdefault(t.item(d), set()).add(d.thread)
         for th in sorted(t.threads, key=str):
             mine = {n for n, ths in owners.items() if ths <= {th, None} and th in ths}
-            sub = [d for d in t.steps if d.thread in (th, None) and t.item(d) in mine and d.op.name != "param"]
+            if not mine:
+                continue
+            sub = [d for d in t.steps if (d.thread is None or d.thread == th) and d.op.name != "param"
+                   and t.item(d) in mine]
             if sub:
                 out += _model(profile, t, sub, attributes, floor, provider)
         out += _errnos(profile, t)
@@ -175,16 +209,23 @@ def _allowed(profile: Profile, t: Trace, d: Done) -> set[str]:
                     "service_guid_invalid", "service_manifest_version_invalid")
 
 
+#: (id of the profile, op, attribute) -> (the profile, what _allowed says): the same few sets for
+#: every trace of a run (the profile is kept, so its id is not reused meanwhile)
+_ALLOWED: dict[tuple[int, str, str], tuple[Profile, set[str]]] = {}
+
+
 def _errnos(profile: Profile, t: Trace) -> list[Violation]:
     out = []
-    sets: dict[tuple[str, str], set[str]] = {}  # (op, attribute) -> what _allowed says
     for d in t.steps:
         r = d.result
         if isinstance(r, str) and r.startswith("E") and r != HUNG:
-            key = (d.op.name, t.path(d).partition("/")[2])
-            ok = sets.get(key)
-            if ok is None:
-                ok = sets[key] = _allowed(profile, t, d)
+            key = (id(profile), d.op.name, t.path(d).partition("/")[2])
+            hit = _ALLOWED.get(key)
+            if hit is None or hit[0] is not profile:
+                if len(_ALLOWED) >= 1024:
+                    _ALLOWED.clear()
+                hit = _ALLOWED[key] = (profile, _allowed(profile, t, d))
+            ok = hit[1]
             if r not in ok:
                 out.append(Violation("errno.allowed", f"{d.op} -> success or one of {{{', '.join(sorted(ok))}}}",
                                      f"{profile.where('errors')} errors", r, d.index))
@@ -193,7 +234,8 @@ def _errnos(profile: Profile, t: Trace) -> list[Violation]:
 
 # ---------------------------------------------------------------------------- mkdir / listdir
 def _events(t: Trace, name: str) -> list[Done]:
-    return [d for d in t.steps if d.op.name in ("mkdir", "rmdir") and str(d.op.args[0]) == name and d.result == 0]
+    """Successful mkdirs and rmdirs of ``name``, in file order."""
+    return t.events.get(name, [])
 
 
 def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
@@ -271,8 +313,8 @@ def _writes_of(profile: Profile, t: Trace, name: str) -> list[_Write] | None:
         return None
     fds: dict[str, _Pending] = {}
     out: list[_Write] = []
-    for d in t.steps:
-        if t.item(d) != name or d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
+    for d in t.by_item.get(name, ()):
+        if d.op.name in ("mkdir", "rmdir", "open", "stat", "listdir"):
             continue
         fd = str(d.op.args[0])
         attr = t.path(d).partition("/")[2]
@@ -300,8 +342,9 @@ def _gen_reads(t: Trace, name: str) -> list[tuple[Done, int]]:
 def _gen_reads_of(t: Trace, name: str) -> list[tuple[Done, int]]:
     seen: set[str] = set()
     out = []
-    for d in t.steps:
-        if d.op.name == "read" and t.path(d) == f"{name}/generation" and str(d.op.args[0]) not in seen:
+    path = f"{name}/generation"
+    for d in t.by_item.get(name, ()):
+        if d.op.name == "read" and t.path(d) == path and str(d.op.args[0]) not in seen:
             seen.add(str(d.op.args[0]))
             r = d.result
             if isinstance(r, bytes) and r.endswith(b"\n") and r[:-1].isdigit():
@@ -311,7 +354,7 @@ def _gen_reads_of(t: Trace, name: str) -> list[tuple[Done, int]]:
 
 def _generation(profile: Profile, t: Trace) -> list[Violation]:
     out = []
-    for name in sorted({t.item(d) for d in t.steps if t.item(d) not in ("", ".")}):
+    for name in t.names:
         w = _writes(profile, t, name)
         if w is None:
             continue
@@ -331,10 +374,11 @@ def _binding(profile: Profile, t: Trace) -> list[Violation]:
     if fld is None:
         return []
     out = []
-    for name in sorted({t.item(d) for d in t.steps if t.item(d) not in ("", ".")}):
+    threads = sorted({d.thread for d in t.steps}, key=str)
+    for name in t.names:
         w = _writes(profile, t, name)
         if w is None or (profile.service_attestation and any(
-                t.path(d) == f"{name}/service_provider" for d in t.steps)):
+                t.path(d) == f"{name}/service_provider" for d in t.by_item[name])):
             continue  # an SVSM report binds SHA-512(nonce || manifest), not the nonce
         writers = {x.thread for x in w}
         at_gen: dict[int, bytes] | None = None
@@ -345,7 +389,7 @@ def _binding(profile: Profile, t: Trace) -> list[Violation]:
                 at_gen[profile.generation_initial + k] = cur
         candidates = {x.nonce for x in w if x.nonce}
         seen: dict[int, tuple[bytes, int]] = {}
-        for th in sorted({d.thread for d in t.steps}, key=str):
+        for th in threads:
             for g, blob, d in _brackets(t, name, th):
                 want = at_gen.get(g) if at_gen is not None else None
                 ok = _carries(fld.offset, fld.length, blob, want) if want is not None else \
@@ -375,8 +419,9 @@ def _whole_reads(t: Trace, name: str, thread: str | None, attr: str = "outblob")
     """Step index -> blob for outblob fds whose first read at offset 0 returned the whole blob."""
     seen: set[str] = set()
     out = {}
-    for d in t.steps:
-        if d.thread == thread and d.op.name == "read" and t.path(d) == f"{name}/{attr}":
+    path = f"{name}/{attr}"
+    for d in t.by_item.get(name, ()):
+        if d.thread == thread and d.op.name == "read" and t.path(d) == path:
             fd = str(d.op.args[0])
             if fd not in seen:
                 seen.add(fd)
@@ -388,8 +433,10 @@ def _whole_reads(t: Trace, name: str, thread: str | None, attr: str = "outblob")
 def _brackets(t: Trace, name: str, thread: str | None) -> list[tuple[int, bytes, Done]]:
     """(generation, blob, read step) for gen read g, whole outblob read, gen read g on one thread."""
     gens = [(d, g) for d, g in _gen_reads(t, name) if d.thread == thread]
+    if len(gens) < 2:
+        return []
     reads = _whole_reads(t, name, thread)
-    by_index = {d.index: d for d in t.steps}
+    by_index = {d.index: d for d in t.by_item[name]}
     out = []
     for (d1, g1), (d2, g2) in zip(gens, gens[1:]):
         if g1 != g2:

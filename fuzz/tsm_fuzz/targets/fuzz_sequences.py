@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from itertools import zip_longest
 from typing import Any
 
 from tsm_conformance.names import FUZZ, with_pid
@@ -127,8 +128,9 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
     if len(threads) == 1:
         raw += [(None, name, args) for name, args in progs[threads[0]]]
     else:  # round-robin: the k-th op of every thread, then the (k+1)-th
-        for k in range(max(map(len, progs.values()), default=0)):
-            raw += [(f"T{t + 1}", *progs[t][k]) for t in threads if k < len(progs[t])]
+        labels = [f"T{t + 1}" for t in threads]
+        for row in zip_longest(*(progs[t] for t in threads)):
+            raw += [(th, *op) for th, op in zip(labels, row) if op is not None]
     for x in items:
         raw += [(None, "open", (f"{x}/generation", "O_RDONLY", f"@end{x}")), (None, "read", (f"@end{x}", 64)),
                 (None, "close", (f"@end{x}",))]
@@ -232,6 +234,8 @@ class Runner:
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
         self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
+        from tsm_conformance.seq import Pool
+        self.pool = Pool()  # the threads of every input's schedule (a new thread each cost more than the input)
         from tsm_conformance.oracle import expected_attributes
         self.attrs = expected_attributes(self.profile, self.facts)
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
@@ -253,7 +257,7 @@ class Runner:
         steps = self.observable(steps)
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import HUNG, execute_threads
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))  # fine-grained GIL switching
+        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool)
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
