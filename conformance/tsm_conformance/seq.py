@@ -916,21 +916,23 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     ex = Executor(tree, prefix, aliases=aliases)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
+    call, clock = ex.call, time.monotonic
 
     def run(i: int) -> None:
-        t0 = time.monotonic()
-        res = ex.call(steps[i].op, names.get(i))
-        done[i] = Done(i, steps[i].thread, steps[i].op, res, t0, time.monotonic())
+        st = steps[i]
+        t0 = clock()
+        res = call(st.op, names.get(i))
+        done[i] = Done(i, st.thread, st.op, res, t0, clock())
     programs: dict[str, list[int]] = {}
+    last = -1  # the last labelled step: unlabelled ones after it are the tear-down
+    for i, st in enumerate(steps):
+        if st.thread is not None:
+            programs.setdefault(st.thread, []).append(i)
+            last = i
     try:
-        labelled = [i for i, st in enumerate(steps) if st.thread is not None]
-        after = [i for i, st in enumerate(steps) if st.thread is None and labelled and i > labelled[-1]]
-        tail = set(after)
-        for i, st in enumerate(steps):
-            if st.thread is None and i not in tail:
+        for i in range(last if last >= 0 else len(steps)):
+            if steps[i].thread is None:
                 run(i)
-            elif st.thread is not None:
-                programs.setdefault(st.thread, []).append(i)
         if len(programs) == 1:  # one thread: no need for another OS thread
             for i in next(iter(programs.values())):
                 run(i)
@@ -952,11 +954,11 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
                 sys.setswitchinterval(switch)
                 if own:
                     use.close()
-        if all(done[i] is not None for i in labelled):
-            for i in after:
-                run(i)
+        if last >= 0 and all(done[i] is not None for idx in programs.values() for i in idx):
+            for i in range(last + 1, len(steps)):
+                run(i)  # (all unlabelled: last is the last labelled step)
     finally:
-        if not any(d is None for d in done):
+        if all(d is not None for d in done):
             ex.finish()
     now = time.monotonic()
     return [d if d is not None else Done(i, steps[i].thread, steps[i].op, HUNG, now - deadline, now)

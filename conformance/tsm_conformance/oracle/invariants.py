@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 
 from ..profile.model import Profile
 from ..seq import HUNG, Done, Op
@@ -66,7 +67,7 @@ class Trace:
     steps of each item, successful mkdirs and rmdirs by name."""
 
     def __init__(self, steps: list[Done]) -> None:
-        self.steps = sorted(steps, key=lambda d: d.index)
+        self.steps = sorted(steps, key=attrgetter("index"))
         self.fd_path: dict[str, str] = {}
         self.fd_name: dict[int, str] = {}
         k = 0
@@ -104,6 +105,11 @@ class Trace:
     def names(self) -> list[str]:
         """The items the trace touches, sorted."""
         return sorted(n for n in self.by_item if n not in ("", "."))
+
+    @cached_property
+    def made(self) -> list[str]:
+        """The item names the trace mkdirs (successfully or not), sorted."""
+        return sorted({str(d.op.args[0]) for d in self.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])})
 
     @cached_property
     def events(self) -> dict[str, list[Done]]:
@@ -240,8 +246,7 @@ def _events(t: Trace, name: str) -> list[Done]:
 
 def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
     out = []
-    names = {str(d.op.args[0]) for d in t.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])}
-    for n in sorted(names):
+    for n in t.made:
         ev = _events(t, n)
         made = [d for d in ev if d.op.name == "mkdir"]
         gone = [d for d in ev if d.op.name == "rmdir"]
@@ -260,7 +265,7 @@ def _one_winner(profile: Profile, t: Trace) -> list[Violation]:
 
 def _listdir(profile: Profile, t: Trace) -> list[Violation]:
     out = []
-    names = sorted({str(d.op.args[0]) for d in t.steps if d.op.name == "mkdir" and "/" not in str(d.op.args[0])})
+    names = t.made
     for d in t.steps:
         if (d.op.name != "listdir" or (d.op.args and str(d.op.args[0]) not in ("", "."))
                 or not isinstance(d.result, list)):

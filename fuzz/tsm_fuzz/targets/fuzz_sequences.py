@@ -20,6 +20,7 @@ and carried as a replayable Sequence (threads replay concurrently, ``attempts`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import Counter
@@ -111,6 +112,7 @@ def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
     return premade, macros
 
 
+@functools.lru_cache(maxsize=4096)  # a few hundred recur in every run: (thread, macro, length)
 def _nonce(th: int, k: int, n: int) -> bytes:
     """Distinct per (thread, macro): a report's nonce names the one commit it came from."""
     return (hashlib.blake2b(b"%d:%d" % (th, k), digest_size=64).digest() * 2)[:n]
@@ -143,8 +145,23 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
             args = args[:2]
         elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
             args = (names[args[0]],) + args[1:]
-        steps.append(Step(Op(name, args), None, th))
+        steps.append(Step(_op(name, args), None, th))
     return steps
+
+
+_OPS: dict[tuple[str, tuple], Op] = {}
+
+
+def _op(name: str, args: tuple) -> Op:
+    """One Op per distinct operation (an Op is immutable): most recur from input to input, and
+    looking one up costs less than making it."""
+    key = (name, args)
+    op = _OPS.get(key)
+    if op is None:
+        if len(_OPS) >= 1 << 14:
+            _OPS.clear()
+        op = _OPS[key] = Op(name, args)
+    return op
 
 
 def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
