@@ -8,7 +8,15 @@ A target module defines:
   one-input function atheris calls.  The function raises ``Finding`` when the tree or parser broke
   a rule; any other exception is a bug in the harness (the runner reports it as an error);
 * optionally ``unavailable() -> str | None``: why the target cannot run here (e.g. its parser has
-  not landed); the runner then reports it skipped.
+  not landed); the runner then reports it skipped;
+* optionally ``KNOWN``: a ``collections.Counter`` of known-bug matches (rule -> count) the target
+  saw and did not raise; the worker reports it and the runner prints it per target and in JUnit.
+
+A tree target's one-input function (or, for a bound method, its object) may carry
+``last_sequence() -> tsm_conformance.seq.Sequence | None``: the input it ran last as a replayable
+Sequence (the results it observed as expectations where it has them).  The worker asks for it
+only when the kernel log or the taint word shows a report after that input (``sequence_hook``),
+so keeping what it needs must cost next to nothing per input.
 
 The runner owns processes, atheris, corpora, minimisation, JUnit and the replay command.
 """
@@ -26,11 +34,14 @@ class Finding(Exception):
     """A rule the target broke.  ``sequence`` (a ``tsm_conformance.seq.Sequence``) replays it with
     ``tsm-conformance replay``; parser targets leave it None and the crash input is the evidence."""
 
-    def __init__(self, rule: str, observed: str, sequence: Any = None) -> None:
+    def __init__(self, rule: str, observed: str, sequence: Any = None, kernel_log: str | None = None,
+                 note: str = "") -> None:
         super().__init__(f"{rule}: {observed}")
         self.rule = rule
         self.observed = observed
         self.sequence = sequence
+        self.kernel_log = kernel_log  # the kernel log excerpt of a kernel finding (``kernel.*`` rules)
+        self.note = note
 
 
 @dataclass
@@ -52,3 +63,11 @@ class TargetContext:
 
 
 OneInput = Callable[[bytes], None]
+
+
+def sequence_hook(one: OneInput) -> Callable[[], Any] | None:
+    """The target's ``last_sequence`` (on the function, or on the object of a bound method), if any."""
+    hook = getattr(one, "last_sequence", None)
+    if hook is None:
+        hook = getattr(getattr(one, "__self__", None), "last_sequence", None)
+    return hook if callable(hook) else None

@@ -55,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds to shrink each finding's input (0: keep it as found)")
     ap.add_argument("--no-instrument", action="store_true",
                     help="no coverage instrumentation (plain random mutation; e.g. for a live root)")
+    ap.add_argument("--kernel-log", metavar="PATH",
+                    help="read this kernel log after every input; a KASAN/KCSAN/lockdep/UBSAN/BUG/WARN/oops/hung-task "
+                         "report in it is a finding (kernel.*) with a .kernel.log excerpt (default on a configfs "
+                         "root: /dev/kmsg when readable; 'none': off; a file or FIFO may stand in for it)")
+    ap.add_argument("--kernel-taint", metavar="PATH",
+                    help="compare this taint word after every input: a new bit is a finding (kernel.taint) "
+                         "(default on a configfs root: /proc/sys/kernel/tainted; 'none': off)")
     return ap
 
 
@@ -94,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
                              runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
                              junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
-                             minimize_time=args.minimize_time, any_filesystem=args.any_filesystem)
+                             minimize_time=args.minimize_time, any_filesystem=args.any_filesystem,
+                             kernel_log=args.kernel_log, kernel_taint=args.kernel_taint)
     except runner.UsageError as e:
         print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
         return EXIT_USAGE

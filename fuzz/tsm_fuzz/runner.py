@@ -7,6 +7,12 @@ Per target: a working corpus (``--corpus DIR/<target>/``, or a temporary copy of
 the input is shrunk (``worker --minimize``, bounded time) and the JUnit failure carries the
 minimised ``.tsmseq``, the crash file and the replay command.  While running, one progress line per
 target every few seconds: execs, exec/s, libFuzzer's cov/ft, findings.
+
+On a configfs root (or with ``--kernel-log PATH``) each worker watches the kernel log and the taint
+word after every input (``worker.KernelWatch``): a kernel report is a finding (``kernel.kasan``,
+``kernel.lockdep``, ``kernel.warn``, ``kernel.taint`` ...) with its ``.kernel.log`` excerpt; one
+that does not come again when the input is re-run is kept as found.  Known-bug matches a target
+counts (``KNOWN``: not findings) are printed with its result and put in its JUnit testcase.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
+from tsm_conformance.kernlog import LogTail, bad_dmesg
 from tsm_conformance.names import FUZZ, with_pid
 
 from . import targets
@@ -34,6 +42,8 @@ from . import targets
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _LF = re.compile(r"^#(\d+)\s+\w+\s+(?:cov: (\d+) ft: (\d+) )?.*?exec/s: (\d+)")
 _OURS = re.compile(r"^#tsmfz execs=(\d+)")
+_KNOWN = re.compile(r"^#tsmfz known=(\{.*\})\s*$")
+KMSG, TAINTED = "/dev/kmsg", "/proc/sys/kernel/tainted"
 
 
 def corpora_dir() -> Path:
@@ -66,7 +76,9 @@ class Job:
     detail: str = ""
     crash: Path | None = None
     tsmseq: Path | None = None
-    reader: threading.Thread | None = field(default=None, repr=False, compare=False)  # reads the worker's stderr
+    kernel_log: Path | None = None  # a kernel finding's excerpt
+    known: dict[str, int] = field(default_factory=dict)  # known-bug matches (rule -> count), not findings
+    reader: threading.Thread | None = field(default=None, repr=False, compare=False)  # reads the worker's output
 
 
 def check_corpus(d: Path) -> None:
@@ -131,13 +143,59 @@ def missing_extra() -> str | None:
             f"(pip install 'configfs-tsm-conformance[fuzz]')")
 
 
-def check_tree(emulate: str | None, root: str | None, any_filesystem: bool = False) -> None:
-    """A bad spec or root is a usage error here, before any process starts."""
+def check_tree(emulate: str | None, root: str | None, any_filesystem: bool = False) -> str:
+    """A bad spec or root is a usage error here, before any process starts; the tree's kind
+    (``emulated``, ``live`` for configfs, ``fuse``, ``foreign``)."""
     from tsm_conformance.runstate import SetupError, make_tree
     try:
-        make_tree(root, emulate, any_filesystem=any_filesystem)
+        tree = make_tree(root, emulate, any_filesystem=any_filesystem)
     except SetupError as e:
         raise UsageError(str(e)) from None
+    return "emulated" if emulate else str(getattr(tree, "kind", "live"))
+
+
+def _readable(path: str) -> str:
+    """'' when ``path`` opens for reading without blocking, else why not."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as e:
+        return os.strerror(e.errno or 0)
+    return ""
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def kernel_watch(kind: str, kernel_log: str | None, kernel_taint: str | None) -> tuple[str | None, str | None, str]:
+    """(log, taint word, a note when a default could not be had) the workers watch.  Defaults on a
+    configfs root: /dev/kmsg when it can be read, and /proc/sys/kernel/tainted; elsewhere nothing
+    unless asked.  ``none`` turns either off; a path given that cannot be read is a UsageError."""
+    note = []
+    log: str | None
+    if kernel_log is None:
+        log = KMSG if kind == "live" else None
+        why = _readable(KMSG) if log else ""
+        if why:
+            note.append(f"{KMSG}: {why}: kernel reports are not watched (run as root, or give --kernel-log PATH)")
+            log = None
+    else:
+        log = None if kernel_log == "none" else kernel_log
+        why = _readable(log) if log else ""
+        if why:
+            raise UsageError(f"--kernel-log {log}: {why}")
+    taint: str | None
+    if kernel_taint is None:
+        taint = TAINTED if kind == "live" and not _readable(TAINTED) else None
+    else:
+        taint = None if kernel_taint == "none" else kernel_taint
+        why = _readable(taint) if taint else ""
+        if why:
+            raise UsageError(f"--kernel-taint {taint}: {why}")
+    return log, taint, "; ".join(note)
 
 
 def replay_command(path: Path, emulate: str | None, root: str | None, any_filesystem: bool = False) -> str:
@@ -149,8 +207,11 @@ class Runner:
     def __init__(self, names: list[str], *, emulate: str | None, root: str | None, max_time: float | None,
                  runs: int | None, corpus: str | None, artifacts: str, jobs: int, instrument: bool = True,
                  minimize_time: float = 10.0, out: TextIO = sys.stdout, interval: float = 3.0,
-                 any_filesystem: bool = False) -> None:
+                 any_filesystem: bool = False, kernel_log: str | None = None, kernel_taint: str | None = None,
+                 kernel_note: str = "") -> None:
         self.names, self.emulate, self.root = names, emulate, root
+        self.kernel_log, self.kernel_taint, self.kernel_note = kernel_log, kernel_taint, kernel_note
+        self._klog: LogTail | None = None  # the runner's own tail of the kernel log (a worker the kernel killed)
         self.any_filesystem = any_filesystem
         self.max_time, self.runs = max_time, runs
         self.corpus_root = Path(corpus) if corpus else None
@@ -195,11 +256,15 @@ class Runner:
             return []
         return ["--root", self.root] + (["--any-filesystem"] if self.any_filesystem else [])
 
+    def _kernel_args(self) -> list[str]:
+        return (["--kernel-log", self.kernel_log] if self.kernel_log else []) + \
+            (["--kernel-taint", self.kernel_taint] if self.kernel_taint else [])
+
     def _command(self, job: Job, mod: object) -> list[str]:
         cmd = [sys.executable, "-m", "tsm_fuzz.worker", job.target, "--artifacts", str(self.artifacts)]
         if self.emulate:
             cmd += ["--emulate", self.emulate]
-        cmd += self._root_args()
+        cmd += self._root_args() + self._kernel_args()
         if not self.instrument:
             cmd.append("--no-instrument")
         lf = [f"-artifact_prefix={self.artifacts}/{job.target}-", "-timeout=20", "-rss_limit_mb=2048",
@@ -218,14 +283,22 @@ class Runner:
 
     # ------------------------------------------------------------------ running
     def _reader(self, job: Job) -> None:
-        assert job.proc is not None and job.proc.stderr is not None
-        with open(job.log, "w") as log:
-            for line in job.proc.stderr:
+        assert job.proc is not None and job.proc.stdout is not None
+        # line-buffered: the log shows the worker's progress while it runs
+        with open(job.log, "w", buffering=1) as log:
+            for line in job.proc.stdout:
                 log.write(line)
                 job.tail.append(line.rstrip("\n"))
                 m = _OURS.match(line)
                 if m:
                     job.execs = max(job.execs, int(m[1]))
+                    continue
+                m = _KNOWN.match(line)
+                if m:
+                    try:
+                        job.known = {str(k): int(v) for k, v in json.loads(m[1]).items()}
+                    except (ValueError, AttributeError):
+                        pass
                     continue
                 m = _LF.match(line)
                 if m:
@@ -268,16 +341,24 @@ class Runner:
         where = f"emulated {self.emulate}" if self.emulate else " ".join(["root", *self._root_args()[1:]])
         budget = f"{self.max_time:g}s" if self.max_time else f"{self.runs} runs"
         at_once = min(self.jobs, max(len(pending), 1))
+        watched = ", ".join(x for x in (self.kernel_log and f"kernel log {self.kernel_log}",
+                                        self.kernel_taint and f"taint {self.kernel_taint}") if x)
         self.out.write(f"tsm-fuzz: {len(pending)} target(s) on {where}, {budget} each, {at_once} at a time; "
-                       f"artifacts in {self.artifacts}\n")
+                       f"artifacts in {self.artifacts}{'; watching ' + watched if watched else ''}\n")
+        if self.kernel_note:
+            self.out.write(f"tsm-fuzz: {self.kernel_note}\n")
+        if self.kernel_log and not _is_fifo(self.kernel_log):  # a FIFO's lines would go to one reader only
+            tail = LogTail(self.kernel_log)
+            self._klog = tail if tail.open() else None
         running: list[Job] = []
         last = time.monotonic()
         while pending or running:
             while pending and len(running) < self.jobs:
                 job, mod = pending.pop(0)
                 job.started, job.wall_start = time.monotonic(), time.time()
-                job.proc = subprocess.Popen(self._command(job, mod), stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, text=True, errors="replace",
+                # stdout too: atheris prints an uncaught exception's traceback there
+                job.proc = subprocess.Popen(self._command(job, mod), stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True, errors="replace",
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
                 t = threading.Thread(target=self._reader, args=(job,), daemon=True)
                 t.start()
@@ -293,13 +374,26 @@ class Runner:
                     running.remove(job)
                     self._conclude(job)
                     self._sweep(job)
+                    known = f" - {known_text(job.known)}" if job.known else ""
                     self.out.write(f"  {job.target:16} {job.outcome.upper()}: {job.execs} execs in "
-                                   f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}\n")
+                                   f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}"
+                                   f"{known}\n")
                     self.out.flush()
             if running and time.monotonic() - last >= self.interval:
                 last = time.monotonic()
                 self._progress(running)
+        if self._klog is not None:
+            self._klog.close()
         return jobs
+
+    def _kernel_reports(self) -> str:
+        """The report lines the kernel log gained since the last call (the runner's own reading:
+        a worker the kernel killed in an oops writes no finding)."""
+        if self._klog is None:
+            return ""
+        lines = self._klog.read_new()
+        bad = bad_dmesg("\n".join(lines))
+        return "\n".join(bad[:50])
 
     def _sweep(self, job: Job) -> None:
         """Items a worker left on a live or FUSE tree (libFuzzer exits without Python's cleanup)."""
@@ -329,6 +423,10 @@ class Runner:
             job.outcome = "error"
             job.message = f"worker exited {job.rc} without a crash input"
             job.detail = tail
+            reports = self._kernel_reports()
+            if reports:
+                job.message += " (the kernel log has reports: an oops may have killed it)"
+                job.detail = f"kernel log report lines during the run:\n{reports}\n\n{tail}"
             return
         crash = max(crashes, key=lambda p: p.stat().st_mtime)
         job.crash = crash
@@ -346,9 +444,13 @@ class Runner:
             job.detail = f"crash input: {crash}\n\n{tail}"
             return
         info = json.loads(max(findings, key=lambda p: p.stat().st_mtime).read_text())
-        mini = self._minimize(job, crash)
+        kernel = str(info.get("rule", "")).startswith("kernel.")
+        mini = self._minimize(job, crash, info["rule"] if kernel else None)
+        kept = ""
         if mini is not None:
             info = mini
+        elif kernel and self.minimize_time > 0:
+            kept = "minimised : no - the kernel report did not come again when the input was re-run: kept as found"
         job.outcome = "failure"
         job.message = f"{info['rule']}: {info['observed']}"
         parts = []
@@ -363,20 +465,35 @@ class Runner:
         parts.append(f"crash file: {crash}")
         if mini is not None and mini.get("input"):
             parts.append(f"minimised : {mini['input']} ({mini['size']} bytes)")
+        if kept:
+            parts.append(kept)
+        if info.get("note"):
+            parts.append(f"note      : {info['note']}")
+        if info.get("kernel_log"):
+            job.kernel_log = Path(info["kernel_log"])
+            parts.append(f"kernel log: {job.kernel_log}")
+            try:
+                parts.append("\n" + job.kernel_log.read_text(errors="replace").rstrip("\n"))
+            except OSError:
+                pass
         job.detail = "\n".join(parts)
 
     def _t0(self, job: Job) -> float:
         # artifacts from an earlier run in the same directory are not this run's findings
         return job.wall_start - 1
 
-    def _minimize(self, job: Job, crash: Path) -> dict | None:
+    def _minimize(self, job: Job, crash: Path, rule: str | None = None) -> dict | None:
+        """The minimised finding's info; None when minimising is off, failed, or the input no
+        longer breaks ``rule`` (a kernel report that does not come again: kept as found)."""
         if self.minimize_time <= 0:
             return None
         cmd = [sys.executable, "-m", "tsm_fuzz.worker", job.target, "--artifacts", str(self.artifacts),
                "--minimize", str(crash), "--max-time", str(self.minimize_time)]
+        if rule:
+            cmd += ["--rule", rule]
         if self.emulate:
             cmd += ["--emulate", self.emulate]
-        cmd += self._root_args()
+        cmd += self._root_args() + self._kernel_args()
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.minimize_time + 60)
         except subprocess.TimeoutExpired:
@@ -390,13 +507,29 @@ class Runner:
         return info
 
 
-def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any_filesystem: bool = False) -> None:
+def known_text(known: dict[str, int]) -> str:
+    """``known: provider.read.size_then_fill_integrity x12``: known-bug matches, not findings."""
+    return "known: " + ", ".join(f"{rule} x{n}" for rule, n in sorted(known.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any_filesystem: bool = False,
+          kernel_log: str | None = None, kernel_taint: str | None = None) -> None:
+    import xml.etree.ElementTree as ET
+
     from junit_xml import TestCase, TestSuite, to_xml_report_string
     cases = []
+    props_of: dict[str, dict[str, str]] = {}
     for j in jobs:
         el = (j.ended - j.started) if j.ended else 0.0
-        tc = TestCase(j.target, classname="tsm.fuzz", elapsed_sec=el,
-                      stdout=f"{j.description}\n{j.execs} execs, cov {j.cov}, ft {j.ft}")
+        out = f"{j.description}\n{j.execs} execs, cov {j.cov}, ft {j.ft}"
+        if j.known:
+            out += f"\n{known_text(j.known)} (known kernel bugs matched; not findings)"
+        props = {f"tsm.fuzz.known.{rule}": str(n) for rule, n in sorted(j.known.items())}
+        if j.kernel_log:
+            props["tsm.fuzz.kernel_log"] = str(j.kernel_log)
+        if props:
+            props_of[j.target] = props
+        tc = TestCase(j.target, classname="tsm.fuzz", elapsed_sec=el, stdout=out)
         if j.outcome == "failure":
             tc.add_failure_info(message=j.message, output=j.detail, failure_type="finding")
         elif j.outcome == "error":
@@ -405,31 +538,52 @@ def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any
             tc.add_skipped_info(message=f"unsupported: {j.skipped}")
         cases.append(tc)
     where = f"root {root}" + (" --any-filesystem" if any_filesystem else "")
-    props = {"target": f"emulated {emulate}" if emulate else where}
+    props = {"target": f"emulated {emulate}" if emulate else where,
+             "tsm.fuzz.kernel_log": kernel_log or "none", "tsm.fuzz.kernel_taint": kernel_taint or "none"}
     suite = TestSuite("tsm-fuzz", cases, properties=props)
-    Path(path).write_text(to_xml_report_string([suite]))
+    text = to_xml_report_string([suite])
+    if props_of:  # junit_xml has no testcase properties: add them (pytest's JUnit has them there too)
+        root_el = ET.fromstring(text)
+        for case in root_el.iter("testcase"):
+            extra = props_of.get(case.get("name", ""))
+            if extra:
+                el_props = ET.Element("properties")
+                for k, v in extra.items():
+                    ET.SubElement(el_props, "property", name=k, value=v)
+                case.insert(0, el_props)
+        text = ET.tostring(root_el, encoding="unicode", xml_declaration=True)
+    Path(path).write_text(text)
 
 
 def run(names: list[str], *, emulate: str | None, root: str | None, max_time: float | None, runs: int | None,
         corpus: str | None, artifacts: str, junit_path: str | None, jobs: int, instrument: bool = True,
         minimize_time: float = 10.0, out: TextIO = sys.stdout,
-        progress_interval: float = 3.0, any_filesystem: bool = False) -> tuple[int, list[Job]]:
-    """The whole fuzz run; (exit code, jobs).  UsageError for bad input."""
+        progress_interval: float = 3.0, any_filesystem: bool = False, kernel_log: str | None = None,
+        kernel_taint: str | None = None) -> tuple[int, list[Job]]:
+    """The whole fuzz run; (exit code, jobs).  UsageError for bad input.  ``kernel_log`` /
+    ``kernel_taint``: a path, ``none``, or None for the default (``kernel_watch``)."""
     chosen = resolve_targets(names)
     missing = missing_extra()
     if missing:
         raise UsageError(missing)
-    check_tree(emulate, root, any_filesystem)
+    kind = check_tree(emulate, root, any_filesystem)
+    log, taint, note = kernel_watch(kind, kernel_log, kernel_taint)
     r = Runner(chosen, emulate=emulate, root=root, max_time=max_time, runs=runs, corpus=corpus,
                artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
-               interval=progress_interval, any_filesystem=any_filesystem)
+               interval=progress_interval, any_filesystem=any_filesystem, kernel_log=log, kernel_taint=taint,
+               kernel_note=note)
     done = r.run()
     if junit_path:
-        junit(done, junit_path, emulate, root, any_filesystem)
+        junit(done, junit_path, emulate, root, any_filesystem, log, taint)
     for j in done:
         if j.outcome in ("failure", "error"):
             out.write(f"\n{j.target}: {j.outcome.upper()}: {j.message}\n{j.detail}\n")
     n = {k: sum(1 for j in done if j.outcome == k) for k in ("pass", "failure", "error", "skipped")}
-    out.write(f"tsm-fuzz: {n['pass']} passed, {n['failure']} found, {n['error']} errors, {n['skipped']} skipped\n")
+    known = [f"{j.target} ({known_text(j.known)[len('known: '):]})" for j in done if j.known]
+    tail = f"; {'; '.join(known)}" if known else ""
+    if known and not (n["failure"] or n["error"]):
+        tail = f"; only known bugs hit: {'; '.join(known)}"
+    out.write(f"tsm-fuzz: {n['pass']} passed, {n['failure']} found, {n['error']} errors, {n['skipped']} skipped"
+              f"{tail}\n")
     return (EXIT_FAIL if n["failure"] or n["error"] else EXIT_OK), done
 

@@ -95,23 +95,38 @@ def decode(data: bytes, limits: frozenset[str] = frozenset(), floor: int = 0) ->
 def make(ctx: TargetContext):  # noqa: ANN201
     harness.prepare(ctx)
     from tsm_conformance.oracle import SpecModel, expected_attributes
-    from tsm_conformance.seq import Executor, Sequence, Step, show
+    from tsm_conformance.seq import Executor, ReportShape, Sequence, Step, project_reads, show
     profile, facts = ctx.profile, ctx.facts
     tree = ctx.tree()
     limits = frozenset(getattr(tree, "limits", None) or ())
     tracked = ("mkdir", "write", "pwrite", "close")  # results carry r0's generation (execute's track)
     floor = facts.privlevel_floor if "privlevel" in facts.attributes and facts.privlevel_floor else 0
     attrs = expected_attributes(profile, facts)  # SpecModel.from_facts, computed once
+    last: list = [[], [], []]  # the last input's ops, results and raw results, for last_sequence()
+    shape = ReportShape.of(profile)
+
+    def sequence(ops: list, results: list[str], raw: list, hdr: dict[str, str]) -> Sequence:
+        """The steps run with their results as expectations; report reads by their projection
+        (header ``report``: their bytes differ per generation, seq.project_reads)."""
+        proj = project_reads(ops[:len(raw)], raw, shape)
+        steps = [Step(op, proj.get(i, results[i]) if i < len(results) else None) for i, op in enumerate(ops)]
+        seq = Sequence(steps, {**hdr, "track": "r0", "report": shape.text()})
+        if ctx.emulate:
+            seq.header["emulate"] = ctx.emulate
+        return seq
 
     def one(data: bytes) -> None:
         ops = decode(data, limits, floor)
         model = SpecModel(profile, attrs, facts.privlevel_floor, facts.provider)
         ex = Executor(tree, harness.fresh_prefix(ctx))
         results: list[str] = []
+        raw: list = []
+        last[0], last[1], last[2] = ops, results, raw
         bad: tuple[int, str, str] | None = None
         try:
             for i, op in enumerate(ops):
                 obs = ex.call(op)
+                raw.append(obs)
                 res = show(obs)
                 expect, why = model.step(op, obs)
                 want = expect.text
@@ -132,12 +147,14 @@ def make(ctx: TargetContext):  # noqa: ANN201
         i, got, want = bad
         rule = "inblob: buffered per fd, <= 64 bytes, committed at close (+1 generation), bound by the report"
         observed = f"step {i + 1} {ops[i]}: {got}, expected {want}"
-        seq = Sequence([Step(op, res) for op, res in zip(ops, results)],
-                       {**harness.header(NAME, rule, observed, ctx), "track": "r0"})
+        seq = sequence(ops[:len(results)], results, raw, harness.header(NAME, rule, observed, ctx))
         seq.header["expected"] = f"step {i + 1}: {want}"
-        if ctx.emulate:
-            seq.header["emulate"] = ctx.emulate
         raise Finding(rule, observed, seq)
 
+    def last_sequence() -> Sequence:
+        """The last input as run, its results as expectations (a kernel report's finding)."""
+        return sequence(last[0], last[1], last[2], harness.header(NAME, "", "", ctx))
+
+    one.last_sequence = last_sequence  # type: ignore[attr-defined]  # tsm_fuzz.api.sequence_hook
     return one
 

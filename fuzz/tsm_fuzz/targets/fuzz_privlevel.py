@@ -137,10 +137,14 @@ def make(ctx: TargetContext):  # noqa: ANN201
     # A FUSE mount answers zero-length writes itself (target/fuse_limits.py): leave them out there.
     drop_empty = "zero-length-write" in (getattr(tree, "limits", None) or ())
 
+    last: list = ["", [], []]  # the last input's attribute, chunks and write results, for last_sequence()
+
     def one(data: bytes) -> None:
         attr, chunks = decode(data, attrs)
         if drop_empty:
             chunks = [c for c in chunks if c]
+        results: list[str] = []
+        last[0], last[1], last[2] = attr, chunks, results
         fd = t_open(paths[attr], wr)
         try:
             for k, c in enumerate(chunks):
@@ -149,6 +153,7 @@ def make(ctx: TargetContext):  # noqa: ANN201
                     got = str(t_write(fd, c))
                 except OSError as e:
                     got = name(e.errno)
+                results.append(got)
                 g = generation()
                 if got not in want or g != state[0] + bump:
                     delta, state[0] = g - state[0], g
@@ -157,4 +162,17 @@ def make(ctx: TargetContext):  # noqa: ANN201
         finally:
             t_close(fd)
 
+    def last_sequence():  # noqa: ANN202 - a tsm_conformance.seq.Sequence
+        """The last input on a fresh item (``program``), the write results it gave as expectations
+        (generations are left out: the input ran on this process's long-lived item)."""
+        from tsm_conformance.seq import Sequence, Step
+        attr, chunks, results = last
+        ops = program(attr, chunks)
+        expected = [None, None] + [results[k] if k < len(results) else None for k in range(len(chunks))] + [None]
+        seq = Sequence([Step(op, e) for op, e in zip(ops, expected)], harness.header(NAME, "", "", ctx))
+        if ctx.emulate:
+            seq.header["emulate"] = ctx.emulate
+        return seq
+
+    one.last_sequence = last_sequence  # type: ignore[attr-defined]  # tsm_fuzz.api.sequence_hook
     return one
