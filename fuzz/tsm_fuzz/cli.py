@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--any-filesystem", action="store_true",
                     help="accept a --root report group on a filesystem that is neither configfs nor an `emulate` "
                          "mount (another implementation of the ABI), as for tsm-conformance run")
+    ap.add_argument("--profile", metavar="NAME",
+                    help="the provider's expectations (default: the profile the tree's probe picks, as for run); "
+                         "e.g. a new provider's own profile")
     ap.add_argument("--max-time", type=float, metavar="S", help="seconds per target (default 60 unless --runs)")
     ap.add_argument("--runs", type=int, metavar="N", help="inputs per target")
     ap.add_argument("--corpus", metavar="DIR", help="keep working corpora in DIR/<target>/ (seeded from "
@@ -97,12 +100,22 @@ def main(argv: list[str] | None = None) -> int:
         print("tsm-conformance fuzz: --any-filesystem goes with --root DIR", file=sys.stderr)
         return EXIT_USAGE
     emulate = args.emulate if args.emulate or args.root else "sev_guest"
+    if args.profile:
+        from tsm_conformance.profile.load import ProfileError, load_profile
+        try:
+            if load_profile(args.profile).abstract:
+                print(f"tsm-conformance fuzz: profile {args.profile} is abstract (a base for providers); pick a "
+                      "provider profile", file=sys.stderr)
+                return EXIT_USAGE
+        except ProfileError as e:
+            print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
                              runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
                              junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
                              minimize_time=args.minimize_time, any_filesystem=args.any_filesystem,
-                             kernel_log=args.kernel_log, kernel_taint=args.kernel_taint)
+                             kernel_log=args.kernel_log, kernel_taint=args.kernel_taint, profile=args.profile)
     except runner.UsageError as e:
         print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
         return EXIT_USAGE

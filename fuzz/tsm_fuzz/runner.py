@@ -208,8 +208,8 @@ class Runner:
                  runs: int | None, corpus: str | None, artifacts: str, jobs: int, instrument: bool = True,
                  minimize_time: float = 10.0, out: TextIO = sys.stdout, interval: float = 3.0,
                  any_filesystem: bool = False, kernel_log: str | None = None, kernel_taint: str | None = None,
-                 kernel_note: str = "") -> None:
-        self.names, self.emulate, self.root = names, emulate, root
+                 kernel_note: str = "", profile: str | None = None) -> None:
+        self.names, self.emulate, self.root, self.profile = names, emulate, root, profile
         self.kernel_log, self.kernel_taint, self.kernel_note = kernel_log, kernel_taint, kernel_note
         self._klog: LogTail | None = None  # the runner's own tail of the kernel log (a worker the kernel killed)
         self.any_filesystem = any_filesystem
@@ -252,9 +252,10 @@ class Runner:
         return work
 
     def _root_args(self) -> list[str]:
+        prof = ["--profile", self.profile] if self.profile else []
         if not self.root:
-            return []
-        return ["--root", self.root] + (["--any-filesystem"] if self.any_filesystem else [])
+            return prof
+        return ["--root", self.root] + (["--any-filesystem"] if self.any_filesystem else []) + prof
 
     def _kernel_args(self) -> list[str]:
         return (["--kernel-log", self.kernel_log] if self.kernel_log else []) + \
@@ -559,9 +560,10 @@ def run(names: list[str], *, emulate: str | None, root: str | None, max_time: fl
         corpus: str | None, artifacts: str, junit_path: str | None, jobs: int, instrument: bool = True,
         minimize_time: float = 10.0, out: TextIO = sys.stdout,
         progress_interval: float = 3.0, any_filesystem: bool = False, kernel_log: str | None = None,
-        kernel_taint: str | None = None) -> tuple[int, list[Job]]:
+        kernel_taint: str | None = None, profile: str | None = None) -> tuple[int, list[Job]]:
     """The whole fuzz run; (exit code, jobs).  UsageError for bad input.  ``kernel_log`` /
-    ``kernel_taint``: a path, ``none``, or None for the default (``kernel_watch``)."""
+    ``kernel_taint``: a path, ``none``, or None for the default (``kernel_watch``).  ``profile``:
+    the expectations (default: what the tree's probe picks, as for ``run``)."""
     chosen = resolve_targets(names)
     missing = missing_extra()
     if missing:
@@ -571,7 +573,7 @@ def run(names: list[str], *, emulate: str | None, root: str | None, max_time: fl
     r = Runner(chosen, emulate=emulate, root=root, max_time=max_time, runs=runs, corpus=corpus,
                artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
                interval=progress_interval, any_filesystem=any_filesystem, kernel_log=log, kernel_taint=taint,
-               kernel_note=note)
+               kernel_note=note, profile=profile)
     done = r.run()
     if junit_path:
         junit(done, junit_path, emulate, root, any_filesystem, log, taint)

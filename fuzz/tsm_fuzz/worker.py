@@ -245,7 +245,7 @@ def write_finding(artifacts: Path, target: str, f: Finding, data: bytes, suffix:
 
 def _context(args: argparse.Namespace) -> TargetContext:
     return TargetContext(emulate=args.emulate, root=args.root, any_filesystem=args.any_filesystem,
-                         prefix=with_pid(FUZZ))
+                         prefix=with_pid(FUZZ), options={"profile": args.profile} if args.profile else {})
 
 
 def _watch(args: argparse.Namespace, ctx: TargetContext) -> KernelWatch | None:
@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emulate", metavar="SPEC")
     ap.add_argument("--root", metavar="DIR")
     ap.add_argument("--any-filesystem", action="store_true")
+    ap.add_argument("--profile", metavar="NAME", help="the expectations (default: what the probe picks)")
     ap.add_argument("--artifacts", metavar="DIR", default=".")
     ap.add_argument("--no-instrument", action="store_true", help="no coverage instrumentation (FUSE/live roots)")
     ap.add_argument("--minimize", metavar="FILE")
