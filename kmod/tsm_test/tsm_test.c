@@ -14,7 +14,7 @@
  *   0xC0 .. outblob_size - 1: byte i = (i * 31 + counter) & 0xff
  *
  * plant_bug=1 (testing the sanitizer findings only) overflows a heap buffer by one byte when the
- * committed inblob is 8 or more bytes ending in 0xff.
+ * committed inblob is 8 or more bytes ending in a byte >= 0xf0.
  * size_step=S adds (counter % 8) * S bytes of padding, so consecutive reports differ in length
  * (what the size-then-fill read race needs to show, docs/abi.md §8.14).
  * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).
@@ -91,7 +91,7 @@ MODULE_PARM_DESC(manifestblob, "produce a manifestblob (6.11+)");
 static bool plant_bug;
 module_param(plant_bug, bool, 0444);
 MODULE_PARM_DESC(plant_bug, "TESTING ONLY: a deliberate one-byte heap overflow when the committed inblob "
-		 "is 8+ bytes ending in 0xff (what a sanitizer finding looks like; corrupts memory)");
+		 "is 8+ bytes ending in a byte >= 0xf0 (what a sanitizer finding looks like; corrupts memory)");
 
 static u32 calls;
 
@@ -148,7 +148,7 @@ static int tt_report_new(struct tsm_report *report, void *data)
 
 	n = ++calls;
 	size += (size_t)(n % 8) * size_step;
-	if (plant_bug && inlen >= 8 && report->desc.inblob[inlen - 1] == 0xff)
+	if (plant_bug && inlen >= 8 && report->desc.inblob[inlen - 1] >= 0xf0)
 		tt_planted_overflow(report->desc.inblob, inlen);
 	out = kvzalloc(size, GFP_KERNEL);
 	if (!out) {
