@@ -78,6 +78,7 @@ class Job:
     tsmseq: Path | None = None
     kernel_log: Path | None = None  # a kernel finding's excerpt
     known: dict[str, int] = field(default_factory=dict)  # known-bug matches (rule -> count), not findings
+    known_first: float | None = None  # seconds from the worker's start to its first known-bug match
     reader: threading.Thread | None = field(default=None, repr=False, compare=False)  # reads the worker's output
 
 
@@ -300,6 +301,8 @@ class Runner:
                         job.known = {str(k): int(v) for k, v in json.loads(m[1]).items()}
                     except (ValueError, AttributeError):
                         pass
+                    if job.known and job.known_first is None:  # how long a known bug took to show
+                        job.known_first = time.monotonic() - job.started
                     continue
                 m = _LF.match(line)
                 if m:
@@ -375,7 +378,8 @@ class Runner:
                     running.remove(job)
                     self._conclude(job)
                     self._sweep(job)
-                    known = f" - {known_text(job.known)}" if job.known else ""
+                    known = f" - {known_text(job.known)} (first after {job.known_first:.1f} s)" \
+                        if job.known and job.known_first is not None else ""
                     self.out.write(f"  {job.target:16} {job.outcome.upper()}: {job.execs} execs in "
                                    f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}"
                                    f"{known}\n")
@@ -526,6 +530,8 @@ def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any
         if j.known:
             out += f"\n{known_text(j.known)} (known kernel bugs matched; not findings)"
         props = {f"tsm.fuzz.known.{rule}": str(n) for rule, n in sorted(j.known.items())}
+        if j.known_first is not None:
+            props["tsm.fuzz.known_first_s"] = f"{j.known_first:.1f}"
         if j.kernel_log:
             props["tsm.fuzz.kernel_log"] = str(j.kernel_log)
         if props:
