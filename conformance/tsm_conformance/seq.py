@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -830,18 +831,23 @@ class Pool:
     """Worker threads for ``execute_threads``, kept from one schedule to the next: starting an OS
     thread per ``T<n>`` program per schedule cost more than running the programs (a fuzz target
     runs thousands of schedules).  Each worker is parked on a lock of its own; a schedule hands
-    every program to an idle worker and releases them one after another without giving up the GIL,
-    so they start together as a barrier would start them.  A worker still busy at a schedule's
-    deadline (a hang) is never reused: it ends when its call returns.  Parked workers call nothing
-    on the tree, so they are not among the emulator's competing threads (``Kernel._competing``)."""
+    every program to an idle worker and releases them all in one go (a few lock releases, well
+    within one GIL switch interval), so they start together as a barrier would start them.  A
+    worker still busy at a schedule's deadline (a hang) is never reused: it ends when its call
+    returns.  Parked workers call nothing on the tree, so they are not among the emulator's
+    competing threads (``Kernel._competing``); they end with ``close`` or when the pool is
+    collected, so none outlives its owner (``cleanup.wait_for_workers`` would wait for it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # _idle, and each worker's busy/retired
         self._idle: list[_Worker] = []
+        self._end = weakref.finalize(self, _end_parked, self._lock, self._idle)
 
     def run(self, programs: list[Callable[[], None]], deadline: float) -> None:
         """Run each program on its own thread, all released at once; return when every one has
         finished or after ``deadline`` seconds."""
+        if not programs:
+            return
         with self._lock:
             k = min(len(programs), len(self._idle))
             workers = self._idle[len(self._idle) - k:]
@@ -866,30 +872,34 @@ class Pool:
                         self._idle.append(w)
 
     def close(self) -> None:
-        """End the parked workers (busy ones end when they return)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for w in idle:
-            w.task = None
-            w.wake.release()
+        """End the parked workers now (busy ones end when they return)."""
+        self._end()
+
+
+def _end_parked(lock: threading.Lock, idle: list[_Worker]) -> None:
+    with lock:
+        ending = idle[:]
+        idle.clear()
+    for w in ending:
+        w.stop = True
+        w.wake.release()
 
 
 class _Worker:
     def __init__(self, lock: threading.Lock) -> None:
         self._lock = lock  # the pool's
-        self.wake = threading.Lock()  # held while parked; released to run ``task``
+        self.wake = threading.Lock()  # held while parked; released to run ``task`` (or to stop)
         self.wake.acquire()
         self.task: tuple[Callable[[], None], list[int], threading.Lock] | None = None
-        self.busy = False
-        self.retired = False
+        self.busy = self.retired = self.stop = False
         threading.Thread(target=self._loop, name="tsm-seq-worker", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
             self.wake.acquire()
-            if self.task is None:
+            if self.stop or self.task is None:
                 return
-            prog, left, finished = self.task
+            (prog, left, finished), self.task = self.task, None  # parked, it holds nothing of a schedule
             try:
                 prog()
             except BaseException:  # as an uncaught exception in a thread: printed, the thread's steps unfinished

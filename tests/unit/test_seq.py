@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -222,7 +223,12 @@ def test_pool_reuses_its_workers_and_releases_them_together() -> None:
         assert len(ids) == 3 and threading.get_ident() not in ids
         seen.append(ids)
     assert seen[0] == seen[1] == seen[2]  # the same threads every time
-    pool.close()
+    workers = [t for t in threading.enumerate() if t.ident in seen[0]]
+    del pool  # parked workers end with their pool: none outlives it (cleanup.wait_for_workers)
+    gc.collect()
+    for t in workers:
+        t.join(5)
+    assert len(workers) == 3 and not any(t.is_alive() for t in workers)
 
 
 def test_pool_never_reuses_a_hung_worker_and_survives_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
