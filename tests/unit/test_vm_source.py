@@ -106,3 +106,23 @@ def test_a_kernel_report_is_matched_without_addresses_and_times() -> None:
     assert not same_report(found, "[ 1.0] BUG: KASAN: use-after-free in tt_planted_overflow+0x6e/0xa0 [tsm_test]")
     assert not same_report(found, "[ 1.0] WARNING: CPU: 0 PID: 1 at fs/configfs/file.c:1")
     assert not same_report("", "anything")
+
+
+def test_replay_vm_verdict_of_a_kernel_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fuzz finding's .tsmseq names its check (fuzz.inblob) and its rule (kernel.kasan): replay
+    --vm reproduces it when the fresh guest's kernel log shows the same report again."""
+    from tsm_conformance.vm.runner import replay_verdict
+    seq = tmp_path / "inblob-1.tsmseq"
+    seq.write_text("# tsmseq 1\n# check: fuzz.inblob\n# rule: kernel.kasan\n"
+                   "# observed: kernel log: BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0xa6/0xc0 "
+                   "[tsm_test]; taint 4096 (O: out-of-tree module) -> 4128 (B: bad page, O: out-of-tree module)\n"
+                   "mkdir(r0)  # 0\n")
+    again = "[ 9.1] BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0xa6/0xc0 [tsm_test]\n"
+    assert replay_verdict(seq, tmp_path, again, ["1"], print) == 0  # the steps' own results do not matter
+    assert "reproduced: kernel.kasan observed" in capsys.readouterr().out
+    assert replay_verdict(seq, tmp_path, "[ 9.1] nothing\n", ["0"], print) == 1
+    assert "not reproduced: kernel.kasan" in capsys.readouterr().out
+    plain = tmp_path / "p.tsmseq"
+    plain.write_text("# tsmseq 1\n# check: inblob.oversize.efbig\nmkdir(r0)  # 0\n")
+    assert replay_verdict(plain, tmp_path, "", ["0"], print) == 0 and replay_verdict(plain, tmp_path, "", ["1"],
+                                                                                   print) == 1
