@@ -110,7 +110,8 @@ def test_the_last_input_replays_as_a_sequence_for_a_kernel_finding() -> None:
     text = format_tsmseq(seq)
     assert "# check: fuzz.sequences" in text and parse_tsmseq(text).steps == seq.steps
     assert replay(EmulatedTree(parse_spec("tsm_test:privlevel_floor=0")), seq, "tsmrp-t-") == []
-    with open(os.path.join(os.path.dirname(__file__), "..", "corpora", "sequences", "race-commits-vs-reads"), "rb") as f:
+    race = os.path.join(os.path.dirname(__file__), "..", "corpora", "sequences", "race-commits-vs-reads")
+    with open(race, "rb") as f:
         one(f.read())
     seq = hook()
     assert seq.header.get("schedule") == "threads" and all(s.expected is None for s in seq.steps)
