@@ -126,3 +126,13 @@ def test_replay_vm_verdict_of_a_kernel_finding(tmp_path: Path, capsys: pytest.Ca
     plain.write_text("# tsmseq 1\n# check: inblob.oversize.efbig\nmkdir(r0)  # 0\n")
     assert replay_verdict(plain, tmp_path, "", ["0"], print) == 0 and replay_verdict(plain, tmp_path, "", ["1"],
                                                                                    print) == 1
+
+
+def test_symbols_a_tree_does_not_declare_are_told_apart(tmp_path: Path) -> None:
+    """A fragment line for a symbol the tree's Kconfig lacks (PROC_SYSCTL went in 7.x) is left out
+    with a note; one the tree declares but did not honour is an error."""
+    t = _tree(tmp_path)
+    (t / "fs").mkdir()
+    (t / "fs" / "Kconfig").write_text("config CONFIGFS_FS\n\ttristate\nmenuconfig NETWORK_FILESYSTEMS\n\tbool\n")
+    (t / "Kconfig.debug").write_text("  config DEBUG_KERNEL\n")
+    assert source.kconfig_symbols(t) == {"CONFIGFS_FS", "NETWORK_FILESYSTEMS", "DEBUG_KERNEL"}
