@@ -1,6 +1,7 @@
 #!/bin/sh
 # The real-kernel tier: the suite on Debian 6.12 (bookworm) and the newest 7.x kernel with
-# published headers (trixie-backports), plus the kernel-vs-emulator differential on 6.12.
+# published headers (trixie-backports), plus the kernel-vs-emulator differential on 6.12; then
+# Debian's 6.12 source built with KASAN and with lockdep, the fuzzers inside, and the planted bug.
 # Needs root (debootstrap, chroot, mounts); downloads and builds are cached in
 # ${TSM_CONFORMANCE_CACHE:-/var/cache/tsm-conformance}. JUnit goes to out/vm-*.xml.
 set -eu
@@ -23,6 +24,13 @@ $T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --params pri
 # size-then-fill race is reported as known, and any sanitizer report fails the run.
 $T vm --kernel-source-deb linux-source-6.12 --debug kasan --fuzz sequences,inblob,privlevel --max-time 60 \
     --fuzz-out out/vm-fuzz-kasan --junit out/vm-6.12-kasan-fuzz.xml
+# The suite on the same KASAN kernel, and our kselftest wrapper through the tree's own kselftest
+# runner with its KTAP checked by the tree's parser (what a KernelCI job would run).
+$T vm --kernel-source-deb linux-source-6.12 --debug kasan --params privlevel_floor=0 --kselftest \
+    --junit out/vm-6.12-kasan.xml
+# lockdep (PROVE_LOCKING, DEBUG_ATOMIC_SLEEP): a second build, shorter fuzzing.
+$T vm --kernel-source-deb linux-source-6.12 --debug lockdep --fuzz sequences,inblob,privlevel --max-time 30 \
+    --fuzz-out out/vm-fuzz-lockdep --junit out/vm-6.12-lockdep-fuzz.xml
 # The same kernel with tsm_test's planted off-by-one: the run must fail naming the KASAN report,
 # and replay --vm of the finding must reproduce it in a fresh guest.
 sh scripts/vm-planted-bug.sh
