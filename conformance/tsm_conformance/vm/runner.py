@@ -70,7 +70,8 @@ def _work(run: VmRun, i: int, py: str, ko: str) -> list[str]:
             f"--corpus $R/fuzz-{i}/corpora > $R/fuzz-{i}.log 2>&1",
             f"echo $? > $R/rc-{i}",
             f"echo \"tsm-vm: run {i} fuzz exit $(cat $R/rc-{i})\"",
-            f"grep -E '^(tsm-fuzz|FINDING|finding|known)' $R/fuzz-{i}.log | cut -c1-200 | sed 's/^/tsm-vm:   /'",
+            f"grep -E '^(tsm-fuzz|  [a-z_]+ +(PASS|FAIL|ERROR|SKIP))' $R/fuzz-{i}.log | cut -c1-200 "
+            "| sed 's/^/tsm-vm:   /'",
         ]
     if run.mode == "replay":
         return [
