@@ -330,7 +330,7 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
         tree = kernel_from_args(args, cache, progress)
         kst = None
         if args.kselftest is not None:
-            kst = Path(args.kselftest) if args.kselftest else tree.source
+            kst = Path(args.kselftest) if isinstance(args.kselftest, str) else tree.source
             if kst is None:
                 return _usage("vm --kselftest: name the kernel source tree (--kselftest TREE) or build from one "
                               "(--kernel-tree)")
@@ -686,7 +686,7 @@ def _vm_parser(sub: argparse._SubParsersAction) -> None:
                          "(sequences, inblob, privlevel); findings include kernel reports (KASAN, lockdep, ...)")
     vm.add_argument("--max-time", type=float, metavar="S", help="seconds per fuzz target (default 60)")
     vm.add_argument("--fuzz-out", metavar="DIR", help="where corpora and findings come home (default ./vm-fuzz)")
-    vm.add_argument("--kselftest", nargs="?", const="", metavar="TREE",
+    vm.add_argument("--kselftest", nargs="?", const=True, metavar="TREE",
                     help="also run our kselftest wrapper through a kernel tree's own kselftest runner and check its "
                          "KTAP with the tree's parser (TREE defaults to --kernel-tree / --kernel-source-deb)")
 

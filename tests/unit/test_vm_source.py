@@ -136,3 +136,15 @@ def test_symbols_a_tree_does_not_declare_are_told_apart(tmp_path: Path) -> None:
     (t / "fs" / "Kconfig").write_text("config CONFIGFS_FS\n\ttristate\nmenuconfig NETWORK_FILESYSTEMS\n\tbool\n")
     (t / "Kconfig.debug").write_text("  config DEBUG_KERNEL\n")
     assert source.kconfig_symbols(t) == {"CONFIGFS_FS", "NETWORK_FILESYSTEMS", "DEBUG_KERNEL"}
+
+
+def test_vm_and_replay_take_the_kernel_options() -> None:
+    from tsm_conformance.cli import parser
+    a = parser().parse_args(["vm", "--kernel-tree", "/src/linux", "--debug", "kasan", "--kselftest", "--junit", "j.xml",
+                             "--fuzz", "sequences,inblob", "--max-time", "30", "--provider-module", "kmod/x"])
+    assert (a.kernel_tree, a.debug, a.kselftest, a.junit, a.fuzz, a.max_time, a.provider_module) == \
+        ("/src/linux", "kasan", True, "j.xml", "sequences,inblob", 30.0, "kmod/x")
+    assert parser().parse_args(["vm", "--kernel-deb", "k", "--kselftest", "/src/linux"]).kselftest == "/src/linux"
+    r = parser().parse_args(["replay", "f.tsmseq", "--vm", "--kernel-source-deb", "linux-source-6.12",
+                             "--params", "plant_bug=1"])
+    assert r.vm and r.kernel_source_deb == "linux-source-6.12" and r.params == ["plant_bug=1"]
