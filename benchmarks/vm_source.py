@@ -78,9 +78,10 @@ def fuzz(tree: Path, debug: list[str], cache: Path, targets: str, seconds: float
 def race(tree: Path, debug: list[str], cache: Path, n: int, seconds: float) -> None:
     found = []
     for i in range(n):
-        out, _ = vm(tree, debug, cache, "--fuzz", "sequences", "--max-time", str(seconds), "--fuzz-out",
-                    tempfile.mkdtemp(prefix="tsm-race-"))
-        m = re.search(r"known .*?first after ([\d.]+) s", out)
+        d = tempfile.mkdtemp(prefix="tsm-race-")
+        out, _ = vm(tree, debug, cache, "--fuzz", "sequences", "--max-time", str(seconds), "--fuzz-out", d,
+                    "--junit", f"{d}/j.xml")
+        m = re.search(r"known: .*?first after ([\d.]+) s", out)
         found.append(float(m[1]) if m else float("inf"))
         print(f"race run {i + 1}: {found[-1]:.1f} s to the first size-then-fill race", flush=True)
     print(f"race: median {statistics.median(found):.1f} s over {n} runs ({'+'.join(['base', *debug])})")
