@@ -253,21 +253,7 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         run.accel = qemu.choose_accel(tree.image, initrd, cache, progress)
     cmd = qemu.qemu_command(tree.image, initrd, results, run.accel)
     progress(f"boot {tree.release} (QEMU {run.accel}, {len(run.params)} {run.mode} run(s), {provider.name})")
-
-    def on_line(line: str) -> None:
-        if "tsm-vm:" in line:
-            progress(line[line.index("tsm-vm:") + 8:])
-        elif BAD_DMESG.search(line):
-            progress(f"kernel: {line.strip()}")
-    for attempt in (1, 2):
-        rc, secs = qemu.run(cmd, results / "console.log", timeout, on_line)
-        console = (results / "console.log").read_text(errors="replace")
-        if "tsm-vm: guest up" in console or attempt == 2:
-            break
-        # The kernel died before our init ran (seen once under TCG: an int3 oops in
-        # sched_clock_cpu at 1.4 s): an emulation hiccup, not a finding.  Boot once more.
-        (results / "console-failed-boot.log").write_text(console)
-        progress("the guest died before init ran; booting again (console-failed-boot.log kept)")
+    rc, secs, console = _boot(cmd, results, timeout, progress)
     dmesg_file = results / "dmesg.txt"
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else console
     if rc is None:
@@ -313,6 +299,26 @@ def _kselftest(run: VmRun, junit: Path, progress) -> int:  # noqa: ANN001
     ET.ElementTree(root).write(junit, encoding="utf-8", xml_declaration=True)
     progress("kselftest through the kernel tree's runner: " + ("; ".join(problems) if problems else "ok"))
     return int(bool(problems))
+
+
+def _boot(cmd: list[str], results: Path, timeout: float, progress) -> tuple[int | None, float, str]:  # noqa: ANN001
+    """Run the guest, passing its tsm-vm lines and kernel reports on as they come: (exit status or
+    None on timeout, seconds, the console)."""
+    def on_line(line: str) -> None:
+        if "tsm-vm:" in line:
+            progress(line[line.index("tsm-vm:") + 8:])
+        elif BAD_DMESG.search(line):
+            progress(f"kernel: {line.strip()}")
+    for attempt in (1, 2):
+        rc, secs = qemu.run(cmd, results / "console.log", timeout, on_line)
+        console = (results / "console.log").read_text(errors="replace")
+        if "tsm-vm: guest up" in console or attempt == 2:
+            break
+        # The kernel died before our init ran (seen once under TCG: an int3 oops in
+        # sched_clock_cpu at 1.4 s): an emulation hiccup, not a finding.  Boot once more.
+        (results / "console-failed-boot.log").write_text(console)
+        progress("the guest died before init ran; booting again (console-failed-boot.log kept)")
+    return rc, secs, console
 
 
 def bring_home(run: VmRun, out: Path, progress) -> None:  # noqa: ANN001
