@@ -448,7 +448,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"step {i + 1}: {step.op}\n  expected: {step.expected}\n  got:      {got}")
     checked = sum(1 for s in seq.steps if s.expected is not None)
     print(f"{tree.describe()}: {len(seq.steps)} steps, {checked} with expected results, {len(diffs)} differ")
-    if not diffs and "check" in seq.header:
+    rule = seq.header.get("rule", "")
+    if not diffs and rule.startswith("kernel."):  # the steps ran as recorded; the kernel log decides
+        print(f"steps as recorded; {rule} is a kernel-log finding: replay --vm judges the fresh guest's log")
+    elif not diffs and "check" in seq.header:
         print(f"reproduced: {seq.header['check']} observed {seq.header.get('observed', '?')}")
     return EXIT_FAIL if diffs else EXIT_OK
 
