@@ -513,7 +513,7 @@ class Runner:
 
 
 def known_text(known: dict[str, int]) -> str:
-    """``known: provider.read.size_then_fill_integrity x12``: known-bug matches, not findings."""
+    """``known: size-then-fill race x12``: known-bug matches, not findings."""
     return "known: " + ", ".join(f"{rule} x{n}" for rule, n in sorted(known.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
