@@ -148,3 +148,14 @@ def test_vm_and_replay_take_the_kernel_options() -> None:
     r = parser().parse_args(["replay", "f.tsmseq", "--vm", "--kernel-source-deb", "linux-source-6.12",
                              "--params", "plant_bug=1"])
     assert r.vm and r.kernel_source_deb == "linux-source-6.12" and r.params == ["plant_bug=1"]
+
+
+def test_a_failed_build_is_one_line_naming_missing_packages(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("  LEX     scripts/kconfig/lexer.lex.c\n/bin/sh: 1: flex: not found\nmake[3]: *** Error 127\n")
+    with pytest.raises(VmError, match=r"configuring x failed \(apt-get install flex bison bc libelf-dev libssl-dev\): "
+                                      r".*flex: not found \| make\[3\]"):
+        source._failed("configuring x", log)
+    log.write_text("drivers/x.c:1: error: boom\n")
+    with pytest.raises(VmError, match=r"^kernel build failed: drivers/x.c:1: error: boom \(log "):
+        source._failed("kernel build", log)

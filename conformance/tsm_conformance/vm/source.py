@@ -18,6 +18,7 @@ import subprocess
 import time
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from .kernel import KernelTree, Progress, VmError
 
@@ -127,13 +128,18 @@ def _make(tree: Path, out: Path, args: list[str], progress: Progress, what: str)
         except subprocess.TimeoutExpired:
             raise VmError(f"{what}: no result after {BUILD_TIMEOUT:.0f} s (log {log})") from None
     if p.returncode:
-        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        hint = ""
-        if any("flex: not found" in ln or "bison: not found" in ln or "gelf.h" in ln or "openssl" in ln
-               for ln in tail):
-            hint = " (apt-get install flex bison bc libelf-dev libssl-dev)"
-        raise VmError(f"{what} failed{hint}: {' | '.join(t.strip() for t in tail)} (log {log})")
+        _failed(what, log)
     progress(f"{what}: {time.monotonic() - t0:.0f} s")
+
+
+def _failed(what: str, log: Path) -> NoReturn:
+    """One line from a failed configure or build: its last lines, and the packages when the
+    failure is a missing tool or header (flex, bison, bc, libelf, openssl)."""
+    tail = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
+    missing = any(k in ln for ln in tail for k in ("flex: not found", "bison: not found", "bc: not found",
+                                                   "gelf.h", "openssl"))
+    hint = " (apt-get install flex bison bc libelf-dev libssl-dev)" if missing else ""
+    raise VmError(f"{what} failed{hint}: {' | '.join(tail)} (log {log})")
 
 
 def build_dir(tree: Path, version: str, debug: list[str], cache: Path) -> tuple[Path, str]:
@@ -166,8 +172,7 @@ def from_source(tree: Path, cache: Path, debug: list[str], progress: Progress, j
             p = subprocess.run(["sh", str(tree / "scripts" / "kconfig" / "merge_config.sh"), "-n", "-O", str(out),
                                 *paths], cwd=tree, stdout=fh, stderr=subprocess.STDOUT, timeout=600)
         if p.returncode:
-            tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-2:]
-            raise VmError(f"configuring {tree} failed: {' | '.join(tail)} (log {out / 'build.log'})")
+            _failed(f"configuring {tree}", out / "build.log")
         bad = not_taken((out / ".config").read_text(), wanted([t for _, t in frags]))
         declared = kconfig_symbols(tree)
         gone = [b for b in bad if b.split("=")[0].removeprefix("CONFIG_") not in declared]
