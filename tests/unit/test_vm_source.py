@@ -159,3 +159,19 @@ def test_a_failed_build_is_one_line_naming_missing_packages(tmp_path: Path) -> N
     log.write_text("drivers/x.c:1: error: boom\n")
     with pytest.raises(VmError, match=r"^kernel build failed: drivers/x.c:1: error: boom \(log "):
         source._failed("kernel build", log)
+
+
+def test_a_provider_that_does_not_compile_is_one_line_with_the_compiler_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from tsm_conformance.vm import build
+    src = tmp_path / "bad_tsm.c"
+    src.write_text("int x = ;\n")
+    failed = subprocess.CompletedProcess([], 2, "  CC [M]  bad_tsm.o\n", "bad_tsm.c:1:9: error: expected expression\n"
+                                         "make[2]: *** [scripts/Makefile.build:234: bad_tsm.o] Error 1\n")
+    monkeypatch.setattr(build.subprocess, "run", lambda *a, **k: failed)
+    tree = KernelTree("6.12.118", tmp_path / "bzImage", tmp_path, tmp_path / "headers")
+    with pytest.raises(VmError, match=r"^module build of .*bad_tsm.c failed for 6.12.118: bad_tsm.c:1:9: error: "
+                                      r"expected expression \(log .*build.log\)$"):
+        build.build_module(tree, tmp_path / "cache", lambda m: None, src)

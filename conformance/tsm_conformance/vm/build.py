@@ -88,8 +88,11 @@ def build_module(tree: KernelTree, cache: Path, progress: Progress, src: Path | 
                            text=True, timeout=900)
     kos = sorted(out.glob("*.ko"))
     if p.returncode or not kos:
-        tail = [ln for ln in (p.stderr or p.stdout).strip().splitlines() if ln.strip()][-3:]
-        raise VmError(f"module build of {src} failed for {tree.release}: {' | '.join(tail)}")
+        lines = [ln.strip() for ln in f"{p.stdout}\n{p.stderr}".splitlines() if ln.strip()]
+        # the compiler's own "error:" lines say what is wrong; make's "Error 1" lines only where
+        why = [ln for ln in lines if "error:" in ln][:2] or lines[-3:]
+        (out / "build.log").write_text(f"{p.stdout}\n{p.stderr}")
+        raise VmError(f"module build of {src} failed for {tree.release}: {' | '.join(why)} (log {out / 'build.log'})")
     if len(kos) != 1:
         raise VmError(f"{src} builds {len(kos)} modules ({', '.join(k.name for k in kos)}): the provider must be "
                       "one module")
