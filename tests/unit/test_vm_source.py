@@ -175,3 +175,10 @@ def test_a_provider_that_does_not_compile_is_one_line_with_the_compiler_error(
     with pytest.raises(VmError, match=r"^module build of .*bad_tsm.c failed for 6.12.118: bad_tsm.c:1:9: error: "
                                       r"expected expression \(log .*build.log\)$"):
         build.build_module(tree, tmp_path / "cache", lambda m: None, src)
+
+
+def test_a_failed_tool_is_named_by_its_last_line() -> None:
+    from tsm_conformance.vm.kernel import last_line
+    assert last_line("W: a warning\nE: Couldn't find any package by regex 'linux-source-9.9'\n") == \
+        "E: Couldn't find any package by regex 'linux-source-9.9'"
+    assert last_line("") == last_line(None) == "(no output)"

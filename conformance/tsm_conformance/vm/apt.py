@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .kernel import Progress, VmError
+from .kernel import Progress, VmError, last_line
 
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -32,6 +32,6 @@ def suite_options(cache: Path, suite: str, progress: Progress, max_age: float = 
         progress(f"apt-get update ({' '.join(suites)})")
         p = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True, timeout=600)
         if p.returncode:
-            raise VmError(f"apt-get update for {suite} failed: {p.stderr.strip().splitlines()[-1:]}")
+            raise VmError(f"apt-get update for {suite} failed: {last_line(p.stderr)}")
         stamp.touch()
     return opts

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .apt import MIRROR
-from .kernel import KernelTree, Progress, VmError
+from .kernel import KernelTree, Progress, VmError, last_line
 
 # gcc major -> the Debian suite whose default toolchain provides it
 SUITE_FOR_GCC = {14: "trixie", 15: "sid", 16: "sid"}
@@ -65,7 +65,7 @@ def ensure_chroot(cache: Path, gcc: int, progress: Progress) -> Path:
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode:
-        raise VmError(f"{' '.join(cmd[:4])}... failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        raise VmError(f"{' '.join(cmd[:4])}... failed: {last_line(p.stderr or p.stdout)}")
     return p
 
 

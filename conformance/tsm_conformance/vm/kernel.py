@@ -20,6 +20,12 @@ class VmError(Exception):
     """A one-line reason the VM run cannot proceed (exit 2)."""
 
 
+def last_line(text: str | None) -> str:
+    """A failed tool's last line of output, for a one-line VmError (apt, dpkg, tar, debootstrap)."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else "(no output)"
+
+
 @dataclass(frozen=True)
 class KernelTree:
     release: str
@@ -40,7 +46,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     except FileNotFoundError:
         raise VmError(f"{cmd[0]} not found: run on a Debian-like host (apt-get, dpkg)") from None
     if p.returncode:
-        raise VmError(f"{' '.join(cmd[:3])}...: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        raise VmError(f"{' '.join(cmd[:3])}...: {last_line(p.stderr or p.stdout)}")
     return p.stdout
 
 

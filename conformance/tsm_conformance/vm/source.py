@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
-from .kernel import KernelTree, Progress, VmError
+from .kernel import KernelTree, Progress, VmError, last_line
 
 #: --debug NAME -> its fragment in data/kconfig (NAME.config)
 DEBUG = ("kasan", "kcsan", "lockdep", "ubsan")
@@ -214,7 +214,7 @@ def unpack_source_deb(package: str, cache: Path, progress: Progress, apt: list[s
         except FileNotFoundError:
             raise VmError("apt-get not found: --kernel-source-deb needs a Debian-like host") from None
         if p.returncode:
-            raise VmError(f"apt-get download {package} failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+            raise VmError(f"apt-get download {package} failed: {last_line(p.stderr or p.stdout)}")
         have = sorted(debs.glob(f"{package}_*.deb"))
     if not have:
         raise VmError(f"apt-get download {package} left no .deb in {debs}")
@@ -227,14 +227,14 @@ def unpack_source_deb(package: str, cache: Path, progress: Progress, apt: list[s
         work.mkdir(parents=True)
         p = subprocess.run(["dpkg", "-x", str(deb), str(work / "deb")], capture_output=True, text=True, timeout=1800)
         if p.returncode:
-            raise VmError(f"dpkg -x {deb.name} failed: {p.stderr.strip().splitlines()[-1:]}")
+            raise VmError(f"dpkg -x {deb.name} failed: {last_line(p.stderr)}")
         tars = sorted((work / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
         if len(tars) != 1:
             raise VmError(f"{deb.name}: expected one linux-source tarball in usr/src, found {len(tars)}")
         p = subprocess.run(["tar", "-C", str(work), "-xaf", str(tars[0])], capture_output=True, text=True,
                            timeout=1800)
         if p.returncode:
-            raise VmError(f"unpacking {tars[0].name} failed: {p.stderr.strip().splitlines()[-1:]}")
+            raise VmError(f"unpacking {tars[0].name} failed: {last_line(p.stderr)}")
         shutil.rmtree(work / "deb")
         (work / ".unpacked").touch()
         shutil.rmtree(dest, ignore_errors=True)
