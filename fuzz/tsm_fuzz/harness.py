@@ -8,11 +8,25 @@ them directly and the worker hands them to atheris.
 from __future__ import annotations
 
 import itertools
+import traceback
 from typing import Any
 
 from tsm_conformance.names import FUZZ, with_pid
 
-from .api import TargetContext
+from .api import Finding, TargetContext
+
+
+def where(e: BaseException) -> str:
+    """``file.py:LINE in function`` where an exception was raised: a finding's evidence."""
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
+
+
+def refused_in_one_line(rule: str, e: BaseException) -> None:
+    """Hostile input may be refused, but in one non-empty line (docs/fuzzing.md, the parser
+    targets): anything else breaks ``rule``."""
+    if "\n" in str(e) or not str(e):
+        raise Finding(rule, f"a {type(e).__name__} that is not one line: {str(e)[:200]!r}") from e
 
 
 def prepare(ctx: TargetContext) -> None:

@@ -14,10 +14,10 @@ import atexit
 import os
 import shutil
 import tempfile
-import traceback
 from collections.abc import Callable
 
 from ..api import Finding, TargetContext
+from ..harness import refused_in_one_line, where
 
 NAME = "profile"
 DESCRIPTION = ("profile loader (--profile PATH, profiles validate): a Profile or a one-line ProfileError, "
@@ -25,11 +25,6 @@ DESCRIPTION = ("profile loader (--profile PATH, profiles validate): a Profile or
 INSTRUMENT = ("tsm_conformance.profile.yamlmarks", "tsm_conformance.profile.schemacheck",
               "tsm_conformance.profile.semantics", "tsm_conformance.profile.load", "tsm_conformance.profile.errors")
 MAX_LEN = 8192  # libFuzzer -max_len: the shipped profiles are under 3 KiB
-
-
-def _where(e: BaseException) -> str:
-    frame = traceback.extract_tb(e.__traceback__)[-1]
-    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
 
 
 def make(ctx: TargetContext) -> Callable[[bytes], None]:
@@ -46,16 +41,15 @@ def make(ctx: TargetContext) -> Callable[[bytes], None]:
         try:
             p = load_profile(path)
         except ProfileError as e:
-            if "\n" in str(e) or not str(e):
-                raise Finding(rule, f"a ProfileError that is not one line: {str(e)[:200]!r}") from e
+            refused_in_one_line(rule, e)
             return
         except Exception as e:  # noqa: BLE001 - any other exception is the finding
-            raise Finding(rule, f"{type(e).__name__}: {str(e)[:200]} ({_where(e)}) on {len(data)} bytes") from e
+            raise Finding(rule, f"{type(e).__name__}: {str(e)[:200]} ({where(e)}) on {len(data)} bytes") from e
         if not isinstance(p, Profile):
             raise Finding(rule, f"load_profile returned {type(p).__name__}")
         try:
             render_profile(p)
         except Exception as e:  # noqa: BLE001
             raise Finding(rule, f"render_profile of a loaded profile raised {type(e).__name__}: {e} "
-                                f"({_where(e)})") from e
+                                f"({where(e)})") from e
     return one

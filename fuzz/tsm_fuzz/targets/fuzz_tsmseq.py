@@ -16,21 +16,16 @@ traceback):
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 
 from ..api import Finding, TargetContext
+from ..harness import refused_in_one_line, where
 
 NAME = "tsmseq"
 DESCRIPTION = ".tsmseq parser (replay's input): a Sequence or a one-line ValueError, never another exception"
 INSTRUMENT = ("tsm_conformance.seq", "tsm_conformance.inputs")
 MAX_LEN = 4096  # libFuzzer -max_len: lines and literals of every kind fit; the bounds are unit-tested
 MAX_STEPS = 64  # steps replayed per input
-
-
-def _where(e: BaseException) -> str:
-    frame = traceback.extract_tb(e.__traceback__)[-1]
-    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
 
 
 def make(ctx: TargetContext) -> Callable[[bytes], None]:
@@ -44,17 +39,16 @@ def make(ctx: TargetContext) -> Callable[[bytes], None]:
         try:
             seq = parse_tsmseq(utf8(data, "fuzz.tsmseq"))
         except ValueError as e:
-            if "\n" in str(e) or not str(e):
-                raise Finding(rule, f"a {type(e).__name__} that is not one line: {str(e)[:200]!r}") from e
+            refused_in_one_line(rule, e)
             return
         except Exception as e:  # noqa: BLE001 - any other exception is the finding
-            raise Finding(rule, f"{type(e).__name__}: {e} ({_where(e)}) on {len(data)} bytes") from e
+            raise Finding(rule, f"{type(e).__name__}: {e} ({where(e)}) on {len(data)} bytes") from e
         try:
             confine(seq, prefix)
             again = parse_tsmseq(format_tsmseq(seq))
         except Exception as e:  # noqa: BLE001
             raise Finding(rule, f"a parsed sequence is refused on its own text form: {type(e).__name__}: {e} "
-                                f"({_where(e)})") from e
+                                f"({where(e)})") from e
         if again.steps != seq.steps or again.header != seq.header:
             raise Finding(rule, "format_tsmseq then parse_tsmseq does not give the same sequence back")
         if tree is None or threaded(seq) or len(seq.steps) > MAX_STEPS:
@@ -63,5 +57,5 @@ def make(ctx: TargetContext) -> Callable[[bytes], None]:
         try:
             replay(tree, seq, prefix, attempts=1)
         except Exception as e:  # noqa: BLE001
-            raise Finding(rule, f"replay of a parsed sequence raised {type(e).__name__}: {e} ({_where(e)})") from e
+            raise Finding(rule, f"replay of a parsed sequence raised {type(e).__name__}: {e} ({where(e)})") from e
     return one
