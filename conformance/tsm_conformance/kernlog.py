@@ -66,6 +66,22 @@ def classify(line: str) -> str | None:
     return "kernel.report"  # not reached: BAD_DMESG is the union of the patterns
 
 
+def _report_key(line: str) -> str:
+    """A report line without what changes from boot to boot: the timestamp, addresses, offsets,
+    pids and CPU numbers (``BUG: KASAN: slab-out-of-bounds in f+0x1a/0x90 [m]`` -> ``... in f [m]``)."""
+    t = re.sub(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*", "", line.strip())
+    t = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", t)
+    t = re.sub(r"0x[0-9a-f]+|\b[0-9a-f]{8,16}\b", "X", t)
+    return re.sub(r"\b(CPU|PID|pid|task)[: ]+\S+", r"\1", t)
+
+
+def same_report(a: str, b: str) -> bool:
+    """Two kernel report lines name the same bug (replay --vm of a kernel finding): the same kind
+    (``classify``) and the same text once boot-to-boot details are dropped."""
+    ka, kb = _report_key(a), _report_key(b)
+    return bool(ka and kb) and classify(a) == classify(b) and (ka in kb or kb in ka)
+
+
 def read_taint(path: str = "/proc/sys/kernel/tainted") -> int | None:
     try:
         with open(path) as f:

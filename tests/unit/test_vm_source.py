@@ -10,7 +10,8 @@ import pytest
 from tsm_conformance.vm import source
 from tsm_conformance.vm.build import Provider, _sources
 from tsm_conformance.vm.kernel import KernelTree, VmError
-from tsm_conformance.vm.runner import VmRun, guest_script, same_report
+from tsm_conformance.kernlog import same_report
+from tsm_conformance.vm.runner import VmRun, guest_script
 
 
 def test_debug_variants_are_named_and_exclusive() -> None:

@@ -26,7 +26,7 @@ from .differential import compare, divergence_file, era_of, write_sequences
 from .initramfs import build_initramfs
 from .kernel import KernelTree
 
-from ..kernlog import BAD_DMESG, bad_dmesg  # noqa: F401  (the one kernel-log policy)
+from ..kernlog import BAD_DMESG, bad_dmesg, same_report  # noqa: F401  (the one kernel-log policy)
 # Floor 0; floor 2 refusing reports below it as SNP firmware does (what a guest under an SVSM
 # has); floor 1 with a large outblob.
 DEFAULT_PARAMS = ("privlevel_floor=0", "privlevel_floor=2 refuse_below_floor=1",
@@ -360,17 +360,3 @@ def replay_verdict(seqfile: Path, results: Path, dmesg: str, rcs: list[str], pro
         return 0
     print(f"not reproduced: {rule} ({line or observed}) did not appear in the fresh guest's kernel log")
     return 1
-
-
-def same_report(a: str, b: str) -> bool:
-    """Two kernel report lines name the same bug: equal once timestamps, addresses, offsets,
-    pids and CPU numbers are dropped (``BUG: KASAN: slab-out-of-bounds in f+0x1a/0x90``)."""
-    import re
-
-    def norm(t: str) -> str:
-        t = re.sub(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*", "", t.strip())
-        t = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", t)
-        t = re.sub(r"0x[0-9a-f]+|\b[0-9a-f]{8,16}\b", "X", t)
-        return re.sub(r"\b(CPU|PID|pid|task)[: ]+\S+", r"\1", t)
-    na, nb = norm(a), norm(b)
-    return bool(na and nb) and (na in nb or nb in na)
