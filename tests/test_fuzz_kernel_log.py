@@ -73,6 +73,7 @@ def test_kasan_report_after_an_input_is_its_finding(tmp_path: Path, name: str) -
     seq = f.sequence
     assert seq is not None and seq.header["rule"] == "kernel.kasan" and seq.header["emulate"] == "tsm_test"
     assert "attributed to the input" in seq.header["note"] and seq.steps[0].op.name == "mkdir"
+    assert "BUG: KASAN: slab-out-of-bounds in tsm_report_read" in seq.header["kernel-report"]  # replay --vm's key
     # the sequence replays on the tree it came from, every step as it was
     from tsm_conformance.runstate import make_tree
     from tsm_conformance.seq import format_tsmseq, parse_tsmseq, replay

@@ -144,6 +144,8 @@ class KernelWatch:
             if prior is not None:
                 hdr["also"] = _one_line(f"{prior.rule}: {prior.observed}")
             hdr["rule"], hdr["observed"] = rule, _one_line(observed)
+            if hit is not None:  # the report line alone: replay --vm looks for it again
+                hdr["kernel-report"] = _one_line(lines[hit])
             hdr["note"] = _one_line(ATTRIBUTION, 400)
             if self.ctx.root:
                 hdr.setdefault("kernel", os.uname().release)

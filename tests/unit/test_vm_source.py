@@ -117,7 +117,8 @@ def test_replay_vm_verdict_of_a_kernel_finding(tmp_path: Path, capsys: pytest.Ca
     seq.write_text("# tsmseq 1\n# check: fuzz.inblob\n# rule: kernel.kasan\n"
                    "# observed: kernel log: BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0xa6/0xc0 "
                    "[tsm_test]; taint 4096 (O: out-of-tree module) -> 4128 (B: bad page, O: out-of-tree module)\n"
-                   "mkdir(r0)  # 0\n")
+                   "# kernel-report: [ 25.7] BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0xa6/0xc0 "
+                   "[tsm_test]\nmkdir(r0)  # 0\n")
     again = "[ 9.1] BUG: KASAN: slab-out-of-bounds in tt_planted_overflow+0xa6/0xc0 [tsm_test]\n"
     assert replay_verdict(seq, tmp_path, again, ["1"], print) == 0  # the steps' own results do not matter
     assert "reproduced: kernel.kasan observed" in capsys.readouterr().out

@@ -350,13 +350,12 @@ def replay_verdict(seqfile: Path, results: Path, dmesg: str, rcs: list[str], pro
     rule = header.get("rule") or header.get("check", "")
     if not rule.startswith("kernel."):
         return 0 if rcs == ["0"] else 1
-    # ``observed: kernel log: <the report's first line>; taint A (...) -> B (...)``
-    observed = header.get("observed", "")
-    line = observed.removeprefix("kernel log: ").split("; taint ")[0] if observed.startswith("kernel log: ") else ""
+    line = header.get("kernel-report", "")  # the report's first line (fuzz worker); none for a taint finding
     bad = bad_dmesg(dmesg)
     seen = [ln for ln in bad if same_report(line, ln)] if line else bad  # a taint finding: any kernel report
     if seen:
         print(f"reproduced: {rule} observed {seen[0].strip()}")
         return 0
-    print(f"not reproduced: {rule} ({line or observed}) did not appear in the fresh guest's kernel log")
+    print(f"not reproduced: {rule} ({line or header.get('observed', '')}) did not appear in the fresh guest's "
+          "kernel log")
     return 1
