@@ -1,7 +1,8 @@
 """Our kselftest wrapper through a kernel tree's own kselftest runner (kselftest/kernel-runner.sh),
 on the host against the emulator (TSM_EMULATE), and vm/kselftest.py's verdict on what it leaves:
 the checks `vm --kselftest` makes on the guest's results (docs/kernelci.md).  Needs a kernel source
-tree: TSM_KERNEL_TREE, else /work/ksrc/linux-source-6.12 when it exists; skipped without one."""
+tree: TSM_KERNEL_TREE, else one `vm --kernel-source-deb` unpacked into the cache (the VM tier,
+which CI runs before the tests, leaves Debian's 6.12 source there); skipped without one."""
 
 from __future__ import annotations
 
@@ -18,14 +19,19 @@ from tsm_conformance.vm.kselftest import GUEST_SCRIPT, TEST_NAME, verdict
 pytestmark = pytest.mark.slow  # starts the runner and the suite (tests/conftest.py: the tiers)
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_TREE = Path("/work/ksrc/linux-source-6.12")
 RUNNER = Path("tools/testing/selftests/kselftest/runner.sh")
 
 
 def kernel_tree() -> Path:
-    tree = Path(os.environ.get("TSM_KERNEL_TREE") or DEFAULT_TREE)
-    if not (tree / RUNNER).is_file():
-        pytest.skip(f"no kernel source tree with {RUNNER} (set TSM_KERNEL_TREE; tried {tree})")
+    given = os.environ.get("TSM_KERNEL_TREE")
+    if given:
+        trees = [Path(given)]
+    else:  # vm/source.py unpack_source_deb: CACHE/src/<deb>/linux-source-X.Y
+        cache = Path(os.environ.get("TSM_CONFORMANCE_CACHE") or "/var/cache/tsm-conformance")
+        trees = sorted(cache.glob("src/linux-source-*/linux-source-*"))
+    tree = next((t for t in trees if (t / RUNNER).is_file()), None)
+    if tree is None:
+        pytest.skip(f"no kernel source tree with {RUNNER} (set TSM_KERNEL_TREE, or run the VM tier first)")
     return tree
 
 
