@@ -26,6 +26,8 @@ for m in $(cat /tsm/boot.order); do insmod /tsm/$m.ko || echo "tsm-vm: insmod $m
 mkdir -p /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || echo "tsm-vm: no host root"
 mount -t proc proc /newroot/proc; mount -t sysfs sys /newroot/sys; mount -t devtmpfs dev /newroot/dev
+# devtmpfs lacks what udev adds: the kselftest runner writes everything to /dev/stdout
+ln -s /proc/self/fd /newroot/dev/fd; for i in 0:stdin 1:stdout 2:stderr; do ln -s /proc/self/fd/${i%:*} /newroot/dev/${i#*:}; done
 mount -t tmpfs run /newroot/run
 mkdir -p /newroot/run/tsm-results /newroot/run/tmp
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /newroot/run/tsm-results || echo "tsm-vm: no results share"

@@ -2,9 +2,9 @@
 KTAP checked with the tree's own parser (`vm --kselftest`): what a KernelCI/LAVA job does
 (docs/kernelci.md).
 
-The guest runs ``GUEST_SCRIPT TREE $R/kselftest > $R/kselftest.log 2>&1`` (vm/runner.py), which
-stages our collection beside the tree's runner and leaves the runner's KTAP in
-``$R/kselftest/ktap.txt``.  ``verdict`` then checks, on the host:
+The guest runs ``GUEST_SCRIPT TREE /run/tmp/kselftest > $R/kselftest.log 2>&1`` (vm/runner.py),
+which stages our collection beside the tree's runner on the guest's tmpfs; the runner's KTAP is
+copied to ``$R/kselftest/ktap.txt``.  ``verdict`` then checks, on the host:
 
 * our own structural check: a KTAP/TAP version line, a plan, and a result line for our test that
   is ``ok`` without ``# SKIP`` (a skip in the VM means the wrapper found no configfs-tsm: the ABI

@@ -102,10 +102,6 @@ def guest_script(run: VmRun, core_order: list[str]) -> str:
         "echo \"tsm-vm: kernel $(uname -r)\"",
         *[f"$B insmod /mnt/{m}.ko || echo 'tsm-vm: insmod {m} failed'" for m in core_order],
         "mount -t configfs configfs /sys/kernel/config 2>/dev/null || $B mount -t configfs configfs /sys/kernel/config",
-        # devtmpfs has no /dev/fd, /dev/stdout ... (udev makes them): the kselftest runner writes
-        # its lines and the test's output to /dev/stdout, which would otherwise vanish
-        "for f in fd:fd stdin:fd/0 stdout:fd/1 stderr:fd/2; do [ -e /dev/${f%%:*} ] || "
-        "$B ln -s /proc/self/${f#*:} /dev/${f%%:*}; done",
         "cd /run",
     ]
     for i, params in enumerate(run.params):
