@@ -6,8 +6,8 @@ Two figures per target:
 
 * ``raw``: the target's one-input function called in a plain loop over its seed corpus and
   seeded random mutations of it (no atheris): the cost of the harness plus the tree.
-  ``sequences`` has no seed corpus, so its first row is 0-3-byte inputs (nearly all of them one
-  thread, one macro or none: set-up and tear-down cost); its next rows are seeded random inputs of
+  ``sequences``' first row mutates its seeds (``corpora/sequences/``: long threaded race
+  schedules, the slowest inputs it has); its next rows are seeded random inputs of
   1-47 bytes (as its tests use) by kind: single-threaded schedules (~34 operations on average) and
   threaded ones (several ``T<n>:`` threads, ~69 operations), which cost far more;
   ``per cpu-s`` is the same count over the process's CPU time instead of wall time (on a shared,

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -826,14 +827,120 @@ def fd_names(steps: list[Step]) -> dict[int, str]:
     return {i: f"fd{k}" for k, i in enumerate(opens)}
 
 
+class Pool:
+    """Worker threads for ``execute_threads``, kept from one schedule to the next: starting an OS
+    thread per ``T<n>`` program per schedule cost more than running the programs (a fuzz target
+    runs thousands of schedules).  Each worker is parked on a lock of its own; a schedule hands
+    every program to an idle worker and releases them all in one go (a few lock releases, well
+    within one GIL switch interval), so they start together as a barrier would start them.  A
+    worker still busy at a schedule's deadline (a hang) is never reused: it ends when its call
+    returns.  Parked workers call nothing on the tree, so they are not among the emulator's
+    competing threads (``Kernel._competing``); they end with ``close`` or when the pool is
+    collected, so none outlives its owner (``cleanup.wait_for_workers`` would wait for it).
+
+    A schedule's k-th program runs on the k-th CPU the process may use (``spread``), as fuzzers
+    bind their workers (AFL++ binds to free cores): kept threads woken together otherwise tend to
+    share one CPU and run one after the other, and an in-process tree's races then recurred 2-5x
+    less often than with new threads (docs/fuzzing.md, "Threads").  ``TSM_NO_AFFINITY=1``, or a
+    process allowed one CPU, leaves placement to the scheduler."""
+
+    def __init__(self, spread: bool | None = None) -> None:
+        self._lock = threading.Lock()  # _idle, and each worker's busy/retired
+        self._idle: list[_Worker] = []
+        if spread is None:
+            spread = os.environ.get("TSM_NO_AFFINITY", "") in ("", "0")
+        cpus = sorted(os.sched_getaffinity(0)) if spread and hasattr(os, "sched_getaffinity") else []
+        self._cpus: list[int] = cpus if len(cpus) > 1 else []
+        self._end = weakref.finalize(self, _end_parked, self._lock, self._idle)
+
+    def run(self, programs: list[Callable[[], None]], deadline: float) -> None:
+        """Run each program on its own thread, all released at once; return when every one has
+        finished or after ``deadline`` seconds."""
+        if not programs:
+            return
+        with self._lock:
+            k = min(len(programs), len(self._idle))
+            workers = self._idle[len(self._idle) - k:]
+            del self._idle[len(self._idle) - k:]
+        workers += [_Worker(self._lock) for _ in range(len(programs) - k)]
+        left = [len(programs)]
+        finished = threading.Lock()  # released by the last program to finish
+        finished.acquire()
+        cpus = self._cpus
+        for k, (w, prog) in enumerate(zip(workers, programs)):
+            w.busy = True
+            w.task = (prog, left, finished, cpus[k % len(cpus)] if cpus else -1)
+        try:
+            for w in workers:
+                w.wake.release()
+            finished.acquire(timeout=max(deadline, 0.0))
+        finally:
+            with self._lock:
+                for w in workers:
+                    if w.busy:
+                        w.retired = True  # hung (or interrupted): it ends once its call returns
+                    else:
+                        self._idle.append(w)
+
+    def close(self) -> None:
+        """End the parked workers now (busy ones end when they return)."""
+        self._end()
+
+
+def _end_parked(lock: threading.Lock, idle: list[_Worker]) -> None:
+    with lock:
+        ending = idle[:]
+        idle.clear()
+    for w in ending:
+        w.stop = True
+        w.wake.release()
+
+
+class _Worker:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock  # the pool's
+        self.wake = threading.Lock()  # held while parked; released to run ``task`` (or to stop)
+        self.wake.acquire()
+        self.task: tuple[Callable[[], None], list[int], threading.Lock, int] | None = None
+        self.busy = self.retired = self.stop = False
+        self.cpu = -1  # the CPU this thread is bound to (-1: not bound)
+        threading.Thread(target=self._loop, name="tsm-seq-worker", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.acquire()
+            if self.stop or self.task is None:
+                return
+            (prog, left, finished, cpu), self.task = self.task, None  # parked, it holds nothing of a schedule
+            if cpu != self.cpu:
+                try:
+                    os.sched_setaffinity(0, {cpu})  # 0: this thread
+                    self.cpu = cpu
+                except OSError:  # the CPU went away (hotplug, a narrowed cpuset): run anywhere
+                    pass
+            try:
+                prog()
+            except BaseException:  # as an uncaught exception in a thread: printed, the thread's steps unfinished
+                threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
+            with self._lock:
+                self.busy = False
+                left[0] -= 1
+                if not left[0]:
+                    finished.release()
+                if self.retired:
+                    return
+
+
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
-                    aliases: dict[str, str] | None = None) -> list[Done]:
+                    aliases: dict[str, str] | None = None, pool: Pool | None = None) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
-    in file order (set-up); then one OS thread per label, each running its own steps in program
-    order, all released by one barrier; then the unlabelled steps after the last labelled one
+    in file order (set-up); then one thread per label, each running its own steps in program
+    order, all released at once; then the unlabelled steps after the last labelled one
     (tear-down, e.g. a final generation read).
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
-    (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s."""
+    (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s.  ``pool``: the
+    threads to run on (a caller running many schedules keeps one); without it, threads of a pool
+    of this call's own."""
     ex = Executor(tree, prefix, aliases=aliases)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
@@ -858,30 +965,23 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             for i in next(iter(programs.values())):
                 run(i)
         elif programs:
-            gate = threading.Barrier(len(programs))
+            def program(idx: list[int]) -> Callable[[], None]:
+                def go() -> None:
+                    for i in idx:
+                        run(i)
+                return go
             switch = sys.getswitchinterval()
             # in-process trees interleave only at GIL switches (5 ms by default): make them
             # fine-grained while the threads run, or races in an emulator would hardly ever recur
             sys.setswitchinterval(SWITCH_INTERVAL)
-
-            def worker(idx: list[int]) -> None:
-                try:
-                    gate.wait(deadline)
-                except threading.BrokenBarrierError:
-                    return
-                for i in idx:
-                    run(i)
-            # A new thread per program, started in order, each waiting at the barrier: the last
-            # passes first while the others wake.  Kept threads (a pool) cost less but, woken
-            # together, tend to share a CPU and run one after another: the races of
-            # tests/test_fuzz_sequences.py then recurred several times less often.
-            workers = [threading.Thread(target=worker, args=(idx,), daemon=True) for idx in programs.values()]
-            for w in workers:
-                w.start()
-            end = time.monotonic() + deadline
-            for w in workers:
-                w.join(max(0.0, end - time.monotonic()))
-            sys.setswitchinterval(switch)
+            own = pool is None
+            use = Pool() if pool is None else pool
+            try:
+                use.run([program(idx) for idx in programs.values()], deadline)
+            finally:
+                sys.setswitchinterval(switch)
+                if own:
+                    use.close()
         if last >= 0 and all(done[i] is not None for idx in programs.values() for i in idx):
             for i in range(last + 1, len(steps)):
                 run(i)  # (all unlabelled: last is the last labelled step)

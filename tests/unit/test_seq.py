@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import threading
+
 import pytest
 
-from tsm_conformance.seq import Op, Step, execute, execute_threads, parse_op, replay, show
+from tsm_conformance.seq import Op, Pool, Step, execute, execute_threads, parse_op, replay, show
 from tsm_conformance.seqgen import generate
 from tsm_conformance.target.emulated import EmulatedTree
 from tsm_conformance.vm import differential as D
@@ -205,17 +209,80 @@ def test_report_shape_header() -> None:
         parse_tsmseq("# tsmseq 1\n# report: nonce=1\nmkdir(r0)  # 0\n")
 
 
-def test_execute_threads_runs_set_up_programs_and_tear_down() -> None:
+# ---------------------------------------------------------------------------- the worker pool
+def test_pool_reuses_its_workers_and_releases_them_together() -> None:
+    pool = Pool()
+    seen: list[set[int]] = []
+    for _ in range(3):
+        gate = threading.Barrier(3, timeout=5)  # passes only if all three programs run at once
+        ids: set[int] = set()
+
+        def prog(gate: threading.Barrier = gate, ids: set[int] = ids) -> None:
+            gate.wait()
+            ids.add(threading.get_ident())
+        pool.run([prog, prog, prog], deadline=10)
+        assert len(ids) == 3 and threading.get_ident() not in ids
+        seen.append(ids)
+    assert seen[0] == seen[1] == seen[2]  # the same threads every time
+    workers = [t for t in threading.enumerate() if t.ident in seen[0]]
+    del pool  # parked workers end with their pool: none outlives it (cleanup.wait_for_workers)
+    gc.collect()
+    for t in workers:
+        t.join(5)
+    assert len(workers) == 3 and not any(t.is_alive() for t in workers)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to spread over")
+def test_pool_puts_a_schedules_programs_on_distinct_cpus_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept threads woken together drift onto one CPU and run one after the other (races recur
+    less): a schedule's k-th program is bound to the k-th allowed CPU; TSM_NO_AFFINITY=1 leaves
+    placement to the scheduler."""
+    allowed = sorted(os.sched_getaffinity(0))
+
+    def placements(pool: Pool) -> list[set[int]]:
+        got: list[set[int]] = [set(), set()]
+        progs = [lambda k=k: got[k].update(os.sched_getaffinity(0)) for k in range(2)]
+        pool.run(progs, deadline=10)
+        return got
+    assert placements(Pool()) == [{allowed[0]}, {allowed[1]}]
+    monkeypatch.setenv("TSM_NO_AFFINITY", "1")
+    assert placements(Pool()) == [set(allowed), set(allowed)]
+    assert os.sched_getaffinity(0) == set(allowed)  # the caller's thread is never bound
+
+
+def test_pool_never_reuses_a_hung_worker_and_survives_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = Pool()
+    hooked: list[type] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: hooked.append(a.exc_type))
+    release, ids = threading.Event(), []
+
+    def stuck() -> None:
+        ids.append(threading.get_ident())
+        release.wait(10)
+
+    def boom() -> None:
+        raise RuntimeError("x")
+    pool.run([stuck, boom], deadline=0.2)  # returns at the deadline
+    assert hooked == [RuntimeError]
+    after: list[int] = []
+    pool.run([lambda: after.append(threading.get_ident())] * 2, deadline=5)
+    assert len(after) == 2 and ids[0] not in after  # the hung one sits out
+    release.set()
+    pool.close()
+
+
+def test_execute_threads_same_results_with_a_pool() -> None:
     text = ["mkdir(r0)", "mkdir(r1)", "T1: open(r0/inblob, O_WRONLY)", "T2: open(r1/inblob, O_WRONLY)",
             "T1: write(fd0, b'abc')", "T2: write(fd1, b'defg')", "T1: close(fd0)", "T2: close(fd1)",
             "T1: open(r0/generation, O_RDONLY)", "T2: open(r1/generation, O_RDONLY)", "T1: read(fd2, 64)",
             "T2: read(fd3, 64)", "listdir(.)"]
     steps = [Step(parse_op(t.partition(": ")[2] if t.startswith("T") else t), None,
                   t[:2] if t.startswith("T") else None) for t in text]
+    pool = Pool()
+    want = [show(d.result) for d in execute_threads(EmulatedTree("tsm_test"), steps, "p-")]
+    assert want[-1] == "[r0, r1]" and want[-3:-1] == ["b'1\\n'"] * 2
     for _ in range(3):
         tree = EmulatedTree("tsm_test")
-        done = execute_threads(tree, steps, "p-")
-        got = [show(d.result) for d in done]
-        assert got[-1] == "[r0, r1]" and got[-3:-1] == ["b'1\\n'"] * 2 and "HUNG" not in got
-        assert [d.thread for d in done] == [st.thread for st in steps]
+        assert [show(d.result) for d in execute_threads(tree, steps, "p-", pool=pool)] == want
         assert tree.listdir("") == []
+    pool.close()

@@ -28,7 +28,7 @@ from itertools import zip_longest
 from typing import Any
 
 from tsm_conformance.names import FUZZ, with_pid
-from tsm_conformance.seq import HUNG, Op, Step, execute_threads
+from tsm_conformance.seq import Op, Step
 
 from .. import harness
 from ..api import Finding, TargetContext
@@ -251,6 +251,8 @@ class Runner:
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
         self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
+        from tsm_conformance.seq import Pool
+        self.pool = Pool()  # the threads of every input's schedule (a new thread each cost more than the input)
         from tsm_conformance.oracle import expected_attributes
         self.attrs = expected_attributes(self.profile, self.facts)
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
@@ -272,7 +274,8 @@ class Runner:
         """(trace, violations) of one execution."""
         steps = self.observable(steps)
         from tsm_conformance.oracle import check_trace
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx))
+        from tsm_conformance.seq import HUNG, execute_threads
+        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool)
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
