@@ -37,7 +37,8 @@ def _usage(msg: str) -> int:
 RUN_TWINS = {"root": "--tsm-root", "emulate": "--tsm-emulate", "any_filesystem": "--tsm-any-filesystem",
              "profile": "--tsm-profile", "module": "--tsm-module", "trust_anchor": "--tsm-trust-anchor",
              "seq_dir": "--tsm-seq-dir", "op_timeout": "--tsm-op-timeout", "on_hang": "--tsm-on-hang",
-             "budget": "--tsm-budget"}
+             "budget": "--tsm-budget", "baseline": "--tsm-baseline", "strict_baseline": "--tsm-strict-baseline",
+             "bundle": "--tsm-bundle"}
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -69,7 +70,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     # A KeyboardInterrupt the handler raised can be swallowed: Python reports an exception raised
     # inside a finalizer (__del__, a weakref callback) as "unraisable" and goes on.  The signal still
     # happened, so the run was interrupted.
-    return _run_status(args, code, watch, interrupted or signals.signalled())
+    status = _run_status(args, code, watch, interrupted or signals.signalled())
+    if args.bundle and watch.state is not None and os.path.isdir(args.bundle):
+        from .results.record import finish
+        finish(args.bundle, status)  # the bundle says the status this command exits with
+    return status
 
 
 def _run_status(args: argparse.Namespace, code: int | None, watch: RunWatch, interrupted: bool) -> int:
@@ -584,6 +589,7 @@ def parser() -> argparse.ArgumentParser:
     _tree_parsers(sub)
     _other_parsers(sub)
     _vm_parser(sub)
+    _results_parsers(sub)
     return ap
 
 
@@ -620,6 +626,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run.add_argument("--budget", metavar="reports=N,time=S",
                      help="cap report generations and/or wall time (s, or 10m, 1h); checks past it are "
                           "skipped as not-run")
+    run.add_argument("--baseline", action="append", metavar="FILE|NAME|none",
+                     help="known failures (YAML, docs/results.md): a failure an entry names is reported as known, "
+                          "not failed (repeatable; default: the shipped known-kernel-bugs; none: no baseline)")
+    run.add_argument("--strict-baseline", action="store_true",
+                     help="a baseline entry whose check passes fails that check (default: a warning)")
+    run.add_argument("--bundle", metavar="DIR",
+                     help="also write a result bundle there (an absent or empty directory): results, evidence, "
+                          "environment, MANIFEST.sha256 (docs/results.md)")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-area progress lines on stderr")
     return run
 
@@ -672,6 +686,36 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--junit", metavar="FILE", help="with --vm: JUnit on the host (default tsm-vm-replay-junit.xml)")
     from .vm.options import add_kernel_options
     add_kernel_options(rp)
+
+
+def _results_parsers(sub: argparse._SubParsersAction) -> None:
+    """bundle verify, report, compare: results handed over and compared (docs/results.md)."""
+    bu = sub.add_parser("bundle", help="check a result bundle (run/vm/fuzz --bundle DIR)")
+    bsub = bu.add_subparsers(dest="bundle_cmd", required=True, metavar="verify")
+    bv = bsub.add_parser("verify", help="exit 0 when every file matches MANIFEST.sha256 and the parts agree, else 1")
+    bv.add_argument("dir", metavar="DIR")
+    rep = sub.add_parser("report", help="one self-contained HTML file from bundles (several: a checks x runs matrix)")
+    rep.add_argument("dirs", nargs="+", metavar="DIR|JUNIT")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file (- for stdout)")
+    cmp = sub.add_parser("compare", help="what changed between two runs; exit 1 on a new failure")
+    cmp.add_argument("old", metavar="OLD", help="a bundle, its results.json or a JUnit file")
+    cmp.add_argument("new", metavar="NEW")
+    cmp.add_argument("--threshold", type=float, default=0.5, metavar="R",
+                     help="report a check slower or faster by this ratio (default 0.5: 50%%)")
+    cmp.add_argument("--min-seconds", type=float, default=0.5, metavar="S",
+                     help="... and by at least this many seconds (default 0.5)")
+    cmp.add_argument("--json", action="store_true", help="the comparison as JSON")
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    if args.cmd == "bundle":
+        from .results.bundle import main as verify
+        return verify(args.dir)
+    if args.cmd == "report":
+        from .results.html import write_report
+        return write_report(args.dirs, args.output)
+    from .results.compare import main as compare
+    return compare(args.old, args.new, args.threshold, args.min_seconds, args.json)
 
 
 def _vm_parser(sub: argparse._SubParsersAction) -> None:
@@ -814,6 +858,8 @@ def _dispatch(argv: list[str]) -> int:
             return cmd_detect(args)
         if args.cmd == "clean":
             return cmd_clean(args)
+        if args.cmd in ("bundle", "report", "compare"):
+            return cmd_results(args)
         return cmd_quirks(args)
     except KeyboardInterrupt:
         print("tsm-conformance: interrupted", file=sys.stderr)

@@ -43,6 +43,17 @@ CORPUS_INPUT_MAX = 1 * MiB
 CORPUS_FILES = 100_000
 CORPUS_TOTAL = 256 * MiB
 
+#: Result files handed to ``report``, ``compare`` and ``bundle verify``: a JUnit or KTAP file or a
+#: bundle's results.json (a run of the suite writes well under 1 MiB; a long fuzz run's JUnit a few);
+#: one evidence file shown in a report; a bundle's files, and its bytes in all; a baseline file and
+#: its entries.
+RESULTS_MAX = 32 * MiB
+EVIDENCE_MAX = 4 * MiB
+BUNDLE_FILES = 10_000
+BUNDLE_TOTAL = 1024 * MiB
+BASELINE_MAX = 256 * KiB
+BASELINE_ENTRIES = 2_000
+
 #: Filesystems whose files are not data: reading them asks the kernel (or a provider) for something.
 PSEUDO_FILESYSTEMS = frozenset({
     "configfs", "fuse.tsm", "proc", "sysfs", "debugfs", "tracefs", "securityfs", "efivarfs", "pstore",

@@ -21,6 +21,7 @@ class Outcome(Enum):
     NOT_RUN = "not-run"  # never started (or stopped): a hang, a budget, an interrupt, -x
     SKIP = "skip"  # a plain pytest skip of a test that is not a check (the plugin beside other tests)
     XFAIL = "xfail"  # failed, and the profile expects it to (expected_failures)
+    KNOWN = "known"  # failed, and a --baseline entry says it is a known failure here (not counted against the run)
     XPASS = "xpass"  # passed although expected to fail; strict, as the suite's expectations are: a failure
     XPASS_NONSTRICT = "xpass-nonstrict"  # the same under a non-strict xfail mark (not a check's)
 
@@ -70,6 +71,9 @@ FACES: dict[Outcome, Face] = {
     Outcome.SKIP: _SKIPPED,
     Outcome.NOT_RUN: Face("skip", True, "SKIP", "skipped", fails_run=False, ran=False, junit_property="tsm.not_run"),
     Outcome.XFAIL: Face("xfail", True, "XFAIL", "skipped", fails_run=False, ran=True),
+    # a baseline's known failure: JUnit skipped and KTAP "# SKIP known: <reason>", the failure kept
+    # as evidence (the testcase property), the run not failed
+    Outcome.KNOWN: Face("skip", True, "SKIP", "skipped", fails_run=False, ran=True, junit_property="tsm.known"),
     # pytest's xfail machinery turns a check's pass into these (the plugin marks expected failures strict)
     Outcome.XPASS: Face("fail", False, "", "failed", fails_run=True, ran=True),
     # pytest reports a non-strict XPASS as passed, so JUnit counts it as a pass where KTAP says not ok

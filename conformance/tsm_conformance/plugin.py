@@ -14,7 +14,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pytest
 
@@ -26,6 +26,16 @@ from .ktap import NOT_RUN_PROPERTY, attach, report_verdict
 from .outcome import FACES, Outcome, TsmFailure, Verdict
 from .report_text import render_failure
 from .runstate import SetupError, TsmState, build_state
+
+if TYPE_CHECKING:
+    from .profile.baseline import Baseline, Entry
+
+#: JUnit testcase properties: a failure's .tsmseq; the baseline entry that made a failure known, and
+#: the failure's text (kept as evidence); a baseline entry found stale
+SEQUENCE_PROPERTY = "tsm.sequence"
+KNOWN_PROPERTY = FACES[Outcome.KNOWN].junit_property
+KNOWN_FAILURE_PROPERTY = "tsm.known.failure"
+STALE_PROPERTY = "tsm.baseline.stale"
 
 
 class Option(NamedTuple):
@@ -63,6 +73,13 @@ OPTIONS = (
     Option("tsm_budget", "cap report generations and/or wall time (s, or 10m, 1h); checks past it are skipped "
            "as not-run", metavar="reports=N,time=S"),
     Option("tsm_seq_dir", "write each failure's operations there as a .tsmseq", metavar="DIR"),
+    Option("tsm_baseline", "known failures (YAML, docs/results.md): a failure an entry names is reported as known, "
+           "not failed (repeatable; default the shipped known-kernel-bugs; none: no baseline)", "list",
+           "FILE|NAME|none"),
+    Option("tsm_strict_baseline", "a baseline entry whose check passes fails that check (default: a warning)",
+           "bool"),
+    Option("tsm_bundle", "write a result bundle there: results, evidence, environment, manifest (docs/results.md)",
+           metavar="DIR"),
     Option("tsm_ktap", "write KTAP v1 results there (- for stdout)", metavar="PATH|-"),
     Option("tsm_progress", "one line per finished check area on stderr", "bool"),
     Option("tsm_hypothesis_seed", "seed of model.state_machine.* (default: random; the seed in use is logged)",
@@ -122,6 +139,7 @@ _KEY = pytest.StashKey[TsmState]()
 _EVIDENCE = pytest.StashKey[Any]()
 
 
+@pytest.hookimpl(tryfirst=True)  # --tsm-bundle gives JUnit its home before junitxml's configure reads it
 def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
@@ -132,12 +150,27 @@ def pytest_configure(config: pytest.Config) -> None:
     seq_dir = config.getoption("tsm_seq_dir")  # given: checked now; the ini key is best-effort (a note if unwritable)
     if seq_dir and seq_dir_problem(seq_dir):
         raise SetupUsageError(SetupError(seq_dir_problem(seq_dir) or ""))
+    baseline = _load_baseline(config)  # a file's mistake is a usage error before the tree is touched
+    bundle = _opt(config, "tsm_bundle")
+    if bundle:
+        from .results.record import bundle_problem
+        problem = bundle_problem(bundle)
+        if problem:
+            raise SetupUsageError(SetupError(problem))
     state = config.stash[_KEY] = _build_state(config)
+    state.baseline, state.strict_baseline = baseline, bool(_opt(config, "tsm_strict_baseline"))
     reporter = _ktap_reporter(config)
     config.pluginmanager.register(reporter, "tsm-ktap")
     config.pluginmanager.register(Completion(), "tsm-completion")
     reporter.diagnostics.append(f"tsm: {state.facts.target}, provider {state.facts.provider}, profile "
                                 f"{state.profile.name}, kernel {state.facts.kernel_release}")
+    if bundle:
+        import sys
+
+        from .results.record import BundleRecorder
+        recorder = BundleRecorder(config, state, bundle, list(sys.argv))
+        config.pluginmanager.register(recorder, "tsm-bundle")
+        recorder.register()
     if state.tree.kind in ("live", "fuse", "foreign"):  # the kernel under the tree: taint and dmesg across the run
         from .kernlog import KernelEvidence
         ev = KernelEvidence()
@@ -174,6 +207,18 @@ def _build_state(config: pytest.Config) -> TsmState:
                            any_filesystem=bool(_opt(config, "tsm_any_filesystem")))
     except SetupError as e:
         raise SetupUsageError(e) from None
+
+
+def _load_baseline(config: pytest.Config) -> Baseline:
+    """--tsm-baseline files (default: the shipped one), checked against the catalogue's ids."""
+    from .profile.baseline import DEFAULT, load_baselines
+    from .profile.errors import ProfileError
+    given = _opt(config, "tsm_baseline")
+    names = [given] if isinstance(given, str) else list(given or ()) or [DEFAULT]
+    try:
+        return load_baselines(names, [c.id for c in all_checks()])
+    except ProfileError as e:
+        raise pytest.UsageError(f"--tsm-baseline: {e}") from None
 
 
 def _ktap_reporter(config: pytest.Config) -> Any:
@@ -238,6 +283,17 @@ def properties(state: TsmState) -> dict[str, str]:
         "tsm.attributes": " ".join(sorted(f.attributes)),
         "tsm.trust_anchors": str(len(state.session.anchors.certificates) + len(state.session.anchors.public_keys)),
     }
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One warning line per stale baseline entry (with --strict-baseline each also failed its check)."""
+    state = config.stash.get(_KEY, None)
+    if state is None or not state.stale:
+        return
+    for e in state.stale:
+        terminalreporter.write_line(f"tsm: baseline entry {e.where} is stale: {e.check} passed on "
+                                    f"{state.facts.target} (kernel {state.facts.kernel_release}); remove it or "
+                                    f"narrow its kernels/providers/params")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -346,6 +402,12 @@ def write_sequence(directory: str, f: TsmFailure) -> str:
     return path
 
 
+def _bundle_sequences(config: pytest.Config) -> str | None:
+    """Where a failure's .tsmseq goes when only --tsm-bundle asks for one."""
+    bundle = _opt(config, "tsm_bundle")
+    return os.path.join(bundle, "sequences") if bundle else None
+
+
 class HarnessError(Exception):
     """The check could not run (broken target or harness): reported as a pytest error."""
 
@@ -355,6 +417,7 @@ class CheckItem(pytest.Item):
         super().__init__(**kw)
         self.check, self.state = check, state
         self.result: Result | None = None
+        self.known: Entry | None = None  # the baseline entry that made its failure known
 
     def setup(self) -> None:
         # The check runs here so that a broken harness surfaces as an error, not a failure.
@@ -368,15 +431,32 @@ class CheckItem(pytest.Item):
         shows = FACES[r.outcome].pytest
         if shows == "skipped":  # reported at the check's location (pytest_runtest_makereport)
             pytest.skip(r.reason)
+        entry = self.state.known_entry(self.check.id)
         if shows == "failed":
             assert r.failure is not None
-            out = _opt(self.config, "tsm_seq_dir")
+            out = _opt(self.config, "tsm_seq_dir") or _bundle_sequences(self.config)
             if out and r.failure.sequence is not None:
                 try:
                     r.failure.sequence_path = write_sequence(out, r.failure)
+                    self.user_properties.append((SEQUENCE_PROPERTY, r.failure.sequence_path))
                 except OSError as e:  # the failure itself must still be reported in full
                     r.failure.ops = [*r.failure.ops, f"# could not write its .tsmseq to {out}: {e.strerror}"]
+            if entry is not None and r.outcome in (Outcome.FAIL, Outcome.TIMEOUT):
+                self.known = entry  # kept, with its evidence, as a skip that does not fail the run
+                self.user_properties += [(KNOWN_PROPERTY, entry.where), (KNOWN_FAILURE_PROPERTY,
+                                                                          render_failure(r.failure))]
+                pytest.skip(f"known: {entry.reason} ({entry.link}) [{entry.where}]")
             raise r.failure
+        if entry is not None and r.outcome is Outcome.PASS:
+            self.state.stale.append(entry)
+            self.user_properties.append((STALE_PROPERTY, entry.where))
+            rep = self.config.pluginmanager.get_plugin("tsm-ktap")
+            if rep is not None:
+                rep.diagnostics.append(f"baseline: stale entry {entry.where}: {self.check.id} passed")
+            if self.state.strict_baseline:
+                pytest.fail(f"{self.check.id}: stale baseline entry {entry.where}: the check passed on "
+                            f"{self.state.facts.target} (kernel {self.state.facts.kernel_release}); remove the "
+                            f"entry or narrow its kernels/providers/params (--strict-baseline)", pytrace=False)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, TsmFailure):
@@ -395,6 +475,8 @@ class CheckItem(pytest.Item):
         r = self.result
         if v is None or r is None:
             return v
+        if v.outcome is Outcome.SKIP and self.known is not None:
+            return Verdict(Outcome.KNOWN, v.reason)
         if v.outcome is Outcome.SKIP and FACES[r.outcome].pytest == "skipped":
             return Verdict(r.outcome, v.reason)
         if v.outcome is Outcome.FAIL and r.outcome is Outcome.TIMEOUT and r.failure is not None:

@@ -17,6 +17,7 @@ from .checks.base import Facts, probe
 from .checks.runner import Session
 from .names import RUN, with_pid
 from .outcome import TsmError
+from .profile.baseline import Baseline, Context, Entry
 from .profile.load import ProfileError, load_profile, select_profile
 from .profile.model import Profile
 from .target.base import Tree
@@ -43,10 +44,46 @@ class TsmState:
     profile: Profile
     session: Session
     swept: list[str] = field(default_factory=list)  # items the end-of-run sweep had to remove
+    baseline: Baseline = field(default_factory=Baseline)  # --baseline: known failures here
+    strict_baseline: bool = False  # a stale entry fails its check
+    stale: list[Entry] = field(default_factory=list)  # baseline entries whose check passed
 
     @property
     def facts(self) -> Facts:
         return self.session.facts
+
+    def known_entry(self, check_id: str) -> Entry | None:
+        """The baseline entry about this check on this run's target, if any."""
+        if not self.baseline.entries:
+            return None
+        ctx = Context(self.facts.kernel_release, self.facts.provider, self.tree.kind, provider_config(self))
+        return self.baseline.match(check_id, ctx)
+
+
+def module_parameters(name: str) -> dict[str, str]:
+    """/sys/module/NAME/parameters as text (a write-only parameter is left out); empty when the
+    module is not loaded or has none."""
+    pdir, out = f"/sys/module/{name}/parameters", {}
+    for param in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
+        try:
+            with open(os.path.join(pdir, param)) as f:
+                out[param] = f.read(4096).strip()
+        except OSError:  # a 0200 parameter
+            continue
+    return out
+
+
+def provider_config(state: TsmState) -> dict[str, str]:
+    """The provider's configuration a baseline entry may name: the --emulate parameters of an
+    emulated tree, the provider module's parameters on configfs (the module is named after its
+    provider: sev_guest, tdx_guest, arm_cca_guest, tsm_test), else nothing."""
+    kind = state.tree.kind
+    if kind == "emulated":
+        spec = getattr(state.tree, "spec", None)
+        return dict(getattr(spec, "params", None) or {})
+    if kind == "live" and state.facts.provider:
+        return module_parameters(state.facts.provider)
+    return {}
 
 
 def module_control(ko: str) -> ModuleControl:
@@ -56,14 +93,7 @@ def module_control(ko: str) -> ModuleControl:
     name = os.path.basename(ko).removesuffix(".ko").replace("-", "_")
     if not os.path.isdir(f"/sys/module/{name}"):
         raise SetupError(f"--module {ko}: {name} is not loaded (no /sys/module/{name})")
-    pdir, base = f"/sys/module/{name}/parameters", {}
-    for param in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:  # a module may have none
-        try:
-            with open(os.path.join(pdir, param)) as f:
-                base[param] = f.read().strip()
-        except PermissionError:  # a 0200 parameter: nothing to carry over
-            continue
-    return ModuleControl(ko, base, name)
+    return ModuleControl(ko, module_parameters(name), name)
 
 
 def make_tree(root: str | None, emulate: str | None, module: str | None = None,

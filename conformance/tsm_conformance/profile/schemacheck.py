@@ -138,10 +138,23 @@ def _schema_message(err: jsonschema.ValidationError, marks: Marks) -> ProfileErr
 
 
 def check_schema(data: dict[str, Any], marks: Marks) -> None:
+    check_against(data, marks, _validator(), SCHEMA_VERSION)
+
+
+@lru_cache(maxsize=4)
+def validator_for(filename: str) -> jsonschema.Draft202012Validator:
+    """A validator for another schema shipped in this package (baseline.schema.json)."""
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def check_against(data: dict[str, Any], marks: Marks, validator: jsonschema.Draft202012Validator,
+                  version: str) -> None:
+    """One ``ProfileError`` at the first complaint's mark (profiles, baselines)."""
     # A different format version makes every other complaint noise: say that first.
-    if "schema" in data and data["schema"] != SCHEMA_VERSION:
+    if "schema" in data and data["schema"] != version:
         raise error_at(marks, "schema", f"unsupported schema {show(data['schema'])}; this "
-                                        f"loader reads '{SCHEMA_VERSION}'")
-    errors = [_schema_message(e, marks) for e in _validator().iter_errors(data)]
+                                        f"loader reads '{version}'")
+    errors = [_schema_message(e, marks) for e in validator.iter_errors(data)]
     if errors:  # report the one the user meets first reading top to bottom
         raise min(errors, key=lambda e: (e.line or 0, e.col or 0))

@@ -129,13 +129,16 @@ class _Builder:
             self._open.discard(id(node))
 
 
-def read_yaml(path: Path, display: str) -> tuple[dict[str, Any], Marks]:
+def read_yaml(path: Path, display: str, what: str = "profile", limit: int = PROFILE_MAX,
+              schema: str = SCHEMA_VERSION) -> tuple[dict[str, Any], Marks]:
+    """A YAML file of plain data with a mark per key (profiles; baselines say ``what`` and
+    ``schema``, the version key their files start with)."""
     try:
-        text = utf8(read_bounded(path, PROFILE_MAX, "profile"), display)
+        text = utf8(read_bounded(path, limit, what), display)
     except InputError as e:
         if e.line:
             raise ProfileError(e.why, file=display, line=e.line, col=e.col) from None
-        raise ProfileError(f"cannot read profile: {e.why}", file=display) from None
+        raise ProfileError(f"cannot read {what}: {e.why}", file=display) from None
     loader = None
     try:
         loader = _BoundedLoader(text)  # its reader already checks the characters
@@ -159,12 +162,12 @@ def read_yaml(path: Path, display: str) -> tuple[dict[str, Any], Marks]:
         if loader is not None:
             loader.dispose()
     if root is None:
-        raise ProfileError(f"empty profile; expected a mapping starting with "
-                           f"'schema: {SCHEMA_VERSION}'", file=display, line=1, col=1)
+        raise ProfileError(f"empty {what}; expected a mapping starting with "
+                           f"'schema: {schema}'", file=display, line=1, col=1)
     b = _Builder(display)
     b.marks[""] = b.mark(root)
     data = b.build(root, "")
     if not isinstance(data, dict):
-        raise b.fail(root, "", f"the top level must be a mapping of profile keys, got "
+        raise b.fail(root, "", f"the top level must be a mapping of {what} keys, got "
                                f"{show(data)}")
     return data, b.marks
