@@ -42,6 +42,7 @@ class CheckResult:
     evidence: str = ""  # bundle-relative path of the failure's full text (evidence/<id>.txt), if any
     files: tuple[str, ...] = ()  # bundle-relative paths of more evidence: .tsmseq, kernel-log excerpt
     known: dict[str, str] = field(default_factory=dict)  # the baseline entry that matched (KNOWN)
+    text: str = ""  # a JUnit failure's or error's full text (a bundle keeps it in ``evidence``)
 
     @property
     def failed(self) -> bool:
@@ -86,9 +87,9 @@ class Run:
     def evidence_text(self, c: CheckResult) -> str:
         """The full failure text of ``c`` (its evidence file in a bundle; empty when there is none),
         read within EVIDENCE_MAX; a missing or unreadable file says so instead of raising."""
-        if not c.evidence or self.kind != "bundle":
-            return ""
-        return read_member(self.source, c.evidence)
+        if self.kind != "bundle":
+            return c.text
+        return read_member(self.source, c.evidence) if c.evidence else ""
 
 
 def read_member(bundle: str, rel: str, limit: int = EVIDENCE_MAX) -> str:
@@ -159,7 +160,12 @@ def _from_results_json(path: str, data: bytes, bundle: str) -> Run:
             e = _json(ep, read_bounded(ep, RESULTS_MAX, "environment file"))
         except InputError as err:
             raise ResultsError(str(err)) from None
+        except OSError as err:
+            raise ResultsError(f"{ep}: {err.strerror or err}") from None
         env = e if isinstance(e, dict) else {}
+    for key in ("checks", "stale_baseline"):
+        if not isinstance(d.get(key) or [], list):
+            raise ResultsError(f"{path}: {key!r} is not a list")
     checks = []
     for i, c in enumerate(d.get("checks") or ()):
         try:
@@ -201,7 +207,7 @@ def _from_junit(path: str, data: bytes) -> Run:
     props: dict[str, str] = {}
     checks = []
     for suite, tc in _testcases(root):
-        for p in suite.iter("property"):
+        for p in suite.findall("properties/property"):  # the suite's own, not its testcases'
             if p.get("name") and p.get("name") not in props:
                 props[str(p.get("name"))] = str(p.get("value") or "")
         name, cls = tc.get("name") or "?", tc.get("classname") or ""
@@ -231,7 +237,8 @@ def _from_junit(path: str, data: bytes) -> Run:
         area = name.split(".")[0] if "." in name else (cls.rsplit(".", 1)[-1] or "tests")
         first = (reason or text).strip().splitlines()[0] if (reason or text).strip() else ""
         checks.append(CheckResult(id=name if "." in name or not cls else f"{cls}.{name}", area=area,
-                                  outcome=outcome, duration=duration, reason=first))
+                                  outcome=outcome, duration=duration, reason=first,
+                                  text=text[:EVIDENCE_MAX] if not FACES[outcome].ok else ""))
     fails = any(c.failed for c in checks)
     return Run(source=path, kind="junit", label=os.path.basename(path), verdict="fail" if fails else "pass",
                environment={}, checks=tuple(checks), properties=props)

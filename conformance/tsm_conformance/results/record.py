@@ -195,13 +195,14 @@ class BundleRecorder:
     def profile(self, p: Any) -> dict[str, Any]:
         """The profile's chain of files with their sha256, and the resolved profile.yaml's."""
         from ..profile.render import render_profile
-        from ..profile.search import find
+        from ..profile.search import display_path, find
         text = render_profile(p)
         path = os.path.join(self.dir, "profile.yaml")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         files = []
-        for src in [p.path, *(str(find(n) or n) for n in p.extends)]:
+        chain = [find(n) for n in p.extends]
+        for src in [p.path, *(display_path(x) if x is not None else n for x, n in zip(chain, p.extends))]:
             try:
                 files.append({"path": src, "sha256": environment.sha256_file(src)})
             except OSError:
