@@ -331,6 +331,10 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
     if max_time <= 0:
         return _usage("vm: --max-time must be positive")
     timeout = args.timeout or (900.0 + max_time * len(fuzz) * max(1, len(args.params or [1])))
+    if args.bundle:
+        from .results.record import bundle_problem
+        if bundle_problem(args.bundle):
+            return _usage(bundle_problem(args.bundle) or "")
     try:
         tree = kernel_from_args(args, cache, progress)
         kst = None
@@ -345,7 +349,8 @@ def cmd_vm(args: argparse.Namespace, extra: list[str]) -> int:
                       differential=args.sequences if args.differential else 0, seed=args.seed, accel=args.accel,
                       provider_src=Path(args.provider_module) if args.provider_module else None,
                       profile=args.profile, fuzz=fuzz, max_time=max_time,
-                      fuzz_out=Path(args.fuzz_out) if args.fuzz_out else None, kselftest=kst)
+                      fuzz_out=Path(args.fuzz_out) if args.fuzz_out else None, kselftest=kst,
+                      bundle=Path(args.bundle) if args.bundle else None)
     except VmError as e:
         return _usage(str(e))
 
@@ -733,6 +738,9 @@ def _vm_parser(sub: argparse._SubParsersAction) -> None:
                          "(sequences, inblob, privlevel); findings include kernel reports (KASAN, lockdep, ...)")
     vm.add_argument("--max-time", type=float, metavar="S", help="seconds per fuzz target (default 60)")
     vm.add_argument("--fuzz-out", metavar="DIR", help="where corpora and findings come home (default ./vm-fuzz)")
+    vm.add_argument("--bundle", metavar="DIR",
+                    help="write a result bundle there (an absent or empty directory): each guest run's bundle, the "
+                         "merged JUnit, dmesg, the kernel and QEMU facts, MANIFEST.sha256 (docs/results.md)")
     vm.add_argument("--kselftest", nargs="?", const=True, metavar="TREE",
                     help="also run our kselftest wrapper through a kernel tree's own kselftest runner and check its "
                          "KTAP with the tree's parser (TREE defaults to --kernel-tree / --kernel-source-deb)")

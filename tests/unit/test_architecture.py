@@ -83,3 +83,22 @@ def test_oracle_is_independent_of_the_emulator() -> None:
         bad = {m for m in imports(f) if m.startswith(("tsm_conformance.emulator", "tsm_conformance.checks",
                                                        "tsm_conformance.target.emulated", "tsm_fuzz"))}
         assert not bad, (f, bad)
+
+
+def test_reading_results_needs_no_run() -> None:
+    """report, compare and bundle verify read bundles on any machine: results/model, html, compare
+    and bundle import no target, check, emulator, run set-up or pytest (record.py, which writes a
+    run's bundle, and environment.py, which reads the machine, may)."""
+    for name in ("model.py", "html.py", "compare.py", "bundle.py"):
+        bad = {m for m in imports(PKG / "results" / name)
+               if m.startswith(("pytest", "_pytest", "tsm_conformance.checks", "tsm_conformance.target",
+                                "tsm_conformance.emulator", "tsm_conformance.runstate", "tsm_conformance.plugin",
+                                "tsm_conformance.cli", "tsm_conformance.results.record"))}
+        assert not bad, (name, bad)
+
+
+def test_baselines_are_expectations() -> None:
+    """A baseline is read like a profile and knows nothing of a run (runstate matches it)."""
+    bad = {m for m in imports(PKG / "profile" / "baseline.py")
+           if m.startswith("tsm_conformance.") and not m.startswith(("tsm_conformance.profile", "tsm_conformance.inputs"))}
+    assert not bad, bad

@@ -22,7 +22,7 @@ from typing import Any
 from ..inputs import BUNDLE_FILES, BUNDLE_TOTAL, RESULTS_MAX, InputError, read_bounded
 from ..outcome import COLUMNS, FACES, Outcome
 from .environment import sha256_file
-from .model import ENVIRONMENT, FORMAT, MANIFEST, RESULTS, ResultsError, member_path
+from .model import ENVIRONMENT, FORMAT, MANIFEST, RESULTS, ResultsError, member_path, testcases
 
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
@@ -111,15 +111,16 @@ def _junit_outcomes(directory: str) -> tuple[dict[str, str], dict[str, str], lis
     except ET.ParseError as e:
         return {}, {}, [f"junit.xml: not valid XML ({e})"]
     cases: dict[str, str] = {}
-    for tc in root.iter("testcase"):
+    props: dict[str, str] = {}
+    for sprops, cid, tc in testcases(root):
+        for k, v in sprops.items():
+            props.setdefault(k, v)
         word = "passed"
         for tag, w in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
             if tc.find(tag) is not None:
                 word = w
                 break
-        cases[tc.get("name") or "?"] = word
-    props = {str(p.get("name")): str(p.get("value") or "") for s in root.iter("testsuite")
-             for p in s.findall("properties/property")}
+        cases[cid] = word
     return cases, props, []
 
 
@@ -213,7 +214,13 @@ def verify(directory: str) -> list[str]:
         raise ResultsError(f"{directory}: not a directory")
     if not os.path.exists(os.path.join(directory, MANIFEST)):
         raise ResultsError(f"{directory}: not a bundle (no {MANIFEST}; bundles are written by run --bundle DIR)")
-    return check_manifest(directory) + check_consistency(directory)
+    problems = check_manifest(directory) + check_consistency(directory)
+    runs = os.path.join(directory, "runs")  # a VM bundle: one bundle per parameter set, each verified too
+    for sub in sorted(os.listdir(runs)) if os.path.isdir(runs) and not os.path.islink(runs) else []:
+        path = os.path.join(runs, sub)
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, MANIFEST)):
+            problems += [f"runs/{sub}/{p}" for p in verify(path)]
+    return problems
 
 
 def main(directory: str) -> int:

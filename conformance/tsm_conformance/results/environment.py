@@ -93,6 +93,11 @@ def kernel_config(release: str | None = None) -> dict[str, str] | None:
                 text = f.read(CONFIG_MAX).decode("utf-8", "replace")
         except OSError:
             return None
+    return config_options(text)
+
+
+def config_options(text: str) -> dict[str, str]:
+    """The CONFIG_PREFIXES options of a .config's text (``n`` for "is not set")."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("CONFIG_") and "=" in line:

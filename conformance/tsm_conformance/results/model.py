@@ -190,11 +190,49 @@ _SKIP_PREFIXES = (("not-applicable:", Outcome.SKIP_NA), ("unsupported:", Outcome
                   ("not-run:", Outcome.NOT_RUN), ("known:", Outcome.KNOWN))
 
 
-def _testcases(root: ET.Element) -> Iterator[tuple[ET.Element, ET.Element]]:
-    suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
+#: the suite property the VM runner gives each parameter set's suite (vm/runner.py merge_junit): a
+#: check id runs once per parameter set there, so its case is named ``ID[PARAMS]``
+VM_PARAMS_PROPERTY = "tsm.vm.module_params"
+
+
+def suite_properties(suite: ET.Element) -> dict[str, str]:
+    """A testsuite's own properties (not its testcases')."""
+    return {str(p.get("name")): str(p.get("value") or "") for p in suite.findall("properties/property")}
+
+
+def testcases(root: ET.Element) -> Iterator[tuple[dict[str, str], str, ET.Element]]:
+    """(suite properties, case id, testcase) of every testcase, ids qualified by the VM parameter
+    set where there is one."""
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     for s in suites:
+        props = suite_properties(s)
         for tc in s.findall("testcase"):
-            yield s, tc
+            name, cls = tc.get("name") or "?", tc.get("classname") or ""
+            cid = name if "." in name or not cls else f"{cls}.{name}"
+            if VM_PARAMS_PROPERTY in props:
+                cid = f"{cid}[{props[VM_PARAMS_PROPERTY]}]"
+            yield props, cid, tc
+
+
+def case_outcome(tc: ET.Element) -> tuple[Outcome, str, str]:
+    """(outcome, reason, failure text) of one testcase, as the plugin writes them (module docstring)."""
+    tprops = {p.get("name"): p.get("value") or "" for p in tc.iter("property")}
+    for tag, oc in (("failure", Outcome.FAIL), ("error", Outcome.ERROR)):
+        el = tc.find(tag)
+        if el is not None:
+            reason = el.get("message") or ""
+            if oc is Outcome.FAIL and (reason.startswith("hung") or "TIMEOUT" in reason[:20]):
+                oc = Outcome.TIMEOUT
+            return oc, reason, el.text or ""
+    sk = tc.find("skipped")
+    if sk is None:
+        return Outcome.PASS, "", ""
+    reason = sk.get("message") or ""
+    if sk.get("type") == "pytest.xfail":
+        return Outcome.XFAIL, reason, ""
+    if "tsm.not_run" in tprops:
+        return Outcome.NOT_RUN, reason, ""
+    return next((o for pre, o in _SKIP_PREFIXES if reason.startswith(pre)), Outcome.SKIP), reason, ""
 
 
 def _from_junit(path: str, data: bytes) -> Run:
@@ -206,38 +244,18 @@ def _from_junit(path: str, data: bytes) -> Run:
         raise ResultsError(f"{path}: not a JUnit file (root element <{root.tag}>)")
     props: dict[str, str] = {}
     checks = []
-    for suite, tc in _testcases(root):
-        for p in suite.findall("properties/property"):  # the suite's own, not its testcases'
-            if p.get("name") and p.get("name") not in props:
-                props[str(p.get("name"))] = str(p.get("value") or "")
-        name, cls = tc.get("name") or "?", tc.get("classname") or ""
-        tprops = {p.get("name"): p.get("value") or "" for p in tc.iter("property")}
-        outcome, reason, text = Outcome.PASS, "", ""
-        for tag, oc in (("failure", Outcome.FAIL), ("error", Outcome.ERROR)):
-            el = tc.find(tag)
-            if el is not None:
-                outcome, reason, text = oc, el.get("message") or "", el.text or ""
-                break
-        else:
-            sk = tc.find("skipped")
-            if sk is not None:
-                reason = sk.get("message") or ""
-                if sk.get("type") == "pytest.xfail":
-                    outcome = Outcome.XFAIL
-                else:
-                    outcome = next((o for pre, o in _SKIP_PREFIXES if reason.startswith(pre)), Outcome.SKIP)
-                    if "tsm.not_run" in tprops:
-                        outcome = Outcome.NOT_RUN
-        if outcome is Outcome.FAIL and (reason.startswith("hung") or "TIMEOUT" in reason[:20]):
-            outcome = Outcome.TIMEOUT
+    for sprops, cid, tc in testcases(root):
+        for k, v in sprops.items():
+            props.setdefault(k, v)
+        outcome, reason, text = case_outcome(tc)
         try:
             duration = float(tc.get("time") or 0.0)
         except ValueError:
             duration = 0.0
-        area = name.split(".")[0] if "." in name else (cls.rsplit(".", 1)[-1] or "tests")
+        cls = tc.get("classname") or ""
+        area = cid.split(".")[0] if "." in cid else (cls.rsplit(".", 1)[-1] or "tests")
         first = (reason or text).strip().splitlines()[0] if (reason or text).strip() else ""
-        checks.append(CheckResult(id=name if "." in name or not cls else f"{cls}.{name}", area=area,
-                                  outcome=outcome, duration=duration, reason=first,
+        checks.append(CheckResult(id=cid, area=area, outcome=outcome, duration=duration, reason=first,
                                   text=text[:EVIDENCE_MAX] if not FACES[outcome].ok else ""))
     fails = any(c.failed for c in checks)
     return Run(source=path, kind="junit", label=os.path.basename(path), verdict="fail" if fails else "pass",

@@ -54,6 +54,7 @@ class VmRun:
     max_time: float = 60.0  # seconds per fuzz target
     replay: bool = False  # the guest replays results/REPLAY_FILE instead of the suite
     kselftest: Path | None = None  # a kernel source tree: also run our wrapper through its kselftest runner
+    bundle: bool = False  # each guest run writes a result bundle (vm --bundle: vm/bundle.py gathers them)
 
     @property
     def mode(self) -> str:
@@ -80,9 +81,10 @@ def _work(run: VmRun, i: int, py: str, ko: str) -> list[str]:
             f"sed 's/^/tsm-vm:   /' $R/replay-{i}.log | tail -n 20",
         ]
     extra = " ".join(shlex.quote(a) for a in run.pytest_args)
+    bundle = f"--bundle $R/bundle-{i} " if run.bundle else ""
     return [
         f"{py} -m tsm_conformance.cli run --root {ROOT} {profile or '--profile tsm_test '}"
-        f"--module {ko} --junit $R/junit-{i}.xml {('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
+        f"--module {ko} --junit $R/junit-{i}.xml {bundle}{('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
         f"echo $? > $R/rc-{i}",
         f"echo \"tsm-vm: run {i} exit $(cat $R/rc-{i})\"",
         f"tail -n 3 $R/suite-{i}.log | sed 's/^/tsm-vm:   /'",
@@ -227,10 +229,14 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
            progress=print, differential: int = 0, seed: int = 1,  # noqa: ANN001
            commands: list[tuple[str, str]] | None = None, accel: str = "auto", provider_src: Path | None = None,
            profile: str | None = None, fuzz: list[str] | None = None, max_time: float = 60.0,
-           fuzz_out: Path | None = None, replay: Path | None = None, kselftest: Path | None = None) -> int:
+           fuzz_out: Path | None = None, replay: Path | None = None, kselftest: Path | None = None,
+           bundle: Path | None = None) -> int:
     """Boot once and do the work; 0 when every run passed and the kernel log is clean, else 1.
-    ``fuzz_out``: where a fuzz run's corpora and findings come home (default ./vm-fuzz)."""
+    ``fuzz_out``: where a fuzz run's corpora and findings come home (default ./vm-fuzz); ``bundle``:
+    write a result bundle there (vm/bundle.py)."""
     t0 = time.monotonic()
+    from ..results.environment import now
+    started = now()
     provider = build_module(tree, cache, progress, provider_src)
     results = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tsm-vm-"))
     results.mkdir(parents=True, exist_ok=True)
@@ -239,7 +245,7 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     run = VmRun(tree, list(default if params is None else params), results, list(pytest_args or []),
                 timeout, accel=accel, differential=differential, commands=list(commands or []),
                 provider=provider, profile=profile, fuzz=list(fuzz or []), max_time=max_time, replay=bool(replay),
-                kselftest=kselftest)
+                kselftest=kselftest, bundle=bundle is not None and run_mode_has_bundle(fuzz, replay))
     if replay:
         shutil.copy(replay, results / REPLAY_FILE)
     seqs = write_sequences(results, differential, seed) if differential else []
@@ -269,14 +275,21 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
              f"JUnit {junit}{kept}")
     if rc is None:
         progress(f"timeout: the VM did not finish within {timeout:.0f} s")
-        return 1
     if run.mode == "replay":
-        return replay_verdict(replay, results, dmesg, rcs, progress)  # type: ignore[arg-type]
-    if any(r not in ("0", "4") for r in rcs) or bad or failures:
-        return 1
-    if not keep:  # logs stay behind only when something failed (or --keep asked for them)
+        return 1 if rc is None else replay_verdict(replay, results, dmesg, rcs, progress)  # type: ignore[arg-type]
+    status = 1 if rc is None or any(r not in ("0", "4") for r in rcs) or bad or failures else 0
+    if bundle is not None:
+        from .bundle import write_vm_bundle
+        write_vm_bundle(run, bundle, junit, dmesg, status, list(sys.argv), started)
+        progress(f"bundle {bundle} (tsm-conformance bundle verify {bundle})")
+    if status == 0 and not keep:  # logs stay behind only when something failed (or --keep asked for them)
         shutil.rmtree(results, ignore_errors=True)
-    return 0
+    return status
+
+
+def run_mode_has_bundle(fuzz: list[str] | None, replay: Path | None) -> bool:
+    """The guest writes bundles for suite runs (a fuzz or replay run's bundle is the host's alone)."""
+    return not fuzz and replay is None
 
 
 def _kselftest(run: VmRun, junit: Path, progress) -> int:  # noqa: ANN001
