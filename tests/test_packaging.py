@@ -1,4 +1,5 @@
-"""The wheel ships both import roots, the schema, the run ini and the profiles (found by name)."""
+"""The wheel ships both import roots, the schemas, the run ini, the profiles and baselines (found by name)
+and the report's templates."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def test_wheel_contents(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(whl).namelist())
     for want in ("tsm_conformance/profile/profile.schema.json", "tsm_conformance/data/pytest-run.ini",
                  "tsm_conformance/_profiles/core.yaml", "tsm_conformance/_profiles/sev_guest.yaml",
-                 "tsm_fuzz/__init__.py", "tsm_conformance/plugin.py"):
+                 "tsm_fuzz/__init__.py", "tsm_conformance/plugin.py",
+                 "tsm_conformance/profile/baseline.schema.json", "tsm_conformance/_baselines/known-kernel-bugs.yaml",
+                 "tsm_conformance/results/templates/report.html.j2", "tsm_conformance/results/templates/report.css"):
         assert want in names, want
     assert not any(n.startswith(("tests/", "conformance/", "fuzz/")) for n in names)
     ep = next(n for n in names if n.endswith("entry_points.txt"))
