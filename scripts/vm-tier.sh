@@ -14,8 +14,11 @@ apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static de
 mkdir -p out
 T=.venv/bin/tsm-conformance
 # Floor 0, and floor 2 refusing reports below it as SNP firmware does (a guest under an SVSM).
+# It writes a result bundle (docs/results.md), which must verify.
+rm -rf out/vm-6.12-bundle
 $T vm --kernel-deb linux-image-6.12-amd64 --params privlevel_floor=0 \
-    --params 'privlevel_floor=2 refuse_below_floor=1' --junit out/vm-6.12.xml
+    --params 'privlevel_floor=2 refuse_below_floor=1' --junit out/vm-6.12.xml --bundle out/vm-6.12-bundle
+$T bundle verify out/vm-6.12-bundle
 $T vm --kernel-deb linux-image-6.12-amd64 --differential --sequences 200 --junit out/vm-6.12-differential.xml
 $T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --params privlevel_floor=0 \
     --params 'privlevel_floor=2 refuse_below_floor=1' --junit out/vm-7.x.xml
