@@ -5,19 +5,27 @@ It lives here, not in ``tsm_conformance.cli``, because ``tsm_conformance`` never
 through ``importlib`` at run time.  ``python -m tsm_fuzz.cli ...`` is the same command.
 
 Exit codes: 0 every target passed (or was skipped), 1 a finding or a harness error, 2 bad input
-(unknown target, bad spec or root; one line on stderr).
+(unknown target, bad spec or root, a --bundle directory that is not empty; one line on stderr), 130
+interrupted (Ctrl-C or SIGTERM: the workers are stopped, the JUnit and the bundle still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import runner, targets
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from .bundle import FuzzBundle
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--artifacts", metavar="DIR", default="fuzz-artifacts",
                     help="crash inputs, findings (.json, .tsmseq) and worker logs (default ./fuzz-artifacts)")
     ap.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one testcase per target)")
+    ap.add_argument("--bundle", metavar="DIR",
+                    help="also write a result bundle there (an absent or empty directory): results.json (one check "
+                         "fuzz.<target> each), junit.xml, each finding's evidence and artifacts, summary.txt, "
+                         "environment.json, MANIFEST.sha256; corpora are not copied (docs/fuzzing.md)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                     help="targets fuzzed in parallel (default: the number of CPUs)")
     ap.add_argument("--minimize-time", type=float, default=10.0, metavar="S",
@@ -99,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.any_filesystem and not args.root:
         print("tsm-conformance fuzz: --any-filesystem goes with --root DIR", file=sys.stderr)
         return EXIT_USAGE
+    if args.bundle:
+        from tsm_conformance.results.record import bundle_problem
+        problem = bundle_problem(args.bundle)
+        if problem:
+            print(f"tsm-conformance fuzz: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     emulate = args.emulate if args.emulate or args.root else "sev_guest"
     if args.profile:
         from tsm_conformance.profile.load import ProfileError, load_profile
@@ -110,19 +128,65 @@ def main(argv: list[str] | None = None) -> int:
         except ProfileError as e:
             print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
             return EXIT_USAGE
+    rec = _bundle(args, argv) if args.bundle else None
     try:
-        code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
-                             runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
-                             junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
-                             minimize_time=args.minimize_time, any_filesystem=args.any_filesystem,
-                             kernel_log=args.kernel_log, kernel_taint=args.kernel_taint, profile=args.profile)
+        with _signals(_interrupt):  # SIGTERM as Ctrl-C: the runner stops its workers (Runner.stop)
+            code, _ = runner.run(args.target, emulate=emulate, root=args.root, max_time=args.max_time,
+                                 runs=args.runs, corpus=args.corpus, artifacts=args.artifacts,
+                                 junit_path=args.junit, jobs=args.jobs, instrument=not args.no_instrument,
+                                 minimize_time=args.minimize_time, any_filesystem=args.any_filesystem,
+                                 kernel_log=args.kernel_log, kernel_taint=args.kernel_taint, profile=args.profile,
+                                 out=rec.out if rec else sys.stdout, on_start=rec.start if rec else None)
     except runner.UsageError as e:
         print(f"tsm-conformance fuzz: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
         print("tsm-conformance fuzz: interrupted", file=sys.stderr)
-        return 130
+        if rec:
+            rec.note("tsm-conformance fuzz: interrupted")
+    return _write_bundle(rec, code) if rec else code
+
+
+def _bundle(args: argparse.Namespace, argv: list[str]) -> FuzzBundle:
+    from .bundle import FuzzBundle
+    return FuzzBundle(args.bundle, ["tsm-conformance", "fuzz", *argv], args.target, args.max_time, args.runs)
+
+
+def _write_bundle(rec: FuzzBundle, code: int) -> int:
+    """The bundle, with the command's exit status; its writing is not cut short by a late signal
+    (it is bounded work).  A bundle that cannot be written is one line and fails the command."""
+    try:
+        with _signals(signal.SIG_IGN):
+            rec.write(code)
+    except OSError as e:
+        print(f"tsm-conformance fuzz: --bundle {rec.dir}: {e.strerror or e}", file=sys.stderr)
+        return code or EXIT_FAIL
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals(handler: Callable[[int, Any], None] | signal.Handlers) -> Iterator[None]:
+    """SIGTERM (and, for SIG_IGN, SIGINT too) handled by ``handler`` inside the block; the
+    previous handlers back after it.  Only the main thread may set handlers (an in-process caller
+    on another thread keeps its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGTERM, signal.SIGINT) if handler is signal.SIG_IGN else (signal.SIGTERM,)
+    before = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ word after every input (``worker.KernelWatch``): a kernel report is a finding (`
 ``kernel.lockdep``, ``kernel.warn``, ``kernel.taint`` ...) with its ``.kernel.log`` excerpt; one
 that does not come again when the input is re-run is kept as found.  Known-bug matches a target
 counts (``KNOWN``: not findings) are printed with its result and put in its JUnit testcase.
+
+Ctrl-C or SIGTERM (the command turns it into KeyboardInterrupt) stops the workers still running
+(SIGINT, libFuzzer's own way out, then SIGKILL), concludes what they found without minimising, and
+reports the rest as not run; the run then exits 130 with its JUnit and summary (``Runner.stop``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -29,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +45,9 @@ from tsm_conformance.names import FUZZ, with_pid
 
 from . import targets
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STOP_GRACE = 5.0  # seconds stopped workers get to exit on SIGINT before SIGKILL
+LIBFUZZER_INTERRUPTED = 72  # libFuzzer's exit status after SIGINT/SIGTERM (-interrupted_exitcode)
 _LF = re.compile(r"^#(\d+)\s+\w+\s+(?:cov: (\d+) ft: (\d+) )?.*?exec/s: (\d+)")
 _OURS = re.compile(r"^#tsmfz execs=(\d+)")
 _KNOWN = re.compile(r"^#tsmfz known=(\{.*\})\s*$")
@@ -71,7 +79,7 @@ class Job:
     tail: deque = field(default_factory=lambda: deque(maxlen=60))
     skipped: str | None = None
     rc: int | None = None
-    outcome: str = "pending"  # pass | failure | error | skipped
+    outcome: str = "pending"  # pass | failure | error | skipped | interrupted (stopped, or never started)
     message: str = ""
     detail: str = ""
     crash: Path | None = None
@@ -223,6 +231,9 @@ class Runner:
         self.out = out
         self.interval = interval
         self.tmp: Path | None = None
+        self.done: list[Job] = []  # every target's Job as it is made (also what an interrupted run got to)
+        self.interrupted = False  # Ctrl-C / SIGTERM stopped the run
+        self.tree_kind = "emulated" if emulate else "live"  # check_tree's answer (run() sets it)
 
     # ------------------------------------------------------------------ set-up
     def _corpus(self, name: str) -> Path:
@@ -326,11 +337,17 @@ class Runner:
         self.tmp = Path(tempfile.mkdtemp(prefix="tsm-fuzz-corpus-"))
         try:
             return self._run()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.stop()
+            return self.done
         finally:
+            if self._klog is not None:
+                self._klog.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _run(self) -> list[Job]:
-        jobs: list[Job] = []
+        jobs = self.done
         pending: list[tuple[Job, ModuleType]] = []
         for name in self.names:
             mod = targets.load(name)
@@ -354,6 +371,10 @@ class Runner:
         if self.kernel_log and not _is_fifo(self.kernel_log):  # a FIFO's lines would go to one reader only
             tail = LogTail(self.kernel_log)
             self._klog = tail if tail.open() else None
+        self._loop(pending)
+        return jobs
+
+    def _loop(self, pending: list[tuple[Job, ModuleType]]) -> None:
         running: list[Job] = []
         last = time.monotonic()
         while pending or running:
@@ -378,18 +399,61 @@ class Runner:
                     running.remove(job)
                     self._conclude(job)
                     self._sweep(job)
-                    known = f" - {known_text(job.known)} (first after {job.known_first:.1f} s)" \
-                        if job.known and job.known_first is not None else ""
-                    self.out.write(f"  {job.target:16} {job.outcome.upper()}: {job.execs} execs in "
-                                   f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}"
-                                   f"{known}\n")
-                    self.out.flush()
+                    self._result_line(job)
             if running and time.monotonic() - last >= self.interval:
                 last = time.monotonic()
                 self._progress(running)
-        if self._klog is not None:
-            self._klog.close()
-        return jobs
+
+    def _result_line(self, job: Job) -> None:
+        known = f" - {known_text(job.known)} (first after {job.known_first:.1f} s)" \
+            if job.known and job.known_first is not None else ""
+        self.out.write(f"  {job.target:16} {job.outcome.upper()}: {job.execs} execs in "
+                       f"{job.ended - job.started:.0f}s{(' - ' + job.message) if job.message else ''}"
+                       f"{known}\n")
+        self.out.flush()
+
+    def stop(self) -> None:
+        """After Ctrl-C / SIGTERM: stop the workers still running (SIGINT, then SIGKILL after
+        STOP_GRACE), conclude each started target from what it left (a crash input is still a
+        finding, not minimised: no time for it), and mark the rest interrupted."""
+        for name in self.names[len(self.done):]:  # interrupted while the jobs were being made
+            self.done.append(Job(name, "", Path(), self.artifacts / f"{name}.log"))
+        started = [j for j in self.done if j.outcome == "pending" and j.proc is not None]
+        signalled = [j for j in started if j.proc is not None and j.proc.poll() is None]
+        try:
+            for j in signalled:
+                assert j.proc is not None
+                j.proc.send_signal(signal.SIGINT)  # libFuzzer: "run interrupted; exiting"
+            deadline = time.monotonic() + STOP_GRACE
+            for j in signalled:
+                assert j.proc is not None
+                try:
+                    j.proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:  # even when a second signal cuts the wait short: no worker outlives the runner
+            for j in signalled:
+                assert j.proc is not None
+                if j.proc.poll() is None:
+                    j.proc.kill()
+                    j.proc.wait()
+        self.minimize_time = 0.0
+        for j in started:
+            assert j.proc is not None
+            if j.reader is not None:
+                j.reader.join(5)
+            j.ended, j.rc = j.ended or time.monotonic(), j.proc.returncode
+            self._sweep(j)
+            # a terminal's Ctrl-C reaches the workers too: one may have exited on it already
+            stopped = j in signalled or j.rc == LIBFUZZER_INTERRUPTED
+            if not stopped or self._crashes(j):
+                self._conclude(j)
+            else:
+                j.outcome, j.message = "interrupted", "stopped by an interrupt"
+            self._result_line(j)
+        for j in self.done:
+            if j.outcome == "pending":
+                j.outcome, j.message = "interrupted", "not started: interrupted"
 
     def _kernel_reports(self) -> str:
         """The report lines the kernel log gained since the last call (the runner's own reading:
@@ -416,10 +480,14 @@ class Runner:
             pass
 
     # ------------------------------------------------------------------ results
-    def _conclude(self, job: Job) -> None:
+    def _crashes(self, job: Job) -> list[Path]:
+        """The crash, timeout and oom inputs libFuzzer wrote for ``job`` in this run."""
         crashes = sorted(self.artifacts.glob(f"{job.target}-crash-*")) + \
             sorted(self.artifacts.glob(f"{job.target}-timeout-*")) + sorted(self.artifacts.glob(f"{job.target}-oom-*"))
-        crashes = [c for c in crashes if c.stat().st_mtime >= self._t0(job)]
+        return [c for c in crashes if c.stat().st_mtime >= self._t0(job)]
+
+    def _conclude(self, job: Job) -> None:
+        crashes = self._crashes(job)
         if job.rc == 0 and not crashes:
             job.outcome = "pass"
             return
@@ -536,13 +604,17 @@ def junit(jobs: list[Job], path: str, emulate: str | None, root: str | None, any
             props["tsm.fuzz.kernel_log"] = str(j.kernel_log)
         if props:
             props_of[j.target] = props
-        tc = TestCase(j.target, classname="tsm.fuzz", elapsed_sec=el, stdout=out)
+        # classname "fuzz": JUnit readers (results.model.testcases) take a dotless name's id as
+        # classname.name, so the testcase is fuzz.<target>, the id a --bundle's results.json gives it
+        tc = TestCase(j.target, classname="fuzz", elapsed_sec=el, stdout=out)
         if j.outcome == "failure":
             tc.add_failure_info(message=j.message, output=j.detail, failure_type="finding")
         elif j.outcome == "error":
             tc.add_error_info(message=j.message, output=j.detail)
         elif j.outcome == "skipped":
             tc.add_skipped_info(message=f"unsupported: {j.skipped}")
+        elif j.outcome in ("interrupted", "pending"):  # pending: a second interrupt cut the stop short
+            tc.add_skipped_info(message=f"not-run: {j.message or 'interrupted'}")
         cases.append(tc)
     where = f"root {root}" + (" --any-filesystem" if any_filesystem else "")
     props = {"target": f"emulated {emulate}" if emulate else where,
@@ -566,10 +638,14 @@ def run(names: list[str], *, emulate: str | None, root: str | None, max_time: fl
         corpus: str | None, artifacts: str, junit_path: str | None, jobs: int, instrument: bool = True,
         minimize_time: float = 10.0, out: TextIO = sys.stdout,
         progress_interval: float = 3.0, any_filesystem: bool = False, kernel_log: str | None = None,
-        kernel_taint: str | None = None, profile: str | None = None) -> tuple[int, list[Job]]:
+        kernel_taint: str | None = None, profile: str | None = None,
+        on_start: Callable[[Runner], None] | None = None) -> tuple[int, list[Job]]:
     """The whole fuzz run; (exit code, jobs).  UsageError for bad input.  ``kernel_log`` /
     ``kernel_taint``: a path, ``none``, or None for the default (``kernel_watch``).  ``profile``:
-    the expectations (default: what the tree's probe picks, as for ``run``)."""
+    the expectations (default: what the tree's probe picks, as for ``run``).  ``on_start``: called
+    with the Runner once the input is checked, before any worker starts (``--bundle``: what ran on
+    what, and the jobs even when an interrupt ends the run before they are returned).  Interrupted
+    (``Runner.stop``): exit 130."""
     chosen = resolve_targets(names)
     missing = missing_extra()
     if missing:
@@ -580,18 +656,24 @@ def run(names: list[str], *, emulate: str | None, root: str | None, max_time: fl
                artifacts=artifacts, jobs=jobs, instrument=instrument, minimize_time=minimize_time, out=out,
                interval=progress_interval, any_filesystem=any_filesystem, kernel_log=log, kernel_taint=taint,
                kernel_note=note, profile=profile)
+    r.tree_kind = kind
+    if on_start is not None:
+        on_start(r)
     done = r.run()
     if junit_path:
         junit(done, junit_path, emulate, root, any_filesystem, log, taint)
     for j in done:
         if j.outcome in ("failure", "error"):
             out.write(f"\n{j.target}: {j.outcome.upper()}: {j.message}\n{j.detail}\n")
-    n = {k: sum(1 for j in done if j.outcome == k) for k in ("pass", "failure", "error", "skipped")}
+    n = {k: sum(1 for j in done if j.outcome == k) for k in ("pass", "failure", "error", "skipped", "interrupted")}
     known = [f"{j.target} ({known_text(j.known)[len('known: '):]})" for j in done if j.known]
     tail = f"; {'; '.join(known)}" if known else ""
     if known and not (n["failure"] or n["error"]):
         tail = f"; only known bugs hit: {'; '.join(known)}"
+    stopped = f", {n['interrupted']} interrupted" if r.interrupted else ""
     out.write(f"tsm-fuzz: {n['pass']} passed, {n['failure']} found, {n['error']} errors, {n['skipped']} skipped"
-              f"{tail}\n")
+              f"{stopped}{tail}\n")
+    if r.interrupted:
+        return EXIT_INTERRUPTED, done
     return (EXIT_FAIL if n["failure"] or n["error"] else EXIT_OK), done
 
