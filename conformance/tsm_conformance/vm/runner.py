@@ -64,10 +64,11 @@ class VmRun:
 def _work(run: VmRun, i: int, py: str, ko: str) -> list[str]:
     """The guest's commands for parameter set ``i`` in the run's mode; each leaves $R/rc-i."""
     profile = f"--profile {shlex.quote(run.profile)} " if run.profile else ""
+    bundle = f"--bundle $R/bundle-{i} " if run.bundle else ""
     if run.mode == "fuzz":
         return [
             f"{py} -m tsm_conformance.cli fuzz {' '.join(shlex.quote(t) for t in run.fuzz)} --root {ROOT} "
-            f"{profile}--max-time {run.max_time:g} --junit $R/fuzz-{i}.xml --artifacts $R/fuzz-{i}/artifacts "
+            f"{profile}{bundle}--max-time {run.max_time:g} --junit $R/fuzz-{i}.xml --artifacts $R/fuzz-{i}/artifacts "
             f"--corpus $R/fuzz-{i}/corpora > $R/fuzz-{i}.log 2>&1",
             f"echo $? > $R/rc-{i}",
             f"echo \"tsm-vm: run {i} fuzz exit $(cat $R/rc-{i})\"",
@@ -81,7 +82,6 @@ def _work(run: VmRun, i: int, py: str, ko: str) -> list[str]:
             f"sed 's/^/tsm-vm:   /' $R/replay-{i}.log | tail -n 20",
         ]
     extra = " ".join(shlex.quote(a) for a in run.pytest_args)
-    bundle = f"--bundle $R/bundle-{i} " if run.bundle else ""
     return [
         f"{py} -m tsm_conformance.cli run --root {ROOT} {profile or '--profile tsm_test '}"
         f"--module {ko} --junit $R/junit-{i}.xml {bundle}{('-- ' + extra) if extra else ''} > $R/suite-{i}.log 2>&1",
@@ -245,7 +245,7 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
     run = VmRun(tree, list(default if params is None else params), results, list(pytest_args or []),
                 timeout, accel=accel, differential=differential, commands=list(commands or []),
                 provider=provider, profile=profile, fuzz=list(fuzz or []), max_time=max_time, replay=bool(replay),
-                kselftest=kselftest, bundle=bundle is not None and run_mode_has_bundle(fuzz, replay))
+                kselftest=kselftest, bundle=bundle is not None and replay is None)
     if replay:
         shutil.copy(replay, results / REPLAY_FILE)
     seqs = write_sequences(results, differential, seed) if differential else []
@@ -286,10 +286,6 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
         shutil.rmtree(results, ignore_errors=True)
     return status
 
-
-def run_mode_has_bundle(fuzz: list[str] | None, replay: Path | None) -> bool:
-    """The guest writes bundles for suite runs (a fuzz or replay run's bundle is the host's alone)."""
-    return not fuzz and replay is None
 
 
 def _kselftest(run: VmRun, junit: Path, progress) -> int:  # noqa: ANN001
