@@ -137,8 +137,9 @@ def test_ktap_is_strict_and_agrees_with_junit(tmp_path: Path, spec: str, profile
             "--", "--tsm-check", "[!m]*", cwd=tmp_path)
     assert p.returncode in (0, 1), p.stderr
     tests, totals = agreeing_counts(ktap, junit)
-    if spec == "tsm_test":
-        assert totals["xfail"] >= 1 and totals["fail"] == 0 and p.returncode == 0
+    if spec == "tsm_test":  # the size-then-fill race: known (the shipped baseline), not failed
+        assert totals["fail"] == 0 and p.returncode == 0
+        assert "provider.read.size_then_fill_integrity # SKIP known: configfs size-then-fill" in ktap.read_text()
     else:
         assert totals["fail"] >= 1 and not next(a for a in tests if a["id"] == "inblob")["ok"]
     assert "tsm summary per area" in p.stdout and "tsm: [1/" in p.stderr
