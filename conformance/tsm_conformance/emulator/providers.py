@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from .era import DEFAULT_ERA, Era
+from .measurements import MrGroup, register
 from .params import HOUR_MS, Bool, Choice, Int, Param, as_bool, to_int
 
 # Attribute order of enum tsm_attr_index / tsm_bin_attr_index (include/linux/tsm.h, 6.11+).
@@ -122,6 +123,7 @@ class TsmTest(Provider):
         "fail_errno": Int(-4095, 4095), "delay_ms": Int(0, HOUR_MS), "outblob_size": Int(0, 0xFFFFFFFF),
         "size_step": Int(0, 0xFFFFFFFF), "auxblob": Bool(), "manifestblob": Bool(),
         "refuse_below_floor": Bool("report_new fails EINVAL below privlevel_floor, as SNP firmware does"),
+        "measurements": Bool("a measurement-register group (6.16+, docs/abi-measurements.md)"),
     }
 
     def __init__(self, params: dict[str, str] | None = None, era: Era | None = None) -> None:
@@ -135,6 +137,16 @@ class TsmTest(Provider):
         self.with_auxblob = as_bool(self.params.get("auxblob", "1"))
         self.with_manifestblob = as_bool(self.params.get("manifestblob", "1"))
         self.refuse_below_floor = as_bool(self.params.get("refuse_below_floor", "0"))
+        self.mr = self._measurements() if self.era.version >= (6, 16) and \
+            as_bool(self.params.get("measurements", "1")) else None
+
+    def _measurements(self) -> MrGroup:
+        """The module's group (kmod/tsm_test): two fixed registers and two RTMRs of different
+        sizes and hashes, each starting as the module's do."""
+        return MrGroup([register("mrconfig", 48, None, b"tsm_test mrconfig"),
+                        register("mrstatic", 48, "sha384", b"tsm_test mrstatic"),
+                        register("rtmr0", 48, "sha384", writable=True, live=True),
+                        register("rtmr1", 32, "sha256", writable=True, live=True)], lambda: self.quirks)
 
     @classmethod
     def legal_params(cls, fixed: dict[str, str], era: Era) -> list[dict[str, str]]:
@@ -191,6 +203,8 @@ class TsmTest(Provider):
             period = bytes((i * 31 + n) & 0xFF for i in range(256))
             out[self.LAYOUT_LEN:] = (period * (size // 256 + 1))[self.LAYOUT_LEN:size]
         aux = struct.pack("<4sI", b"TSMA", n) if self.with_auxblob else None
+        if aux is not None and self.mr is not None:  # the registers as the report sees them
+            aux += b"".join(self.mr.snapshot().values())
         man = struct.pack("<4sI", b"TSMM", n) if self.with_manifestblob else None
         return Blobs(bytes(out), aux, man)
 
@@ -344,6 +358,19 @@ class TdxGuest(Provider):
         self.status_check = self.era.version >= (7, 0)
         self.in_flight_until = 0.0
         self.tdreports = 0
+        self.mr = self._measurements() if self.era.version >= (6, 16) else None
+
+    def _measurements(self) -> MrGroup:
+        """tdx-guest's group (docs/abi-measurements.md §1a): the TD's build-time registers read-only,
+        the four RTMRs extendable; the values a quote carries (emulator/reports/tdx.py)."""
+        from .reports.tdx import initial_registers
+        init = initial_registers()
+        return MrGroup([register("mrconfigid", 48, None, init["mrconfigid"]),
+                        register("mrowner", 48, None, init["mrowner"]),
+                        register("mrownerconfig", 48, None, init["mrownerconfig"]),
+                        register("mrtd", 48, "sha384", init["mrtd"]),
+                        *(register(f"rtmr{i}", 48, "sha384", init[f"rtmr{i}"], writable=True, live=True)
+                          for i in range(4))], lambda: self.quirks)
 
     @classmethod
     def check_params(cls, params: dict[str, str], era: Era) -> None:
@@ -416,6 +443,7 @@ class TdxGuest(Provider):
         from .reports import tdx
         nonce = b"" if "nonce-ignored" in self.quirks else desc.nonce()
         q = tdx.build_quote(report_data=nonce.ljust(64, b"\0"), counter=self.calls,
+                            registers=self.mr.snapshot() if self.mr is not None else None,
                             version=_int(self.params, "quote_version", 4),
                             tee_type=0 if "tdx-wrong-tee-type" in self.quirks else 0x81,
                             corrupt_signature="report-signature-corrupt" in self.quirks)

@@ -15,6 +15,7 @@ SERVICE = ("tsm_test", "sev_guest-svsm", "arm_cca_guest")
 AUXBLOB = ("tsm_test", "sev_guest", "sev_guest-svsm")  # auxblob visible and non-empty
 FORMATS = ("sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest")  # signed report formats
 LENGTH_RULE = ("sev_guest", "sev_guest-svsm", "tdx_guest", "arm_cca_guest")
+MR = ("tsm_test", "tdx_guest")  # measurement registers (6.16+: emulator/measurements.py)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class Quirk:
 
 QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("stale-outblob", ALL, "cached outblob served after a new inblob or option write"),
+    Quirk("mr-overwrite", MR, "a measurement register write replaces its value instead of extending it"),
+    Quirk("mr-size-unchecked", MR, "a measurement register write shorter than the register is accepted"),
+    Quirk("mr-refresh-always", ("tsm_test",), "every read of a live register refreshes the group, written or not"),
+    Quirk("mr-stale-report", MR, "reports carry the registers' cached values: an extend is missing until a "
+          "sysfs read refreshes them"),
+    Quirk("mr-no-suffix", MR, "measurement register files lack their :ALGO hash suffix"),
     Quirk("no-cache", ALL, "every read regenerates the report, even at the same generation"),
     Quirk("auxblob-regenerates", AUXBLOB, "reading auxblob makes a new report instead of sharing the cached one"),
     Quirk("inblob-truncate", ALL, "oversize inblob silently truncated to 64 bytes instead of EFBIG"),

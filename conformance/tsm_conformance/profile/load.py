@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from ..inputs import PROFILE_EXTENDS
 from ..suggest import did_you_mean
 from .errors import Marks, ProfileError, ProfileLookupError, error_at, join
-from .model import Alternative, Attribute, ExpectedFailure, Field, Profile, Range
+from .model import Alternative, Attribute, ExpectedFailure, Field, Measurements, MrRegister, Profile, Range
 from .render import render_profile
 from .schemacheck import SCHEMA_VERSION, check_schema, schema
 from .search import (ENTRY_POINT_GROUP, REPO_PROFILES, display_path, find, is_path, list_profiles,
@@ -169,7 +169,21 @@ def _build(d: dict[str, Any], marks: Marks, chain: tuple[str, ...], display: str
                                 for x in d.get("expected_failures", ())),
         extends=chain,
         marks={k: m.short() for k, m in marks.items() if k},
+        measurements=_measurements(d.get("measurements")),
     )
+
+
+def _measurements(m: dict[str, Any] | None) -> Measurements | None:
+    if not m:
+        return None
+    regs = tuple(MrRegister(name=r["name"], size=int(r["size"]), hash=None if r["hash"] == "none" else r["hash"],
+                            mode=int(r["mode"], 8), live=bool(r.get("live", False)),
+                            report_blob=(r.get("report") or {}).get("blob"),
+                            report_offset=(r.get("report") or {}).get("offset"),
+                            report_field=(r.get("report") or {}).get("field"))
+                 for r in m["registers"])
+    return Measurements(since=str(m["since"]), group=m["group"], registers=regs,
+                        refresh_counter=m.get("refresh_counter"))
 
 
 # --------------------------------------------------------------------------- public API

@@ -99,6 +99,36 @@ class ExpectedFailure:
 
 
 @dataclass(frozen=True)
+class MrRegister:
+    """One measurement register the provider shows (docs/abi-measurements.md §1)."""
+
+    name: str  # without the hash suffix
+    size: int
+    hash: str | None  # None: no suffix (TSM_MR_F_NOHASH)
+    mode: int  # 0444 read-only, 0644 extendable
+    live: bool = False
+    report_blob: str | None = None  # where a report carries it: a blob and offset ...
+    report_offset: int | None = None
+    report_field: str | None = None  # ... or a field of the parsed report format
+
+    @property
+    def file_name(self) -> str:
+        return self.name if self.hash is None else f"{self.name}:{self.hash}"
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.mode & 0o222)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    since: str
+    group: str  # the sysfs directory on a live machine
+    registers: tuple[MrRegister, ...]
+    refresh_counter: str | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     path: str  # file the profile came from (the leaf of the extends chain)
@@ -141,6 +171,7 @@ class Profile:
     expected_failures: tuple[ExpectedFailure, ...]
     extends: tuple[str, ...] = ()  # chain of parent names, nearest first
     marks: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    measurements: Measurements | None = None  # tsm-mr registers (6.16+); None: the provider has none
 
     def where(self, keypath: str) -> str:
         """``file:line`` that set ``keypath`` (dotted, e.g. ``attributes.inblob.mode``).

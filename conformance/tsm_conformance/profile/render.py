@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import join
-from .model import Alternative, Profile
+from .model import Alternative, Measurements, Profile
 from .schemacheck import SCHEMA_VERSION
 
 
@@ -134,10 +134,30 @@ def _profile_data(p: Profile) -> dict[str, Any]:
         svc["attestation"] = p.service_attestation
     if svc:
         d["service"] = svc
+    if p.measurements:
+        d["measurements"] = _measurements_data(p.measurements)
     if p.expected_failures:
         d["expected_failures"] = [{k: v for k, v in vars(x).items() if v is not None}
                                   for x in p.expected_failures]
     return d
+
+
+def _measurements_data(m: Measurements) -> dict[str, Any]:
+    regs = []
+    for r in m.registers:
+        reg: dict[str, Any] = {"name": r.name, "size": r.size, "hash": r.hash or "none", "mode": f"0{r.mode:o}"}
+        if r.live:
+            reg["live"] = True
+        report = {k: v for k, v in (("blob", r.report_blob), ("offset", r.report_offset), ("field", r.report_field))
+                  if v is not None}
+        if report:
+            reg["report"] = report
+        regs.append(reg)
+    out: dict[str, Any] = {"since": m.since, "group": m.group}
+    if m.refresh_counter:
+        out["refresh_counter"] = m.refresh_counter
+    out["registers"] = regs
+    return out
 
 
 def _note(p: Profile, kp: str, flow: Any = None) -> str:

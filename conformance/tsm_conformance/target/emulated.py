@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 
+from typing import TYPE_CHECKING
+
 from ..emulator import Kernel, Spec, boot, parse_spec, reboot
 from .base import BoundOps, Stat, Tree
+
+if TYPE_CHECKING:
+    from ..emulator.measurements import MrGroup
 
 
 class EmulatedTree(BoundOps, Tree):
@@ -20,6 +25,7 @@ class EmulatedTree(BoundOps, Tree):
         self.open, self.close, self.read, self.pread = k.open, k.close, k.read, k.pread
         self.write, self.pwrite, self.lseek = k.write, k.pwrite, k.lseek
 
+        self._mr: EmulatedMr | None = None
         self.control = EmulatedControl(self) if self.spec.config == "tsm_test" else None
         self.host = EmulatedHost(self) if k.provider is not None and k.provider.HOST_PARAMS else None
 
@@ -46,6 +52,39 @@ class EmulatedTree(BoundOps, Tree):
 
     def stat(self, path: str) -> Stat:
         mode, size = self.kernel.stat(path)
+        return Stat(mode, size)
+
+    def measurements(self, where: str | None = None, counter: str | None = None) -> EmulatedMr | None:
+        """The registered provider's group (emulator/measurements.py); one view per group, so its
+        fds last as long as the provider does."""
+        p = self.kernel.provider
+        group = getattr(p, "mr", None)
+        if group is None:
+            return None
+        if self._mr is None or self._mr.files.group is not group:
+            self._mr = EmulatedMr(group, self.describe())
+        return self._mr
+
+
+class EmulatedMr:
+    """MrTree over the emulator's group (its sysfs directory: MrFiles)."""
+
+    def __init__(self, group: MrGroup, where: str) -> None:
+        from ..emulator.measurements import MrFiles
+        self.files = MrFiles(group)
+        self.where = where
+        f = self.files
+        self.listdir, self.open, self.close, self.read, self.pread = f.listdir, f.open, f.close, f.read, f.pread
+        self.write, self.pwrite, self.lseek = f.write, f.pwrite, f.lseek
+
+    def describe(self) -> str:
+        return f"{self.where}: measurements"
+
+    def refreshes(self) -> int | None:
+        return self.files.group.refreshes
+
+    def stat(self, path: str) -> Stat:
+        mode, size = self.files.stat(path)
         return Stat(mode, size)
 
 

@@ -167,3 +167,61 @@ class LiveTree(Tree):
         # O_CREAT is never wanted: a typo must not create files in a plain directory.
         return os.open(self._p(path), flags & ~os.O_CREAT)
 
+    def measurements(self, where: str | None = None, counter: str | None = None) -> LiveMr | None:
+        return _live_measurements(self, where, counter)
+
+
+
+class LiveMr:
+    """MrTree over a measurement group's sysfs directory (docs/abi-measurements.md §1): only the
+    register files in it, by name; nothing is ever created."""
+
+    close = staticmethod(os.close)
+    read = staticmethod(os.read)
+    pread = staticmethod(os.pread)
+    write = staticmethod(os.write)
+    pwrite = staticmethod(os.pwrite)
+    lseek = staticmethod(os.lseek)
+
+    def __init__(self, directory: str, counter: str | None = None) -> None:
+        self.dir, self.counter = directory, counter
+
+    def _p(self, name: str) -> str:
+        if "/" in name or name in ("..", "."):
+            raise ValueError(f"not a register file name: {name!r}")
+        return os.path.join(self.dir, name) if name else self.dir
+
+    def describe(self) -> str:
+        return self.dir
+
+    def refreshes(self) -> int | None:
+        if not self.counter:
+            return None
+        try:
+            with open(self.counter, "rb") as f:
+                return int(f.read(64).strip() or b"-1")
+        except (OSError, ValueError):
+            return None
+
+    def listdir(self, path: str = "") -> list[str]:
+        return os.listdir(self._p(path))
+
+    def stat(self, path: str) -> Stat:
+        st = os.stat(self._p(path))
+        return Stat(st.st_mode, st.st_size)
+
+    def open(self, path: str, flags: int) -> int:
+        return os.open(self._p(path), flags & ~os.O_CREAT)
+
+
+def _live_measurements(tree: LiveTree, where: str | None, counter: str | None) -> LiveMr | None:
+    """A FUSE mount of the emulator shows its group beside tsm/ (``MOUNT/measurements``); on
+    configfs the group is where the profile says (sysfs)."""
+    if tree.kind == "fuse":
+        top = os.path.dirname(os.path.dirname(tree.root.rstrip("/")))
+        fuse_dir = os.path.join(top, "measurements")
+        return LiveMr(fuse_dir, os.path.join(fuse_dir, ".refreshes")) if os.path.isdir(fuse_dir) else None
+    if where and os.path.isdir(where):
+        return LiveMr(where, counter if counter and os.path.exists(counter) else None)
+    return None
+

@@ -133,8 +133,17 @@ def _certification_data() -> bytes:
     return struct.pack("<HI", QE_REPORT_CERT_DATA, len(inner)) + inner
 
 
-def _td_report(report_data: bytes, counter: int, v15: bool) -> bytes:
-    rtmr3 = hashlib.sha384(_h384("rtmr3") + counter.to_bytes(8, "little")).digest()
+def initial_registers() -> dict[str, bytes]:
+    """The TD's measurement registers as it boots (6.16+ shows them in sysfs: emulator/measurements.py)."""
+    return {"mrtd": _h384("mr_td"), "mrconfigid": bytes(48), "mrowner": bytes(48), "mrownerconfig": bytes(48),
+            **{f"rtmr{i}": _h384(f"rtmr{i}") for i in range(4)}}
+
+
+def _td_report(report_data: bytes, counter: int, v15: bool, registers: dict[str, bytes] | None = None) -> bytes:
+    if registers is None:  # before 6.16 nothing extends from userspace: rtmr3 stands for the OS's own extends
+        registers = initial_registers()
+        registers["rtmr3"] = hashlib.sha384(_h384("rtmr3") + counter.to_bytes(8, "little")).digest()
+    r = registers
     parts = [
         bytes([7, 1, 3]) + bytes(13),         # tee_tcb_svn (16)
         _h384("mr_seam"),                     # mr_seam (48)
@@ -142,9 +151,9 @@ def _td_report(report_data: bytes, counter: int, v15: bool) -> bytes:
         bytes(8),                             # seam_attributes
         bytes(8),                             # td_attributes (no DEBUG)
         struct.pack("<Q", 0x61ae7),           # xfam
-        _h384("mr_td"),                       # mr_td
-        bytes(48), bytes(48), bytes(48),      # mr_config_id, mr_owner, mr_owner_config
-        _h384("rtmr0"), _h384("rtmr1"), _h384("rtmr2"), rtmr3,
+        r["mrtd"],                            # mr_td
+        r["mrconfigid"], r["mrowner"], r["mrownerconfig"],
+        r["rtmr0"], r["rtmr1"], r["rtmr2"], r["rtmr3"],
         report_data,                          # report_data (64)
     ]
     if v15:
@@ -155,13 +164,16 @@ def _td_report(report_data: bytes, counter: int, v15: bool) -> bytes:
 
 
 def build_quote(*, report_data: bytes, counter: int = 0, version: int = 4, tee_type: int = TEE_TDX,
-                body_type: int | None = None, trailing: int = 0, corrupt_signature: bool = False) -> bytes:
+                body_type: int | None = None, trailing: int = 0, corrupt_signature: bool = False,
+                registers: dict[str, bytes] | None = None) -> bytes:
     """A signed TDX quote binding `report_data` (at most 64 bytes, zero-padded).
 
     version 5 adds the body descriptor; `body_type` 3 (default for v5) is the TD 1.5 body, 2 the
     TD 1.0 body.  Any other version number is written into a v4 layout (for faults).  `tee_type`
     is written as given.  `trailing` zero bytes follow the signed quote, as a QGS buffer may.
-    `corrupt_signature` flips one bit of the attestation key's signature.
+    `corrupt_signature` flips one bit of the attestation key's signature.  `registers`: the TD's
+    measurement registers (mrtd, mrconfigid, mrowner, mrownerconfig, rtmr0..3) as the TDX module
+    reports them; by default the boot values, with rtmr3 changing per quote.
     """
     if len(report_data) > 64:
         raise ValueError(f"report_data is {len(report_data)} bytes; at most 64")
@@ -170,10 +182,10 @@ def build_quote(*, report_data: bytes, counter: int = 0, version: int = 4, tee_t
                          INTEL_QE_VENDOR_ID, _USER_DATA)
     if version == 5:
         body_type = TD15_BODY if body_type is None else body_type
-        body = _td_report(report_data, counter, body_type == TD15_BODY)
+        body = _td_report(report_data, counter, body_type == TD15_BODY, registers)
         signed = header + struct.pack("<HI", body_type, len(body)) + body
     else:
-        signed = header + _td_report(report_data, counter, False)
+        signed = header + _td_report(report_data, counter, False, registers)
     signature = _raw_signature(_keys()["attestation"], signed)
     if corrupt_signature:
         signature = bytes([signature[0] ^ 1]) + signature[1:]
