@@ -20,6 +20,12 @@ from tsm_conformance.target.emulated import EmulatedTree
 # The check that must catch each quirk on every provider it applies to (others may fail too).
 CATCHES = {
     "stale-outblob": "cache.outblob.regenerated_after_inblob",
+    "mr-overwrite": "mr.write.extends",
+    "mr-size-unchecked": "mr.write.short_einval",
+    "mr-readonly-writable": "mr.readonly.refused",
+    "mr-refresh-always": "mr.refresh.only_after_write",
+    "mr-stale-report": "mr.report.coherent",
+    "mr-no-suffix": "mr.files.match_profile",
     "no-cache": "cache.outblob.stable_without_writes",
     "auxblob-regenerates": "cache.auxblob.shares_report",
     "inblob-truncate": "inblob.oversize.efbig",
@@ -178,6 +184,10 @@ KNOWN_BUGS = {"provider.read.size_then_fill_integrity": "tsm_test:size_fill_fix=
 # Checks no quirk names as its catcher, each with one quirk that makes it fail too (checked below).
 ALSO_CAUGHT = {
     "cache.outblob.regenerated_after_option": ("tsm_test", "stale-outblob"),
+    "mr.extend.replayed": ("tdx_guest", "mr-overwrite"),
+    "mr.write.long_clamped": ("tsm_test", "mr-overwrite"),
+    "mr.write.offsets": ("tdx_guest", "mr-size-unchecked"),
+    "mr.report.cached_until_inblob": ("tsm_test", "no-cache"),
     "format.outblob.privlevel": ("sev_guest", "stale-outblob"),
     "model.state_machine.sequential": ("tsm_test", "generation-starts-at-1"),  # every seed finds it
     "privlevel.zero_write.efault": ("tsm_test", "zero-write-accepted"),

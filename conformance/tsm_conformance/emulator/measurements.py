@@ -13,8 +13,9 @@ Two layers, as in the kernel:
   offset 0 is EINVAL; a read past the end or of 0 bytes returns nothing without refreshing.
 
 Quirks (emulator/quirks.py) put in the bug classes clients and providers have shipped:
-``mr-overwrite`` (a write replaces instead of extending), ``mr-size-unchecked`` (a short write
-extends, zero-padded), ``mr-refresh-always`` (every live read refreshes), ``mr-stale-report``
+``mr-overwrite`` (a write replaces instead of extending), ``mr-size-unchecked`` (a write of
+another size or at another offset extends), ``mr-readonly-writable`` (a read-only register opens
+for writing and extends), ``mr-refresh-always`` (every live read refreshes), ``mr-stale-report``
 (reports read the cached values, not hardware), ``mr-no-suffix`` (file names without ``:ALGO``).
 """
 
@@ -148,8 +149,9 @@ class MrFiles:
     def open(self, path: str, flags: int) -> int:
         reg = self._reg(path)
         acc = flags & os.O_ACCMODE
+        writable = reg.writable or "mr-readonly-writable" in self.group.quirks
         if (acc in (os.O_RDONLY, os.O_RDWR) and not reg.readable) or \
-                (acc in (os.O_WRONLY, os.O_RDWR) and not reg.writable):
+                (acc in (os.O_WRONLY, os.O_RDWR) and not writable):
             raise _err(errno.EACCES)
         fd = self._next
         self._next += 1
@@ -195,9 +197,8 @@ class MrFiles:
         count = min(len(data), PAGE, reg.size - offset)
         if count == 0:
             return 0
-        if offset != 0 or count != reg.size:  # tm_digest_write: one whole register at offset 0
-            if not ("mr-size-unchecked" in self.group.quirks and offset == 0):
-                raise _err(errno.EINVAL)
+        if (offset != 0 or count != reg.size) and "mr-size-unchecked" not in self.group.quirks:
+            raise _err(errno.EINVAL)  # tm_digest_write: one whole register at offset 0, nothing else
         self.group.extend(reg, bytes(data[:count]))
         return count
 

@@ -28,7 +28,8 @@ class Quirk:
 QUIRKS: dict[str, Quirk] = {q.name: q for q in (
     Quirk("stale-outblob", ALL, "cached outblob served after a new inblob or option write"),
     Quirk("mr-overwrite", MR, "a measurement register write replaces its value instead of extending it"),
-    Quirk("mr-size-unchecked", MR, "a measurement register write shorter than the register is accepted"),
+    Quirk("mr-size-unchecked", MR, "a measurement register write of another size or at another offset extends"),
+    Quirk("mr-readonly-writable", MR, "a read-only measurement register opens for writing and extends"),
     Quirk("mr-refresh-always", ("tsm_test",), "every read of a live register refreshes the group, written or not"),
     Quirk("mr-stale-report", MR, "reports carry the registers' cached values: an extend is missing until a "
           "sysfs read refreshes them"),

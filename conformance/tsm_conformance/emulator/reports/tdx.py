@@ -178,8 +178,12 @@ def build_quote(*, report_data: bytes, counter: int = 0, version: int = 4, tee_t
     if len(report_data) > 64:
         raise ValueError(f"report_data is {len(report_data)} bytes; at most 64")
     report_data = bytes(report_data).ljust(64, b"\x00")
+    # Each quote is signed anew on real hardware (a new ECDSA k); the emulator signs
+    # deterministically, so a quote is told apart by its counter: in rtmr3 before 6.16 (nothing
+    # else extends it), in the QGS's part of the header's user data once the RTMRs are the TD's own
+    user = _USER_DATA if registers is None else _USER_DATA[:16] + counter.to_bytes(4, "little")
     header = struct.pack("<HHIHH16s20s", version, KEY_TYPE_ECDSA_P256, tee_type, 0, 0,
-                         INTEL_QE_VENDOR_ID, _USER_DATA)
+                         INTEL_QE_VENDOR_ID, user)
     if version == 5:
         body_type = TD15_BODY if body_type is None else body_type
         body = _td_report(report_data, counter, body_type == TD15_BODY, registers)
