@@ -14,6 +14,7 @@ by a projection (``project_reads``) when the file says what its reports look lik
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import os
 import re
@@ -24,6 +25,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import errnos
 from .inputs import (TSMSEQ_LINE, TSMSEQ_LINES, TSMSEQ_MAX, TSMSEQ_READ, TSMSEQ_THREADS, InputError,
@@ -82,6 +84,11 @@ NAME_MAX = 255
 _NAME = r"[A-Za-z0-9_+:@=~-][A-Za-z0-9_.+:@=~-]*"
 _PATH = re.compile(rf"(?:{_NAME})(?:/{_NAME})?")
 _RNAME = re.compile(r"r\d+")  # a fresh report item of the sequence's own: r0, r1 ...
+#: ``measurements/NAME``: a register file of the provider's measurement group (tsm-mr, in sysfs
+#: beside the provider, not an item: docs/abi-measurements.md), reached through Tree.measurements;
+#: the header's ``mr-group`` and ``mr-counter`` say where it is on a live machine, and ``mr-extend:
+#: yes`` (set only for a test provider's registers) lets a live replay write them
+MR_HEAD = "measurements"
 _FD = re.compile(r"fd[A-Za-z0-9_@?.+-]*")
 _INT = re.compile(r"-?[0-9]+")
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -354,8 +361,12 @@ class Executor:
     (ValueError) rather than passed to the tree; without it, other names pass through unchanged."""
 
     def __init__(self, tree: Tree, prefix: str, annotate: bool = False,
-                 aliases: dict[str, str] | None = None) -> None:
+                 aliases: dict[str, str] | None = None, mr: tuple[str | None, str | None, bool] | None = None) -> None:
         self.tree, self.prefix = tree, prefix
+        # measurements/NAME: (group directory, refresh counter, may extend on a live tree)
+        self.mr_where = mr or (None, None, False)
+        self._mr: Any = None
+        self.mr_fds: set[str] = set()  # fd names opened on the measurement group
         self.annotate = annotate  # append the new item's generation to mkdir results
         self.aliases = aliases
         self.fds: dict[str, int] = {}
@@ -434,6 +445,8 @@ class Executor:
         return 0
 
     def _listdir(self, a: tuple, fd_name: str | None) -> object:
+        if a and self._mr_path(a[0]) is not None:
+            return sorted(self.group().listdir(""))
         where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
         names = self.tree.listdir(where)
         if not where:  # the group: only this sequence's items, by their names in it
@@ -445,8 +458,28 @@ class Executor:
         return sorted(names)
 
     def _stat(self, a: tuple, fd_name: str | None) -> object:
+        mr = self._mr_path(a[0])
+        if mr is not None:
+            return self.group().stat(mr)
         return self.tree.stat(self.real(a[0]))
 
+    @staticmethod
+    def _mr_path(path: object) -> str | None:
+        """The register file a ``measurements/NAME`` path names (``""``: the group), else None."""
+        head, _, tail = str(path).partition("/")
+        return tail if head == MR_HEAD else None
+
+    def group(self) -> Any:
+        """The tree's measurement group (ENOENT when it has none)."""
+        if self._mr is None:
+            where, counter, _ = self.mr_where
+            self._mr = self.tree.measurements(where, counter)
+            if self._mr is None:
+                raise OSError(errno.ENOENT, "no measurement group")
+        return self._mr
+
+    def _fd_tree(self, name: str) -> Any:
+        return self._mr if name in self.mr_fds else self.tree
     def _param(self, a: tuple, fd_name: str | None) -> object:
         ctl = getattr(self.tree, "control", None)  # a provider module parameter (tsm_test; emulated or VM)
         if ctl is None:
@@ -459,48 +492,63 @@ class Executor:
             fd_name = f"fd{self.nfd}"
             self.nfd += 1
         flags = FLAGS.get(a[1])  # one name, the common case
-        opened = self.tree.open(self.real(a[0]), _flags(a[1]) if flags is None else flags)
+        flags = _flags(a[1]) if flags is None else flags
+        mr = self._mr_path(a[0])
+        if mr is not None:
+            if flags & os.O_ACCMODE != os.O_RDONLY and self.tree.kind == "live" and not self.mr_where[2]:
+                raise ValueError(f"open({a[0]}, {a[1]}): extending a live machine's registers changes what they "
+                                 "attest to until reboot; only a test provider's (header mr-extend: yes) are written")
+            opened = self.group().open(mr, flags)
+            with self._lock:
+                self.fds[fd_name] = opened
+                self.mr_fds.add(fd_name)
+            return fd_name
+        opened = self.tree.open(self.real(a[0]), flags)
         with self._lock:
             self.fds[fd_name] = opened
+            self.mr_fds.discard(fd_name)
         return fd_name
 
     def _close(self, a: tuple, fd_name: str | None) -> object:
+        name = str(a[0])
         with self._lock:
-            fd = self.fds.pop(str(a[0]), None)
+            fd = self.fds.pop(name, None)
         if fd is None:
             return "EBADF"
-        self.tree.close(fd)
+        self._fd_tree(name).close(fd)
         return 0
 
     def _read(self, a: tuple, fd_name: str | None) -> object:
         fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self.tree.read(fd, int(a[1]))
+        return "EBADF" if fd is None else self._fd_tree(str(a[0])).read(fd, int(a[1]))
 
     def _pread(self, a: tuple, fd_name: str | None) -> object:
         fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self.tree.pread(fd, int(a[1]), int(a[2]))
+        return "EBADF" if fd is None else self._fd_tree(str(a[0])).pread(fd, int(a[1]), int(a[2]))
 
     def _write(self, a: tuple, fd_name: str | None) -> object:
         fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self.tree.write(fd, a[1])
+        return "EBADF" if fd is None else self._fd_tree(str(a[0])).write(fd, a[1])
 
     def _pwrite(self, a: tuple, fd_name: str | None) -> object:
         fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self.tree.pwrite(fd, a[1], int(a[2]))
+        return "EBADF" if fd is None else self._fd_tree(str(a[0])).pwrite(fd, a[1], int(a[2]))
 
     def _lseek(self, a: tuple, fd_name: str | None) -> object:
         fd = self.fds.get(str(a[0]))
         if fd is None:
             return "EBADF"
-        return self.tree.lseek(fd, int(a[1]), a[2] if isinstance(a[2], int) else WHENCE[str(a[2])])
+        whence = a[2] if isinstance(a[2], int) else WHENCE[str(a[2])]
+        return self._fd_tree(str(a[0])).lseek(fd, int(a[1]), whence)
 
     def finish(self) -> None:
-        for fd in self.fds.values():
+        for name, fd in self.fds.items():
             try:
-                self.tree.close(fd)
+                self._fd_tree(name).close(fd)
             except OSError:
                 pass
         self.fds.clear()
+        self.mr_fds.clear()
         for name in sorted(self.items):
             try:
                 self.tree.rmdir(name)
@@ -523,9 +571,10 @@ def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = No
 
 
 def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None,
-             aliases: dict[str, str] | None = None) -> tuple[list[str], list[object]]:
+             aliases: dict[str, str] | None = None,
+             mr: tuple[str | None, str | None, bool] | None = None) -> tuple[list[str], list[object]]:
     """``execute``, also giving each op's raw result (``Executor.call``)."""
-    ex = Executor(tree, prefix, annotate=bool(track), aliases=aliases)
+    ex = Executor(tree, prefix, annotate=bool(track), aliases=aliases, mr=mr)
     out: list[str] = []
     raw: list[object] = []
     try:
@@ -579,6 +628,12 @@ class Sequence:
         """The header's ``report`` shape; None without one (report reads compared byte for byte)."""
         text = self.header.get("report")
         return None if text is None else ReportShape.parse(text)
+
+    def mr(self) -> tuple[str | None, str | None, bool]:
+        """Where ``measurements/NAME`` is on a live machine, its refresh counter, and whether a live
+        replay may extend its registers (``MR_HEAD``)."""
+        h = self.header
+        return h.get("mr-group"), h.get("mr-counter"), h.get("mr-extend") == "yes"
 
 
 def format_tsmseq(seq: Sequence) -> str:
@@ -703,7 +758,7 @@ def foreign_use(seq: Sequence) -> tuple[int, str] | None:
             continue
         path = str(st.op.args[0])
         head = path.split("/")[0]
-        if head == "." or _RNAME.fullmatch(head) or head in made:
+        if head == "." or _RNAME.fullmatch(head) or head in made or (head == MR_HEAD and st.op.name != "mkdir"):
             continue
         if st.op.name == "mkdir" and path == head:
             made.add(head)
@@ -764,13 +819,13 @@ def replay(tree: Tree, seq: Sequence, prefix: str, attempts: int | None = None) 
     _fresh(tree, seq, prefix, aliases)
     shape, ops = seq.report(), seq.ops()
     if not threaded(seq):
-        got, raw = _execute(tree, ops, prefix, seq.track(), aliases)
+        got, raw = _execute(tree, ops, prefix, seq.track(), aliases, seq.mr())
         got = _projected(ops, raw, got, shape)
         return [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
                 if st.expected is not None and st.expected != g]
     diffs: list[tuple[int, Step, str]] = []
     for _ in range(max(1, attempts or int(seq.header.get("attempts", "1")))):
-        done = execute_threads(tree, seq.steps, prefix, aliases=aliases)
+        done = execute_threads(tree, seq.steps, prefix, aliases=aliases, mr=seq.mr())
         got = _projected(ops, [d.result for d in done], [show(d.result) for d in done], shape)
         diffs = [(i, st, g) for i, (st, g) in enumerate(zip(seq.steps, got))
                  if st.expected is not None and st.expected != g]
@@ -932,7 +987,8 @@ class _Worker:
 
 
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
-                    aliases: dict[str, str] | None = None, pool: Pool | None = None) -> list[Done]:
+                    aliases: dict[str, str] | None = None, pool: Pool | None = None,
+                    mr: tuple[str | None, str | None, bool] | None = None) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
     in file order (set-up); then one thread per label, each running its own steps in program
     order, all released at once; then the unlabelled steps after the last labelled one
@@ -940,8 +996,8 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
     (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s.  ``pool``: the
     threads to run on (a caller running many schedules keeps one); without it, threads of a pool
-    of this call's own."""
-    ex = Executor(tree, prefix, aliases=aliases)
+    of this call's own.  ``mr``: as ``Executor``'s."""
+    ex = Executor(tree, prefix, aliases=aliases, mr=mr)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
     call, clock = ex.call, time.monotonic

@@ -235,6 +235,7 @@ class Ctx:
         self._shared = shared if shared is not None else {}
         self._used_shared: list[SharedReport] = []
         self.copied_opens = 0  # report opens copied from a shared report (made once, counted once)
+        self.header_extra: dict[str, str] = {}  # more .tsmseq header keys a failure carries (mr-group ...)
 
     # ---- items
     def new_name(self, pad_to: int = 0) -> str:
@@ -422,6 +423,7 @@ class Ctx:
                   "target": self.facts.target, "kernel": self.facts.kernel_release}
         if self.facts.target.startswith("emulated "):
             header["emulate"] = self.facts.target.split(" ", 1)[1]
+        header.update(self.header_extra)
         raise TsmFailure(self.check.id, self.check.rule, expected, observed,
                          f"{self.profile.where(keypath)} {keypath}", self.tree.render(),
                          sequence=self.tree.sequence(header))

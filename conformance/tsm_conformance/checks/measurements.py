@@ -57,6 +57,9 @@ def group(ctx: Ctx) -> tuple[Any, Measurements]:
     if rel and rel < version_tuple(m.since):
         ctx.na(f"measurement registers need Linux {m.since}+ (kernel {ctx.facts.kernel_release})")
     mr = ctx.tree.t.measurements(m.group, m.refresh_counter)
+    # a failure's .tsmseq finds the group again (seq.MR_HEAD), and may extend where this run might
+    ctx.header_extra.update({"mr-group": m.group, **({"mr-counter": m.refresh_counter} if m.refresh_counter else {}),
+                             **({"mr-extend": "yes"} if m.extendable_by_tests else {})})
     if mr is None:
         raise Unsupported(f"unsupported: no measurement group at {m.group} on {ctx.facts.target} "
                           "(a kernel without CONFIG_TSM_MEASUREMENTS, or a provider built without one)")
@@ -64,9 +67,16 @@ def group(ctx: Ctx) -> tuple[Any, Measurements]:
 
 
 def writable(ctx: Ctx, m: Measurements) -> list[MrRegister]:
+    """The registers a check may extend.  Never harm the system under test: on a live machine an
+    extend changes what the registers attest to for the rest of the boot, with no event-log entry
+    to explain it, so only a test provider's (``extendable_by_tests``) are written there."""
     regs = [r for r in m.registers if r.writable]
     if not regs:
         ctx.na(f"{ctx.profile.name} has no writable measurement register")
+    if ctx.tree.t.kind == "live" and not m.extendable_by_tests:
+        raise Unsupported(f"unsupported: extending {ctx.profile.name}'s registers on a live machine changes its "
+                          "measurements until reboot (docs/abi-measurements.md §11); the write checks run on "
+                          "tsm_test, the emulator and FUSE mounts")
     return regs
 
 
@@ -245,7 +255,7 @@ def refresh(ctx: Ctx) -> None:
         raise Unsupported(f"unsupported: {ctx.facts.target} does not count its refreshes (tsm_test's "
                           "mr_refreshes parameter and the emulator do)")
     live = [r for r in m.registers if r.live]
-    regs = [r for r in live if r.writable]
+    regs = [r for r in writable(ctx, m) if r.live]
     if not regs:
         ctx.na(f"{ctx.profile.name} has no live writable register")
     value(mr, live[0])  # whatever an earlier write left stale is refreshed now

@@ -183,7 +183,8 @@ def _measurements(m: dict[str, Any] | None) -> Measurements | None:
                             report_field=(r.get("report") or {}).get("field"))
                  for r in m["registers"])
     return Measurements(since=str(m["since"]), group=m["group"], registers=regs,
-                        refresh_counter=m.get("refresh_counter"))
+                        refresh_counter=m.get("refresh_counter"),
+                        extendable_by_tests=bool(m.get("extendable_by_tests", False)))
 
 
 # --------------------------------------------------------------------------- public API

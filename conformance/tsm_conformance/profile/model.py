@@ -126,6 +126,7 @@ class Measurements:
     group: str  # the sysfs directory on a live machine
     registers: tuple[MrRegister, ...]
     refresh_counter: str | None = None
+    extendable_by_tests: bool = False  # a test provider's: extending them on a live machine harms nothing
 
 
 @dataclass(frozen=True)

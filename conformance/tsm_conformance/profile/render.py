@@ -156,6 +156,8 @@ def _measurements_data(m: Measurements) -> dict[str, Any]:
     out: dict[str, Any] = {"since": m.since, "group": m.group}
     if m.refresh_counter:
         out["refresh_counter"] = m.refresh_counter
+    if m.extendable_by_tests:
+        out["extendable_by_tests"] = True
     out["registers"] = regs
     return out
 

@@ -219,8 +219,8 @@ def _live_measurements(tree: LiveTree, where: str | None, counter: str | None) -
     configfs the group is where the profile says (sysfs)."""
     if tree.kind == "fuse":
         top = os.path.dirname(os.path.dirname(tree.root.rstrip("/")))
-        fuse_dir = os.path.join(top, "measurements")
-        return LiveMr(fuse_dir, os.path.join(fuse_dir, ".refreshes")) if os.path.isdir(fuse_dir) else None
+        fuse_dir = os.path.join(top, "measurements")  # frontend/fuse.py; its refresh count beside it
+        return LiveMr(fuse_dir, os.path.join(top, ".mr-refreshes")) if os.path.isdir(fuse_dir) else None
     if where and os.path.isdir(where):
         return LiveMr(where, counter if counter and os.path.exists(counter) else None)
     return None
