@@ -17,7 +17,34 @@
  * committed inblob is 8 or more bytes ending in a byte >= 0xf0.
  * size_step=S adds (counter % 8) * S bytes of padding, so consecutive reports differ in length
  * (what the size-then-fill read race needs to show, docs/abi.md §8.14).
- * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).
+ * auxblob is "TSMA" + u32 counter, manifestblob "TSMM" + u32 counter (each switchable).  With the
+ * measurement group below the auxblob goes on with every register, in table order (184 bytes):
+ *
+ *   0x00 "TSMA"            0x04 u32 counter (the outblob's 0x0C)
+ *   0x08 mrconfig[48]      0x38 mrstatic[48]      0x68 rtmr0[48] (hw)      0x98 rtmr1[32] (hw)
+ *
+ * Measurement registers (tsm-mr, docs/abi-measurements.md), compiled only on 6.16+ with
+ * CONFIG_TSM_MEASUREMENTS (Debian 7.x builds it in); elsewhere neither they nor their parameters
+ * exist.  With measurements=1 (0444, the default) the module also registers a misc device
+ * "tsm_test" carrying the group of tsm_mr_create_attribute_group(), so the files are
+ * /sys/devices/virtual/misc/tsm_test/measurements/ (also under /sys/class/misc/tsm_test/):
+ *
+ *   mrconfig          48 bytes  READABLE|NOHASH    0444  fixed: "tsm_test mrconfig", zero-padded
+ *   mrstatic:sha384   48 bytes  READABLE, SHA-384  0444  fixed: "tsm_test mrstatic", zero-padded
+ *   rtmr0:sha384      48 bytes  READABLE|RTMR      0644  live, starts as 48 zero bytes
+ *   rtmr1:sha256      32 bytes  READABLE|RTMR      0644  live, starts as 32 zero bytes
+ *
+ * Each live register has two copies, as on hardware: "hw", the register itself, and mr_value, the
+ * cache the tsm-mr core reads.  write (exactly the register's size at offset 0, which the core
+ * checks) sets hw = H(hw || data) with the register's own hash (crypto_shash "sha384"/"sha256",
+ * allocated at load: the load fails without them).  refresh, which the core calls when a live
+ * register is read after any write to the group (and on the first such read), copies hw into
+ * mr_value for both live registers and adds one to the read-only parameter mr_refreshes (uint,
+ * 0444).  The non-live registers never change.  The report's auxblob carries hw, so a report taken
+ * after an extend shows it even before a sysfs read refreshed the cache.  One mutex covers write,
+ * refresh and the report's copy: a report never sees half an extend.  The group is set up before
+ * the report provider registers and torn down after it unregisters.  With measurements=0 there is
+ * no misc device and the auxblob stays 8 bytes.
  * refuse_below_floor=1 makes report_new fail -EINVAL when the item's privlevel is below
  * privlevel_floor, as SNP firmware refuses a report whose VMPL is below the VMPL of the VMPCK
  * that asks (a fresh item's privlevel is 0: a client must write privlevel first).
@@ -31,6 +58,19 @@
 #include <linux/string.h>
 #include <linux/version.h>
 #include <linux/tsm.h>
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0) && IS_ENABLED(CONFIG_TSM_MEASUREMENTS)
+#define TT_MR 1
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/tsm-mr.h>
+#include <crypto/hash.h>
+#include <crypto/sha2.h>
+#else
+#define TT_MR 0
+#endif
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
 #define TT_OPS tsm_report_ops
@@ -115,6 +155,175 @@ static u8 *tag_blob(const char *magic, u32 n, size_t *len)
 	return b;
 }
 
+#if TT_MR
+static bool measurements = true;
+module_param(measurements, bool, 0444);
+MODULE_PARM_DESC(measurements, "register the measurement-register group "
+		 "(/sys/devices/virtual/misc/tsm_test/measurements) and put the registers in the auxblob");
+
+static unsigned int mr_refreshes;
+module_param(mr_refreshes, uint, 0444);
+MODULE_PARM_DESC(mr_refreshes, "how many times the tsm-mr core called refresh");
+
+#define TT_MR_AUX_LEN (8 + 3 * SHA384_DIGEST_SIZE + SHA256_DIGEST_SIZE)
+
+/* the kernel's cache (mr_value), what the core reads */
+static u8 tt_mrconfig[SHA384_DIGEST_SIZE] = "tsm_test mrconfig";
+static u8 tt_mrstatic[SHA384_DIGEST_SIZE] = "tsm_test mrstatic";
+static u8 tt_rtmr0[SHA384_DIGEST_SIZE];
+static u8 tt_rtmr1[SHA256_DIGEST_SIZE];
+/* the "hardware" registers of the live ones: write extends these, refresh copies them out */
+static u8 tt_hw_rtmr0[SHA384_DIGEST_SIZE];
+static u8 tt_hw_rtmr1[SHA256_DIGEST_SIZE];
+static DEFINE_MUTEX(tt_mr_lock);	/* hw, mr_value of the live registers, mr_refreshes */
+static struct crypto_shash *tt_sha384, *tt_sha256;
+
+#define TT_MR_VAL(v) .mr_value = (v)
+static const struct tsm_measurement_register tt_mrs[] = {
+	{ TT_MR_VAL(tt_mrconfig), TSM_MR_(mrconfig, SHA384) | TSM_MR_F_NOHASH },
+	{ TT_MR_VAL(tt_mrstatic), TSM_MR_(mrstatic, SHA384) },
+	{ TT_MR_VAL(tt_rtmr0), TSM_MR_(rtmr0, SHA384) | TSM_MR_F_RTMR },
+	{ TT_MR_VAL(tt_rtmr1), TSM_MR_(rtmr1, SHA256) | TSM_MR_F_RTMR },
+};
+#undef TT_MR_VAL
+
+/* what the report shows of each register, in table order: hw for the live ones */
+static u8 *const tt_mr_hw[] = { tt_mrconfig, tt_mrstatic, tt_hw_rtmr0, tt_hw_rtmr1 };
+
+static int tt_mr_write(const struct tsm_measurements *tm, const struct tsm_measurement_register *mr,
+		       const u8 *data)
+{
+	size_t i = mr - tt_mrs;
+	struct crypto_shash *tfm;
+	u8 buf[2 * SHA384_DIGEST_SIZE], out[SHA384_DIGEST_SIZE];
+	int rc;
+
+	if (i >= ARRAY_SIZE(tt_mrs) || !(mr->mr_flags & TSM_MR_F_LIVE))
+		return -EINVAL;	/* the core never asks: only live registers are writable */
+	tfm = mr->mr_hash == HASH_ALGO_SHA384 ? tt_sha384 : tt_sha256;
+	if (crypto_shash_digestsize(tfm) != mr->mr_size)
+		return -EINVAL;
+	mutex_lock(&tt_mr_lock);
+	memcpy(buf, tt_mr_hw[i], mr->mr_size);
+	memcpy(buf + mr->mr_size, data, mr->mr_size);
+	rc = crypto_shash_tfm_digest(tfm, buf, 2 * mr->mr_size, out);
+	if (!rc)
+		memcpy(tt_mr_hw[i], out, mr->mr_size);
+	mutex_unlock(&tt_mr_lock);
+	return rc;
+}
+
+static int tt_mr_refresh(const struct tsm_measurements *tm)
+{
+	mutex_lock(&tt_mr_lock);
+	memcpy(tt_rtmr0, tt_hw_rtmr0, sizeof(tt_rtmr0));
+	memcpy(tt_rtmr1, tt_hw_rtmr1, sizeof(tt_rtmr1));
+	mr_refreshes++;
+	mutex_unlock(&tt_mr_lock);
+	return 0;
+}
+
+static const struct tsm_measurements tt_tm = {
+	.mrs = tt_mrs,
+	.nr_mrs = ARRAY_SIZE(tt_mrs),
+	.refresh = tt_mr_refresh,
+	.write = tt_mr_write,
+};
+
+static const struct attribute_group *tt_mr_groups[2];	/* [0]: the group, NULL while there is none */
+
+static const struct file_operations tt_mr_fops = {
+	.owner = THIS_MODULE,
+};
+
+static struct miscdevice tt_mr_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "tsm_test",
+	.fops = &tt_mr_fops,
+	.groups = tt_mr_groups,
+};
+
+/* "TSMA", counter, then every register's current value (hw for the live ones) */
+static u8 *tt_mr_auxblob(u32 n, size_t *len)
+{
+	u8 *b = kvzalloc(TT_MR_AUX_LEN, GFP_KERNEL);
+	size_t i, off = 8;
+
+	if (!b)
+		return NULL;
+	memcpy(b, "TSMA", 4);
+	put32(b + 4, n);
+	mutex_lock(&tt_mr_lock);
+	for (i = 0; i < ARRAY_SIZE(tt_mrs); i++) {
+		memcpy(b + off, tt_mr_hw[i], tt_mrs[i].mr_size);
+		off += tt_mrs[i].mr_size;
+	}
+	mutex_unlock(&tt_mr_lock);
+	*len = TT_MR_AUX_LEN;
+	return b;
+}
+
+static void tt_mr_exit(void)
+{
+	if (!tt_mr_groups[0])
+		return;
+	misc_deregister(&tt_mr_dev);
+	tsm_mr_free_attribute_group(tt_mr_groups[0]);
+	tt_mr_groups[0] = NULL;
+	crypto_free_shash(tt_sha256);
+	crypto_free_shash(tt_sha384);
+	tt_sha256 = tt_sha384 = NULL;
+}
+
+static int tt_mr_init(void)
+{
+	const struct attribute_group *grp;
+	int rc;
+
+	if (!measurements)
+		return 0;
+	tt_sha384 = crypto_alloc_shash("sha384", 0, 0);
+	if (IS_ERR(tt_sha384)) {
+		rc = PTR_ERR(tt_sha384);
+		goto fail;
+	}
+	tt_sha256 = crypto_alloc_shash("sha256", 0, 0);
+	if (IS_ERR(tt_sha256)) {
+		rc = PTR_ERR(tt_sha256);
+		goto fail;
+	}
+	grp = tsm_mr_create_attribute_group(&tt_tm);
+	if (IS_ERR(grp)) {
+		rc = PTR_ERR(grp);
+		goto fail;
+	}
+	tt_mr_groups[0] = grp;
+	rc = misc_register(&tt_mr_dev);
+	if (rc) {
+		tsm_mr_free_attribute_group(grp);
+		tt_mr_groups[0] = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (!IS_ERR_OR_NULL(tt_sha256))
+		crypto_free_shash(tt_sha256);
+	if (!IS_ERR_OR_NULL(tt_sha384))
+		crypto_free_shash(tt_sha384);
+	tt_sha256 = tt_sha384 = NULL;
+	return rc;
+}
+#endif
+
+static u8 *tt_auxblob(u32 n, size_t *len)
+{
+#if TT_MR
+	if (tt_mr_groups[0])
+		return tt_mr_auxblob(n, len);
+#endif
+	return tag_blob("TSMA", n, len);
+}
+
 /*
  * plant_bug: copy the nonce into a buffer one byte too small, the classic off-by-one a provider
  * could ship.  KASAN reports it as slab-out-of-bounds in this function; the fuzzers must find it
@@ -179,7 +388,7 @@ static int tt_report_new(struct tsm_report *report, void *data)
 	report->outblob = out;
 	report->outblob_len = size;
 	if (auxblob) {
-		report->auxblob = tag_blob("TSMA", n, &report->auxblob_len);
+		report->auxblob = tt_auxblob(n, &report->auxblob_len);
 		if (!report->auxblob)
 			return -ENOMEM;
 	}
@@ -225,13 +434,28 @@ static struct TT_OPS tt_ops = {
 
 static int __init tt_init(void)
 {
+#if TT_MR
+	int rc;
+
+#endif
 	if (privlevel_floor > 3)
 		return -EINVAL;
 	if (strcmp(visibility, "all") && strcmp(visibility, "sev-like") && strcmp(visibility, "tdx-like"))
 		return -EINVAL;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
 	tt_ops.privlevel_floor = privlevel_floor;
+#if TT_MR
+	/* the registers first: the auxblob of the first report may carry them */
+	rc = tt_mr_init();
+	if (rc)
+		return rc;
+	rc = tsm_report_register(&tt_ops, NULL);
+	if (rc)
+		tt_mr_exit();
+	return rc;
+#else
 	return tsm_report_register(&tt_ops, NULL);
+#endif
 #elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	tt_ops.privlevel_floor = privlevel_floor;
 	return tsm_register(&tt_ops, NULL);
@@ -247,6 +471,9 @@ static void __exit tt_exit(void)
 {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
 	tsm_report_unregister(&tt_ops);
+#if TT_MR
+	tt_mr_exit();
+#endif
 #else
 	tsm_unregister(&tt_ops);
 #endif

@@ -161,7 +161,7 @@ def test_cache_and_auxblob_share_one_call(t: EmulatedTree) -> None:
     write_once(t, "r/inblob", b"n" * 64)
     a, b = report(t), report(t)
     aux = read_all(t, "r/auxblob")
-    assert a == b and fields(a)["calls"] == 1 and struct.unpack("<4sI", aux)[1] == 1
+    assert a == b and fields(a)["calls"] == 1 and struct.unpack_from("<4sI", aux)[1] == 1  # then the registers (6.16+)
     write_once(t, "r/privlevel", b"3")
     read_all(t, "r/auxblob")
     assert fields(report(t))["calls"] == 2
