@@ -564,10 +564,11 @@ _CALLS: dict[str, Callable[[Executor, tuple, str | None], object]] = {
 assert _CALLS.keys() == ARG0.keys()
 
 
-def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = None) -> list[str]:
+def execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None = None,
+            mr: tuple[str | None, str | None, bool] | None = None) -> list[str]:
     """Run a sequence; one normalised result per op, plus the generations of ``track`` items after
-    each op that can change state."""
-    return _execute(tree, ops, prefix, track)[0]
+    each op that can change state.  ``mr``: as ``Executor``'s."""
+    return _execute(tree, ops, prefix, track, mr=mr)[0]
 
 
 def _execute(tree: Tree, ops: list[Op], prefix: str, track: list[str] | None,

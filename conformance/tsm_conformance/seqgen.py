@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from .seq import Op
+from .seq import MR_HEAD, Op
 
 ATTRS_RO = ("outblob", "auxblob", "manifestblob", "generation", "provider", "privlevel_floor")
 PRIVLEVEL_TEXTS = (b"0", b"1", b"2", b"3", b"4", b"0x3", b"03", b"+2", b"3\n", b" 1", b"1 ", b"08", b"-1",
@@ -22,7 +22,10 @@ MANIFEST_VERSIONS = (b"0", b"0x10", b"010", b"4294967295", b"-1", b"7 ", b"")
 INBLOB_LENGTHS = (0, 1, 3, 31, 32, 33, 63, 64, 65, 100)
 
 
-def generate(seed: int, length: int | None = None) -> list[Op]:
+def generate(seed: int, length: int | None = None, registers: tuple[tuple[str, int, bool], ...] = ()) -> list[Op]:
+    """``registers``: (file name, size, writable) of the provider's measurement registers
+    (6.16+): then about one step in seven acts on them (seq.MR_HEAD), reads, extends and the write
+    contract's refusals; without them the sequence for a seed is what it always was."""
     rnd = random.Random(seed)
     n = length or rnd.randint(6, 30)
     ops: list[Op] = []
@@ -58,6 +61,9 @@ def generate(seed: int, length: int | None = None) -> list[Op]:
                     Op("close", (fd,))]
 
     while len(ops) < n:
+        if registers and rnd.random() < 0.15:
+            nfd = _register_step(rnd, ops, nfd, registers)
+            continue
         # mostly existing items; now and then a removed one (its errors are behaviour too)
         r = rnd.choice(sorted(live) if live and rnd.random() < 0.9 else items)
         k = rnd.random()
@@ -113,3 +119,37 @@ def generate(seed: int, length: int | None = None) -> list[Op]:
     for fd, _ in list(open_fds):
         ops.append(Op("close", (fd,)))
     return ops
+
+
+def _register_step(rnd: random.Random, ops: list[Op], nfd: int, registers: tuple[tuple[str, int, bool], ...]) -> int:
+    """One action on a measurement register (docs/abi-measurements.md §2, §4); the next fd number."""
+    name, size, writable = rnd.choice(registers)
+    path = f"{MR_HEAD}/{name}"
+    fd = f"fd{nfd}"
+    k = rnd.random()
+    if not writable or k < 0.35:  # a whole read, or a partial one at an offset
+        ops.append(Op("open", (path, "O_RDONLY")))
+        partial = Op("pread", (fd, 16, rnd.choice((0, 5, size))))
+        ops.append(Op("read", (fd, size + 1)) if rnd.random() < 0.7 else partial)
+    elif k < 0.4:
+        ops.append(rnd.choice((Op("listdir", (MR_HEAD,)), Op("stat", (path,)))))
+        return nfd
+    else:  # an extend, or one of the write contract's refusals: short, long (then EFBIG), offsets, empty
+        ops.append(Op("open", (path, "O_WRONLY")))
+        data = bytes(rnd.randrange(256) for _ in range(size + 1))
+        kind = rnd.choice(("exact", "exact", "exact", "short", "long", "offset", "end", "empty"))
+        if kind == "exact":
+            ops.append(Op("write", (fd, data[:size])))
+        elif kind == "short":
+            ops.append(Op("write", (fd, data[:size - 1])))
+        elif kind == "long":
+            ops += [Op("write", (fd, data)), Op("write", (fd, data[:size]))]
+        elif kind == "offset":
+            ops.append(Op("pwrite", (fd, data[:size - 1], 1)))
+        elif kind == "end":
+            ops.append(Op("pwrite", (fd, data[:size], size)))
+        else:
+            ops.append(Op("write", (fd, b"")))
+    ops.append(Op("close", (fd,)))
+    return nfd + 1
+

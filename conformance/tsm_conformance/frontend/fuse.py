@@ -54,9 +54,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..emulator import Kernel, boot, parse_spec
+from ..emulator.measurements import MrFiles, MrGroup
 
 REPORT = "/tsm/report"
 FIXED_DIRS = ("/", "/tsm")
+MEASUREMENTS = "/measurements"  # the provider's register group, when it has one (target/live.py finds it)
+REFRESHES = "/.mr-refreshes"  # the group's refresh count, as tsm_test's mr_refreshes parameter gives it
 MAX_THREADS = 16  # libfuse worker threads: concurrent syscalls reach the emulator concurrently
 
 
@@ -119,10 +122,12 @@ class EmulatorFS:
         self.k = kernel
         self.on_mounted = on_mounted
         self.now = time.time_ns()
-        self._files: dict[int, _Handle] = {}  # FUSE file handle -> open file
+        self._files: dict[int, _Handle | _MrHandle | _TextHandle] = {}  # FUSE file handle -> open file
         self._dirs: dict[int, str] = {}  # FUSE directory handle -> its path (readdir gets none)
         self._fhs = itertools.count(1)
         self._lock = threading.Lock()
+        self._mr: MrFiles | None = None  # the group's sysfs directory, for the group it was made for
+        self._mr_lock = threading.Lock()  # MrFiles' fd table is not thread-safe: open/close under it
 
     # ---------------------------------------------------------------- paths
     @staticmethod
@@ -135,6 +140,36 @@ class EmulatorFS:
         if path in FIXED_DIRS:
             return None
         raise _err(errno.ENOENT)
+
+    @staticmethod
+    def _mr_name(path: str) -> str | None:
+        """The path relative to measurements/ ("" for the directory), or None outside it."""
+        if path == MEASUREMENTS:
+            return ""
+        if path.startswith(MEASUREMENTS + "/"):
+            return path[len(MEASUREMENTS) + 1:]
+        return None
+
+    def _group(self) -> MrGroup | None:
+        """The registered provider's group, looked up on every operation: re-registering the
+        provider (the emulator's control) replaces it."""
+        return getattr(self.k.provider, "mr", None)
+
+    def _mr_files(self) -> MrFiles:
+        """The sysfs directory of the current group (ENOENT without one); one MrFiles per group."""
+        group = self._group()
+        if group is None:
+            raise _err(errno.ENOENT)
+        with self._lock:
+            if self._mr is None or self._mr.group is not group:
+                self._mr = MrFiles(group)
+            return self._mr
+
+    def _refreshes_text(self) -> bytes:
+        group = self._group()
+        if group is None:
+            raise _err(errno.ENOENT)
+        return b"%d\n" % group.refreshes
 
     def _dirattr(self) -> dict[str, int]:
         return self._attrs(st.S_IFDIR | 0o755, 0)
@@ -167,11 +202,10 @@ class EmulatorFS:
         with self._lock:
             handles, self._files = list(self._files.values()), {}
         for h in handles:
-            if h.efd is not None:
-                try:
-                    self.k.close(h.efd)
-                except OSError:
-                    pass
+            try:
+                self._close(h)
+            except OSError:
+                pass
 
     # ---------------------------------------------------------------- metadata
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
@@ -179,6 +213,11 @@ class EmulatorFS:
             if fh is None:
                 raise _err(errno.ENOENT)
             path = self._dirs[fh] if fh in self._dirs else self._handle(fh).path
+        name = self._mr_name(path)
+        if name is not None:
+            return self._attrs(*self._mr_files().stat(name))
+        if path == REFRESHES:
+            return self._attrs(st.S_IFREG | 0o444, len(self._refreshes_text()))
         rel = self._rel(path)
         if rel is None:
             return self._dirattr()
@@ -190,14 +229,26 @@ class EmulatorFS:
             path = self._dirs.get(fh)
             if path is None:
                 raise _err(errno.EBADF)
+        name = self._mr_name(path)
+        if name is not None:
+            return [".", "..", *self._mr_files().listdir(name)]
+        if path == REFRESHES:
+            raise _err(errno.ENOTDIR)
         rel = self._rel(path)
         if rel is None:
-            return [".", "..", "tsm" if path == "/" else "report"]
+            if path != "/":
+                return [".", "..", "report"]
+            return [".", "..", "tsm", *(("measurements", ".mr-refreshes") if self._group() is not None else ())]
         return [".", "..", *self.k.listdir(rel)]
 
     def opendir(self, path: str) -> int:
-        rel = self._rel(path)
-        if rel is not None:
+        name = self._mr_name(path)
+        if name is not None:
+            self._mr_files().listdir(name)  # ENOENT without a group, ENOTDIR for a register
+        elif path == REFRESHES:
+            self._refreshes_text()
+            raise _err(errno.ENOTDIR)
+        elif (rel := self._rel(path)) is not None:
             self.k.listdir(rel)  # ENOENT / ENOTDIR as the emulator says
         with self._lock:
             fh = next(self._fhs)
@@ -216,6 +267,12 @@ class EmulatorFS:
     def mkdir(self, path: str, mode: int) -> int:
         if path in FIXED_DIRS or path == REPORT:
             raise _err(errno.EEXIST)
+        name = self._mr_name(path)
+        if (name == "" or path == REFRESHES) and self._group() is not None:
+            raise _err(errno.EEXIST)
+        if name:  # sysfs: kernfs directories without syscall ops refuse mkdir
+            self._mr_files()
+            raise _err(errno.EPERM)
         if os.path.dirname(path) in FIXED_DIRS:  # configfs' root and the tsm subsystem: no make_item
             raise _err(errno.EPERM)
         rel = self._rel(path)
@@ -224,6 +281,10 @@ class EmulatorFS:
         return 0
 
     def rmdir(self, path: str) -> int:
+        name = self._mr_name(path)
+        if name is not None or path == REFRESHES:
+            mode = self.getattr(path)["st_mode"]  # ENOENT without a group or for an unknown register
+            raise _err(errno.EPERM if st.S_ISDIR(mode) else errno.ENOTDIR)  # sysfs: no rmdir
         rel = self._rel(path)
         if rel is None or rel == "":
             raise _err(errno.EPERM)  # the configfs root, the subsystem, the default group
@@ -252,10 +313,25 @@ class EmulatorFS:
 
     # ---------------------------------------------------------------- files
     def open(self, path: str, flags: int) -> int:
-        rel = self._rel(path)
-        if rel is None:
+        name = self._mr_name(path)
+        h: _Handle | _MrHandle | _TextHandle
+        if name == "":
+            self._mr_files()
             raise _err(errno.EISDIR)
-        h = _Handle(path, rel, flags, self.k.open(rel, flags))
+        if name is not None:
+            files = self._mr_files()
+            with self._mr_lock:  # EACCES by the file's mode, as kernfs does even for root
+                h = _MrHandle(path, files, files.open(name, flags), flags)
+        elif path == REFRESHES:
+            text = self._refreshes_text()  # generated now; direct_io keeps reads from going stale
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                raise _err(errno.EACCES)  # 0444, and sysfs checks the mode even for root
+            h = _TextHandle(path, text)
+        else:
+            rel = self._rel(path)
+            if rel is None:
+                raise _err(errno.EISDIR)
+            h = _Handle(path, rel, flags, self.k.open(rel, flags))
         with self._lock:
             fh = next(self._fhs)
             self._files[fh] = h
@@ -264,7 +340,7 @@ class EmulatorFS:
     def _efd(self, fh: int) -> int:
         """The emulator fd behind a FUSE handle; reopened when an earlier flush closed it (the
         handle is shared by dup()/fork() and another copy is still in use)."""
-        h = self._handle(fh)
+        h = self._report_handle(fh)
         with h.lock:
             if h.efd is None:
                 if h.reopen_errno:
@@ -277,11 +353,24 @@ class EmulatorFS:
                     raise
             return h.efd
 
-    def _handle(self, fh: int) -> _Handle:
+    def _handle(self, fh: int) -> _Handle | _MrHandle | _TextHandle:
         try:
             return self._files[fh]
         except KeyError:
             raise _err(errno.EBADF) from None
+
+    def _report_handle(self, fh: int) -> _Handle:
+        h = self._handle(fh)
+        if not isinstance(h, _Handle):
+            raise _err(errno.EBADF)
+        return h
+
+    def _live(self, h: _MrHandle) -> MrFiles:
+        """The handle's directory while its group is still registered; after the provider went
+        (or was re-registered) kernfs has deactivated the file: ENODEV, as kernfs_get_active."""
+        if self._group() is not h.files.group:
+            raise _err(errno.ENODEV)
+        return h.files
 
     # FUSE gives every read and write an offset, whether the caller used read() or pread().  configfs
     # sees only ki_pos too, so for faithful emulation the two are the same; but quirks (pread-ignores-
@@ -289,7 +378,14 @@ class EmulatorFS:
     # access at the position the emulator's fd is at goes through read()/write(), which move it as the
     # caller's file position moved; any other offset is a pread()/pwrite().
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        efd, h = self._efd(fh), self._files[fh]
+        m = self._handle(fh)
+        if isinstance(m, _MrHandle):  # sysfs reads at ki_pos, which is the offset FUSE gives
+            data = self._live(m).pread(m.fd, size, offset)
+            m.pos = offset + len(data)
+            return data
+        if isinstance(m, _TextHandle):
+            return m.data[offset:offset + size]
+        efd, h = self._efd(fh), self._report_handle(fh)
         if offset != h.pos:
             return self.k.pread(efd, size, offset)
         data = self.k.read(efd, size)
@@ -297,7 +393,20 @@ class EmulatorFS:
         return data
 
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        efd, h = self._efd(fh), self._files[fh]
+        m = self._handle(fh)
+        if isinstance(m, _MrHandle):
+            files = self._live(m)
+            if m.flags & os.O_APPEND:
+                # FUSE puts an O_APPEND write at st_size (generic_write_checks), which would always
+                # be EFBIG; kernfs ignores O_APPEND and writes at f_pos, which the handle tracks
+                # (the last read's end, or the last write's): `>>` extends as on sysfs.
+                offset = m.pos
+            n = files.pwrite(m.fd, data, offset)
+            m.pos = offset + n
+            return n
+        if isinstance(m, _TextHandle):
+            raise _err(errno.EBADF)  # opened read-only
+        efd, h = self._efd(fh), self._report_handle(fh)
         if offset != h.pos:
             return self.k.pwrite(efd, data, offset)
         n = self.k.write(efd, data)
@@ -306,8 +415,13 @@ class EmulatorFS:
 
     def flush(self, path: str | None, fh: int) -> int:
         """Every close(): close the emulator fd now (the binary-write commit point; its result is
-        dropped, as configfs drops it), because RELEASE would arrive too late (module docstring)."""
-        h = self._handle(fh)
+        dropped, as configfs drops it), because RELEASE would arrive too late (module docstring).
+        Register files and the refresh count have nothing to commit: their handles last until
+        release."""
+        m = self._handle(fh)
+        if not isinstance(m, _Handle):
+            return 0
+        h = m
         with h.lock:
             efd, h.efd = h.efd, None
         if efd is not None:
@@ -317,9 +431,15 @@ class EmulatorFS:
     def release(self, path: str | None, fh: int) -> int:
         with self._lock:
             h = self._files.pop(fh, None)
-        if h is not None and h.efd is not None:
-            self.k.close(h.efd)
+        self._close(h)
         return 0
+
+    def _close(self, h: _Handle | _MrHandle | _TextHandle | None) -> None:
+        if isinstance(h, _MrHandle):
+            with self._mr_lock:
+                h.files.close(h.fd)
+        elif isinstance(h, _Handle) and h.efd is not None:
+            self.k.close(h.efd)
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         return 0
@@ -336,6 +456,26 @@ class _Handle:
         self.pos = 0  # where the emulator fd's file position is
         self.reopen_errno = 0
         self.lock = threading.Lock()
+
+
+class _MrHandle:
+    """An open register file: its group's MrFiles and fd there, and the caller's file position
+    as the offsets FUSE sent show it (used for O_APPEND writes only)."""
+
+    __slots__ = ("path", "files", "fd", "flags", "pos")
+
+    def __init__(self, path: str, files: MrFiles, fd: int, flags: int) -> None:
+        self.path, self.files, self.fd, self.flags = path, files, fd, flags
+        self.pos = 0
+
+
+class _TextHandle:
+    """An open read-only text file whose content was fixed at open (``.mr-refreshes``)."""
+
+    __slots__ = ("path", "data")
+
+    def __init__(self, path: str, data: bytes) -> None:
+        self.path, self.data = path, data
 
 
 def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = None,

@@ -44,10 +44,23 @@ class Divergence:
         return "\n".join(lines)
 
 
-def make_sequences(count: int, seed: int) -> list[dict]:
+def registers(release: str) -> tuple[tuple[str, int, bool], ...]:
+    """tsm_test's measurement registers where the kernel has them (its profile; 6.16+), else none.
+    A kernel built without CONFIG_TSM_MEASUREMENTS has no group: register steps then fail ENOENT
+    in the guest and diverge, which says so."""
+    from ..profile.load import load_profile
+    from ..profile.model import version_tuple
+    m = load_profile("tsm_test").measurements
+    if m is None or version_tuple(release) < version_tuple(m.since):
+        return ()
+    return tuple((r.file_name, r.size, r.writable) for r in m.registers)
+
+
+def make_sequences(count: int, seed: int, release: str = "") -> list[dict]:
+    regs = registers(release) if release else ()
     out = []
     for i in range(count):
-        ops = generate(seed + i)
+        ops = generate(seed + i, registers=regs)
         items = sorted({str(o.args[0]).split("/")[0] for o in ops if o.name == "mkdir"})
         out.append({"id": i, "params": VARIANTS[i % len(VARIANTS)], "ops": [str(o) for o in ops],
                     "track": items})
@@ -84,8 +97,8 @@ def compare(seqs: list[dict], kernel_results: list[dict], era: str) -> tuple[lis
     return divs, errors
 
 
-def write_sequences(results: Path, count: int, seed: int) -> list[dict]:
-    seqs = make_sequences(count, seed)
+def write_sequences(results: Path, count: int, seed: int, release: str = "") -> list[dict]:
+    seqs = make_sequences(count, seed, release)
     (results / "seqs.json").write_text(json.dumps(seqs))
     return seqs
 

@@ -21,6 +21,9 @@ def main(argv: list[str]) -> int:
     seqs_path, out_path, busybox, ko = argv
     seqs = json.loads(open(seqs_path).read())
     tree = LiveTree(ROOT)
+    from ..profile.load import load_profile
+    m = load_profile("tsm_test").measurements  # its registers measure nothing: the sequences may extend them
+    mr = (m.group, m.refresh_counter, True) if m is not None else None
     results = []
     for s in seqs:
         load = subprocess.run([busybox, "insmod", ko, *s["params"].split()], capture_output=True, text=True)
@@ -29,7 +32,8 @@ def main(argv: list[str]) -> int:
             continue
         try:
             ops = [parse_op(line) for line in s["ops"]]
-            results.append({"id": s["id"], "results": execute(tree, ops, f"{DIFFERENTIAL}{s['id']}-", s["track"])})
+            results.append({"id": s["id"], "results": execute(tree, ops, f"{DIFFERENTIAL}{s['id']}-", s["track"],
+                                                              mr=mr)})
         finally:
             subprocess.run([busybox, "rmmod", "tsm_test"], capture_output=True)
     with open(out_path, "w") as f:

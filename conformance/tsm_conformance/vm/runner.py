@@ -248,7 +248,7 @@ def run_vm(tree: KernelTree, cache: Path, junit: Path, params: list[str] | None 
                 kselftest=kselftest, bundle=bundle is not None and replay is None)
     if replay:
         shutil.copy(replay, results / REPLAY_FILE)
-    seqs = write_sequences(results, differential, seed) if differential else []
+    seqs = write_sequences(results, differential, seed, tree.release) if differential else []
     initrd, core_order = build_initramfs(tree, provider.ko, cache, progress)
     (results / "guest.sh").write_text(guest_script(run, core_order))
     if run.accel == "auto":
