@@ -22,6 +22,10 @@ $T bundle verify out/vm-6.12-bundle
 $T vm --kernel-deb linux-image-6.12-amd64 --differential --sequences 200 --junit out/vm-6.12-differential.xml
 $T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --params privlevel_floor=0 \
     --params 'privlevel_floor=2 refuse_below_floor=1' --junit out/vm-7.x.xml
+# 7.x has measurement registers (tsm_test's group, docs/abi-measurements.md): the mr checks run in
+# the suite above, and the differential mixes register steps into its sequences.
+$T vm --kernel-deb 'linux-image-7.*-amd64' --suite trixie-backports --differential --sequences 200 \
+    --junit out/vm-7.x-differential.xml
 # A kernel built from source (Debian's 6.12 source, as a linux-next user has a tree) with KASAN:
 # the fuzzers in the guest on tsm_test, whose reports change size per generation; the
 # size-then-fill race is reported as known, and any sanitizer report fails the run.
