@@ -140,6 +140,12 @@ class TsmTest(Provider):
         self.mr = self._measurements() if self.era.version >= (6, 16) and \
             as_bool(self.params.get("measurements", "1")) else None
 
+    @classmethod
+    def check_params(cls, params: dict[str, str], era: Era) -> None:
+        if "measurements" in params and era.version < (6, 16):
+            raise ValueError(f"tsm_test measurements needs 6.16+: the module has that parameter only where the "
+                             f"kernel has tsm-mr, not {era.name}")
+
     def _measurements(self) -> MrGroup:
         """The module's group (kmod/tsm_test): two fixed registers and two RTMRs of different
         sizes and hashes, each starting as the module's do."""
