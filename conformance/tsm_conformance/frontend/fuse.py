@@ -28,6 +28,16 @@ to the group; an ``OSError`` from the emulator becomes the same errno for the ca
   ``simple_setattr`` does for attribute data; create -> EACCES (configfs dirs have no ->create),
   mknod/unlink/rename/symlink -> EPERM.
 
+Measurement registers (emulator/measurements.py, docs/abi-measurements.md): when the registered
+provider has a group (``kernel.provider.mr``, looked up on every operation: re-registering the
+provider replaces it), ``DIR/measurements`` is its sysfs directory and ``DIR/.mr-refreshes`` (0444)
+its refresh count as decimal text and a newline, fixed at open.  Register files go to one
+``MrFiles`` per group: open (EACCES by the file's mode, even for root, as kernfs), pread/pwrite at
+the offset FUSE gives (sysfs too works at ki_pos only), release -> close (nothing to commit, so
+flush does nothing); an O_APPEND write goes to the caller's position (FUSE would put it at
+st_size, always EFBIG, where kernfs ignores O_APPEND); a handle whose group is gone is ENODEV.
+Without a group the top directory holds only ``tsm``.
+
 Mount options: ``direct_io`` on every file, so the page cache neither hides per-read semantics nor
 caps reads at st_size (binary attributes report size 0); ``attr_timeout``, ``entry_timeout`` and
 ``negative_timeout`` are 0, so mkdir/rmdir and visibility changes show at once.  fd operations
