@@ -169,3 +169,37 @@ def test_from_deb_unpacks_into_a_cache_that_does_not_exist(tmp_path: Path, monke
     # a second call finds it unpacked (the stamp) and does not unpack again
     monkeypatch.setattr(K, "_run", lambda cmd, cwd=None: pytest.fail(f"ran {cmd}"))
     assert K.from_deb("linux-image-test", cache, lambda msg: None) == tree
+
+
+def test_a_vm_bundle_gathers_the_guest_bundles_and_verifies(tmp_path: Path) -> None:
+    """vm --bundle without a VM: run 0's guest bundle is a real (emulated) run's, run 1 left none;
+    the host's bundle lists run 0's checks as ID[PARAMS], the merged JUnit's others as they are,
+    and bundle verify passes on it, runs/0 included; one edited byte in runs/0 fails it."""
+    import json
+    import subprocess
+    import sys
+
+    from tsm_conformance.results.bundle import verify
+    from tsm_conformance.vm.bundle import guest_bundle, write_vm_bundle
+    res = tmp_path / "results"
+    res.mkdir()
+    params = ["privlevel_floor=1", "privlevel_floor=2"]
+    subprocess.run([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "tsm_test:privlevel_floor=1",
+                    "-q", "--bundle", str(guest_bundle(res, 0)), "--junit", str(res / "junit-0.xml"),
+                    "--", "--tsm-check", "gen.*"], check=False, capture_output=True, timeout=300, cwd=tmp_path)
+    run = VmRun(tree(tmp_path), params, res)
+    junit = tmp_path / "merged.xml"
+    merge_junit(run, "[1.0] all quiet\n", "console", junit)
+    out = tmp_path / "bundle"
+    write_vm_bundle(run, out, junit, "[1.0] all quiet\n", 1, ["tsm-conformance", "vm"], "2026-12-07T00:00:00Z")
+    assert verify(str(out)) == []
+    results = json.loads((out / "results.json").read_text())
+    ids = [c["id"] for c in results["checks"]]
+    assert "gen.fresh.initial[privlevel_floor=1]" in ids and "vm.suite.ran[privlevel_floor=2]" in ids
+    assert "vm.kernel.log_clean" in ids and results["verdict"] == "fail" and results["exit_status"] == 1
+    env = json.loads((out / "environment.json").read_text())
+    assert env["vm"]["params"] == params and env["runs"][0]["bundle"] == "runs/0"
+    with open(out / "runs" / "0" / "summary.txt", "a") as f:
+        f.write(" ")
+    problems = verify(str(out))
+    assert any(p.startswith("runs/0/summary.txt") for p in problems)

@@ -180,6 +180,8 @@ def merge_junit(run: VmRun, dmesg: str, console: str, out: Path) -> tuple[int, i
         f = run.results / f"{junit}-{i}.xml"
         if not f.exists():
             s = ET.SubElement(root, "testsuite", name=f"tsm-conformance[{params}]", tests="1", errors="1")
+            # named by its parameter set as the runs' own cases are (results/model.testcases: ID[PARAMS])
+            ET.SubElement(ET.SubElement(s, "properties"), "property", name="tsm.vm.module_params", value=params)
             case = ET.SubElement(s, "testcase", classname="tsm.vm", name=f"vm.{run.mode}.ran")
             log = run.results / f"{logname}-{i}.log"
             ET.SubElement(case, "error", message=f"the {run.mode} run did not produce JUnit in the guest").text = \
