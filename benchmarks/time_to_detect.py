@@ -41,8 +41,10 @@ PRIVLEVEL = ("privlevel-no-generation", "privlevel-reject-bumps", "privlevel-max
 SEQUENCES = ("rmdir-fd-alive", "mkdir-duplicate-ok", "rmdir-name-leak", "rmdir-keeps-state", "rmdir-silent-fail",
              "shared-generation", "shared-inblob", "unlocked-generation", "mkdir-race", "rmdir-read-eio",
              "nested-mkdir-allowed", "ro-writable", "no-snapshot", "pread-ignores-offset", "auxblob-regenerates")
+MEASUREMENTS = ("mr-overwrite", "mr-size-unchecked", "mr-readonly-writable", "mr-refresh-always", "mr-stale-report",
+                "mr-no-suffix")
 TARGET_OF = {**{q: "inblob" for q in INBLOB}, **{q: "privlevel" for q in PRIVLEVEL},
-             **{q: "sequences" for q in SEQUENCES}}
+             **{q: "sequences" for q in SEQUENCES}, **{q: "measurements" for q in MEASUREMENTS}}
 # The provider each quirk is fuzzed on: tsm_test's reports are unsigned and take any inblob
 # length (cheapest), otherwise the first provider the quirk applies to.
 PREFERRED = ("tsm_test", "sev_guest", "sev_guest-svsm", "arm_cca_guest", "tdx_guest")

@@ -23,7 +23,8 @@ from tsm_fuzz.api import Finding, TargetContext
 from tsm_fuzz.targets.fuzz_privlevel import guid_ok, parse_uint
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_OF = {"privlevel": "tsm_test", "inblob": "tsm_test"}  # tsm_test: floor 1, every text attribute
+# tsm_test: floor 1, every text attribute, measurement registers
+SPEC_OF = {"privlevel": "tsm_test", "inblob": "tsm_test", "measurements": "tsm_test"}
 
 
 def _inputs(name: str, n: int, seed: int = 5) -> list[bytes]:

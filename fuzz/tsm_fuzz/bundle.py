@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import signal
 import shutil
 import sys
 from pathlib import Path
@@ -46,8 +47,14 @@ class Tee(io.StringIO):
         self.terminal = terminal
 
     def write(self, s: str) -> int:
-        self.terminal.write(s)
-        return super().write(s)
+        # Ctrl-C or SIGTERM between the two writes would leave a line on the terminal that the
+        # summary lacks: both happen with the signals held (delivered right after)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.terminal.write(s)
+            return super().write(s)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def flush(self) -> None:
         self.terminal.flush()

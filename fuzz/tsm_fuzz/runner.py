@@ -44,6 +44,7 @@ from tsm_conformance.kernlog import LogTail, bad_dmesg
 from tsm_conformance.names import FUZZ, with_pid
 
 from . import targets
+from .api import TargetContext
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STOP_GRACE = 5.0  # seconds stopped workers get to exit on SIGINT before SIGKILL
@@ -346,6 +347,11 @@ class Runner:
                 self._klog.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def context(self) -> TargetContext:
+        """What a target may look at to say it cannot run here (e.g. no measurement registers)."""
+        return TargetContext(emulate=self.emulate, root=self.root, any_filesystem=self.any_filesystem,
+                             options={"profile": self.profile} if self.profile else {})
+
     def _run(self) -> list[Job]:
         jobs = self.done
         pending: list[tuple[Job, ModuleType]] = []
@@ -353,7 +359,7 @@ class Runner:
             mod = targets.load(name)
             job = Job(name, mod.DESCRIPTION, Path(), self.artifacts / f"{name}.log")
             jobs.append(job)
-            why = targets.unavailable(mod)
+            why = targets.unavailable(mod, self.context())
             if why:
                 job.outcome, job.skipped, job.message = "skipped", why, why
                 continue

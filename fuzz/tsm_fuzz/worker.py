@@ -317,13 +317,13 @@ def _setup(name: str, ctx: TargetContext, instrument: bool) -> tuple[OneInput, M
             mod = targets.load(name)
             for m in extra:
                 importlib.import_module(m)
-            why = targets.unavailable(mod)
+            why = targets.unavailable(mod, ctx)
             if why:
                 raise SystemExit(f"tsm-fuzz worker: {name}: {why}")
             one = mod.make(ctx)
         return one, mod
     mod = targets.load(name)
-    why = targets.unavailable(mod)
+    why = targets.unavailable(mod, ctx)
     if why:
         raise SystemExit(f"tsm-fuzz worker: {name}: {why}")
     return mod.make(ctx), mod

@@ -2,15 +2,18 @@
 
 Each module follows ``tsm_fuzz.api`` (``NAME``, ``DESCRIPTION``, ``make(ctx)``; optionally
 ``unavailable() -> str | None``, a reason the target cannot run here, e.g. a parser not yet
-present).  Discovery goes by file name so the runner can list targets without importing them:
-the worker imports a target only inside atheris' instrumentation.
+present, or ``unavailable(ctx)`` when the reason depends on the tree).  Discovery goes by file
+name so the runner can list targets without importing them: the worker imports a target only
+inside atheris' instrumentation.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,7 +40,14 @@ def load(name: str) -> ModuleType:
     return mod
 
 
-def unavailable(mod: ModuleType) -> str | None:
-    """Why a loaded target cannot run here (None: it can)."""
+def unavailable(mod: ModuleType, ctx: Any = None) -> str | None:
+    """Why a loaded target cannot run here (None: it can).  A target whose answer depends on the
+    tree (``measurements``: only where the provider has registers) declares ``unavailable(ctx)``
+    and is asked with the ``TargetContext`` when the caller has one; without one it answers for
+    the module alone."""
     fn = getattr(mod, "unavailable", None)
-    return fn() if callable(fn) else None
+    if not callable(fn):
+        return None
+    if ctx is not None and inspect.signature(fn).parameters:
+        return fn(ctx)
+    return fn()
