@@ -443,9 +443,11 @@ class CheckItem(pytest.Item):
                     r.failure.ops = [*r.failure.ops, f"# could not write its .tsmseq to {out}: {e.strerror}"]
             if entry is not None and r.outcome in (Outcome.FAIL, Outcome.TIMEOUT):
                 self.known = entry  # kept, with its evidence, as a skip that does not fail the run
-                self.user_properties += [(KNOWN_PROPERTY, entry.where), (KNOWN_FAILURE_PROPERTY,
-                                                                          render_failure(r.failure))]
-                pytest.skip(f"known: {entry.reason} ({entry.link}) [{entry.where}]")
+                self.user_properties += [(KNOWN_PROPERTY, f"{entry.where}: {entry.reason} ({entry.link})"),
+                                         (KNOWN_FAILURE_PROPERTY, render_failure(r.failure))]
+                # short: KTAP's SKIP reason becomes a result name in kernel CI databases; the whole
+                # entry is the tsm.known property
+                pytest.skip(f"known: {entry.headline()} [{entry.where}]")
             raise r.failure
         if entry is not None and r.outcome is Outcome.PASS:
             self.state.stale.append(entry)

@@ -64,6 +64,11 @@ class Entry:
             return False
         return all(ctx.params.get(k) == v for k, v in self.params)
 
+    def headline(self) -> str:
+        """The reason's first clause, at most 100 characters (a SKIP reason must stay short)."""
+        head = self.reason.split(": ", 1)[0] if ": " in self.reason[:100] else self.reason.split(". ", 1)[0]
+        return head if len(head) <= 100 else head[:97] + "..."
+
     def as_dict(self) -> dict[str, str]:
         return {"check": self.check, "where": self.where, "reason": self.reason, "link": self.link}
 
