@@ -294,36 +294,7 @@ def _expand(m: Macro, shape: Shape, k: int, made: set[str], committed: set[str])
     kind, th, *a = m
     fd = f"@{k}."
     if kind in ("extend", "size", "offset", "zero"):
-        reg = shape.writable[a[0]]
-        path, size = f"{MR_HEAD}/{reg.file_name}", reg.size
-        if kind == "extend":
-            d1 = _bytes("x", th, k, size)
-            if a[1] == 0:
-                return [("open", (path, "O_WRONLY", fd)), ("write", (fd, d1)), ("close", (fd,))]
-            if a[1] == 1:  # pwrite leaves the position at 0: the write after it extends again, the next is EFBIG
-                d2 = _bytes("y", th, k, size)
-                return [("open", (path, "O_WRONLY", fd)), ("pwrite", (fd, d1, 0)), ("write", (fd, d2)),
-                        ("write", (fd, d1[:1])), ("close", (fd,))]
-            return [("open", (path, "O_RDWR", fd)), ("write", (fd, d1)), ("read", (fd, size)),
-                    ("pread", (fd, size, 0)), ("close", (fd,))]
-        if kind == "size":
-            v = a[1]
-            n = (1, size - 1, size // 2, size + 1, 2 * size, size + 13, PAGE + 8)[v % 7]
-            ops: list[tuple[str, tuple]] = [("open", (path, "O_WRONLY", fd)), ("write", (fd, _bytes("s", th, k, n)))]
-            if _long(v):  # clamped to the register: then the position is at its end
-                second = (size, 1, 0)[(v >> 3) % 3]
-                if second == 0 and not shape.zero_writes:
-                    second = 1
-                ops.append(("write", (fd, _bytes("t", th, k, second))))
-            return ops + [("close", (fd,))]
-        if kind == "offset":
-            v = a[1]
-            off = (1, size - 1, size, size + 1, size + 64)[v % 5]
-            n = (size, 1, 0, size - 1, 2 * size)[(v >> 3) % 5]
-            if n == 0 and not shape.zero_writes:
-                n = 1
-            return [("open", (path, "O_WRONLY", fd)), ("pwrite", (fd, _bytes("o", th, k, n), off)), ("close", (fd,))]
-        return [("open", (path, "O_WRONLY", fd)), ("write", (fd, b"")), ("pwrite", (fd, b"", size)), ("close", (fd,))]
+        return _write_ops(kind, th, a, shape, k, fd)
     if kind == "ro":
         reg = shape.readonly[a[0]]
         return [("open", (f"{MR_HEAD}/{reg.file_name}", ("O_WRONLY", "O_RDWR")[a[1]], fd)),
@@ -334,23 +305,68 @@ def _expand(m: Macro, shape: Shape, k: int, made: set[str], committed: set[str])
         reg = shape.regs[(a[0] >> 1) % len(shape.regs)]
         return [("stat", (f"{MR_HEAD}/{reg.file_name}",))]
     if kind == "read":
-        reg = shape.regs[a[0]]
-        path, size, v = f"{MR_HEAD}/{reg.file_name}", reg.size, a[1]
-        body: list[tuple[str, tuple]]
-        w = v % 6
-        if w == 0:
-            body = [("read", (fd, size)), ("read", (fd, size))]  # all of it, then the end
-        elif w == 1:
-            body = [("read", (fd, size + 1))]
-        elif w == 2:
-            body = [("read", (fd, 7)), ("read", (fd, 7)), ("read", (fd, size))]
-        elif w == 3:
-            body = [("pread", (fd, (1, 7, size, 0)[(v >> 3) & 3], (0, 1, size - 1, size, size + 3)[(v >> 5) % 5]))]
-        elif w == 4:
-            body = [("read", (fd, 1)), ("read", (fd, 1)), ("pread", (fd, size, 0))]
-        else:
-            body = [("read", (fd, PAGE))]
-        return [("open", (path, "O_RDONLY", fd))] + body + [("close", (fd,))]
+        return _read_ops(a, shape, fd)
+    return _report_ops(kind, th, a, shape, k, fd, made, committed)
+
+
+def _write_ops(kind: str, th: int, a: list, shape: Shape, k: int, fd: str) -> list[tuple[str, tuple]]:
+    """An extend, a write of the wrong size (then another at the end), an offset write, 0 bytes."""
+    reg = shape.writable[a[0]]
+    path, size = f"{MR_HEAD}/{reg.file_name}", reg.size
+    if kind == "extend":
+        d1 = _bytes("x", th, k, size)
+        if a[1] == 0:
+            return [("open", (path, "O_WRONLY", fd)), ("write", (fd, d1)), ("close", (fd,))]
+        if a[1] == 1:  # pwrite leaves the position at 0: the write after it extends again, the next is EFBIG
+            d2 = _bytes("y", th, k, size)
+            return [("open", (path, "O_WRONLY", fd)), ("pwrite", (fd, d1, 0)), ("write", (fd, d2)),
+                    ("write", (fd, d1[:1])), ("close", (fd,))]
+        return [("open", (path, "O_RDWR", fd)), ("write", (fd, d1)), ("read", (fd, size)),
+                ("pread", (fd, size, 0)), ("close", (fd,))]
+    if kind == "size":
+        v = a[1]
+        n = (1, size - 1, size // 2, size + 1, 2 * size, size + 13, PAGE + 8)[v % 7]
+        ops: list[tuple[str, tuple]] = [("open", (path, "O_WRONLY", fd)), ("write", (fd, _bytes("s", th, k, n)))]
+        if _long(v):  # clamped to the register: then the position is at its end
+            second = (size, 1, 0)[(v >> 3) % 3]
+            if second == 0 and not shape.zero_writes:
+                second = 1
+            ops.append(("write", (fd, _bytes("t", th, k, second))))
+        return ops + [("close", (fd,))]
+    if kind == "offset":
+        v = a[1]
+        off = (1, size - 1, size, size + 1, size + 64)[v % 5]
+        n = (size, 1, 0, size - 1, 2 * size)[(v >> 3) % 5]
+        if n == 0 and not shape.zero_writes:
+            n = 1
+        return [("open", (path, "O_WRONLY", fd)), ("pwrite", (fd, _bytes("o", th, k, n), off)), ("close", (fd,))]
+    return [("open", (path, "O_WRONLY", fd)), ("write", (fd, b"")), ("pwrite", (fd, b"", size)), ("close", (fd,))]
+
+
+def _read_ops(a: list, shape: Shape, fd: str) -> list[tuple[str, tuple]]:
+    """Whole and partial reads of one register, at and past its end."""
+    reg = shape.regs[a[0]]
+    path, size, v = f"{MR_HEAD}/{reg.file_name}", reg.size, a[1]
+    body: list[tuple[str, tuple]]
+    w = v % 6
+    if w == 0:
+        body = [("read", (fd, size)), ("read", (fd, size))]  # all of it, then the end
+    elif w == 1:
+        body = [("read", (fd, size + 1))]
+    elif w == 2:
+        body = [("read", (fd, 7)), ("read", (fd, 7)), ("read", (fd, size))]
+    elif w == 3:
+        body = [("pread", (fd, (1, 7, size, 0)[(v >> 3) & 3], (0, 1, size - 1, size, size + 3)[(v >> 5) % 5]))]
+    elif w == 4:
+        body = [("read", (fd, 1)), ("read", (fd, 1)), ("pread", (fd, size, 0))]
+    else:
+        body = [("read", (fd, PAGE))]
+    return [("open", (path, "O_RDONLY", fd))] + body + [("close", (fd,))]
+
+
+def _report_ops(kind: str, th: int, a: list, shape: Shape, k: int, fd: str, made: set[str],
+                committed: set[str]) -> list[tuple[str, tuple]]:
+    """A report item's commit and reads (report, reread: the same report again)."""
     item = _items(th)[a[0]]
     v = a[1]
     if kind == "reread" and item not in committed:
