@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import coop as _coop
 from . import errnos
 from .inputs import (TSMSEQ_LINE, TSMSEQ_LINES, TSMSEQ_MAX, TSMSEQ_READ, TSMSEQ_THREADS, InputError,
                      read_bounded, size_text, utf8)
@@ -989,7 +990,7 @@ class _Worker:
 
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
                     aliases: dict[str, str] | None = None, pool: Pool | None = None,
-                    mr: tuple[str | None, str | None, bool] | None = None) -> list[Done]:
+                    mr: tuple[str | None, str | None, bool] | None = None, coop: int | None = None) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
     in file order (set-up); then one thread per label, each running its own steps in program
     order, all released at once; then the unlabelled steps after the last labelled one
@@ -997,7 +998,9 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     Returns one Done per step in file order; a step still running at ``deadline`` seconds is HUNG
     (its thread is left behind as a daemon).  ``aliases``: as ``Executor``'s.  ``pool``: the
     threads to run on (a caller running many schedules keeps one); without it, threads of a pool
-    of this call's own.  ``mr``: as ``Executor``'s."""
+    of this call's own.  ``mr``: as ``Executor``'s.  ``coop``: run the programs as greenlets on
+    this thread instead, switched at the tree's points in the order this seed draws
+    (``coop.Scheduler``: an in-process tree only; a real tree's calls block)."""
     ex = Executor(tree, prefix, aliases=aliases, mr=mr)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
@@ -1021,6 +1024,16 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
         if len(programs) == 1:  # one thread: no need for another OS thread
             for i in next(iter(programs.values())):
                 run(i)
+        elif programs and coop is not None:
+            sched = _coop.Scheduler(coop)
+
+            def task(idx: list[int]) -> Callable[[], None]:
+                def go() -> None:
+                    for i in idx:
+                        run(i)
+                        sched.point()
+                return go
+            sched.run([task(idx) for idx in programs.values()], deadline)
         elif programs:
             def program(idx: list[int]) -> Callable[[], None]:
                 def go() -> None:

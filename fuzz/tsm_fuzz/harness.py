@@ -121,14 +121,15 @@ def to_steps(raw: list[Raw]) -> list[Any]:
     named ``fdN`` by the file order of the opens that made them."""
     from tsm_conformance.seq import Step
     names: dict[str, str] = {}
-    steps = []
+    steps: list[Any] = []
+    add, known = steps.append, _OPS.get  # (the per-op cost of a schedule is most of a short input's)
     for th, name, args in raw:
         if name == "open":
             names[args[2]] = f"fd{len(names)}"
             args = args[:2]
         elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
             args = (names[args[0]],) + args[1:]
-        steps.append(Step(_op(name, args), None, th))
+        add(Step(known((name, args)) or _op(name, args), None, th))
     return steps
 
 

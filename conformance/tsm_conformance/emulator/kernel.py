@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from . import kstrtox
 from .era import Era
+from .. import coop
 from .locks import Interrupted, RWLock, locked
 from .providers import BIN_ATTRS, DEFAULT_TYPE, EXTRA_TYPE, TEXT_ATTRS, Blobs, Desc, Provider
 
@@ -158,11 +159,16 @@ class Kernel:
     def _competing(self) -> bool:
         """Whether more than one thread has called into this kernel since boot or reset: only
         then is a preemption window worth giving (Python threads switch only on blocking calls or
-        every few ms).  Threads of the process that never call in (a watchdog) do not count."""
-        return len(self._callers) > 1
+        every few ms).  Threads of the process that never call in (a watchdog) do not count; the
+        programs of a cooperative schedule (coop.py) share one thread and always compete."""
+        return len(self._callers) > 1 or coop.current() is not None
 
     def wait_interruptible(self, seconds: float) -> None:
         """Sleep like an interruptible kernel wait: EINTR as soon as ``interrupted`` says so."""
+        s = coop.current()
+        if s is not None:  # a cooperative schedule's program: the others run meanwhile
+            s.sleep(seconds)
+            return
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             if self.interrupted is not None and self.interrupted():
@@ -320,6 +326,7 @@ class Kernel:
             item.blobs = None
             if "report-hangs" in self.q:  # a host that never answers, under the write lock
                 self.wait_interruptible(HANG_SECONDS)
+            coop.point()  # the provider waits for the firmware: another task may run
             try:
                 item.blobs = p.report_new(item.desc)
             except OSError as e:
@@ -342,7 +349,11 @@ class Kernel:
         if p is None:
             raise _err(errno.ENXIO)
         blobs = p.report_new(desc)
-        if self._competing():
+        s = coop.current()
+        if s is not None:  # the other programs run until one wrote
+            seen = item.gen.write
+            s.window(lambda: item.gen.write != seen)
+        elif self._competing():
             # The window the missing lock opens: a fixed 0.2 ms missed every writer on a loaded
             # machine, so wait (at most 20 ms) for a write to land in it.
             seen, end = item.gen.write, time.monotonic() + 0.02
@@ -381,6 +392,11 @@ class Kernel:
         threads inside it misses under load, so a mkdir from a worker thread (the racers of
         concurrency.mkdir.one_winner; the main thread's mkdirs do not race) waits there until a
         second mkdir of the same name has passed its lookup too, for at most 1 s."""
+        s = coop.current()
+        if s is not None:  # a cooperative schedule: the other programs run until one got here too
+            self._racers[name] = self._racers.get(name, 0) + 1
+            s.window(lambda: self._racers[name] >= 2)
+            return
         if threading.current_thread() is threading.main_thread():
             return
         with self._race_cond:
@@ -602,7 +618,7 @@ class Kernel:
             raise _err(errno.EBADF)
         item = f.item
         assert item is not None
-        with f.mutex:
+        with locked(f.mutex):
             if f.kind == "text":
                 if f.needs_read_fill:  # fill_read_buffer: one show per fd, then a snapshot
                     with item.frag_sem.read(self.interrupted):
@@ -631,7 +647,10 @@ class Kernel:
             if size > self.era.blob_max + (1 if "blob-limit-off-by-one" in self.q else 0):
                 raise _err(errno.EFBIG)
             buf = bytearray(size) if self.init_on_alloc else bytearray(b"\xa5" * size)
-            if self._competing():
+            s = coop.current()
+            if s is not None:
+                s.window()  # between the two calls: another program runs
+            elif self._competing():
                 # Between the two calls the kernel drops frag_sem and tsm_rwsem and vmallocs: a
                 # writer on another CPU gets in.  Python threads only switch on blocking calls or
                 # every few ms, so give them the window explicitly (only when there are any).
@@ -673,7 +692,7 @@ class Kernel:
         assert item is not None
         if attr_mode(f.attr) & 0o222 == 0:  # quirk ro-writable
             return len(data)
-        with f.mutex:
+        with locked(f.mutex):
             if f.kind == "text":
                 return self._text_write(f, item, data)
             return self._bin_write(f, item, data, pos)

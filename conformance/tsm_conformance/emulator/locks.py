@@ -6,6 +6,10 @@ reaches a main thread blocked on them).  Behind FUSE, the frontend passes fuse_i
 request whose caller got a signal must be answered, or the caller stays blocked (the kernel waits
 for the reply killably only), so every wait polls it and fails EINTR.  That is a FUSE necessity, not
 kernel behaviour: the real frag_sem and inode-lock waits are uninterruptible (frontend/fuse.py).
+
+Under a cooperative schedule (``coop.py``: a fuzz input's programs as greenlets on one thread) taking
+a lock is a switch point, and a taken lock is waited for by letting the other programs run
+(``Scheduler.wait``): blocking the thread would block its holder too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import errno
 import os
 import threading
 from collections.abc import Callable
+
+from .. import coop
 
 Interrupted = Callable[[], bool] | None
 POLL_SECONDS = 0.05  # how often an interruptible wait looks at ``intr``
@@ -86,6 +92,14 @@ class RWLock:
                 self._cond.notify_all()
 
     def _sleep(self, intr: Interrupted) -> None:
+        s = coop.current()
+        if s is not None:  # the holder is another program of this thread: let it run on
+            self._lock.release()
+            try:
+                s.wait()
+            finally:
+                self._lock.acquire()
+            return
         self._sleepers += 1
         try:
             _wait(self._cond, intr)
@@ -102,6 +116,9 @@ class _Held:
         self.lock, self.intr, self.write = lock, intr, write
 
     def __enter__(self) -> None:
+        s = coop.ACTIVE
+        if s is not None and s.thread == threading.get_ident():
+            s.point()
         if self.write:
             self.lock._acquire_write(self.intr)
         else:
@@ -123,6 +140,12 @@ class locked:  # noqa: N801  (used like the function it replaces: ``with locked(
         self.lock, self.intr = lock, intr
 
     def __enter__(self) -> None:
+        s = coop.ACTIVE
+        if s is not None and s.thread == threading.get_ident():
+            s.point()
+            while not self.lock.acquire(False):
+                s.wait()
+            return
         if self.intr is None:
             self.lock.acquire()
         else:

@@ -70,25 +70,27 @@ class Trace:
         self.steps = sorted(steps, key=attrgetter("index"))
         self.fd_path: dict[str, str] = {}
         self.fd_name: dict[int, str] = {}
-        k = 0
-        for d in self.steps:
-            if d.op.name == "open":
-                self.fd_name[d.index] = name = f"fd{k}"
-                k += 1
-                if isinstance(d.result, str) and d.result.startswith("fd"):
-                    self.fd_path[name] = str(d.op.args[0])
         self._paths: dict[int, str] = {}
         self._items: dict[int, str] = {}
-        fd_path = self.fd_path
+        self.threads: set[str] = set()
+        fd_path, fd_name, paths, items, threads = self.fd_path, self.fd_name, self._paths, self._items, self.threads
+        # one pass (the cost of a fuzz input's judging): an fd is used after the open that named it
         for d in self.steps:
-            op, args = d.op.name, d.op.args
-            if op in _PATH_OPS:
+            op, args, i = d.op.name, d.op.args, d.index
+            if op == "open":
+                fd_name[i] = fd = f"fd{len(fd_name)}"
+                path = str(args[0])
+                r = d.result
+                if r.__class__ is str and r[:2] == "fd":
+                    fd_path[fd] = path
+            elif op in _PATH_OPS:
                 path = str(args[0]) if args else "."
             else:
                 path = "" if op == "param" else fd_path.get(str(args[0]), "")
-            self._paths[d.index] = path
-            self._items[d.index] = path.partition("/")[0]
-        self.threads = {d.thread for d in self.steps if d.thread is not None}
+            paths[i] = path
+            items[i] = path.partition("/")[0]
+            if d.thread is not None:
+                threads.add(d.thread)
         self.writes: dict[str, list[_Write] | None] = {}  # _writes per item name
         self.gen_reads: dict[str, list[tuple[Done, int]]] = {}  # _gen_reads per item name
 
@@ -142,15 +144,20 @@ def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] 
         out += _model(profile, t, t.steps, attributes, floor, provider)
     else:
         owners: dict[str, set[str | None]] = {}
+        items = t._items
         for d in t.steps:
             if d.op.name not in ("listdir", "param") or (d.op.args and str(d.op.args[0]) not in ("", ".")):
-                owners.setdefault(t.item(d), set()).add(d.thread)
+                ths = owners.get(items[d.index])
+                if ths is None:
+                    owners[items[d.index]] = {d.thread}
+                else:
+                    ths.add(d.thread)
         for th in sorted(t.threads, key=str):
             mine = {n for n, ths in owners.items() if ths <= {th, None} and th in ths}
             if not mine:
                 continue
             sub = [d for d in t.steps if (d.thread is None or d.thread == th) and d.op.name != "param"
-                   and t.item(d) in mine]
+                   and items[d.index] in mine]
             if sub:
                 out += _model(profile, t, sub, attributes, floor, provider)
         out += _errnos(profile, t)

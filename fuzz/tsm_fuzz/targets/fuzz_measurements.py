@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -730,7 +731,8 @@ class Runner:
             raise ValueError(f"{NAME}: {self.profile.name}'s registers are not a test's to extend on a live machine")
         self._spare: Any = None
         from tsm_conformance.seq import Pool
-        self.pool = Pool()
+        self.pool = Pool()  # a real tree's threads; an emulated tree's run cooperatively, as fuzz_sequences' do
+        self.seeds = random.Random(0) if ctx.emulate else None
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "limits", None))
         self.judge = Judge(self.shape)
         # (group, counter, may extend on a live tree): the executor's and replay's measurements/NAME
@@ -754,7 +756,8 @@ class Runner:
     def run(self, tree: Any, steps: list[Step]) -> tuple[list[Any], Violation | None]:
         from tsm_conformance.seq import execute_threads
         c0 = self.refreshes(tree)
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool, mr=self.mr)
+        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool, mr=self.mr,
+                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None)
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it
         c1 = self.refreshes(tree)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -222,7 +223,10 @@ class Runner:
         self.tree = ctx.tree()
         self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
         from tsm_conformance.seq import Pool
-        self.pool = Pool()  # the threads of every input's schedule (a new thread each cost more than the input)
+        self.pool = Pool()  # a real tree's threads for every input's schedule (a new thread each cost more)
+        # an emulated tree's threaded schedules run cooperatively (tsm_conformance/coop.py), each
+        # execution with the next seed of this generator: the same inputs, the same interleavings
+        self.seeds = random.Random(0) if ctx.emulate else None
         from tsm_conformance.oracle import expected_attributes
         self.attrs = expected_attributes(self.profile, self.facts)
         self.shape = Shape(self.profile, self.facts, getattr(self.tree, "control", None) is not None)
@@ -245,7 +249,8 @@ class Runner:
         steps = self.observable(steps)
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import HUNG, execute_threads
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool)
+        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
+                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None)
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
@@ -373,7 +378,6 @@ def make(ctx: TargetContext):  # noqa: ANN201
 
 if __name__ == "__main__":  # plain-random driver, no atheris: python -m tsm_fuzz.targets.fuzz_sequences SPEC SECONDS
     import os
-    import random
     import sys
     spec, secs = (sys.argv[1] if len(sys.argv) > 1 else "sev_guest"), float(sys.argv[2] if len(sys.argv) > 2 else 10)
     size = int(sys.argv[3]) if len(sys.argv) > 3 else 48
