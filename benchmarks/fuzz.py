@@ -76,8 +76,12 @@ def by_kind(name: str, one: object, n: int = 1000) -> dict[str, list[bytes]]:
     return out
 
 
+def context(name: str, emulate: str | None, root: str | None) -> TargetContext:
+    return TargetContext(emulate=emulate, root=root, prefix=f"{BENCH_FUZZ}{name[:4]}-")
+
+
 def make(name: str, emulate: str | None, root: str | None):  # noqa: ANN201
-    return targets.load(name).make(TargetContext(emulate=emulate, root=root, prefix=f"{BENCH_FUZZ}{name[:4]}-"))
+    return targets.load(name).make(context(name, emulate, root))
 
 
 def raw(one, data: list[bytes], seconds: float) -> tuple[float, float]:  # noqa: ANN001
@@ -140,7 +144,7 @@ def main() -> int:
         except ValueError as e:
             print(f"fuzz.py: {e}", file=sys.stderr)
             return 2
-        why = targets.unavailable(mod)
+        why = targets.unavailable(mod, context(name, emulate, args.root))  # (measurements: registers needed)
         if why:
             print(f"{name:18} {'-':>11} {'-':>10} {'-':>15}  ({why})")
             continue

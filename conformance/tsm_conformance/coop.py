@@ -10,7 +10,8 @@ are greenlets on the calling thread and switch only where a kernel task could be
   lock is taken, by waiting for its holder to run on (``wait``) instead of blocking the thread;
 * in the windows the emulator marks (``window``): between sizing and filling a binary read, the
   unlocked report generation of a quirk, a racing mkdir's lookup and create; there the others run
-  until what the window waits for happened or nobody else can go on;
+  for a drawn number of their points, and until what the window waits for happened, or until
+  nobody else can go on;
 * in a long kernel sleep (``sleep``: a host that does not answer), which lets the others run and
   ends the schedule as hung when it would outlast the deadline.
 
@@ -36,6 +37,7 @@ from typing import Any
 ACTIVE: Scheduler | None = None  # the scheduler running on some thread (hooks check its thread)
 SWITCH = 0.25  # the chance of a switch at a point: between operations and before a lock
 WINDOW_SWITCHES = 64  # at most this many switches in one window
+WINDOW_POINTS = 16  # a window lasts up to this many of the others' points (a vmalloc, a firmware call)
 _ABANDONED: list[Any] = []  # deadlocked or hung greenlets: kept, never resumed
 
 
@@ -64,7 +66,7 @@ class Scheduler:
         self.live: list[Any] = []  # the tasks not finished
         self.waiting: dict[Any, int] = {}  # task -> progress when it found its lock taken
         self.sleeping: dict[Any, float] = {}  # task -> monotonic time it wakes
-        self.yielded: Any = None  # a task in a window: another runs next, when any can
+        self.held: dict[Any, int] = {}  # a task in a window -> progress the others make before it runs on
         self.main: Any = None
 
     def run(self, programs: list[Callable[[], None]], deadline: float) -> bool:
@@ -100,7 +102,7 @@ class Scheduler:
 
     def _next(self, end: float) -> Any | None:
         """The next program to run (None: all finished, deadlocked or past the deadline)."""
-        waiting, sleeping = self.waiting, self.sleeping
+        waiting, sleeping, held = self.waiting, self.sleeping, self.held
         while True:
             now = time.monotonic()
             if now > end:
@@ -111,17 +113,18 @@ class Scheduler:
                         del sleeping[t]
                         self.progress += 1
             ready = self.live
-            if waiting or sleeping:
-                ready = [t for t in ready if t not in sleeping and waiting.get(t, -1) < self.progress]
+            if waiting or sleeping or held:
+                p = self.progress
+                ready = [t for t in ready if t not in sleeping and waiting.get(t, -1) < p and held.get(t, -1) < p]
+                if not ready and held:  # only programs in a window are left: the window closes
+                    ready = [t for t in self.live if t in held and t not in sleeping and waiting.get(t, -1) < p]
             n = len(ready)
             if n:
-                y, self.yielded = self.yielded, None
-                if n > 1 and y is not None and y in ready:
-                    ready = [t for t in ready if t is not y]
-                    n -= 1
                 t = ready[int(self._random() * n)] if n > 1 else ready[0]
                 if waiting:
                     waiting.pop(t, None)
+                if held:
+                    held.pop(t, None)
                 return t
             if not sleeping:
                 return None  # finished, or every program waits on another: a deadlock
@@ -147,15 +150,16 @@ class Scheduler:
         self.main.switch()
 
     def window(self, until: Callable[[], bool] | None = None) -> None:
-        """A preemption window: the others run (at most ``WINDOW_SWITCHES`` switches) until
-        ``until()`` holds, or once when there is no ``until``, or until nobody else can run."""
+        """A preemption window: the others run, each time for 1 to ``WINDOW_POINTS`` of their
+        points (drawn), until ``until()`` holds (at most ``WINDOW_SWITCHES`` times), or once when
+        there is no ``until``; at once back when nobody else can run."""
         from greenlet import getcurrent
         me = getcurrent()
         for _ in range(WINDOW_SWITCHES if until is not None else 1):
             if (until is not None and until()) or not self._others(me):
                 return
             self.progress += 1
-            self.yielded = me
+            self.held[me] = self.progress + int(self._random() * WINDOW_POINTS)
             self.main.switch()
 
     def sleep(self, seconds: float) -> None:

@@ -865,7 +865,7 @@ HUNG = "HUNG"  # the result of a step still running at the schedule's deadline
 SWITCH_INTERVAL = 1e-5  # seconds between GIL switches while a schedule's threads run
 
 
-@dataclass
+@dataclass(slots=True)
 class Done:
     """One step of an executed schedule: its raw ``Executor.call`` result and when it ran."""
 

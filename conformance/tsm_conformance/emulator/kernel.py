@@ -126,7 +126,8 @@ class Kernel:
         self._graveyard: dict[str, ReportItem] = {}  # quirk rmdir-keeps-state
         self._dir_lock = threading.Lock()  # the report group's inode lock (VFS mkdir/rmdir)
         self._racers: dict[str, int] = {}  # quirk mkdir-race: mkdirs past their lookup, per name
-        self._race_cond = threading.Condition()
+        # (a Condition costs more than the rest of a reset: only the quirk's kernels have one)
+        self._race_cond = threading.Condition() if "mkdir-race" in self.q else None
         self._shared_desc = Desc()  # quirk shared-inblob
         self._fds: dict[int, OpenFile] = {}
         self._fd_lock = threading.Lock()
@@ -366,7 +367,10 @@ class Kernel:
 
     # ---------------------------------------------------------------- path resolution
     def _split(self, path: str) -> list[str]:
-        return [p for p in path.split("/") if p] if path else []
+        if not path:
+            return []
+        parts = path.split("/")
+        return parts if "" not in parts else [p for p in parts if p]
 
     def _item(self, name: str) -> ReportItem:
         try:
@@ -399,6 +403,7 @@ class Kernel:
             return
         if threading.current_thread() is threading.main_thread():
             return
+        assert self._race_cond is not None
         with self._race_cond:
             self._racers[name] = self._racers.get(name, 0) + 1
             self._race_cond.notify_all()

@@ -48,7 +48,7 @@ class RWLock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._cond: threading.Condition | None = None  # made by the first waiter (most locks never see one)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -69,7 +69,7 @@ class RWLock:
     def _release_read(self) -> None:
         with self._lock:
             self._readers -= 1
-            if not self._readers and self._sleepers:
+            if not self._readers and self._cond is not None and self._sleepers:
                 self._cond.notify_all()
 
     def _acquire_write(self, intr: Interrupted) -> None:
@@ -80,7 +80,8 @@ class RWLock:
                     self._sleep(intr)
             except BaseException:
                 self._writers_waiting -= 1
-                self._cond.notify_all()  # readers held back by this waiter may go on
+                if self._cond is not None:
+                    self._cond.notify_all()  # readers held back by this waiter may go on
                 raise
             self._writers_waiting -= 1
             self._writer = True
@@ -88,7 +89,7 @@ class RWLock:
     def _release_write(self) -> None:
         with self._lock:
             self._writer = False
-            if self._sleepers:
+            if self._cond is not None and self._sleepers:
                 self._cond.notify_all()
 
     def _sleep(self, intr: Interrupted) -> None:
@@ -100,6 +101,8 @@ class RWLock:
             finally:
                 self._lock.acquire()
             return
+        if self._cond is None:
+            self._cond = threading.Condition(self._lock)  # (under self._lock)
         self._sleepers += 1
         try:
             _wait(self._cond, intr)
