@@ -376,7 +376,6 @@ class Executor:
         self._lock = threading.Lock()  # fds may be opened and closed by several threads
         self._real: dict[str, str] = {}
         self._inv: dict[str, str] = {}  # real item name -> the sequence's name, for listdir of the group
-        self._inv_r = False  # r0 .. r15 are in _inv
 
     def real(self, path: str) -> str:
         hit = self._real.get(path)
@@ -451,12 +450,16 @@ class Executor:
         where = self.real(a[0]) if a and a[0] not in ("", ".") else ""
         names = self.tree.listdir(where)
         if not where:  # the group: only this sequence's items, by their names in it
-            if not self._inv_r:
-                for i in range(16):
-                    self.real(f"r{i}")
-                self._inv_r = True
-            names = [self._inv[n] for n in names if n in self._inv]
+            names = [m for n in names if (m := self._seq_name(n)) is not None]
         return sorted(names)
+
+    def _seq_name(self, real: str) -> str | None:
+        """The sequence's name of a real item name: one ``real`` made, or an r-name's (prefix and
+        number) even if the sequence never named it (another thread's mkdir of it is racing)."""
+        hit = self._inv.get(real)
+        if hit is None and real.startswith(self.prefix) and _RNAME.fullmatch(r := "r" + real[len(self.prefix):]):
+            hit = r
+        return hit
 
     def _stat(self, a: tuple, fd_name: str | None) -> object:
         mr = self._mr_path(a[0])

@@ -7,6 +7,7 @@ them directly and the worker hands them to atheris.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import traceback
 from typing import Any
@@ -119,7 +120,7 @@ def interleave(progs: dict[int, list[tuple[str, tuple]]]) -> list[Raw]:
 def to_steps(raw: list[Raw]) -> list[Any]:
     """seq Steps of a raw schedule: opens carry their fd placeholder as a third argument; fds are
     named ``fdN`` by the file order of the opens that made them."""
-    from tsm_conformance.seq import Step
+    Step = _seq().Step
     names: dict[str, str] = {}
     steps: list[Any] = []
     add, known = steps.append, _OPS.get  # (the per-op cost of a schedule is most of a short input's)
@@ -136,10 +137,18 @@ def to_steps(raw: list[Raw]) -> list[Any]:
 _OPS: dict[tuple[str, tuple], Any] = {}
 
 
+@functools.cache
+def _seq() -> Any:
+    """tsm_conformance.seq, imported at the first schedule (not with this module: a worker imports
+    its target before it instruments the modules it fuzzes), then without an import per call."""
+    import tsm_conformance.seq
+    return tsm_conformance.seq
+
+
 def _op(name: str, args: tuple) -> Any:
     """One Op per distinct operation (an Op is immutable): most recur from input to input, and
     looking one up costs less than making it."""
-    from tsm_conformance.seq import Op
+    Op = _seq().Op
     key = (name, args)
     op = _OPS.get(key)
     if op is None:

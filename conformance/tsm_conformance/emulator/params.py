@@ -8,6 +8,7 @@ Integers are read as the kernel reads module parameters (kstrtox.py, base 0: ``0
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .kstrtox import kstrtoll
@@ -75,6 +76,7 @@ def validate(owner: str, table: dict[str, Param], params: dict[str, str]) -> Non
             raise ValueError(f"{owner} parameter {key}={value}: expected {p.describe()}")
 
 
+@functools.lru_cache(maxsize=256)  # every reboot of a fuzz target's tree reads the same few
 def to_int(value: str) -> int:
     """A parameter's integer as the kernel reads it (kstrtox: 0x.. hex, 0.. octal); OSError if bad."""
     return kstrtoll(value.encode())
