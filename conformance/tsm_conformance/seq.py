@@ -993,7 +993,8 @@ class _Worker:
 
 def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float = 30.0,
                     aliases: dict[str, str] | None = None, pool: Pool | None = None,
-                    mr: tuple[str | None, str | None, bool] | None = None, coop: int | None = None) -> list[Done]:
+                    mr: tuple[str | None, str | None, bool] | None = None, coop: int | None = None,
+                    tidy: bool = True) -> list[Done]:
     """Run a ``T<n>:``-labelled schedule: unlabelled steps before the first labelled one run first,
     in file order (set-up); then one thread per label, each running its own steps in program
     order, all released at once; then the unlabelled steps after the last labelled one
@@ -1003,7 +1004,8 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     threads to run on (a caller running many schedules keeps one); without it, threads of a pool
     of this call's own.  ``mr``: as ``Executor``'s.  ``coop``: run the programs as greenlets on
     this thread instead, switched at the tree's points in the order this seed draws
-    (``coop.Scheduler``: an in-process tree only; a real tree's calls block)."""
+    (``coop.Scheduler``: an in-process tree only; a real tree's calls block).  ``tidy=False``
+    leaves the open fds and the items made behind, for a tree rebooted before its next use."""
     ex = Executor(tree, prefix, aliases=aliases, mr=mr)
     names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
@@ -1021,7 +1023,12 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             programs.setdefault(st.thread, []).append(i)
             last = i
     try:
-        for i in range(last if last >= 0 else len(steps)):
+        if last < 0:  # no threads: every step in file order (most fuzz inputs; the loop is their cost)
+            for i, st in enumerate(steps):
+                t0 = clock()
+                res = call(st.op, names.get(i))
+                done[i] = Done(i, None, st.op, res, t0, clock())
+        for i in range(last):
             if steps[i].thread is None:
                 run(i)
         if len(programs) == 1:  # one thread: no need for another OS thread
@@ -1059,7 +1066,7 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
             for i in range(last + 1, len(steps)):
                 run(i)  # (all unlabelled: last is the last labelled step)
     finally:
-        if all(d is not None for d in done):
+        if tidy and all(d is not None for d in done):
             ex.finish()
     now = time.monotonic()
     return [d if d is not None else Done(i, steps[i].thread, steps[i].op, HUNG, now - deadline, now)

@@ -250,7 +250,8 @@ class Runner:
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import HUNG, execute_threads
         done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
-                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None)
+                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None,
+                               tidy=tree is not self._spare)  # the spare is rebooted before its next input
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
