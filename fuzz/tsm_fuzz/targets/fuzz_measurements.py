@@ -757,7 +757,8 @@ class Runner:
         from tsm_conformance.seq import execute_threads
         c0 = self.refreshes(tree)
         done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool, mr=self.mr,
-                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None)
+                               coop=self.seeds.getrandbits(32) if self.seeds is not None else None,
+                               tidy=tree is not self._spare)  # the spare is rebooted before its next input
         if tree is self._spare and any(d.result == HUNG for d in done):
             self._spare = None  # a thread may still be inside it
         c1 = self.refreshes(tree)
