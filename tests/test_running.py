@@ -478,6 +478,30 @@ sys.exit(cli.main())
     assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
 
 
+def test_a_signal_while_the_command_installs_its_handlers_is_one_line_and_130(tmp_path: Path) -> None:
+    """SIGINT handled the moment the command's SIGINT handler is in place (before SIGTERM's): its
+    KeyboardInterrupt came from signals.unwind_on_signals, outside the command's own handling, and
+    the process died by SIGINT with a traceback.  Now: one 'interrupted' line, exit 130."""
+    script = tmp_path / "interrupted_installing.py"
+    script.write_text("""
+import signal, sys
+from tsm_conformance import cli, signals
+
+install = signal.signal
+def installing(sig, handler):
+    old = install(sig, handler)
+    if sig == signal.SIGINT and handler is signals._handler:
+        signal.raise_signal(signal.SIGINT)  # handled right here, before SIGTERM's handler
+    return old
+signal.signal = installing
+sys.argv[1:] = ["detect"]
+sys.exit(cli.main())
+""")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]))
+    p = subprocess.run([sys.executable, "-m", script.stem], capture_output=True, text=True, env=env, timeout=120)
+    assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
+
+
 def test_signals_at_any_point_of_start_up_end_quietly(tmp_path: Path) -> None:
     """SIGINT/SIGTERM at random points between the CLI installing its handlers and the first check's
     result (imports of pytest, the plugin and the checks, where interrupts land in the import system
