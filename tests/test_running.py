@@ -478,6 +478,30 @@ sys.exit(cli.main())
     assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
 
 
+def test_a_signal_while_the_command_installs_its_handlers_is_one_line_and_130(tmp_path: Path) -> None:
+    """SIGINT handled the moment the command's SIGINT handler is in place (before SIGTERM's): its
+    KeyboardInterrupt came from signals.unwind_on_signals, outside the command's own handling, and
+    the process died by SIGINT with a traceback.  Now: one 'interrupted' line, exit 130."""
+    script = tmp_path / "interrupted_installing.py"
+    script.write_text("""
+import signal, sys
+from tsm_conformance import cli, signals
+
+install = signal.signal
+def installing(sig, handler):
+    old = install(sig, handler)
+    if sig == signal.SIGINT and handler is signals._handler:
+        signal.raise_signal(signal.SIGINT)  # handled right here, before SIGTERM's handler
+    return old
+signal.signal = installing
+sys.argv[1:] = ["detect"]
+sys.exit(cli.main())
+""")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]))
+    p = subprocess.run([sys.executable, "-m", script.stem], capture_output=True, text=True, env=env, timeout=120)
+    assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
+
+
 def test_signals_at_any_point_of_start_up_end_quietly(tmp_path: Path) -> None:
     """SIGINT/SIGTERM at random points between the CLI installing its handlers and the first check's
     result (imports of pytest, the plugin and the checks, where interrupts land in the import system
@@ -500,6 +524,75 @@ def test_signals_at_any_point_of_start_up_end_quietly(tmp_path: Path) -> None:
         assert p.returncode == 130, (p.returncode, err)
         assert "Traceback" not in err and "Exception ignored" not in err, err
         assert "interrupted" in err.splitlines()[-1], err
+
+
+#: A pytest plugin for the run: it holds a lock the run is about to take in a Python-level __enter__
+#: (at the first check: the watchdog guard's Event; at the first rmdir: the emulator's inode lock),
+#: and once the main thread waits for it simulates the signal (_thread.interrupt_main: no EINTR, so
+#: the handler runs right after the lock call returns, in that __enter__), then lets it go.
+_SIGNAL_AFTER_THE_LOCK = """
+import _thread, os, sys, threading, time
+from tsm_conformance.checks.deadline import WATCHDOG
+from tsm_conformance.emulator.kernel import Kernel
+from tsm_conformance.plugin import run_state
+
+def signal_when_it_waits_for(lock):
+    lock.acquire()
+    main = threading.main_thread().ident
+
+    def waiting():
+        f = sys._current_frames().get(main)
+        me = f.f_locals.get("self") if f is not None and f.f_code.co_name == "__enter__" else None
+        return (f, f.f_lasti) if getattr(me, "_lock", getattr(me, "lock", None)) is lock else None
+
+    def signal_once_it_waits():
+        seen = None
+        while seen is None or waiting() != seen:  # the same instruction twice: blocked in acquire
+            seen = waiting()
+            time.sleep(0.05)
+        _thread.interrupt_main(int(os.environ["TSM_TEST_SIGNAL"]))
+        lock.release()
+    threading.Thread(target=signal_once_it_waits, daemon=True).start()
+
+def pytest_runtest_setup(item):  # the check runs in the item's setup, after this
+    if getattr(pytest_runtest_setup, "done", False):
+        return
+    pytest_runtest_setup.done = True
+    if os.environ["TSM_TEST_LOCK"] == "event":
+        signal_when_it_waits_for(WATCHDOG._wake._cond._lock)
+        return
+    kernel = run_state(item.config).tree.kernel
+
+    def at_rmdir(frame, event, arg):
+        if event == "call" and frame.f_code is Kernel.rmdir.__code__:
+            sys.setprofile(None)
+            signal_when_it_waits_for(kernel._dir_lock)
+    sys.setprofile(at_rmdir)
+"""
+
+
+@pytest.mark.parametrize(("lock", "sig"), [("event", signal.SIGINT), ("inode", signal.SIGTERM)])
+def test_a_signal_right_after_a_with_statement_took_its_lock_ends_the_run(tmp_path: Path, lock: str,
+                                                                          sig: signal.Signals) -> None:
+    """A signal handled right after a Python-level __enter__ took its lock (threading.Condition's
+    under the watchdog guard's Event; the emulator's inode lock) is raised a moment later, outside
+    it: raised there, the with statement was never entered and the lock stayed held, so the
+    end-of-run sweep's guard waited for the Event forever (the start-up test's rare hang), or the
+    check's rmdir waited for the inode lock until its 90 s deadline.  Now: exit 130 at once, every
+    item removed, no traceback."""
+    (tmp_path / "signal_after_the_lock.py").write_text(_SIGNAL_AFTER_THE_LOCK)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]),
+               TSM_TEST_LOCK=lock, TSM_TEST_SIGNAL=str(int(sig)))
+    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "run", "--emulate", "sev_guest", "-q",
+                          "--", "-p", "signal_after_the_lock"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        err = p.communicate(timeout=120)[1]
+    finally:
+        p.kill()
+    assert p.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, (p.returncode, err)
+    assert re.fullmatch(r"tsm-conformance: interrupted; 0 report items left in emulated sev_guest@7.0 .*",
+                        err.strip().splitlines()[-1]), err
 
 
 def test_a_signal_after_the_cleanup_does_not_change_the_exit_status(tmp_path: Path) -> None:

@@ -776,9 +776,11 @@ def _command(argv: list[str]) -> int:
         signals.python_defaults()  # instead of start-up's (tsm_conformance/__init__.py)
     if argv[:1] == ["fuzz"]:  # its own parser, in tsm_fuzz.cli
         return cmd_fuzz(argv[1:])
-    if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
-        signals.unwind_on_signals()
     try:
+        if argv[:1] != ["emulate"]:  # emulate keeps libfuse's own SIGINT/SIGTERM handling
+            # inside the try: a SIGINT that comes once its handler is in place (even before
+            # SIGTERM's) raises KeyboardInterrupt from here
+            signals.unwind_on_signals()
         from .pipes import pipe_safe
         sys.stdout = pipe_safe(sys.stdout)
         code = _dispatch(argv)

@@ -6,9 +6,10 @@
 * The final sweep (``final_cleanup``) is finished first: a signal arriving during it is held and
   raised as KeyboardInterrupt when it is done.  So is a step that must not be cut in two (``held``:
   a report delivered to every pytest plugin, so KTAP, JUnit and the counts agree).
-* A signal that lands in the import system or in a finalizer still interrupts, a moment later
-  (``_deliver``, ``_unraisable``): raised there, the interrupt would be dropped or would leave the
-  global import lock held.
+* A signal that lands in the import system, in a finalizer or where a with statement takes or gives
+  back a lock still interrupts, a moment later (``_deliver``, ``_unraisable``): raised there, the
+  interrupt would be dropped or would leave a lock held for good (the global import lock; a
+  Condition's under an Event, so the end-of-run sweep's watchdog guard waited forever).
 * Once the exit status is decided (``ignore_from_now_on``), signals are ignored, so interpreter
   shutdown (which restores the default handlers) cannot turn a late one into death by signal.
 
@@ -35,7 +36,16 @@ NOTE = "tsm-conformance: cleaning up report items; SIGKILL abandons that (then: 
 #: and the lock stays held for good (other threads' imports then hang).
 IMPORT_SYSTEM = frozenset({"importlib._bootstrap", "importlib._bootstrap_external", "_frozen_importlib",
                            "_frozen_importlib_external", "zipimport"})
-OWED_AT_MOST = 2.0  # seconds an interrupt waits for the import system (a blocked import still ends)
+#: Nor where a with statement takes or gives back a lock: in a Python-level ``__enter__`` right after
+#: its lock call returned (the interpreter runs signal handlers after each call) the with statement
+#: was never entered, and in an ``__exit__`` before its release nothing releases: the lock stays
+#: held.  threading.Condition's (under Event, Semaphore, Barrier; WATCHDOG.guard sets an Event: the
+#: end-of-run sweep's guard, where further signals are only noted, then waited forever), and the
+#: emulator's kernel locks, whose rwsem counts readers and writers in helper functions (a leaked
+#: one kept a check's rmdir waiting for its 90 s deadline).
+WITH_PROTOCOL = frozenset({"__enter__", "__exit__"})
+LOCK_CODE = frozenset({"tsm_conformance.emulator.locks"})
+OWED_AT_MOST = 2.0  # seconds an interrupt waits for those places (then it is raised there: a blocked import ends)
 
 
 class _State:
@@ -104,16 +114,23 @@ def _hold_for_cleanup(signum: int) -> None:
         _S.held = signum
 
 
+def _not_here(frame: object) -> bool:
+    """``frame`` (the code the signal interrupted) is the import system, or takes or gives back a
+    lock for a with statement (IMPORT_SYSTEM, WITH_PROTOCOL, LOCK_CODE)."""
+    name = getattr(frame, "f_globals", {}).get("__name__")
+    code = getattr(frame, "f_code", None)
+    return name in IMPORT_SYSTEM or name in LOCK_CODE or getattr(code, "co_name", None) in WITH_PROTOCOL
+
+
 def _deliver(frame: object) -> None:
-    """Raise the owed KeyboardInterrupt here, unless ``frame`` (the code the signal interrupted)
-    is the import system: then the interrupt is delivered again a moment later, outside it."""
+    """Raise the owed KeyboardInterrupt here, unless ``frame`` is a place it must not be raised
+    (``_not_here``): then the interrupt is delivered again a moment later, outside it."""
     if _holding():  # the final cleanup (or a held step) began meanwhile: it raises the interrupt when done
         _S.owed_since = None
         _hold_for_cleanup(_S.signalled or 2)
         return
-    name = getattr(frame, "f_globals", {}).get("__name__")
     owed = _S.owed_since
-    if name in IMPORT_SYSTEM and owed is not None and time.monotonic() - owed < OWED_AT_MOST:
+    if owed is not None and time.monotonic() - owed < OWED_AT_MOST and _not_here(frame):
         _deliver_soon()
         return
     _S.owed_since = None
