@@ -16,7 +16,7 @@ pytest_plugins = ["pytester"]
 # (about two minutes here); `slow` is what starts processes, mounts FUSE, fuzzes, sends signals or
 # runs whole emulated sessions per configuration.  The list is here, in one place.
 SLOW_FILES = {"test_running.py", "test_fuzz.py", "test_fuzz_sequences.py", "test_any_filesystem.py",
-              "test_fuse.py", "test_packaging.py", "test_hostile.py"}
+              "test_fuse.py", "test_packaging.py", "test_hostile.py", "test_client_runner.py"}
 SLOW_TESTS = {
     "test_quirk_matrix.py": ("test_faithful_emulator_passes", "test_quirk_caught", "test_also_caught",
                              "test_known_kernel_bugs", "test_a_floor_the_firmware_refuses"),

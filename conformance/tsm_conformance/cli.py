@@ -511,12 +511,34 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve the emulator as a FUSE filesystem in the foreground until SIGINT/SIGTERM."""
     from .frontend.fuse import FuseUnavailable, serve
     try:
-        serve(args.spec, args.mount, announce=lambda line: print(line, flush=True))
+        serve(args.spec, args.mount, announce=lambda line: print(line, flush=True), trace=args.trace)
     except ValueError as e:  # a bad SPEC
         return _usage(str(e))
     except FuseUnavailable as e:
         return _usage(f"FUSE unavailable: {e}")
     return EXIT_OK
+
+
+def cmd_client(args: argparse.Namespace, cmd: list[str]) -> int:
+    """Run CMD once against the faithful emulator in a private mount namespace, traced; one summary
+    line; 0 if it exited 0, else 1; 2 for a set-up problem."""
+    from pathlib import Path
+
+    from .client.runner import ClientSetupError, run_client, summarize
+    if not cmd:
+        return _usage("client needs a command after --: tsm-conformance client -- CMD ARGS...")
+    if not args.timeout > 0:
+        return _usage(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    try:
+        run = run_client(cmd, args.emulate, Path(args.trace), args.timeout)
+    except ClientSetupError as e:
+        return _usage(f"client: {e}")
+    s = summarize(run)
+    status = f"timed out after {args.timeout:g} s" if run.status == "timeout" else f"exited {run.status}"
+    print(f"client {status} in {run.duration:.2f} s; {s.operations} operations on the report group"
+          f"{' (trace truncated)' if s.truncated else ''}; items made {s.items_made}, removed {s.items_removed}; "
+          f"trace {args.trace}", file=sys.stderr)
+    return EXIT_OK if run.status == 0 else EXIT_FAIL
 
 
 def _setup_failed(e: SetupError, absent_exit: int) -> int:
@@ -671,6 +693,19 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
                         description="DIR becomes a configfs top: run the suite with --root DIR/tsm/report.")
     em.add_argument("spec", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], as for run --emulate")
     em.add_argument("--mount", metavar="DIR", required=True, help="an empty directory to mount on")
+    em.add_argument("--trace", metavar="FILE", help="write every operation on the report tree to FILE, one JSON line "
+                                                   "each (frontend/trace.py; at most 100,000 records or 64 MiB)")
+    clt = sub.add_parser("client", usage="tsm-conformance client [--emulate SPEC] [--timeout S] [--trace FILE] "
+                                          "-- CMD ARGS...",
+                         help="run an attestation client against the emulated report group, traced "
+                              "(root, FUSE, unshare): tsm-conformance client -- CMD ARGS...",
+                         description="CMD runs in a private mount namespace where /sys/kernel/config/tsm/report is "
+                                     "the emulated group; every operation on it is written to the trace.")
+    clt.add_argument("--emulate", metavar="SPEC", default="sev_guest", help="the emulated provider (default sev_guest)")
+    clt.add_argument("--timeout", metavar="S", type=float, default=120.0,
+                     help="seconds the client may run (then its process group is killed), default 120")
+    clt.add_argument("--trace", metavar="FILE", default="tsm-client-trace.jsonl",
+                     help="where the operation trace goes (JSON lines), default ./tsm-client-trace.jsonl")
     ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
     ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
     ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),
@@ -862,6 +897,8 @@ def _dispatch(argv: list[str]) -> int:
             return cmd_inspect(args)
         if args.cmd == "emulate":
             return cmd_emulate(args)
+        if args.cmd == "client":
+            return cmd_client(args, extra)
         if args.cmd == "detect":
             return cmd_detect(args)
         if args.cmd == "clean":
