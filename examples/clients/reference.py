@@ -153,6 +153,9 @@ def main(client: Client, argv: list[str] | None = None) -> int:
         ap.error("--nonce: not hex")
     if not 1 <= len(nonce) <= 64:
         ap.error("--nonce: 1 to 64 bytes")
+    # SEV-SNP and TDX take exactly 64 bytes of report data (docs/abi.md §5): pad as they expect,
+    # never send a shorter inblob and hope
+    nonce = nonce.ljust(64, b"\0")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally on SIGTERM too
     try:
         blob = client.attest(nonce)

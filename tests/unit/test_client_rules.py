@@ -172,7 +172,10 @@ def test_unique_name_adopting_fails() -> None:
     t.add("getattr", "attest", 0)
     t.report("attest").rmdir("attest")
     failed(t, "client.items.unique_name", "getattr(attest) -> 0", "write(attest/inblob", "rmdir(attest)",
-           fault_plan=rules.PLAN_FOREIGN_NAME)
+           fault_plan=rules.PLAN_FOREIGN_NAME, claimed=("attest",))
+    # one misuse, one rule: the adopted item is not also client.items.foreign_untouched's
+    assert verdict(t, "client.items.foreign_untouched", fault_plan=rules.PLAN_FOREIGN_NAME,
+                   claimed=("attest",)).status != "fail"
 
 
 def test_unique_name_another_name_passes() -> None:
@@ -249,7 +252,8 @@ def test_moved_handled() -> None:
     once = Trace().mkdir("r").report("r").rmdir("r")
     failed(once, "client.generation.moved_handled", "without reading the report again", **plan)
     blind = Trace().mkdir("r").put("r/inblob", b"n" * 64).get("r/outblob", 1184).rmdir("r")
-    failed(blind, "client.generation.moved_handled", "never read generation", **plan)
+    # one misuse, one rule: never reading generation is client.generation.bracketed's
+    exercised_not(blind, "client.generation.moved_handled", "bracketed", **plan)
     retried = Trace().mkdir("r").report("r").report("r").rmdir("r")
     assert verdict(retried, "client.generation.moved_handled", **plan).status == "pass"
     assert verdict(once, "client.generation.moved_handled", exit_status=1, **plan).status == "pass"

@@ -74,7 +74,8 @@ def run_plans(cmd: list[str], spec: str, out: Path, timeout: float, plans: tuple
         records = load_trace(str(trace))
         if plan == PLAIN:
             plain_names = made_names(records, run.jail_pid)
-        facts = RunFacts(run.status, run.jail_pid or -1, None if plan == PLAIN else plan, floor, shows)
+        facts = RunFacts(run.status, run.jail_pid or -1, None if plan == PLAIN else plan, floor, shows,
+                         claimed=tuple(pre))
         results.append(PlanResult(plan, run, judge(records, facts)))
     return results
 

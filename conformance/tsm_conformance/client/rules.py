@@ -118,6 +118,7 @@ class RunFacts:
     fault_plan: str | None = None
     privlevel_floor: int = 0
     shows_privlevel: bool = True
+    claimed: tuple[str, ...] = ()  # names the fault plan made first because the client uses them
 
 
 @dataclass(frozen=True)
@@ -343,11 +344,15 @@ def items_foreign_untouched(records: list[Record], facts: RunFacts) -> RuleResul
     rule = "client.items.foreign_untouched"
     bad: dict[str, list[Record]] = {}
     touched = False
+    # an item whose name the client chose itself and met taken is client.items.unique_name's case
+    # (one misuse, one rule): here only items it reached otherwise
+    own_names = set(_collisions(records, facts))
     for r, s in zip(records, _states(records, facts)):
         if not _client(r, facts) or not r.item:
             continue
         touched = True
-        if s in ("client", "removed") or r.op in ("mkdir", "close", "release") or _is_lookup(r):
+        if s in ("client", "removed") or r.op in ("mkdir", "close", "release") or _is_lookup(r) \
+                or r.item in own_names:
             continue
         bad.setdefault(r.item, []).append(r)
     if not touched:
@@ -358,19 +363,33 @@ def items_foreign_untouched(records: list[Record], facts: RunFacts) -> RuleResul
             for name, rs in bad.items()]
 
 
+def _collisions(records: list[Record], facts: RunFacts, states: list[str] | None = None) -> dict[str, Record]:
+    """Items the client met taken under a name it chose: its mkdir got EEXIST, or its lookup of
+    the name found someone else's item (a mkdir of an existing name can show only as the lookup);
+    name -> the first such record."""
+    met: dict[str, Record] = {}
+    for r, s in zip(records, states if states is not None else _states(records, facts)):
+        if not _client(r, facts) or not r.item or s == "client":
+            continue
+        # a path walk looks every item up, so a lookup is a collision only for a name the plan
+        # made because the client uses it (facts.claimed)
+        collision = (r.op == "mkdir" and r.result == "EEXIST") or (r.item in facts.claimed and r.op == "getattr"
+                                                                   and "/" not in r.where and r.ok)
+        if collision and r.item not in met and s in ("foreign", ""):
+            met[r.item] = r
+    return met
+
+
 def items_unique_name(records: list[Record], facts: RunFacts) -> RuleResult:
     rule = "client.items.unique_name"
     states = _states(records, facts)
-    met: dict[str, Record] = {}
+    met = _collisions(records, facts, states)
     out = []
     for r, s in zip(records, states):
         if not _client(r, facts) or not r.item or s == "client":
             continue
-        collision = (r.op == "mkdir" and r.result == "EEXIST") or (r.op == "getattr" and "/" not in r.where
-                                                                   and r.ok)
-        if collision and r.item not in met and s in ("foreign", ""):
-            met[r.item] = r
-        elif r.item in met and r.op in ("open", "read", "write", "rmdir") and s != "removed":
+        if r.item in met and r.line > met[r.item].line and r.op in ("open", "read", "write", "rmdir") \
+                and s != "removed":
             out.append((r.item, r))
     if not met:
         why = "no foreign item had the client's name"
@@ -461,6 +480,8 @@ def generation_moved_handled(records: list[Record], facts: RunFacts) -> RuleResu
     reads = [r for r in _reads_of(records, facts, ("outblob",)) if r.ok]
     if not reads:
         return NotExercised("the client read no outblob, so the bump met nothing")
+    if not _generation_reads(records, facts):  # one misuse, one rule: client.generation.bracketed
+        return NotExercised("the client never reads generation (client.generation.bracketed says so)")
     if facts.exit_status != 0:
         return []
     first = reads[0]
