@@ -529,6 +529,8 @@ def cmd_client(args: argparse.Namespace, cmd: list[str]) -> int:
         return _usage("client needs a command after --: tsm-conformance client -- CMD ARGS...")
     if not args.timeout > 0:
         return _usage(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    if args.plans != "none":
+        return _client_plans(args, cmd)
     try:
         run = run_client(cmd, args.emulate, Path(args.trace), args.timeout)
     except ClientSetupError as e:
@@ -539,6 +541,34 @@ def cmd_client(args: argparse.Namespace, cmd: list[str]) -> int:
           f"{' (trace truncated)' if s.truncated else ''}; items made {s.items_made}, removed {s.items_removed}; "
           f"trace {args.trace}", file=sys.stderr)
     return EXIT_OK if run.status == 0 else EXIT_FAIL
+
+
+def _client_plans(args: argparse.Namespace, cmd: list[str]) -> int:
+    """The client once per fault plan, each trace judged by every rule: the rules x plans table,
+    each failure's evidence, JUnit; 1 if any rule failed."""
+    from pathlib import Path
+
+    from .client.plans import PLANS, failures, run_plans, table, write_junit
+    from .client.runner import ClientSetupError
+    plans = PLANS if args.plans == "all" else tuple(p.strip() for p in args.plans.split(",") if p.strip())
+    unknown = [p for p in plans if p not in PLANS]
+    if unknown or not plans:
+        return _usage(f"--plans {args.plans}: plans are {', '.join(PLANS)} (or all, or none)")
+    try:
+        results = run_plans(cmd, args.emulate, Path(args.out), args.timeout, plans)
+    except ClientSetupError as e:
+        return _usage(f"client: {e}")
+    except ValueError as e:  # a trace over its bound, an emulator spec refused
+        return _usage(f"client: {e}")
+    print("\n".join(table(results)))
+    bad = failures(results)
+    for rule, plan, evidence in bad:
+        print(f"\n{rule} [{plan}]")
+        print("\n".join(f"  {line}" for line in evidence))
+    if args.junit:
+        write_junit(results, Path(args.junit), cmd)
+    print(f"client: {len(bad)} rule failure(s) over {len(results)} plan(s); traces in {args.out}", file=sys.stderr)
+    return EXIT_FAIL if bad else EXIT_OK
 
 
 def _setup_failed(e: SetupError, absent_exit: int) -> int:
@@ -705,7 +735,15 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     clt.add_argument("--timeout", metavar="S", type=float, default=120.0,
                      help="seconds the client may run (then its process group is killed), default 120")
     clt.add_argument("--trace", metavar="FILE", default="tsm-client-trace.jsonl",
-                     help="where the operation trace goes (JSON lines), default ./tsm-client-trace.jsonl")
+                     help="with --plans none: where the operation trace goes (JSON lines), default "
+                          "./tsm-client-trace.jsonl")
+    clt.add_argument("--plans", metavar="all|none|PLAN,...", default="all",
+                     help="fault plans to run the client under, each judged by every client rule: none (just run "
+                          "and trace it), generation-bump, empty-outblob, busy-once, enxio-read, foreign-name "
+                          "(default all)")
+    clt.add_argument("--out", metavar="DIR", default="tsm-client",
+                     help="where the plans' traces go (DIR/PLAN.jsonl), default ./tsm-client")
+    clt.add_argument("--junit", metavar="FILE", help="JUnit: a suite per plan, a case per rule")
     ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
     ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
     ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),
