@@ -118,7 +118,7 @@ def exercised_not(trace: Trace, rule: str, why: str = "", **kw: Any) -> None:
 def test_rules_are_named_and_described() -> None:
     assert all(r.startswith("client.") for r in RULES)
     assert all(desc and "\n" not in desc for _, desc in RULES.values())
-    assert len(RULES) == 13
+    assert len(RULES) == 14
 
 
 def test_reference_sequence_passes_every_rule() -> None:
@@ -283,6 +283,17 @@ def test_busy_retried() -> None:
     t.get("r/outblob", "EBUSY").get("r/outblob", 1184).get("r/generation", 2).rmdir("r")
     assert verdict(t, "client.errors.busy_retried", **plan).status == "pass"
     exercised_not(reference(), "client.errors.busy_retried", "busy-once", **plan)
+
+
+def test_eintr_retried() -> None:
+    plan = {"fault_plan": rules.PLAN_EINTR_ONCE}
+    gave_up = Trace().mkdir("r").get("r/generation", 2).put("r/inblob", b"n" * 64).get("r/generation", 2)
+    gave_up.get("r/outblob", "EINTR").rmdir("r")
+    failed(gave_up, "client.errors.eintr_retried", "never read r/outblob again", "-> EINTR", exit_status=1, **plan)
+    t = Trace().mkdir("r").get("r/generation", 2).put("r/inblob", b"n" * 64).get("r/generation", 2)
+    t.get("r/outblob", "EINTR").get("r/outblob", 1184).get("r/generation", 2).rmdir("r")
+    assert verdict(t, "client.errors.eintr_retried", **plan).status == "pass"
+    exercised_not(reference(), "client.errors.eintr_retried", "eintr-once", **plan)
 
 
 def test_a_failed_read_takes_no_snapshot() -> None:

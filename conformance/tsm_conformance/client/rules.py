@@ -42,6 +42,8 @@ PLAN_EMPTY_OUTBLOB = "empty-outblob"
 PLAN_BUSY_ONCE = "busy-once"
 PLAN_ENXIO_READ = "enxio-read"
 PLAN_FOREIGN_NAME = "foreign-name"
+PLAN_EINTR_ONCE = "eintr-once"
+PLAN_SLOW = "slow"
 
 REPORT_BLOBS = ("outblob", "auxblob")
 SPIN_BOUND = 50  # generation reads per report read
@@ -540,24 +542,33 @@ def privlevel_text_in_range(records: list[Record], facts: RunFacts) -> RuleResul
 
 
 def errors_busy_retried(records: list[Record], facts: RunFacts) -> RuleResult:
-    rule = "client.errors.busy_retried"
+    return _retried(records, facts, "EBUSY", "client.errors.busy_retried", PLAN_BUSY_ONCE,
+                    "EBUSY: a report in flight, abi.md §5.2")
+
+
+def errors_eintr_retried(records: list[Record], facts: RunFacts) -> RuleResult:
+    return _retried(records, facts, "EINTR", "client.errors.eintr_retried", PLAN_EINTR_ONCE,
+                    "EINTR: a signal while the provider waited for its host, abi.md §5.2")
+
+
+def _retried(records: list[Record], facts: RunFacts, code: str, rule: str, plan: str, why: str) -> RuleResult:
+    """A transient errno on an outblob read is followed by another read of the same item."""
     reads = [r for r in _ops(records, facts) if r.op == "read" and r.attr == "outblob"]
-    busy = [r for r in reads if r.result == "EBUSY"]
-    if not busy:
-        return NotExercised("no outblob read by the client met EBUSY"
-                            + (f" (fault plan {PLAN_BUSY_ONCE})" if facts.fault_plan == PLAN_BUSY_ONCE else ""))
+    hit = [r for r in reads if r.result == code]
+    if not hit:
+        return NotExercised(f"no outblob read by the client met {code}"
+                            + (f" (fault plan {plan})" if facts.fault_plan == plan else ""))
     last_read = {r.item: r.line for r in reads}
     out = []
-    for b in busy:
+    for b in hit:
         if last_read[b.item] == b.line:
-            out.append(_v(rule, f"after EBUSY the client never read {b.item}/outblob again, and "
-                          f"{_exit_text(facts)}", "another read of the same item after a short wait "
-                          "(EBUSY: a report in flight, abi.md §5.2)", [b]))
+            out.append(_v(rule, f"after {code} the client never read {b.item}/outblob again, and "
+                          f"{_exit_text(facts)}", f"another read of the same item after a short wait ({why})", [b]))
     if not out and facts.exit_status != 0:
         last = reads[-1]
-        if last.result == "EBUSY":
-            out.append(_v(rule, f"the client gave up after EBUSY and {_exit_text(facts)}",
-                          "bounded retries on EBUSY until the report is read", [busy[0], last]))
+        if last.result == code:
+            out.append(_v(rule, f"the client gave up after {code} and {_exit_text(facts)}",
+                          f"bounded retries on {code} until the report is read", [hit[0], last]))
     return out
 
 
@@ -623,6 +634,7 @@ RULES: dict[str, tuple[RuleFn, str]] = {
     "client.privlevel.text_in_range": (privlevel_text_in_range,
                                        "privlevel written as decimal text in [floor, 3], only where shown"),
     "client.errors.busy_retried": (errors_busy_retried, "EBUSY on outblob is retried on the same item"),
+    "client.errors.eintr_retried": (errors_eintr_retried, "EINTR on outblob is retried on the same item"),
     "client.errors.no_use_after_rmdir": (errors_no_use_after_rmdir, "nothing on an item after its rmdir"),
     "client.bounded.no_spin": (bounded_no_spin, f"at most {SPIN_BOUND} generation reads per report read"),
     "client.bounded.finishes": (bounded_finishes, "the client finishes before the run's timeout"),

@@ -31,6 +31,7 @@ NAME_MAX = 255
 SIMPLE_ATTR_SIZE = 4096
 INBLOB_MAX = 64
 PRIVLEVEL_MAX = 3
+SLOW_PROVIDER_SECONDS = 3.0  # client_fault=slow: how long the first report of an item takes
 PREEMPT_WINDOW = 0.0002  # seconds between sizing and filling a binary read, when threads compete
 HANG_SECONDS = 3600.0  # quirk report-hangs: far past any operation deadline
 RO_TEXT = ("generation", "provider", "privlevel_floor")
@@ -669,6 +670,11 @@ class Kernel:
             raise _err(errno.EBUSY)
         if fault == "enxio-read":
             raise _err(errno.ENXIO)
+        if fault == "eintr-once":
+            raise _err(errno.EINTR)
+        if fault == "slow":  # a host that takes its time (a TDX quote can take seconds)
+            self.wait_interruptible(SLOW_PROVIDER_SECONDS)
+            return None
         # generation-bump: another writer commits its own nonce just before this read
         with self.tsm_rwsem.write(self.interrupted):
             n = item.desc.inblob_len
