@@ -554,8 +554,19 @@ def _client_plans(args: argparse.Namespace, cmd: list[str]) -> int:
     unknown = [p for p in plans if p not in PLANS]
     if unknown or not plans:
         return _usage(f"--plans {args.plans}: plans are {', '.join(PLANS)} (or all, or none)")
+    import fnmatch
+
+    from .client.rules import RULES
+    globs = [g.strip() for g in (args.rules or "*").split(",") if g.strip()]
+    chosen = [r for r in RULES if any(fnmatch.fnmatchcase(r, g) for g in globs)]
+    missing = [g for g in globs if not any(fnmatch.fnmatchcase(r, g) for r in RULES)]
+    if missing or not chosen:
+        return _usage(f"--rules {args.rules}: {', '.join(missing) or 'nothing'} matches no rule (rules: "
+                      f"{', '.join(RULES)})")
     try:
         results = run_plans(cmd, args.emulate, Path(args.out), args.timeout, plans)
+        for p in results:  # the table, failures and JUnit speak of the chosen rules only
+            p.verdicts = {r: v for r, v in p.verdicts.items() if r in chosen}
     except ClientSetupError as e:
         return _usage(f"client: {e}")
     except ValueError as e:  # a trace over its bound, an emulator spec refused
@@ -744,6 +755,8 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     clt.add_argument("--out", metavar="DIR", default="tsm-client",
                      help="where the plans' traces go (DIR/PLAN.jsonl), default ./tsm-client")
     clt.add_argument("--junit", metavar="FILE", help="JUnit: a suite per plan, a case per rule")
+    clt.add_argument("--rules", metavar="GLOB,...", help="only these client rules (ids or globs, e.g. "
+                                                         "'client.generation.*'; default: every rule)")
     ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
     ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
     ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),

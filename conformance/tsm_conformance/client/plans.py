@@ -87,7 +87,7 @@ def table(results: list[PlanResult]) -> list[str]:
     width = max(len(r) for r in RULES)
     head = f"{'rule':{width}}  " + "  ".join(f"{p.plan[:14]:>14}" for p in results)
     lines = [head]
-    for rule in RULES:
+    for rule in [r for r in RULES if any(r in p.verdicts for p in results)]:
         cells = []
         for p in results:
             v = p.verdicts.get(rule)
