@@ -154,15 +154,15 @@ def test_the_timeout_kills_the_client(tmp_path: Path) -> None:
 @needs_jail
 def test_the_cli_runs_a_client_and_maps_its_status(tmp_path: Path) -> None:
     before = mountinfo()
-    p = cli("client", "--trace", "t.jsonl", "--", "sh", "-c", f"mkdir {R}/a && rmdir {R}/a", cwd=tmp_path)
+    p = cli("client", "--plans", "none", "--trace", "t.jsonl", "--", "sh", "-c", f"mkdir {R}/a && rmdir {R}/a", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert line.startswith("client exited 0 in ") and "items made 1, removed 1" in line, line
     assert (tmp_path / "t.jsonl").stat().st_size > 0
-    p = cli("client", "--trace", str(tmp_path / "u.jsonl"), "--", "sh", "-c", "exit 3", cwd=tmp_path)
+    p = cli("client", "--plans", "none", "--trace", str(tmp_path / "u.jsonl"), "--", "sh", "-c", "exit 3", cwd=tmp_path)
     assert p.returncode == 1 and "client exited 3" in p.stderr, p.stderr
     assert "needs a command" in one_line_error(cli("client", "--", cwd=tmp_path))
-    assert "emulator" in one_line_error(cli("client", "--emulate", "nonesuch", "--trace", str(tmp_path / "v.jsonl"),
+    assert "emulator" in one_line_error(cli("client", "--plans", "none", "--emulate", "nonesuch", "--trace", str(tmp_path / "v.jsonl"),
                                             "--", "true", cwd=tmp_path))
     nothing_left(tmp_path / "t.jsonl", before)
 
@@ -174,7 +174,7 @@ def test_a_signal_ends_everything(sig: signal.Signals, tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--trace", str(trace), "--",
+    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(trace), "--",
                           "sh", "-c", f"mkdir {R}/x && echo ready && sleep 987652"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line: list[str] = []
@@ -200,7 +200,7 @@ def test_a_killed_caller_still_ends_everything(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--trace", str(trace), "--",
+    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(trace), "--",
                           "sh", "-c", "echo ready && sleep 987653"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
@@ -220,7 +220,7 @@ def test_not_root_is_one_line(tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                        "tsm_conformance.cli", "client", "--trace", str(tmp_path / "t.jsonl"), "--", "true"],
+                        "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(tmp_path / "t.jsonl"), "--", "true"],
                        capture_output=True, text=True, env=env, timeout=60, cwd="/")
     if "Permission denied" in p.stderr and "Traceback" in p.stderr:
         pytest.skip(f"nobody cannot run this checkout: {p.stderr.strip().splitlines()[-1]}")
