@@ -98,3 +98,51 @@ def header(target: str, rule: str, observed: str, ctx: TargetContext) -> dict[st
 def pid_prefix(ctx: TargetContext) -> str:
     """The worker gives each process ``tsmfz-<pid>-``; direct callers get one here."""
     return ctx.prefix if ctx.prefix != FUZZ else with_pid(FUZZ)
+
+
+# ----------------------------------------------------------------------------- schedules
+Raw = tuple  # (thread label or None, op name, args): an fd argument is an "@..." placeholder
+
+
+def interleave(progs: dict[int, list[tuple[str, tuple]]]) -> list[Raw]:
+    """The threads' programs in file order: one program unlabelled; several round-robin (the k-th
+    op of every thread, then the (k+1)-th), labelled T1, T2 ..."""
+    from itertools import zip_longest
+    threads = sorted(progs)
+    if len(threads) == 1:
+        return [(None, name, args) for name, args in progs[threads[0]]]
+    labels = [f"T{t + 1}" for t in threads]
+    return [(th, *op) for row in zip_longest(*(progs[t] for t in threads))
+            for th, op in zip(labels, row) if op is not None]
+
+
+def to_steps(raw: list[Raw]) -> list[Any]:
+    """seq Steps of a raw schedule: opens carry their fd placeholder as a third argument; fds are
+    named ``fdN`` by the file order of the opens that made them."""
+    from tsm_conformance.seq import Step
+    names: dict[str, str] = {}
+    steps = []
+    for th, name, args in raw:
+        if name == "open":
+            names[args[2]] = f"fd{len(names)}"
+            args = args[:2]
+        elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
+            args = (names[args[0]],) + args[1:]
+        steps.append(Step(_op(name, args), None, th))
+    return steps
+
+
+_OPS: dict[tuple[str, tuple], Any] = {}
+
+
+def _op(name: str, args: tuple) -> Any:
+    """One Op per distinct operation (an Op is immutable): most recur from input to input, and
+    looking one up costs less than making it."""
+    from tsm_conformance.seq import Op
+    key = (name, args)
+    op = _OPS.get(key)
+    if op is None:
+        if len(_OPS) >= 1 << 14:
+            _OPS.clear()
+        op = _OPS[key] = Op(name, args)
+    return op

@@ -87,6 +87,21 @@ def not_applicable_reason(c: Check, profile: Profile, facts: Facts, visible: set
     return None
 
 
+def recorded(op: str, fn: Callable, log: list, show: Callable[[tuple], tuple] | None = None) -> Callable:
+    """``fn``, appending (op, args, result or the OSError) to ``log`` on every call; ``show``: the
+    arguments as the log should name them (the measurement group's paths, checks/measurements.py)."""
+    def call(*args: object) -> object:
+        shown = args if show is None else show(args)
+        try:
+            r = fn(*args)
+        except OSError as e:
+            log.append((op, shown, e))
+            raise
+        log.append((op, shown, r))
+        return r
+    return call
+
+
 class Recorder(BoundOps):
     """A Tree wrapper that logs each operation and its result (kept cheap: tuples, put into
     seq.py's vocabulary only when a failure is rendered: the failure text and its .tsmseq are
@@ -121,17 +136,7 @@ class Recorder(BoundOps):
             self.report = report
 
     def _bind(self, op: str, fn: Callable) -> Callable:
-        log = self.log
-
-        def call(*args: object) -> object:
-            try:
-                r = fn(*args)
-            except OSError as e:
-                log.append((op, args, e))
-                raise
-            log.append((op, args, r))
-            return r
-        return call
+        return recorded(op, fn, self.log)
 
     def _path(self, p: str) -> str:
         head, sep, tail = p.partition("/")

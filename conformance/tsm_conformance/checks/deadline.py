@@ -48,8 +48,10 @@ class OperationHung(Exception):
 
 
 def _recorder_code() -> types.CodeType | None:
-    from .base import Recorder
-    return next((c for c in Recorder._bind.__code__.co_consts
+    """The code of a recorded operation's call (checks/base.py ``recorded``: the Recorder's and
+    the measurement group's operations)."""
+    from .base import recorded
+    return next((c for c in recorded.__code__.co_consts
                  if isinstance(c, types.CodeType) and c.co_name == "call"), None)
 
 

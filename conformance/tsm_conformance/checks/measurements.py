@@ -19,33 +19,23 @@ from typing import Any
 from ..errnos import name as errno_name
 from ..outcome import Unsupported
 from ..profile.model import Measurements, MrRegister, version_tuple
-from .base import Ctx, check
+from ..seq import ARG0, MR_HEAD
+from .base import Ctx, check, recorded
 
 ABI = "docs/abi-measurements.md"
 
 
 class _Recorded:
-    """The group's operations, logged into the check's operation log (paths as measurements/NAME)."""
+    """The group's operations, logged into the check's operation log as seq.py names them
+    (measurements/NAME: seq.MR_HEAD), so a failure's .tsmseq replays on the group."""
 
     OPS = ("listdir", "stat", "open", "close", "read", "pread", "write", "pwrite", "lseek")
 
     def __init__(self, mr: Any, log: list) -> None:
         self.mr = mr
         for op in self.OPS:
-            setattr(self, op, self._bind(op, getattr(mr, op), log))
-
-    @staticmethod
-    def _bind(op: str, fn: Callable, log: list) -> Callable:
-        def call(*args: object) -> object:
-            shown = (f"measurements/{args[0]}", *args[1:]) if op in ("listdir", "stat", "open") else args
-            try:
-                r = fn(*args)
-            except OSError as e:
-                log.append((op, shown, e))
-                raise
-            log.append((op, shown, r))
-            return r
-        return call
+            show = (lambda a: (f"{MR_HEAD}/{a[0]}", *a[1:])) if ARG0[op] == "path" else None
+            setattr(self, op, recorded(op, getattr(mr, op), log, show))
 
 
 def group(ctx: Ctx) -> tuple[Any, Measurements]:
@@ -101,6 +91,16 @@ def attempt(fn: Callable, *args: object) -> object:
         return errno_name(e.errno)
 
 
+def writes(mr: Any, reg: MrRegister, *calls: tuple) -> list[object]:
+    """Open ``reg`` for writing once, make each call (("write", data) or ("pwrite", data, offset))
+    on that fd, close; each call's result or errno name."""
+    fd = mr.open(reg.file_name, os.O_WRONLY)
+    try:
+        return [attempt(getattr(mr, c[0]), fd, *c[1:]) for c in calls]
+    finally:
+        mr.close(fd)
+
+
 def data_for(ctx: Ctx, reg: MrRegister, n: int, salt: int = 0) -> bytes:
     return (hashlib.sha512(f"{ctx.check.id}:{reg.name}:{salt}".encode()).digest() * (n // 64 + 1))[:n]
 
@@ -152,11 +152,7 @@ def extends(ctx: Ctx) -> None:
     for reg in writable(ctx, m):
         old = value(mr, reg)
         data = data_for(ctx, reg, reg.size)
-        fd = mr.open(reg.file_name, os.O_WRONLY)
-        try:
-            n = attempt(mr.write, fd, data)
-        finally:
-            mr.close(fd)
+        (n,) = writes(mr, reg, ("write", data))
         if n != reg.size:
             ctx.fail(f"write({reg.file_name}, {reg.size} bytes) -> {reg.size}",
                      f"write({reg.file_name}, {reg.size} bytes) -> {n}", keypath(m, reg))
@@ -173,11 +169,7 @@ def replayed(ctx: Ctx) -> None:
         want = value(mr, reg)
         for i in range(3):
             data = data_for(ctx, reg, reg.size, i)
-            fd = mr.open(reg.file_name, os.O_WRONLY)
-            try:
-                mr.write(fd, data)
-            finally:
-                mr.close(fd)
+            writes(mr, reg, ("write", data))
             want = extended(reg, want, data)
             ctx.expect_equal(f"{reg.file_name} after extend {i + 1}", want.hex(), value(mr, reg).hex(),
                              keypath(m, reg))
@@ -190,12 +182,7 @@ def short(ctx: Ctx) -> None:
     mr, m = group(ctx)
     for reg in writable(ctx, m):
         old = value(mr, reg)
-        fd = mr.open(reg.file_name, os.O_WRONLY)
-        try:
-            r = attempt(mr.write, fd, data_for(ctx, reg, reg.size - 1))
-            z = attempt(mr.write, fd, b"")
-        finally:
-            mr.close(fd)
+        r, z = writes(mr, reg, ("write", data_for(ctx, reg, reg.size - 1)), ("write", b""))
         if r != "EINVAL":
             ctx.fail(f"write({reg.file_name}, {reg.size - 1} bytes) -> EINVAL",
                      f"write({reg.file_name}, {reg.size - 1} bytes) -> {r}", keypath(m, reg))
@@ -214,12 +201,7 @@ def long_write(ctx: Ctx) -> None:
     for reg in writable(ctx, m):
         old = value(mr, reg)
         data = data_for(ctx, reg, reg.size + 1)
-        fd = mr.open(reg.file_name, os.O_WRONLY)
-        try:
-            n = attempt(mr.write, fd, data)
-            again = attempt(mr.write, fd, data)
-        finally:
-            mr.close(fd)
+        n, again = writes(mr, reg, ("write", data), ("write", data))
         if (n, again) != (reg.size, "EFBIG"):
             ctx.fail(f"write({reg.size + 1} bytes) -> {reg.size}, then write -> EFBIG",
                      f"write({reg.size + 1} bytes) -> {n}, then write -> {again}", keypath(m, reg))
@@ -234,12 +216,8 @@ def offsets(ctx: Ctx) -> None:
     mr, m = group(ctx)
     for reg in writable(ctx, m):
         old = value(mr, reg)
-        fd = mr.open(reg.file_name, os.O_WRONLY)
-        try:
-            inside = attempt(mr.pwrite, fd, data_for(ctx, reg, reg.size - 1), 1)
-            end = attempt(mr.pwrite, fd, data_for(ctx, reg, reg.size), reg.size)
-        finally:
-            mr.close(fd)
+        inside, end = writes(mr, reg, ("pwrite", data_for(ctx, reg, reg.size - 1), 1),
+                             ("pwrite", data_for(ctx, reg, reg.size), reg.size))
         if (inside, end) != ("EINVAL", "EFBIG"):
             ctx.fail("pwrite(offset 1) -> EINVAL, pwrite(offset size) -> EFBIG",
                      f"pwrite(offset 1) -> {inside}, pwrite(offset {reg.size}) -> {end}", keypath(m, reg))
@@ -265,11 +243,7 @@ def refresh(ctx: Ctx) -> None:
     if mr.mr.refreshes() != before:
         ctx.fail("no refresh on reads without a write", f"{mr.mr.refreshes() - before} refreshes",
                  "measurements.registers")
-    fd = mr.open(regs[0].file_name, os.O_WRONLY)
-    try:
-        mr.write(fd, data_for(ctx, regs[0], regs[0].size))
-    finally:
-        mr.close(fd)
+    writes(mr, regs[0], ("write", data_for(ctx, regs[0], regs[0].size)))
     for reg in live * 2:
         value(mr, reg)
     if mr.mr.refreshes() != before + 1:
@@ -318,11 +292,7 @@ def _parsed(ctx: Ctx, r: str) -> Any:
 def coherent(ctx: Ctx) -> None:
     mr, m = group(ctx)
     for reg in writable(ctx, m):
-        fd = mr.open(reg.file_name, os.O_WRONLY)
-        try:
-            mr.write(fd, data_for(ctx, reg, reg.size))
-        finally:
-            mr.close(fd)
+        writes(mr, reg, ("write", data_for(ctx, reg, reg.size)))
     with ctx.report_item() as r:  # the report before any sysfs read: a stale cache cannot hide
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         got = report_values(ctx, m, r)
@@ -345,11 +315,7 @@ def cached(ctx: Ctx) -> None:
         ctx.commit_inblob(r, ctx.nonce(ctx.report_len()))
         before = report_values(ctx, m, r)
         gen = ctx.generation(r)
-        fd = mr.open(regs[0].file_name, os.O_WRONLY)
-        try:
-            mr.write(fd, data_for(ctx, regs[0], regs[0].size))
-        finally:
-            mr.close(fd)
+        writes(mr, regs[0], ("write", data_for(ctx, regs[0], regs[0].size)))
         ctx.expect_equal("generation after an extend", gen, ctx.generation(r), "generation")
         ctx.expect_equal(f"{regs[0].name} in the report made before the extend", before[regs[0].name].hex(),
                          report_values(ctx, m, r)[regs[0].name].hex(), keypath(m, regs[0]))

@@ -117,12 +117,7 @@ def load_run(path: str) -> Run:
         if not os.path.exists(os.path.join(path, RESULTS)):
             raise ResultsError(f"{path}: not a bundle (no {RESULTS}; bundles are written by run --bundle DIR)")
         return _from_bundle(path)
-    try:
-        data = read_bounded(path, RESULTS_MAX, "results file")
-    except InputError as e:
-        raise ResultsError(str(e)) from None
-    except OSError as e:
-        raise ResultsError(f"{path}: {e.strerror or e}") from None
+    data = _read(path, "results file")
     head = data.lstrip()[:200]
     if head.startswith(b"{"):
         return _from_results_json(path, data, os.path.dirname(path) or ".")
@@ -133,13 +128,17 @@ def load_run(path: str) -> Run:
 
 def _from_bundle(path: str) -> Run:
     rp = os.path.join(path, RESULTS)
+    return _from_results_json(rp, _read(rp, "results file"), path)
+
+
+def _read(path: str, what: str) -> bytes:
+    """A results file within RESULTS_MAX, or ResultsError in one line."""
     try:
-        data = read_bounded(rp, RESULTS_MAX, "results file")
+        return read_bounded(path, RESULTS_MAX, what)
     except InputError as e:
         raise ResultsError(str(e)) from None
     except OSError as e:
-        raise ResultsError(f"{rp}: {e.strerror or e}") from None
-    return _from_results_json(rp, data, path)
+        raise ResultsError(f"{path}: {e.strerror or e}") from None
 
 
 def _json(path: str, data: bytes) -> Any:
@@ -156,12 +155,7 @@ def _from_results_json(path: str, data: bytes, bundle: str) -> Run:
     env: dict[str, Any] = {}
     ep = os.path.join(bundle, ENVIRONMENT)
     if os.path.exists(ep):
-        try:
-            e = _json(ep, read_bounded(ep, RESULTS_MAX, "environment file"))
-        except InputError as err:
-            raise ResultsError(str(err)) from None
-        except OSError as err:
-            raise ResultsError(f"{ep}: {err.strerror or err}") from None
+        e = _json(ep, _read(ep, "environment file"))
         env = e if isinstance(e, dict) else {}
     for key in ("checks", "stale_baseline"):
         if not isinstance(d.get(key) or [], list):

@@ -98,12 +98,9 @@ def report_group_problem(root: str, any_filesystem: bool = False) -> str | None:
     return None
 
 
-class LiveTree(Tree):
-    #: "live" (configfs), "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``), or
-    #: "foreign": another filesystem, allowed by --any-filesystem
-    kind = "live"
-    #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
-    limits: Mapping[str, str] = {}
+class _Syscalls:
+    """The operations as the syscalls on a directory's files (``_p``: a path in it), shared by the
+    report group (LiveTree) and a measurement group (LiveMr)."""
 
     # fd operations are the syscalls themselves: no Python frame between a check and the kernel
     close = staticmethod(os.close)
@@ -112,6 +109,28 @@ class LiveTree(Tree):
     write = staticmethod(os.write)
     pwrite = staticmethod(os.pwrite)
     lseek = staticmethod(os.lseek)
+
+    def _p(self, path: str) -> str:
+        raise NotImplementedError
+
+    def listdir(self, path: str = "") -> list[str]:
+        return os.listdir(self._p(path))
+
+    def stat(self, path: str) -> Stat:
+        st = os.stat(self._p(path))
+        return Stat(st.st_mode, st.st_size)
+
+    def open(self, path: str, flags: int) -> int:
+        # O_CREAT is never wanted: a typo must not create files in a plain directory.
+        return os.open(self._p(path), flags & ~os.O_CREAT)
+
+
+class LiveTree(_Syscalls, Tree):
+    #: "live" (configfs), "fuse" on a FUSE mount (e.g. ``tsm-conformance emulate --mount``), or
+    #: "foreign": another filesystem, allowed by --any-filesystem
+    kind = "live"
+    #: behaviours this target cannot show (target/fuse_limits.py); checks ask Ctx.need_observable
+    limits: Mapping[str, str] = {}
 
     def __init__(self, root: str, any_filesystem: bool = False, control: ProviderControl | None = None) -> None:
         """``control``: the provider's lifecycle (a VM's tsm_test module: runstate.module_control)."""
@@ -156,32 +175,15 @@ class LiveTree(Tree):
             raise ValueError("refusing to rmdir the tree root")
         os.rmdir(self._p(path))
 
-    def listdir(self, path: str = "") -> list[str]:
-        return os.listdir(self._p(path))
-
-    def stat(self, path: str) -> Stat:
-        st = os.stat(self._p(path))
-        return Stat(st.st_mode, st.st_size)
-
-    def open(self, path: str, flags: int) -> int:
-        # O_CREAT is never wanted: a typo must not create files in a plain directory.
-        return os.open(self._p(path), flags & ~os.O_CREAT)
 
     def measurements(self, where: str | None = None, counter: str | None = None) -> LiveMr | None:
         return _live_measurements(self, where, counter)
 
 
 
-class LiveMr:
+class LiveMr(_Syscalls):
     """MrTree over a measurement group's sysfs directory (docs/abi-measurements.md §1): only the
     register files in it, by name; nothing is ever created."""
-
-    close = staticmethod(os.close)
-    read = staticmethod(os.read)
-    pread = staticmethod(os.pread)
-    write = staticmethod(os.write)
-    pwrite = staticmethod(os.pwrite)
-    lseek = staticmethod(os.lseek)
 
     def __init__(self, directory: str, counter: str | None = None) -> None:
         self.dir, self.counter = directory, counter
@@ -203,15 +205,6 @@ class LiveMr:
         except (OSError, ValueError):
             return None
 
-    def listdir(self, path: str = "") -> list[str]:
-        return os.listdir(self._p(path))
-
-    def stat(self, path: str) -> Stat:
-        st = os.stat(self._p(path))
-        return Stat(st.st_mode, st.st_size)
-
-    def open(self, path: str, flags: int) -> int:
-        return os.open(self._p(path), flags & ~os.O_CREAT)
 
 
 def _live_measurements(tree: LiveTree, where: str | None, counter: str | None) -> LiveMr | None:

@@ -43,11 +43,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from itertools import zip_longest
 from typing import Any
 
 from tsm_conformance.names import FUZZ, with_pid
-from tsm_conformance.seq import HUNG, MR_HEAD, Op, Step
+from tsm_conformance.seq import HUNG, MR_HEAD, Step
 
 from .. import harness
 from ..api import Finding, TargetContext
@@ -218,13 +217,7 @@ def schedule(premade: bool, macros: list[Macro], shape: Shape) -> list[Step]:
     progs: dict[int, list[tuple[str, tuple]]] = {}
     for k, m in enumerate(macros):
         progs.setdefault(m[1], []).extend(_expand(m, shape, k, made, committed))
-    threads = sorted(progs)
-    if len(threads) == 1:
-        raw += [(None, name, args) for name, args in progs[threads[0]]]
-    elif threads:  # round-robin: the k-th op of every thread, then the (k+1)-th
-        labels = [f"T{t + 1}" for t in threads]
-        for row in zip_longest(*(progs[t] for t in threads)):
-            raw += [(th, *op) for th, op in zip(labels, row) if op is not None]
+    raw += harness.interleave(progs)
     for reg in shape.regs:
         fd = f"@e{reg.file_name}"
         raw += [(None, "open", (f"{MR_HEAD}/{reg.file_name}", "O_RDONLY", fd)), (None, "read", (fd, reg.size + 1)),
@@ -233,30 +226,9 @@ def schedule(premade: bool, macros: list[Macro], shape: Shape) -> list[Step]:
         raw += [(None, n, a) for n, a in _commit(item, _bytes("end", 0, i, shape.report_len), f"@end{item}")]
         for b in shape.carrying:
             raw += [(None, n, a) for n, a in _whole(item, b, f"@end{item}{b}")]
-    names: dict[str, str] = {}
-    steps = []
-    for th, name, args in raw:
-        if name == "open":
-            names[args[2]] = f"fd{len(names)}"
-            args = args[:2]
-        elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
-            args = (names[args[0]],) + args[1:]
-        steps.append(Step(_op(name, args), None, th))
-    return steps
+    return harness.to_steps(raw)
 
 
-_OPS: dict[tuple[str, tuple], Op] = {}
-
-
-def _op(name: str, args: tuple) -> Op:
-    """One Op per distinct operation (an Op is immutable), as fuzz_sequences keeps them."""
-    key = (name, args)
-    op = _OPS.get(key)
-    if op is None:
-        if len(_OPS) >= 1 << 14:
-            _OPS.clear()
-        op = _OPS[key] = Op(name, args)
-    return op
 
 
 def _mkdir(item: str, shape: Shape) -> list[tuple[str, tuple]]:

@@ -24,11 +24,9 @@ import functools
 import hashlib
 import time
 from collections import Counter
-from itertools import zip_longest
 from typing import Any
 
 from tsm_conformance.names import FUZZ, with_pid
-from tsm_conformance.seq import Op, Step
 
 from .. import harness
 from ..api import Finding, TargetContext
@@ -125,43 +123,15 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
     progs: dict[int, list[tuple[str, tuple]]] = {}
     for k, m in enumerate(macros):
         progs.setdefault(m[1], []).extend(_expand(m, shape, k))
-    threads = sorted(progs)
     raw: list[tuple[str | None, str, tuple]] = [(None, "mkdir", (x,)) for x in premade]
-    if len(threads) == 1:
-        raw += [(None, name, args) for name, args in progs[threads[0]]]
-    else:  # round-robin: the k-th op of every thread, then the (k+1)-th
-        labels = [f"T{t + 1}" for t in threads]
-        for row in zip_longest(*(progs[t] for t in threads)):
-            raw += [(th, *op) for th, op in zip(labels, row) if op is not None]
+    raw += harness.interleave(progs)
     for x in items:
         raw += [(None, "open", (f"{x}/generation", "O_RDONLY", f"@end{x}")), (None, "read", (f"@end{x}", 64)),
                 (None, "close", (f"@end{x}",))]
     raw.append((None, "listdir", (".",)))
-    names: dict[str, str] = {}
-    steps = []
-    for th, name, args in raw:
-        if name == "open":
-            names[args[2]] = f"fd{len(names)}"
-            args = args[:2]
-        elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
-            args = (names[args[0]],) + args[1:]
-        steps.append(Step(_op(name, args), None, th))
-    return steps
+    return harness.to_steps(raw)
 
 
-_OPS: dict[tuple[str, tuple], Op] = {}
-
-
-def _op(name: str, args: tuple) -> Op:
-    """One Op per distinct operation (an Op is immutable): most recur from input to input, and
-    looking one up costs less than making it."""
-    key = (name, args)
-    op = _OPS.get(key)
-    if op is None:
-        if len(_OPS) >= 1 << 14:
-            _OPS.clear()
-        op = _OPS[key] = Op(name, args)
-    return op
 
 
 def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
