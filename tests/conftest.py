@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 _REPO = Path(__file__).resolve().parents[1]
 for _package, _src in (("tsm_conformance", "conformance"), ("tsm_fuzz", "fuzz")):
     if importlib.util.find_spec(_package) is None and (_REPO / _src).is_dir():
@@ -27,7 +29,6 @@ SLOW_TESTS = {
 
 
 def pytest_collection_modifyitems(items: list) -> None:  # noqa: ANN001 (pytest.Item)
-    import pytest
     for item in items:
         file = item.path.name
         if item.get_closest_marker("slow") is None and (
@@ -35,3 +36,26 @@ def pytest_collection_modifyitems(items: list) -> None:  # noqa: ANN001 (pytest.
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.fast)
+
+
+#: What `tsm-conformance client` writes to the working directory by default (--out, --trace).  A
+#: test runs the command with cwd=tmp_path (or names its outputs there); one that left these in the
+#: checkout fails here (with xdist, possibly a test running beside it: the names say which command).
+DEFAULT_OUTPUTS = ("tsm-client", "tsm-client-trace.jsonl")
+
+
+_OUTPUTS_BEFORE = pytest.StashKey[set[str]]()
+
+
+def _default_outputs() -> set[str]:
+    return {name for name in DEFAULT_OUTPUTS if (_REPO / name).exists()}
+
+
+def pytest_runtest_setup(item) -> None:  # noqa: ANN001 (pytest.Item)
+    item.stash[_OUTPUTS_BEFORE] = _default_outputs()
+
+
+def pytest_runtest_teardown(item) -> None:  # noqa: ANN001 (pytest.Item)
+    stray = _default_outputs() - item.stash.get(_OUTPUTS_BEFORE, set())
+    assert not stray, (f"a test left the client command's default outputs in the checkout: "
+                       f"{', '.join(sorted(stray))} (run it with cwd=tmp_path)")

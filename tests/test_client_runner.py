@@ -14,11 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tsm_conformance.client.plans import PLANS
 from tsm_conformance.client.runner import ClientRun, run_client, setup_problem, summarize
 from tsm_conformance.frontend import trace as trace_mod
 from tsm_conformance.frontend.trace import Trace, flags_text
@@ -69,6 +72,81 @@ def nothing_left(trace: Path, before: list[str], marker: str | None = None) -> N
 
 def records(run: ClientRun) -> list[dict[str, Any]]:
     return [json.loads(line) for line in run.trace.read_text().splitlines()]
+
+
+def wait_for(what: str, ready: Callable[[], object], p: subprocess.Popen[str] | None = None,
+             timeout: float = 120.0) -> None:
+    """Until ``ready()`` (an observable event: a file the client wrote, a process gone) holds;
+    fails at once when ``p`` (the command) ended instead."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if p is not None and p.poll() is not None:
+            pytest.fail(f"{what}: the command ended first (status {p.returncode}): {p.communicate()}")
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Proc:
+    """A process by pid and start time, so a pid reused meanwhile is not taken for it."""
+
+    pid: int
+    start: str
+    ppid: int
+
+    @staticmethod
+    def _stat(pid: int) -> list[str] | None:
+        try:  # the fields after the command name: state, ppid, ..., starttime (field 22)
+            return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+
+    @classmethod
+    def of(cls, pid: int) -> Proc:
+        f = cls._stat(pid)
+        assert f is not None, f"process {pid} is gone already"
+        return cls(pid, f[19], int(f[1]))
+
+    def gone(self) -> bool:
+        f = self._stat(self.pid)
+        return f is None or f[19] != self.start
+
+    def running(self) -> bool:
+        """Alive, not a zombie waiting to be reaped."""
+        f = self._stat(self.pid)
+        return f is not None and f[19] == self.start and f[0] != "Z"
+
+    def ns_mnt(self) -> str | None:
+        try:
+            return None if self.gone() else os.readlink(f"/proc/{self.pid}/ns/mnt")
+        except OSError:
+            return None
+
+
+def in_namespace(ns: str) -> list[int]:
+    """The pids whose mount namespace is ``ns`` (``mnt:[N]``)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.readlink(d / "ns" / "mnt") == ns:
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def start_cli(cwd: Path, *args: str, stderr: int = subprocess.PIPE, **env: str) -> subprocess.Popen[str]:
+    """`tsm-conformance client ...` started in ``cwd`` (a test's tmp_path: the command's default
+    outputs, ./tsm-client and ./tsm-client-trace.jsonl, go to the working directory)."""
+    return subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", *args], stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=cli_env(**env), cwd=cwd)
 
 
 # ----------------------------------------------------------------------------- the trace alone
@@ -146,7 +224,7 @@ def test_the_timeout_kills_the_client(tmp_path: Path) -> None:
     run = run_client(["sh", "-c", f"mkdir {R}/slow; sleep 987651; echo never"], "sev_guest",
                      tmp_path / "t.jsonl", 1.5, echo=False)
     assert run.status == "timeout"
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 60  # not the sleep: the 1.5 s timeout and the 5 s kill grace
     assert b"never" not in run.stdout_tail
     nothing_left(run.trace, before, "sleep 987651")
 
@@ -154,17 +232,37 @@ def test_the_timeout_kills_the_client(tmp_path: Path) -> None:
 @needs_jail
 def test_the_cli_runs_a_client_and_maps_its_status(tmp_path: Path) -> None:
     before = mountinfo()
-    p = cli("client", "--plans", "none", "--trace", "t.jsonl", "--", "sh", "-c", f"mkdir {R}/a && rmdir {R}/a", cwd=tmp_path)
+    p = cli("client", "--plans", "none", "--trace", "t.jsonl", "--", "sh", "-c", f"mkdir {R}/a && rmdir {R}/a",
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert line.startswith("client exited 0 in ") and "items made 1, removed 1" in line, line
     assert (tmp_path / "t.jsonl").stat().st_size > 0
-    p = cli("client", "--plans", "none", "--trace", str(tmp_path / "u.jsonl"), "--", "sh", "-c", "exit 3", cwd=tmp_path)
+    p = cli("client", "--plans", "none", "--trace", str(tmp_path / "u.jsonl"), "--", "sh", "-c", "exit 3",
+            cwd=tmp_path)
     assert p.returncode == 1 and "client exited 3" in p.stderr, p.stderr
     assert "needs a command" in one_line_error(cli("client", "--", cwd=tmp_path))
-    assert "emulator" in one_line_error(cli("client", "--plans", "none", "--emulate", "nonesuch", "--trace", str(tmp_path / "v.jsonl"),
-                                            "--", "true", cwd=tmp_path))
+    assert "emulator" in one_line_error(cli("client", "--plans", "none", "--emulate", "nonesuch",
+                                            "--trace", str(tmp_path / "v.jsonl"), "--", "true", cwd=tmp_path))
     nothing_left(tmp_path / "t.jsonl", before)
+
+
+@needs_jail
+def test_the_cli_runs_every_plan_by_default(tmp_path: Path) -> None:
+    """No --plans: every plan, the rules x plans table on stdout, the traces in ./tsm-client."""
+    before = mountinfo()
+    p = cli("client", "--", "sh", "-c", f"mkdir {R}/a && rmdir {R}/a", cwd=tmp_path)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    table = p.stdout.splitlines()
+    assert table[0].split() == ["rule", *(plan[:14] for plan in PLANS)], table
+    assert table[-1].split() == ["exit", "status", *("1" if plan == "foreign-name" else "0" for plan in PLANS)]
+    assert "FAIL" not in p.stdout
+    assert p.stderr.splitlines() == [f"client: 0 rule failure(s) over {len(PLANS)} plan(s); traces in tsm-client"]
+    out = tmp_path / "tsm-client"
+    assert sorted(f.name for f in out.iterdir()) == sorted(f"{plan}.jsonl" for plan in PLANS)
+    for plan in PLANS:
+        assert (out / f"{plan}.jsonl").stat().st_size > 0, plan
+        nothing_left(out / f"{plan}.jsonl", before)
 
 
 @needs_jail
@@ -172,15 +270,13 @@ def test_the_cli_runs_a_client_and_maps_its_status(tmp_path: Path) -> None:
 def test_a_signal_ends_everything(sig: signal.Signals, tmp_path: Path) -> None:
     before = mountinfo()
     trace = tmp_path / "t.jsonl"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(trace), "--",
-                          "sh", "-c", f"mkdir {R}/x && echo ready && sleep 987652"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sleep = f"sleep {987600 + sig}"  # the SIGINT and SIGTERM runs may run side by side (xdist)
+    p = start_cli(tmp_path, "client", "--plans", "none", "--trace", str(trace), "--",
+                  "sh", "-c", f"mkdir {R}/x && echo ready && {sleep}")
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    reader.join(30)
+    reader.join(120)  # the namespace and the emulator start first (both cores may be busy)
     try:
         assert line == ["ready\n"], (line, p.poll())
         p.send_signal(sig)
@@ -190,38 +286,76 @@ def test_a_signal_ends_everything(sig: signal.Signals, tmp_path: Path) -> None:
             p.kill()
     assert p.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
-    nothing_left(trace, before, "sleep 987652")
+    nothing_left(trace, before, sleep)
+
+
+@needs_jail
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_plans_ends_everything(sig: signal.Signals, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM to `tsm-conformance client` (every plan, the default) while the
+    second plan's client runs, with a child of its own: exit 130 with one line and no table, nothing
+    mounted, no process of the namespace left (the jail, the emulator, the client and its child),
+    the namespace gone, no temporary directory and no later plan's trace."""
+    before = mountinfo()
+    tmp, second, first = tmp_path / "tmp", tmp_path / "second", tmp_path / "first"
+    tmp.mkdir()
+    client = (f"mkdir {R}/c$$ || exit 1; "
+              f"if [ -e {first} ]; then sleep 987654 & "
+              f"echo $$ $! $(readlink /proc/self/ns/mnt) > {second}.tmp && mv {second}.tmp {second}; wait; fi; "
+              f"rmdir {R}/c$$; echo $$ > {first}")
+    p = start_cli(tmp_path, "client", "--", "sh", "-c", client, TMPDIR=str(tmp))
+    try:
+        wait_for("the second plan's client", second.exists, p)
+        sh, child, ns = second.read_text().split()
+        namespace = [Proc.of(pid) for pid in in_namespace(ns)]  # the jail, the emulator, sh, its child
+        ours = {Proc.of(int(sh)), Proc.of(int(child)), Proc.of(Proc.of(int(sh)).ppid)}  # the jail: sh's parent
+        assert ours <= set(namespace) and len(namespace) >= 4, (ours, namespace)
+        unshare = Proc.of(Proc.of(int(sh)).ppid).ppid  # outside the namespace, the jail's parent
+        namespace.append(Proc.of(unshare))
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, (p.returncode, out, err)
+    assert err.splitlines() == ["tsm-conformance: interrupted"] and out == "", (out, err)
+    assert not [q for q in namespace if q.running()], [q for q in namespace if q.running()]
+    wait_for("every process of the namespace reaped", lambda: all(q.gone() for q in namespace))
+    assert not [q for q in namespace if q.ns_mnt() == ns]  # pids reused meanwhile are others' (Proc.gone)
+    assert mountinfo() == before
+    assert not list(tmp.iterdir())  # the runner's temporary directory (the jail's status file)
+    assert sorted(f.name for f in (tmp_path / "tsm-client").iterdir()) == ["generation-bump.jsonl", "none.jsonl"]
+    host = Path(R)
+    assert not (host.is_dir() and [n for n in os.listdir(host) if n in (f"c{sh}", f"c{first.read_text().strip()}")])
 
 
 @needs_jail
 def test_a_killed_caller_still_ends_everything(tmp_path: Path) -> None:
-    """SIGKILL to `tsm-conformance client`: the jail notices its caller is gone and cleans up."""
+    """SIGKILL to `tsm-conformance client` (every plan, the default) while the first plan's client
+    runs: the jail notices its caller is gone and cleans up."""
     before = mountinfo()
-    trace = tmp_path / "t.jsonl"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
-    p = subprocess.Popen([sys.executable, "-m", "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(trace), "--",
-                          "sh", "-c", "echo ready && sleep 987653"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    started = tmp_path / "started"
+    p = start_cli(tmp_path, "client", "--", "sh", "-c",
+                  f"echo $$ > {started}.tmp && mv {started}.tmp {started} && exec sleep 987653",
+                  stderr=subprocess.DEVNULL)
     try:
-        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        wait_for("the client started", started.exists, p)
+        client = Proc.of(int(started.read_text()))
     finally:
         p.kill()
         p.wait()
-    deadline = time.monotonic() + 20
-    while (processes_with(str(trace)) or processes_with("sleep 987653")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    nothing_left(trace, before, "sleep 987653")
+    wait_for("the jail, the emulator and the client gone",
+             lambda: not processes_with(str(tmp_path)) and not processes_with("sleep 987653") and client.gone())
+    nothing_left(tmp_path / "tsm-client" / "none.jsonl", before, "sleep 987653")
 
 
 @needs_jail
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) is not installed")
 def test_not_root_is_one_line(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "conformance"), env.get("PYTHONPATH", "")])
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                        "tsm_conformance.cli", "client", "--plans", "none", "--trace", str(tmp_path / "t.jsonl"), "--", "true"],
-                       capture_output=True, text=True, env=env, timeout=60, cwd="/")
+                        "tsm_conformance.cli", "client", "--out", str(tmp_path / "out"), "--", "true"],
+                       capture_output=True, text=True, env=cli_env(), timeout=60, cwd="/")
     if "Permission denied" in p.stderr and "Traceback" in p.stderr:
         pytest.skip(f"nobody cannot run this checkout: {p.stderr.strip().splitlines()[-1]}")
     assert "needs root" in one_line_error(p)

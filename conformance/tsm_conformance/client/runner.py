@@ -30,6 +30,8 @@ from typing import IO, Any
 
 import tsm_conformance
 
+from .. import signals
+
 TAIL = 4096  # bytes of CMD's stdout and stderr kept
 EXIT_TIMEOUT, EXIT_SETUP, EXIT_INTERRUPTED = 124, 125, 130  # the jail's statuses (jail.py)
 JAIL_GRACE = 30.0  # seconds the jail may take beyond the timeout (kill grace, unmount) before SIGKILL
@@ -80,28 +82,37 @@ def run_client(cmd: list[str], spec: str, trace: Path, timeout: float, pre_items
         trace.write_bytes(b"")
     except OSError as e:
         raise ClientSetupError(f"cannot write the trace {trace}: {e.strerror}") from None
-    with tempfile.TemporaryDirectory(prefix="tsm-client-") as tmp:
+    # The command's SIGINT/SIGTERM (signals.py) is held over the steps that must not be cut in two:
+    # a jail started is a jail known (so _stop ends it), and a temporary directory made is removed.
+    with signals.held():
+        tmp = tempfile.mkdtemp(prefix="tsm-client-")
         status_file = Path(tmp) / "status.json"
+    p: subprocess.Popen[bytes] | None = None
+    tees: list[_Tee] = []
+    try:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PKG_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(d for d in (PKG_ROOT, os.environ.get("PYTHONPATH")) if d)
         jail = ["unshare", "--mount", "--propagation", "private", "--fork",
                 sys.executable, "-m", "tsm_conformance.client.jail", "--spec", spec, "--trace", str(trace),
                 "--status", str(status_file), "--timeout", str(timeout),
                 "--client-pythonpath", json.dumps(os.environ.get("PYTHONPATH")), "--watch-pid", str(os.getpid()),
                 *(a for name in pre_items or () for a in ("--pre-item", name)), "--", *cmd]
         start = time.monotonic()
-        p = subprocess.Popen(jail, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0)
-        tees = [_Tee(p.stdout, sys.stdout if echo else None), _Tee(p.stderr, sys.stderr if echo else None)]
-        try:
-            code = _wait(p, timeout + JAIL_GRACE)
-        except KeyboardInterrupt:
+        with signals.held():
+            p = subprocess.Popen(jail, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0)
+            tees = [_Tee(p.stdout, sys.stdout if echo else None), _Tee(p.stderr, sys.stderr if echo else None)]
+        code = _wait(p, timeout + JAIL_GRACE)
+        duration = time.monotonic() - start
+    except KeyboardInterrupt:
+        if p is not None:
             _stop(p)
-            raise
-        finally:
+        raise
+    finally:
+        with signals.held():
             for t in tees:
                 t.join()
-        duration = time.monotonic() - start
-        st = _read_status(status_file)
+            st = _read_status(status_file)
+            shutil.rmtree(tmp, ignore_errors=True)
     if code == EXIT_SETUP and st.get("error"):
         raise ClientSetupError(str(st["error"]))
     if st.get("status") is None and code != 0:  # the jail died without saying why
