@@ -38,10 +38,11 @@ def pytest_collection_modifyitems(items: list) -> None:  # noqa: ANN001 (pytest.
             item.add_marker(pytest.mark.fast)
 
 
-#: What `tsm-conformance client` writes to the working directory by default (--out, --trace).  A
-#: test runs the command with cwd=tmp_path (or names its outputs there); one that left these in the
-#: checkout fails here (with xdist, possibly a test running beside it: the names say which command).
-DEFAULT_OUTPUTS = ("tsm-client", "tsm-client-trace.jsonl")
+#: What the commands write to the working directory by default: `run`'s --failures-dir, `client`'s
+#: --out and --trace, `fuzz`'s --artifacts, `vm`'s --fuzz-out.  A test runs a command with
+#: cwd=tmp_path (or names its outputs there); one that left these in the checkout fails here (with
+#: xdist, possibly a test running beside it: the names say which command).
+DEFAULT_OUTPUTS = ("tsm-failures", "tsm-client", "tsm-client-trace.jsonl", "fuzz-artifacts", "vm-fuzz")
 
 
 _OUTPUTS_BEFORE = pytest.StashKey[set[str]]()
@@ -57,5 +58,5 @@ def pytest_runtest_setup(item) -> None:  # noqa: ANN001 (pytest.Item)
 
 def pytest_runtest_teardown(item) -> None:  # noqa: ANN001 (pytest.Item)
     stray = _default_outputs() - item.stash.get(_OUTPUTS_BEFORE, set())
-    assert not stray, (f"a test left the client command's default outputs in the checkout: "
+    assert not stray, (f"a test left a command's default outputs in the checkout: "
                        f"{', '.join(sorted(stray))} (run it with cwd=tmp_path)")
