@@ -167,7 +167,7 @@ def test_kselftest_wrapper_skips_without_configfs_tsm_and_fails_on_bad_setup(tmp
 
     def wrapper(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", str(REPO / "kselftest" / "tsm_conformance.sh")], capture_output=True,
-                              text=True, env={**base, **env}, timeout=120)
+                              text=True, env={**base, **env}, timeout=120, cwd=tmp_path)  # ./tsm-failures
     for absent in (dict(TSM_ROOT=str(tmp_path / "config" / "tsm" / "report")),
                    dict(TSM_EMULATE="sev_guest:registered=0")):
         p = wrapper(**absent)

@@ -511,12 +511,75 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve the emulator as a FUSE filesystem in the foreground until SIGINT/SIGTERM."""
     from .frontend.fuse import FuseUnavailable, serve
     try:
-        serve(args.spec, args.mount, announce=lambda line: print(line, flush=True))
+        serve(args.spec, args.mount, announce=lambda line: print(line, flush=True), trace=args.trace)
     except ValueError as e:  # a bad SPEC
         return _usage(str(e))
     except FuseUnavailable as e:
         return _usage(f"FUSE unavailable: {e}")
     return EXIT_OK
+
+
+def cmd_client(args: argparse.Namespace, cmd: list[str]) -> int:
+    """Run CMD once against the faithful emulator in a private mount namespace, traced; one summary
+    line; 0 if it exited 0, else 1; 2 for a set-up problem."""
+    from pathlib import Path
+
+    from .client.runner import ClientSetupError, run_client, summarize
+    if not cmd:
+        return _usage("client needs a command after --: tsm-conformance client -- CMD ARGS...")
+    if not args.timeout > 0:
+        return _usage(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    if args.plans != "none":
+        return _client_plans(args, cmd)
+    try:
+        run = run_client(cmd, args.emulate, Path(args.trace), args.timeout)
+    except ClientSetupError as e:
+        return _usage(f"client: {e}")
+    s = summarize(run)
+    status = f"timed out after {args.timeout:g} s" if run.status == "timeout" else f"exited {run.status}"
+    print(f"client {status} in {run.duration:.2f} s; {s.operations} operations on the report group"
+          f"{' (trace truncated)' if s.truncated else ''}; items made {s.items_made}, removed {s.items_removed}; "
+          f"trace {args.trace}", file=sys.stderr)
+    return EXIT_OK if run.status == 0 else EXIT_FAIL
+
+
+def _client_plans(args: argparse.Namespace, cmd: list[str]) -> int:
+    """The client once per fault plan, each trace judged by every rule: the rules x plans table,
+    each failure's evidence, JUnit; 1 if any rule failed."""
+    from pathlib import Path
+
+    from .client.plans import PLANS, failures, run_plans, table, write_junit
+    from .client.runner import ClientSetupError
+    plans = PLANS if args.plans == "all" else tuple(p.strip() for p in args.plans.split(",") if p.strip())
+    unknown = [p for p in plans if p not in PLANS]
+    if unknown or not plans:
+        return _usage(f"--plans {args.plans}: plans are {', '.join(PLANS)} (or all, or none)")
+    import fnmatch
+
+    from .client.rules import RULES
+    globs = [g.strip() for g in (args.rules or "*").split(",") if g.strip()]
+    chosen = [r for r in RULES if any(fnmatch.fnmatchcase(r, g) for g in globs)]
+    missing = [g for g in globs if not any(fnmatch.fnmatchcase(r, g) for r in RULES)]
+    if missing or not chosen:
+        return _usage(f"--rules {args.rules}: {', '.join(missing) or 'nothing'} matches no rule (rules: "
+                      f"{', '.join(RULES)})")
+    try:
+        results = run_plans(cmd, args.emulate, Path(args.out), args.timeout, plans)
+        for p in results:  # the table, failures and JUnit speak of the chosen rules only
+            p.verdicts = {r: v for r, v in p.verdicts.items() if r in chosen}
+    except ClientSetupError as e:
+        return _usage(f"client: {e}")
+    except ValueError as e:  # a trace over its bound, an emulator spec refused
+        return _usage(f"client: {e}")
+    print("\n".join(table(results)))
+    bad = failures(results)
+    for rule, plan, evidence in bad:
+        print(f"\n{rule} [{plan}]")
+        print("\n".join(f"  {line}" for line in evidence))
+    if args.junit:
+        write_junit(results, Path(args.junit), cmd)
+    print(f"client: {len(bad)} rule failure(s) over {len(results)} plan(s); traces in {args.out}", file=sys.stderr)
+    return EXIT_FAIL if bad else EXIT_OK
 
 
 def _setup_failed(e: SetupError, absent_exit: int) -> int:
@@ -671,6 +734,29 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
                         description="DIR becomes a configfs top: run the suite with --root DIR/tsm/report.")
     em.add_argument("spec", metavar="SPEC", help="PROVIDER[@ERA][+QUIRK[,QUIRK...]], as for run --emulate")
     em.add_argument("--mount", metavar="DIR", required=True, help="an empty directory to mount on")
+    em.add_argument("--trace", metavar="FILE", help="write every operation on the report tree to FILE, one JSON line "
+                                                   "each (frontend/trace.py; at most 100,000 records or 64 MiB)")
+    clt = sub.add_parser("client", usage="tsm-conformance client [--emulate SPEC] [--timeout S] [--trace FILE] "
+                                          "-- CMD ARGS...",
+                         help="run an attestation client against the emulated report group, traced "
+                              "(root, FUSE, unshare): tsm-conformance client -- CMD ARGS...",
+                         description="CMD runs in a private mount namespace where /sys/kernel/config/tsm/report is "
+                                     "the emulated group; every operation on it is written to the trace.")
+    clt.add_argument("--emulate", metavar="SPEC", default="sev_guest", help="the emulated provider (default sev_guest)")
+    clt.add_argument("--timeout", metavar="S", type=float, default=120.0,
+                     help="seconds the client may run (then its process group is killed), default 120")
+    clt.add_argument("--trace", metavar="FILE", default="tsm-client-trace.jsonl",
+                     help="with --plans none: where the operation trace goes (JSON lines), default "
+                          "./tsm-client-trace.jsonl")
+    clt.add_argument("--plans", metavar="all|none|PLAN,...", default="all",
+                     help="fault plans to run the client under, each judged by every client rule: none (just run "
+                          "and trace it), generation-bump, empty-outblob, busy-once, enxio-read, foreign-name "
+                          "(default all)")
+    clt.add_argument("--out", metavar="DIR", default="tsm-client",
+                     help="where the plans' traces go (DIR/PLAN.jsonl), default ./tsm-client")
+    clt.add_argument("--junit", metavar="FILE", help="JUnit: a suite per plan, a case per rule")
+    clt.add_argument("--rules", metavar="GLOB,...", help="only these client rules (ids or globs, e.g. "
+                                                         "'client.generation.*'; default: every rule)")
     ins = sub.add_parser("inspect", help="parse a captured report (outblob/auxblob/manifestblob) and print its fields")
     ins.add_argument("file", metavar="FILE", help="raw bytes or hex text; - for stdin")
     ins.add_argument("--format", choices=("snp", "snp-certs", "svsm-manifest", "tdx", "cca"),
@@ -864,6 +950,8 @@ def _dispatch(argv: list[str]) -> int:
             return cmd_inspect(args)
         if args.cmd == "emulate":
             return cmd_emulate(args)
+        if args.cmd == "client":
+            return cmd_client(args, extra)
         if args.cmd == "detect":
             return cmd_detect(args)
         if args.cmd == "clean":

@@ -53,6 +53,10 @@ BUNDLE_FILES = 10_000
 BUNDLE_TOTAL = 1024 * MiB
 BASELINE_MAX = 256 * KiB
 BASELINE_ENTRIES = 2_000
+#: A client run's operation trace (tsm-conformance client): the FUSE frontend's own bounds
+#: (frontend/trace.py: 100,000 records, 64 MiB), plus its one closing ``#truncated`` line.
+TRACE_RECORDS = 100_000
+TRACE_MAX = 64 * MiB + KiB
 
 #: Filesystems whose files are not data: reading them asks the kernel (or a provider) for something.
 PSEUDO_FILESYSTEMS = frozenset({

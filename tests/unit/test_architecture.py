@@ -103,3 +103,11 @@ def test_baselines_are_expectations() -> None:
     bad = {m for m in imports(PKG / "profile" / "baseline.py")
            if m.startswith("tsm_conformance.") and not m.startswith(allowed)}
     assert not bad, bad
+
+
+def test_the_client_runs_the_emulator_as_a_process() -> None:
+    """client/'s runner and jail start `tsm-conformance emulate --trace` in the namespace and read
+    the trace; they import neither the emulator nor the checks (ARCHITECTURE.md)."""
+    for f in (PKG / "client" / "runner.py", PKG / "client" / "jail.py", PKG / "frontend" / "trace.py"):
+        bad = {m for m in imports(f) if m.startswith(("tsm_conformance.emulator", "tsm_conformance.checks"))}
+        assert not bad, (f, bad)

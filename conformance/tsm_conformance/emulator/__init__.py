@@ -17,7 +17,8 @@ def boot(spec: Spec | str) -> Kernel:
     # parse_spec checked every value against params.py's tables
     k = Kernel(spec.era, frozenset(spec.quirks), gen_bits=to_int(spec.params.get("gen_bits", "64")),
                init_on_alloc=as_bool(spec.params.get("init_on_alloc", "1")),
-               size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")))
+               size_fill_fix=as_bool(spec.params.get("size_fill_fix", "0")),
+               client_fault=spec.params.get("client_fault", "none"))
     provider = _provider(spec)
     if provider is not None:
         k.register(provider)

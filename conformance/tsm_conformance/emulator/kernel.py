@@ -32,6 +32,7 @@ NAME_MAX = 255
 SIMPLE_ATTR_SIZE = 4096
 INBLOB_MAX = 64
 PRIVLEVEL_MAX = 3
+SLOW_PROVIDER_SECONDS = 3.0  # client_fault=slow: how long the first report of an item takes
 PREEMPT_WINDOW = 0.0002  # seconds between sizing and filling a binary read, when threads compete
 HANG_SECONDS = 3600.0  # quirk report-hangs: far past any operation deadline
 RO_TEXT = ("generation", "provider", "privlevel_floor")
@@ -93,8 +94,9 @@ def attr_mode(attr: str) -> int:
 
 class Kernel:
     def __init__(self, era: Era, quirks: frozenset[str] = frozenset(), gen_bits: int = 64,
-                 init_on_alloc: bool = True, size_fill_fix: bool = False) -> None:
+                 init_on_alloc: bool = True, size_fill_fix: bool = False, client_fault: str = "none") -> None:
         self.era = era
+        self.client_fault = client_fault  # params.py: what a client's first outblob read meets
         # No kernel has a fix for the size-then-fill race yet (docs/abi.md §8.14); this models one.
         self.size_fill_fix = size_fill_fix
         self.q = quirks
@@ -130,6 +132,7 @@ class Kernel:
         self._race_cond = threading.Condition() if "mkdir-race" in self.q else None
         self._shared_desc = Desc()  # quirk shared-inblob
         self._fds: dict[int, OpenFile] = {}
+        self._faulted: set[int] = set()  # items (id) whose first outblob read met the client fault
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
         self._callers: set[int] = set()  # threads that have called in (_competing)
@@ -640,6 +643,10 @@ class Kernel:
         f.read_in_progress = True
         if f.attr == "inblob":  # quirk wo-readable: the committed nonce leaks
             return bytes(item.desc.inblob[: item.desc.inblob_len])[pos:pos + n]
+        if f.attr == "outblob" and self.client_fault != "none" and f.needs_read_fill:
+            fault = self._client_fault(item)
+            if fault is not None:
+                return fault
         if f.needs_read_fill or "no-snapshot" in self.q:
             # configfs_bin_read_iter: size with buf == NULL, allocate, then fill: two callback
             # calls under separate frag_sem acquisitions, so a writer can slip in between.
@@ -673,6 +680,31 @@ class Kernel:
             f.needs_read_fill = False
         assert f.bin_buffer is not None
         return bytes(f.bin_buffer[pos:pos + n])
+
+    def _client_fault(self, item: ReportItem) -> bytes | None:
+        """The world a client's report read meets (params.py client_fault), once per item except
+        a report that is always empty; None: read as usual."""
+        fault = self.client_fault
+        if fault == "empty-outblob":
+            return b""
+        if id(item) in self._faulted or not item.desc.inblob_len:
+            return None
+        self._faulted.add(id(item))
+        if fault == "busy-once":
+            raise _err(errno.EBUSY)
+        if fault == "enxio-read":
+            raise _err(errno.ENXIO)
+        if fault == "eintr-once":
+            raise _err(errno.EINTR)
+        if fault == "slow":  # a host that takes its time (a TDX quote can take seconds)
+            self.wait_interruptible(SLOW_PROVIDER_SECONDS)
+            return None
+        # generation-bump: another writer commits its own nonce just before this read
+        with self.tsm_rwsem.write(self.interrupted):
+            n = item.desc.inblob_len
+            item.desc.inblob[:n] = bytes(b ^ 0x5A for b in item.desc.inblob[:n])
+            item.gen.write = (item.gen.write + 1) & self.gen_mask
+        return None
 
     def write(self, fd: int, data: bytes) -> int:
         self._callers.add(threading.get_ident())

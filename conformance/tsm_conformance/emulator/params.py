@@ -60,6 +60,14 @@ EMULATOR: dict[str, Param] = {
     "init_on_alloc": Bool("the kernel zeroes new buffers"),
     "size_fill_fix": Bool("a configfs with the size-then-fill read race fixed"),
     "registered": Bool("0: the core is loaded but no provider registered (mkdir gives ENXIO)"),
+    # legal but adversarial worlds a client must cope with (tsm-conformance client's fault plans):
+    # not kernel bugs, so not quirks
+    "client_fault": Choice("none", "generation-bump", "empty-outblob", "busy-once", "enxio-read", "eintr-once",
+                           "slow",
+                           help="what the first outblob read of each item meets: another writer's commit "
+                                "just before it, a 0-byte report (a failed TDX quote before 7.0), EBUSY "
+                                "once (a quote in flight), ENXIO (the provider went away), EINTR once (a "
+                                "signal while waiting for the host), a provider that takes 3 s"),
 }
 
 

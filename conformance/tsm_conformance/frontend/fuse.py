@@ -43,6 +43,11 @@ caps reads at st_size (binary attributes report size 0); ``attr_timeout``, ``ent
 ``negative_timeout`` are 0, so mkdir/rmdir and visibility changes show at once.  fd operations
 of a removed item arrive without a path and still reach the emulator (ENOENT, like frag_dead).
 
+Trace (``emulate ... --trace FILE``, frontend/trace.py): every operation on the report tree as one
+JSON line, with the calling process (mfusepy's ``fuse_get_context``), for ``tsm-conformance client``.
+The traced methods are wrapped on the instance (``TRACED``); outside the report group nothing is
+recorded.
+
 Why mfusepy: it is a pure-ctypes binding to libfuse3 (no compiler, no libfuse3-dev, no trio), and
 its high-level API runs libfuse's multi-threaded loop, so concurrent syscalls reach the emulator
 concurrently, which the concurrency checks need.  pyfuse3 would need libfuse3-dev, a C build and
@@ -65,6 +70,7 @@ from typing import Any
 
 from ..emulator import Kernel, boot, parse_spec
 from ..emulator.measurements import MrFiles, MrGroup
+from .trace import Trace, errno_text, flags_text, thread_group, write_fields
 
 REPORT = "/tsm/report"
 FIXED_DIRS = ("/", "/tsm")
@@ -128,9 +134,12 @@ class EmulatorFS:
 
     use_ns = True
 
-    def __init__(self, kernel: Kernel, on_mounted: Callable[[], None] | None = None) -> None:
+    def __init__(self, kernel: Kernel, on_mounted: Callable[[], None] | None = None,
+                 trace: Trace | None = None, context: Callable[[], tuple[int, int, int]] | None = None) -> None:
         self.k = kernel
         self.on_mounted = on_mounted
+        self.trace = trace
+        self.context = context or (lambda: (0, 0, 0))  # (uid, gid, pid) of the caller: mfusepy.fuse_get_context
         self.now = time.time_ns()
         self._files: dict[int, _Handle | _MrHandle | _TextHandle] = {}  # FUSE file handle -> open file
         self._dirs: dict[int, str] = {}  # FUSE directory handle -> its path (readdir gets none)
@@ -138,6 +147,67 @@ class EmulatorFS:
         self._lock = threading.Lock()
         self._mr: MrFiles | None = None  # the group's sysfs directory, for the group it was made for
         self._mr_lock = threading.Lock()  # MrFiles' fd table is not thread-safe: open/close under it
+        if trace is not None:  # mfusepy looks the operations up on the instance at every call
+            for op in TRACED:
+                setattr(self, op, self._traced(op, getattr(self, op)))
+
+    # ---------------------------------------------------------------- the trace (frontend/trace.py)
+    def _trace_path(self, path: str | None, fh: int | None) -> str | None | object:
+        """The operation's path relative to the report group (None: an fd operation whose file is
+        unknown), or _UNTRACED for everything outside the group."""
+        if path is None and fh is not None:
+            h = self._files.get(fh)
+            if isinstance(h, _Handle):
+                return h.rel
+            path = self._dirs.get(fh)
+            if path is None:
+                return _UNTRACED if h is not None else None
+        if path is None:
+            return None
+        try:
+            rel = self._rel(path)
+        except OSError:
+            return _UNTRACED
+        return _UNTRACED if rel is None else rel
+
+    def _traced(self, op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        trace = self.trace
+        assert trace is not None
+        name = TRACED[op]
+
+        def call(*args: Any) -> Any:
+            path, fh = args[0], (args[-1] if op in FH_LAST else None)
+            if op in ("getattr", "readdir") and len(args) > 1:
+                fh = args[1]
+            rel = self._trace_path(path, fh)
+            if rel is _UNTRACED:
+                return fn(*args)
+            fields: dict[str, Any] = {}
+            if op in FH_LAST:
+                fields["fh"] = fh
+            if op == "open":
+                fields["flags"] = flags_text(args[1])
+            elif op == "read":
+                fields.update(offset=args[2], size=args[1])
+            elif op == "write":
+                fields.update(offset=args[2], size=len(args[1]), **write_fields(args[1]))
+            pid = thread_group(self.context()[2])
+            try:
+                result = fn(*args)
+            except OSError as e:
+                trace.record(pid, name, rel, **fields, result=errno_text(e))  # type: ignore[arg-type]
+                raise
+            if op == "open":
+                fields["fh"] = result
+            if op == "read":
+                trace.record(pid, name, rel, **fields, len=len(result), result=len(result))  # type: ignore[arg-type]
+            elif op == "readdir":
+                trace.record(pid, name, rel, names=[n for n in result if n not in (".", "..")],  # type: ignore[arg-type]
+                             result=0)
+            else:
+                trace.record(pid, name, rel, **fields, result=result if isinstance(result, int) else 0)  # type: ignore[arg-type]
+            return result
+        return call
 
     # ---------------------------------------------------------------- paths
     @staticmethod
@@ -209,6 +279,8 @@ class EmulatorFS:
             self.on_mounted()
 
     def destroy(self, path: str) -> None:
+        if self.trace is not None:
+            self.trace.close()
         with self._lock:
             handles, self._files = list(self._files.values()), {}
         for h in handles:
@@ -455,6 +527,13 @@ class EmulatorFS:
         return 0
 
 
+#: the traced operations (method -> the trace's op name) and those whose last argument is the handle
+TRACED = {"mkdir": "mkdir", "rmdir": "rmdir", "getattr": "getattr", "readdir": "readdir", "open": "open",
+          "read": "read", "write": "write", "flush": "close", "release": "release"}
+FH_LAST = frozenset({"read", "write", "flush", "release"})
+_UNTRACED = object()
+
+
 class _Handle:
     """One open file description: its path, flags and current emulator fd."""
 
@@ -489,9 +568,10 @@ class _TextHandle:
 
 
 def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = None,
-          debug: bool = False) -> None:
+          debug: bool = False, trace: str | None = None) -> None:
     """Mount ``spec``'s emulator at ``mountpoint`` and serve in the foreground until SIGINT/SIGTERM
-    (libfuse's handlers end the loop and unmount).  FuseUnavailable or ValueError (bad spec)."""
+    (libfuse's handlers end the loop and unmount).  FuseUnavailable or ValueError (bad spec).
+    ``trace``: a file to write the operation trace to (frontend/trace.py)."""
     kernel = boot(parse_spec(spec))  # ValueError for a bad spec, before anything is mounted
     why = unavailable_reason()
     if why:
@@ -513,7 +593,13 @@ def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = N
         if announce:
             announce(f"mounted {spec} at {mountpoint} (Ctrl-C to unmount)")
 
-    ops = EmulatorFS(kernel, mounted)
+    sink = None
+    if trace is not None:
+        try:
+            sink = Trace(trace)
+        except OSError as e:
+            raise ValueError(f"--trace {trace}: {e.strerror}") from None
+    ops = EmulatorFS(kernel, mounted, trace=sink, context=mfusepy.fuse_get_context)
     try:
         mfusepy.FUSE(ops, mnt, foreground=True, nothreads=False, debug=debug,
                      fsname="tsm-emulator", subtype="tsm",
@@ -525,4 +611,6 @@ def serve(spec: str, mountpoint: str, announce: Callable[[str], None] | None = N
         if not was_mounted.is_set():
             raise FuseUnavailable(f"mounting {mnt} failed (libfuse status {e}; its message is above)") from None
     finally:
+        if sink is not None:
+            sink.close()
         sys.stdout.flush()
