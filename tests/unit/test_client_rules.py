@@ -446,3 +446,17 @@ def test_each_wrong_client_breaks_one_named_rule_in_one_place() -> None:
         assert 1 <= len(steps) <= 3, (f.name, [ast.unparse(s)[:40] for s in steps])
         seen.add(rule)
     assert len(seen) == len(list(EXAMPLES.glob("wrong_*.py")))
+
+
+def test_the_table_heads_each_column_with_the_whole_plan_name() -> None:
+    from pathlib import Path
+
+    from tsm_conformance.client.plans import PlanResult, table
+    from tsm_conformance.client.rules import RULES, Verdict
+    from tsm_conformance.client.runner import ClientRun
+    rule = next(iter(RULES))
+    results = [PlanResult(plan, ClientRun(0, 0.1, Path("t"), None, None), {rule: Verdict(status)})
+               for plan, status in (("none", "pass"), ("generation-bump", "fail"))]
+    lines = table(results)
+    assert lines[0].split() == ["rule", "none", "generation-bump"]
+    assert lines[1].split() == [rule, "pass", "FAIL"] and len({len(x) for x in lines}) == 1

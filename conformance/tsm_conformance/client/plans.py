@@ -85,15 +85,18 @@ def run_plans(cmd: list[str], spec: str, out: Path, timeout: float, plans: tuple
 def table(results: list[PlanResult]) -> list[str]:
     """Rules x plans: pass / FAIL / - (not exercised)."""
     width = max(len(r) for r in RULES)
-    head = f"{'rule':{width}}  " + "  ".join(f"{p.plan[:14]:>14}" for p in results)
-    lines = [head]
+    cols = [max(len(p.plan), 4) for p in results]  # a plan's whole name heads its column
+
+    def row(first: str, cells: list[str]) -> str:
+        return f"{first:{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols))
+    lines = [row("rule", [p.plan for p in results])]
     for rule in [r for r in RULES if any(r in p.verdicts for p in results)]:
         cells = []
         for p in results:
             v = p.verdicts.get(rule)
             cells.append({"pass": "pass", "fail": "FAIL"}.get(v.status if v else "", "-"))
-        lines.append(f"{rule:{width}}  " + "  ".join(f"{c:>14}" for c in cells))
-    lines.append(f"{'exit status':{width}}  " + "  ".join(f"{str(p.run.status):>14}" for p in results))
+        lines.append(row(rule, cells))
+    lines.append(row("exit status", [str(p.run.status) for p in results]))
     return lines
 
 
