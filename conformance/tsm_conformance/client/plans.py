@@ -2,8 +2,10 @@
 
 A plan is an emulator spec change (``client_fault``, emulator/params.py) or items that exist
 before the client starts (``foreign-name``: the names the client made in the plain run, made first
-by someone else).  ``run_plans`` runs the client once per plan (``client.runner.run_client``),
-judges each trace (``client.rules.judge``) and returns a rules x plans table.
+by someone else).  ``name-taken`` catches a client whose names differ from run to run: the first
+new name it makes was made by someone else a moment before (its mkdir meets EEXIST).
+``run_plans`` runs the client once per plan (``client.runner.run_client``), judges each trace
+(``client.rules.judge``) and returns a rules x plans table.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .rules import (PLAN_BUSY_ONCE, PLAN_EINTR_ONCE, PLAN_EMPTY_OUTBLOB, PLAN_ENXIO_READ, PLAN_FOREIGN_NAME,
-                    PLAN_GENERATION_BUMP, PLAN_SLOW, RULES, RunFacts, Verdict, judge, load_trace)
+                    PLAN_GENERATION_BUMP, PLAN_NAME_TAKEN, PLAN_SLOW, RULES, RunFacts, Verdict, judge,
+                    load_trace)
 from .runner import ClientRun, run_client
 
 PLAIN = "none"
 PLANS = (PLAIN, PLAN_GENERATION_BUMP, PLAN_EMPTY_OUTBLOB, PLAN_BUSY_ONCE, PLAN_EINTR_ONCE, PLAN_ENXIO_READ,
-         PLAN_SLOW, PLAN_FOREIGN_NAME)
+         PLAN_SLOW, PLAN_FOREIGN_NAME, PLAN_NAME_TAKEN)
 EMULATOR_FAULTS = (PLAN_GENERATION_BUMP, PLAN_EMPTY_OUTBLOB, PLAN_BUSY_ONCE, PLAN_EINTR_ONCE, PLAN_ENXIO_READ,
-                   PLAN_SLOW)
+                   PLAN_SLOW, PLAN_NAME_TAKEN)
 
 
 @dataclass

@@ -35,8 +35,8 @@ from ..inputs import TRACE_MAX, TRACE_RECORDS, InputError, read_bounded, utf8
 OPS = frozenset({"mkdir", "rmdir", "open", "read", "write", "close", "release", "readdir", "getattr"})
 TRUNCATED = "#truncated"
 
-#: The fault plans some rules need (RunFacts.fault_plan); the first four are the emulator's
-#: ``client_fault`` values (emulator/params.py), the last one the runner's pre-made foreign item.
+#: The fault plans some rules need (RunFacts.fault_plan): the emulator's ``client_fault`` values
+#: (emulator/params.py), and foreign-name, the runner's pre-made foreign items.
 PLAN_GENERATION_BUMP = "generation-bump"
 PLAN_EMPTY_OUTBLOB = "empty-outblob"
 PLAN_BUSY_ONCE = "busy-once"
@@ -44,6 +44,7 @@ PLAN_ENXIO_READ = "enxio-read"
 PLAN_FOREIGN_NAME = "foreign-name"
 PLAN_EINTR_ONCE = "eintr-once"
 PLAN_SLOW = "slow"
+PLAN_NAME_TAKEN = "name-taken"
 
 REPORT_BLOBS = ("outblob", "auxblob")
 SPIN_BOUND = 50  # generation reads per report read
@@ -395,8 +396,8 @@ def items_unique_name(records: list[Record], facts: RunFacts) -> RuleResult:
             out.append((r.item, r))
     if not met:
         why = "no foreign item had the client's name"
-        if facts.fault_plan == PLAN_FOREIGN_NAME:
-            why += f" (the fault plan {PLAN_FOREIGN_NAME} made one, but the client never met it)"
+        if facts.fault_plan in (PLAN_FOREIGN_NAME, PLAN_NAME_TAKEN):
+            why += f" (the fault plan {facts.fault_plan} made one, but the client never met it)"
         return NotExercised(why)
     by_name: dict[str, list[Record]] = {}
     for name, r in out:

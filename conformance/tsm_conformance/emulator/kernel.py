@@ -133,6 +133,7 @@ class Kernel:
         self._shared_desc = Desc()  # quirk shared-inblob
         self._fds: dict[int, OpenFile] = {}
         self._faulted: set[int] = set()  # items (id) whose first outblob read met the client fault
+        self._name_taken = False  # client_fault=name-taken: the first new name was taken
         self._fd_lock = threading.Lock()
         self._next_fd = itertools.count(3)
         self._callers: set[int] = set()  # threads that have called in (_competing)
@@ -427,6 +428,10 @@ class Kernel:
                     return
                 raise _err(errno.EEXIST)
             if name in self._taken:
+                raise _err(errno.EEXIST)
+            if self.client_fault == "name-taken" and not self._name_taken:
+                self._name_taken = True  # another process's mkdir of this name got there first
+                self._make_item(name)
                 raise _err(errno.EEXIST)
             if "mkdir-race" in self.q:
                 self._race_window(name)  # lookup and create no longer atomic

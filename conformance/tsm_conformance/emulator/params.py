@@ -63,11 +63,13 @@ EMULATOR: dict[str, Param] = {
     # legal but adversarial worlds a client must cope with (tsm-conformance client's fault plans):
     # not kernel bugs, so not quirks
     "client_fault": Choice("none", "generation-bump", "empty-outblob", "busy-once", "enxio-read", "eintr-once",
-                           "slow",
+                           "slow", "name-taken",
                            help="what the first outblob read of each item meets: another writer's commit "
                                 "just before it, a 0-byte report (a failed TDX quote before 7.0), EBUSY "
                                 "once (a quote in flight), ENXIO (the provider went away), EINTR once (a "
-                                "signal while waiting for the host), a provider that takes 3 s"),
+                                "signal while waiting for the host), a provider that takes 3 s; or "
+                                "(name-taken) what the first mkdir of a new item meets: someone else made "
+                                "that name a moment before (EEXIST)"),
 }
 
 
