@@ -476,3 +476,14 @@ def test_preemption_window_only_between_kernel_callers(monkeypatch: pytest.Monke
         assert not t.kernel._competing()
     finally:
         idle.set()
+
+
+def test_client_fault_name_taken_makes_the_first_new_name_someone_elses() -> None:
+    """client_fault=name-taken (a client fault plan): the first mkdir of a new name meets EEXIST
+    because the item was just made by someone else; later names are the caller's."""
+    k = boot("sev_guest:client_fault=name-taken")
+    with pytest.raises(OSError) as e:
+        k.mkdir("mine")
+    assert e.value.errno == errno.EEXIST and k.listdir("") == ["mine"]
+    k.mkdir("other")
+    assert sorted(k.listdir("")) == ["mine", "other"]
