@@ -631,7 +631,7 @@ class Kernel:
             raise _err(errno.EBADF)
         item = f.item
         assert item is not None
-        with locked(f.mutex):
+        with locked(f.mutex) if coop.ACTIVE is not None else f.mutex:  # (a program may hold it across a switch)
             if f.kind == "text":
                 if f.needs_read_fill:  # fill_read_buffer: one show per fd, then a snapshot
                     with item.frag_sem.read(self.interrupted):
@@ -734,7 +734,7 @@ class Kernel:
         assert item is not None
         if attr_mode(f.attr) & 0o222 == 0:  # quirk ro-writable
             return len(data)
-        with locked(f.mutex):
+        with locked(f.mutex) if coop.ACTIVE is not None else f.mutex:  # (a program may hold it across a switch)
             if f.kind == "text":
                 return self._text_write(f, item, data)
             return self._bin_write(f, item, data, pos)

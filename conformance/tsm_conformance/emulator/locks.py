@@ -53,12 +53,14 @@ class RWLock:
         self._writer = False
         self._writers_waiting = 0
         self._sleepers = 0  # threads in _wait: only then is a notify needed
+        self._read, self._write = _Held(self, None, False), _Held(self, None, True)
 
     def read(self, intr: Interrupted = None) -> _Held:
-        return _Held(self, intr, False)
+        # without ``intr`` (in-process) one object serves every holder: it keeps no state
+        return self._read if intr is None else _Held(self, intr, False)
 
     def write(self, intr: Interrupted = None) -> _Held:
-        return _Held(self, intr, True)
+        return self._write if intr is None else _Held(self, intr, True)
 
     def _acquire_read(self, intr: Interrupted) -> None:
         with self._lock:
