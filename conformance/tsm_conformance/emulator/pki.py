@@ -39,9 +39,20 @@ def ecdsa(hash_alg: hashes.HashAlgorithm) -> ec.ECDSA:
     return ec.ECDSA(hash_alg, deterministic_signing=True)
 
 
+_SIGNED: dict[tuple[ec.EllipticCurvePrivateKey, str, bytes], bytes] = {}
+SIGNED_KEPT = 4096  # signatures kept: a fuzz target's rebooted tree signs the same reports again
+
+
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes, hash_alg: hashes.HashAlgorithm) -> bytes:
-    """DER ECDSA signature, deterministic."""
-    return key.sign(data, ecdsa(hash_alg))
+    """DER ECDSA signature, deterministic: the same message signs the same, so a signature made
+    before is the one signing again would make (signing costs more than a whole short fuzz input)."""
+    k = (key, hash_alg.name, bytes(data))
+    sig = _SIGNED.get(k)
+    if sig is None:
+        if len(_SIGNED) >= SIGNED_KEPT:
+            _SIGNED.clear()
+        sig = _SIGNED[k] = key.sign(data, ecdsa(hash_alg))
+    return sig
 
 
 def name(common_name: str, org: str = "tsm-conformance emulator") -> x509.Name:
