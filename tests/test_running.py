@@ -471,11 +471,7 @@ cli._dispatch = command
 sys.argv[1:] = ["detect"]
 sys.exit(cli.main())
 """)
-    # -m, as the tests and the kselftest wrapper run the CLI: only then does CPython's exit look
-    # at its unhandled-KeyboardInterrupt mark
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]))
-    p = subprocess.run([sys.executable, "-m", script.stem], capture_output=True, text=True, env=env, timeout=120)
-    assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
+    _ends_interrupted(script)
 
 
 def test_a_signal_while_the_command_installs_its_handlers_is_one_line_and_130(tmp_path: Path) -> None:
@@ -497,7 +493,13 @@ signal.signal = installing
 sys.argv[1:] = ["detect"]
 sys.exit(cli.main())
 """)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(tmp_path)]))
+    _ends_interrupted(script)
+
+
+def _ends_interrupted(script: Path) -> None:
+    """Run ``script`` as a module (as the tests and the kselftest wrapper run the CLI: only then
+    does CPython's exit look at its unhandled-KeyboardInterrupt mark): one line, exit 130."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "conformance"), str(script.parent)]))
     p = subprocess.run([sys.executable, "-m", script.stem], capture_output=True, text=True, env=env, timeout=120)
     assert (p.returncode, p.stderr) == (130, "tsm-conformance: interrupted\n")
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import names
+from .procs import pid_alive
 from .target.base import Tree
 
 #: attributes every report item has, in every kernel version (docs/abi.md §1a)
@@ -98,15 +99,8 @@ class CleanResult:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the process an item name carries still runs (this process's own items: no)."""
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def check_report_group(root: str, any_filesystem: bool = False) -> None:

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..procs import killpg, pid_alive
+
 SYS_KERNEL = "/sys/kernel"
 CONFIG = "/sys/kernel/config"
 REPORT = "/sys/kernel/config/tsm/report"
@@ -163,7 +165,7 @@ class Jail:
                 code = c.wait(min(left, WATCH_EVERY))
                 break
             except subprocess.TimeoutExpired:
-                if self.args.watch_pid and not _alive(self.args.watch_pid):
+                if self.args.watch_pid and not pid_alive(self.args.watch_pid):
                     raise Interrupted from None  # the caller was SIGKILLed: end as for a signal
         self.kill_client()  # whatever of its group is left
         return code if code >= 0 else 128 - code
@@ -172,7 +174,7 @@ class Jail:
         c = self.client
         if c is None:
             return
-        if not _killpg(c.pid, signal.SIGTERM):
+        if not killpg(c.pid, signal.SIGTERM):
             c.poll()
             return
         deadline = time.monotonic() + KILL_GRACE
@@ -181,7 +183,7 @@ class Jail:
             if not _group_alive(c.pid):
                 return
             time.sleep(0.05)
-        _killpg(c.pid, signal.SIGKILL)
+        killpg(c.pid, signal.SIGKILL)
         c.wait()
 
     # ------------------------------------------------------------------ 5
@@ -235,27 +237,6 @@ def _drain(pipe: Any, sink: Any) -> None:
                 sink.flush()
             except OSError:
                 pass
-
-
-def _killpg(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purpose
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _group_alive(pgid: int) -> bool:

@@ -31,6 +31,7 @@ from typing import IO, Any
 import tsm_conformance
 
 from .. import signals
+from ..procs import killpg
 
 TAIL = 4096  # bytes of CMD's stdout and stderr kept
 EXIT_TIMEOUT, EXIT_SETUP, EXIT_INTERRUPTED = 124, 125, 130  # the jail's statuses (jail.py)
@@ -139,10 +140,10 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
         try:
             if not sent:
                 sent = True
-                _killpg(p.pid, signal.SIGTERM)
+                killpg(p.pid, signal.SIGTERM)
             left = deadline - time.monotonic()
             if left <= 0:
-                _killpg(p.pid, signal.SIGKILL)
+                killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 return
             p.wait(left)
@@ -153,11 +154,6 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _read_status(path: Path) -> dict[str, Any]:
