@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from . import kstrtox
 from .era import Era
 from .. import coop
-from .locks import Interrupted, RWLock, locked
+from .locks import Interrupted, RWLock, locked, mutex
 from .providers import BIN_ATTRS, DEFAULT_TYPE, EXTRA_TYPE, TEXT_ATTRS, Blobs, Desc, Provider
 
 NAME_MAX = 255
@@ -631,7 +631,7 @@ class Kernel:
             raise _err(errno.EBADF)
         item = f.item
         assert item is not None
-        with locked(f.mutex) if coop.ACTIVE is not None else f.mutex:  # (a program may hold it across a switch)
+        with mutex(f.mutex):
             if f.kind == "text":
                 if f.needs_read_fill:  # fill_read_buffer: one show per fd, then a snapshot
                     with item.frag_sem.read(self.interrupted):
@@ -734,7 +734,7 @@ class Kernel:
         assert item is not None
         if attr_mode(f.attr) & 0o222 == 0:  # quirk ro-writable
             return len(data)
-        with locked(f.mutex) if coop.ACTIVE is not None else f.mutex:  # (a program may hold it across a switch)
+        with mutex(f.mutex):
             if f.kind == "text":
                 return self._text_write(f, item, data)
             return self._bin_write(f, item, data, pos)

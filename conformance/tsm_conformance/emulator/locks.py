@@ -18,6 +18,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from .. import coop
 
@@ -134,6 +135,12 @@ class _Held:
             self.lock._release_write()
         else:
             self.lock._release_read()
+
+
+def mutex(lock: threading.Lock) -> Any:
+    """``with mutex(lock):`` for a lock held across switch points: the plain lock (the cheapest
+    ``with``) outside a cooperative schedule, inside one a ``locked`` whose wait lets the holder run."""
+    return locked(lock) if coop.ACTIVE is not None else lock
 
 
 class locked:  # noqa: N801  (used like the function it replaces: ``with locked(lock, intr):``)
