@@ -1007,27 +1007,34 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     (``coop.Scheduler``: an in-process tree only; a real tree's calls block).  ``tidy=False``
     leaves the open fds and the items made behind, for a tree rebooted before its next use."""
     ex = Executor(tree, prefix, aliases=aliases, mr=mr)
-    names = fd_names(steps)
     done: list[Done | None] = [None] * len(steps)
     call, clock = ex.call, time.monotonic
-
-    def run(i: int) -> None:
-        st = steps[i]
-        t0 = clock()
-        res = call(st.op, names.get(i))
-        done[i] = Done(i, st.thread, st.op, res, t0, clock())
     programs: dict[str, list[int]] = {}
     last = -1  # the last labelled step: unlabelled ones after it are the tear-down
     for i, st in enumerate(steps):
         if st.thread is not None:
             programs.setdefault(st.thread, []).append(i)
             last = i
-    try:
-        if last < 0:  # no threads: every step in file order (most fuzz inputs; the loop is their cost)
+    if last < 0:  # no threads (most fuzz inputs; this loop is their cost): every step in file
+        # order, the executor naming fds as it opens them (file order), each step ending when the
+        # next one starts
+        try:
+            t0 = clock()
             for i, st in enumerate(steps):
-                t0 = clock()
-                res = call(st.op, names.get(i))
-                done[i] = Done(i, None, st.op, res, t0, clock())
+                res = call(st.op)
+                done[i] = Done(i, None, st.op, res, t0, t0 := clock())
+        finally:
+            if tidy:
+                ex.finish()
+        return done  # type: ignore[return-value]  # (every step ran)
+    names = fd_names(steps)
+
+    def run(i: int) -> None:
+        st = steps[i]
+        t0 = clock()
+        res = call(st.op, names.get(i))
+        done[i] = Done(i, st.thread, st.op, res, t0, clock())
+    try:
         for i in range(last):
             if steps[i].thread is None:
                 run(i)

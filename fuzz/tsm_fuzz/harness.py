@@ -120,21 +120,33 @@ def interleave(progs: dict[int, list[tuple[str, tuple]]]) -> list[Raw]:
 def to_steps(raw: list[Raw]) -> list[Any]:
     """seq Steps of a raw schedule: opens carry their fd placeholder as a third argument; fds are
     named ``fdN`` by the file order of the opens that made them."""
-    Step = _seq().Step
     names: dict[str, str] = {}
     steps: list[Any] = []
-    add, known = steps.append, _OPS.get  # (the per-op cost of a schedule is most of a short input's)
+    add, known = steps.append, _STEPS.get  # (the per-op cost of a schedule is most of a short input's)
     for th, name, args in raw:
         if name == "open":
             names[args[2]] = f"fd{len(names)}"
             args = args[:2]
         elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
             args = (names[args[0]],) + args[1:]
-        add(Step(known((name, args)) or _op(name, args), None, th))
+        key = (th, name, args)
+        add(known(key) or _step(key))
     return steps
 
 
-_OPS: dict[tuple[str, tuple], Any] = {}
+# One Step per distinct (thread, operation): most recur from input to input, and looking one up
+# costs less than making it.  The Steps are shared, so nothing may change one (a Sequence made from
+# a schedule makes Steps of its own).
+_STEPS: dict[tuple[str | None, str, tuple], Any] = {}
+
+
+def _step(key: tuple[str | None, str, tuple]) -> Any:
+    if len(_STEPS) >= 1 << 14:
+        _STEPS.clear()
+    seq = _seq()
+    th, name, args = key
+    st = _STEPS[key] = seq.Step(seq.Op(name, args), None, th)
+    return st
 
 
 @functools.cache
@@ -143,16 +155,3 @@ def _seq() -> Any:
     its target before it instruments the modules it fuzzes), then without an import per call."""
     import tsm_conformance.seq
     return tsm_conformance.seq
-
-
-def _op(name: str, args: tuple) -> Any:
-    """One Op per distinct operation (an Op is immutable): most recur from input to input, and
-    looking one up costs less than making it."""
-    Op = _seq().Op
-    key = (name, args)
-    op = _OPS.get(key)
-    if op is None:
-        if len(_OPS) >= 1 << 14:
-            _OPS.clear()
-        op = _OPS[key] = Op(name, args)
-    return op

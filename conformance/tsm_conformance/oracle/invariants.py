@@ -63,38 +63,43 @@ _PATH_OPS = ("mkdir", "rmdir", "open", "stat", "listdir")  # the operations whos
 
 class Trace:
     """A trace with what the rules need precomputed (they ask again and again, and judging a fuzz
-    input's trace should cost less than running it): fd -> path, each step's path and item, the
-    steps of each item, successful mkdirs and rmdirs by name."""
+    input's trace should cost less than running it): fd -> path, the threads; the rest (each step's
+    item, the steps of each item, successful mkdirs and rmdirs by name) at the first asking."""
 
     def __init__(self, steps: list[Done]) -> None:
         self.steps = sorted(steps, key=attrgetter("index"))
         self.fd_path: dict[str, str] = {}
         self.fd_name: dict[int, str] = {}
-        self._paths: dict[int, str] = {}
-        self._items: dict[int, str] = {}
         self.threads: set[str] = set()
-        fd_path, fd_name, paths, items, threads = self.fd_path, self.fd_name, self._paths, self._items, self.threads
+        fd_path, fd_name, threads = self.fd_path, self.fd_name, self.threads
         # one pass (the cost of a fuzz input's judging): an fd is used after the open that named it
         for d in self.steps:
-            op, args, i = d.op.name, d.op.args, d.index
-            if op == "open":
-                fd_name[i] = fd = f"fd{len(fd_name)}"
-                path = str(args[0])
-                r = d.result
-                if r.__class__ is str and r[:2] == "fd":
-                    fd_path[fd] = path
-            elif op in _PATH_OPS:
-                path = str(args[0]) if args else "."
-            else:
-                path = "" if op == "param" else fd_path.get(str(args[0]), "")
-            paths[i] = path
-            items[i] = path.partition("/")[0]
             if d.thread is not None:
                 threads.add(d.thread)
+            if d.op.name == "open":
+                fd_name[d.index] = fd = f"fd{len(fd_name)}"
+                r = d.result
+                if r.__class__ is str and r[:2] == "fd":
+                    fd_path[fd] = str(d.op.args[0])
         self.writes: dict[str, list[_Write] | None] = {}  # _writes per item name
         self.gen_reads: dict[str, list[tuple[Done, int]]] = {}  # _gen_reads per item name
 
+    def path(self, d: Done) -> str:
+        """The attribute path an op acts on (through its fd), or the op's own path."""
+        op, args = d.op.name, d.op.args
+        if op in _PATH_OPS:
+            return str(args[0]) if args else "."
+        return "" if op == "param" else self.fd_path.get(str(args[0]), "")
+
+    def item(self, d: Done) -> str:
+        return self._items[d.index]
+
     # What only the rules of multi-threaded traces ask, computed at the first asking.
+    @cached_property
+    def _items(self) -> dict[int, str]:
+        """Step index -> the item it acts on ("" for the group and param)."""
+        return {d.index: self.path(d).partition("/")[0] for d in self.steps}
+
     @cached_property
     def by_item(self) -> dict[str, list[Done]]:
         """Item name -> its steps, in file order."""
@@ -122,12 +127,6 @@ class Trace:
                 out.setdefault(str(d.op.args[0]), []).append(d)
         return out
 
-    def path(self, d: Done) -> str:
-        """The attribute path an op acts on (through its fd), or the op's own path."""
-        return self._paths[d.index]
-
-    def item(self, d: Done) -> str:
-        return self._items[d.index]
 
 
 def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] | set[str],

@@ -32,10 +32,11 @@ from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_stor
 Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass costs several times as much to make)
 class Expect:
     """An expectation for one operation: ``text`` as messages show it, the profile key it comes
-    from, and either the allowed results or a judge function."""
+    from, and either the allowed results or a judge function.  Never changed once made: the
+    common ones are shared (``exact``)."""
 
     text: str
     keypath: str = ""
@@ -77,6 +78,9 @@ def _fmt(v: object) -> str:
     if isinstance(v, bytes):
         return repr(v) if len(v) <= 24 else f"<{len(v)} bytes>"
     return str(v)
+
+
+_ZERO, _EBADF = exact(0), exact("EBADF")
 
 
 class Blob:
@@ -137,7 +141,7 @@ class Item:
     inputs: dict[int, tuple[bytes, int | None, bytes | None]] = field(default_factory=dict)  # gen -> desc
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Fd:
     item: Item
     attr: str
@@ -182,9 +186,6 @@ class SpecModel:
         head, _, tail = str(path).partition("/")
         return head, tail
 
-    def fd_name(self, op: Op, fd_name: str | None) -> str:
-        return fd_name or f"fd{self.nfd}"
-
     # ------------------------------------------------------------------ predictions
     def predict(self, op: Op, fd_name: str | None = None) -> Expect:
         a = op.args
@@ -208,7 +209,8 @@ class SpecModel:
         if name == "listdir":
             where = str(a[0]) if a else "."
             if where in ("", "."):
-                return exact(sorted(self.items), "attributes")
+                names = sorted(self.items)
+                return Expect(str(names), "attributes", (names,))
             if where in self.items:
                 return Expect(str(sorted(self.visible)), "attributes",
                               judge=lambda o: None if o == sorted(self.visible) else "a different attribute set")
@@ -218,12 +220,12 @@ class SpecModel:
         if name == "param":
             return any_of((0, "EOPNOTSUPP"))
         if name == "open":
-            return self._open(str(a[0]), str(a[1]), self.fd_name(op, fd_name))
+            return self._open(str(a[0]), str(a[1]), fd_name or f"fd{self.nfd}")
         f = self.fds.get(str(a[0]))
         if f is None:
-            return exact("EBADF")
+            return _EBADF
         if name == "close":
-            return exact(0)
+            return _ZERO
         if name in ("read", "pread"):
             if not f.rd:
                 return exact("EBADF")
@@ -264,7 +266,7 @@ class SpecModel:
                       else "a different mode or size")
 
     def _open(self, path: str, flags: str, fd: str) -> Expect:
-        head, tail = self._attr(path)
+        head, _, tail = path.partition("/")
         if head not in self.items:
             return exact("ENOENT", "errors.access_after_rmdir")  # the name is gone: the VFS says ENOENT
         if not tail or "/" in tail or tail not in self.visible:
@@ -273,7 +275,7 @@ class SpecModel:
         if attr is None:
             return ANY
         rd, wr = _access(flags)
-        if (rd and not attr.readable) or (wr and not attr.writable):
+        if (rd and not attr.mode & 0o444) or (wr and not attr.mode & 0o222):  # (Attribute.readable, .writable)
             return self._err("open_wrong_direction")
         return exact(fd)
 
@@ -413,14 +415,16 @@ class SpecModel:
                 self.items.pop(head).dead = True
             return
         if name == "open":
-            fd = self.fd_name(op, fd_name)
+            fd = fd_name or f"fd{self.nfd}"
             if fd_name is None:
                 self.nfd += 1
-            head, tail = self._attr(a[0])
-            if isinstance(obs, str) and obs.startswith("fd") and head in self.items:
-                attr = self.p.attributes.get(tail)
-                kind = attr.kind if attr else "text"
-                self.fds[fd] = Fd(self.items[head], tail, kind, *_access(str(a[1])))
+            if obs.__class__ is str and obs[:2] == "fd":  # type: ignore[index]
+                head, _, tail = str(a[0]).partition("/")
+                item = self.items.get(head)
+                if item is not None:
+                    attr = self.p.attributes.get(tail)
+                    rd, wr = _access(str(a[1]))
+                    self.fds[fd] = Fd(item, tail, attr.kind if attr else "text", rd, wr)
             return
         f = self.fds.get(str(a[0])) if a else None
         if f is None:

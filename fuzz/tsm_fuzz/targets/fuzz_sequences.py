@@ -245,14 +245,13 @@ class Runner:
                 and not (st.op.name == "lseek" and "binary-lseek" in lim)]
 
     def run(self, tree: Any, steps: list[Any]) -> tuple[list[Any], list[Any]]:
-        """(trace, violations) of one execution."""
-        steps = self.observable(steps)
+        """(trace, violations) of one execution of ``steps`` (``observable`` ones)."""
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import HUNG, execute_threads
         done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
                                coop=self.seeds.getrandbits(32) if self.seeds is not None else None,
                                tidy=tree is not self._spare)  # the spare is rebooted before its next input
-        if tree is self._spare and any(d.result == HUNG for d in done):
+        if tree is self._spare and HUNG in [d.result for d in done]:
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
         return done, check_trace(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
