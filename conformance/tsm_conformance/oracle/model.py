@@ -418,7 +418,7 @@ class SpecModel:
             fd = fd_name or f"fd{self.nfd}"
             if fd_name is None:
                 self.nfd += 1
-            if obs.__class__ is str and obs[:2] == "fd":  # type: ignore[index]
+            if obs.__class__ is str and obs[:2] == "fd":
                 head, _, tail = str(a[0]).partition("/")
                 item = self.items.get(head)
                 if item is not None:
