@@ -470,7 +470,10 @@ class Executor:
     @staticmethod
     def _mr_path(path: object) -> str | None:
         """The register file a ``measurements/NAME`` path names (``""``: the group), else None."""
-        head, _, tail = str(path).partition("/")
+        path = str(path)
+        if not path.startswith(MR_HEAD):  # (most paths: no partition needed)
+            return None
+        head, _, tail = path.partition("/")
         return tail if head == MR_HEAD else None
 
     def group(self) -> Any:

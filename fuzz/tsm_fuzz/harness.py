@@ -117,15 +117,16 @@ def interleave(progs: dict[int, list[tuple[str, tuple]]]) -> list[Raw]:
             for th, op in zip(labels, row) if op is not None]
 
 
-def to_steps(raw: list[Raw]) -> list[Any]:
+def to_steps(raw: list[Raw], first_fd: int = 0) -> list[Any]:
     """seq Steps of a raw schedule: opens carry their fd placeholder as a third argument; fds are
-    named ``fdN`` by the file order of the opens that made them."""
+    named ``fdN`` by the file order of the opens that made them (from ``fd<first_fd>``: the part
+    of a schedule after that many opens)."""
     names: dict[str, str] = {}
     steps: list[Any] = []
     add, known = steps.append, _STEPS.get  # (the per-op cost of a schedule is most of a short input's)
     for th, name, args in raw:
         if name == "open":
-            names[args[2]] = f"fd{len(names)}"
+            names[args[2]] = f"fd{first_fd + len(names)}"
             args = args[:2]
         elif args and args[0].__class__ is str and args[0][:1] == "@":  # only an fd is a placeholder
             args = (names[args[0]],) + args[1:]

@@ -47,13 +47,13 @@ def _err(num: int) -> OSError:
     return OSError(num, os.strerror(num))
 
 
-@dataclass
+@dataclass(slots=True)
 class Gen:
     write: int = 0
     read: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportItem:
     name: str
     visible: tuple[str, ...]
@@ -68,6 +68,9 @@ class ReportItem:
 
 class OpenFile:
     """struct configfs_buffer plus the file position."""
+
+    __slots__ = ("item", "attr", "kind", "rd", "wr", "mutex", "pos", "needs_read_fill", "page", "bin_buffer",
+                 "read_in_progress", "write_in_progress", "stored_once")
 
     def __init__(self, item: ReportItem | None, attr: str, kind: str, rd: bool, wr: bool) -> None:
         self.item, self.attr, self.kind = item, attr, kind  # kind: text | binary | dir
@@ -86,10 +89,12 @@ def attr_kind(attr: str) -> str:
     return "binary" if attr in BIN_ATTRS else "text"
 
 
+WRITE_ONLY = frozenset(("inblob", "privlevel", "service_provider", "service_guid", "service_manifest_version"))
+
+
 def attr_mode(attr: str) -> int:
     """CONFIGFS_ATTR_RO/CONFIGFS_BIN_ATTR_RO give 0444, *_WO give 0200 (include/linux/configfs.h)."""
-    return 0o200 if attr in ("inblob", "privlevel", "service_provider", "service_guid",
-                             "service_manifest_version") else 0o444
+    return 0o200 if attr in WRITE_ONLY else 0o444
 
 
 class Kernel:
@@ -552,14 +557,12 @@ class Kernel:
         if "rmdir-read-eio" in self.q and len(parts) == 2 and parts[0] in self._removed:
             raise _err(errno.EIO)  # the quirk: a removed item's files fail EIO, not ENOENT
         acc = flags & os.O_ACCMODE
-        if len(parts) <= 1 or (len(parts) == 2 and parts[1] in self._item(parts[0]).subdirs):
-            if parts:
-                self._item(parts[0])
-            if acc != os.O_RDONLY:
+        item = self._item(parts[0]) if parts else None  # (ENOENT for an item that is not there)
+        if item is None or len(parts) == 1 or (len(parts) == 2 and parts[1] in item.subdirs):
+            if acc != os.O_RDONLY:  # the group, an item, a nested directory (quirk nested-mkdir-allowed)
                 raise _err(errno.EISDIR)
             f = OpenFile(None, "", "dir", True, False)
         else:
-            item = self._item(parts[0])
             attr = parts[1]
             if len(parts) > 2:
                 raise _err(errno.ENOTDIR if attr in item.visible else errno.ENOENT)
@@ -569,7 +572,7 @@ class Kernel:
                 raise _err(errno.ENOTDIR)
             wants_rd = acc in (os.O_RDONLY, os.O_RDWR)
             wants_wr = acc in (os.O_WRONLY, os.O_RDWR)
-            writable = attr_mode(attr) & 0o222 != 0
+            writable = attr in WRITE_ONLY  # (attr_mode: each attribute is read-only or write-only)
             readable = not writable
             with item.frag_sem.read(self.interrupted):
                 if item.dead:
@@ -582,7 +585,7 @@ class Kernel:
                 raise _err(errno.EACCES)
             if wants_rd and not readable and "wo-readable" not in self.q:
                 raise _err(errno.EACCES)
-            f = OpenFile(item, attr, attr_kind(attr), wants_rd, wants_wr)
+            f = OpenFile(item, attr, "binary" if attr in BIN_ATTRS else "text", wants_rd, wants_wr)  # (attr_kind)
             if attr == "inblob" and wants_wr and "inblob-open-bumps" in self.q:
                 f.write_in_progress = True
         with self._fd_lock:

@@ -62,46 +62,73 @@ class Shape:
         self.reads = sorted(a for a in self.attrs if a in ("outblob", "auxblob", "manifestblob", "generation",
                                                           "provider", "privlevel_floor"))
         self.control = control and profile.provider == "tsm_test"
+        self._parts: dict[tuple[Macro, int], tuple[list[Any], int]] = {}
+
+    def part(self, m: Macro, first_fd: int) -> tuple[list[Any], int]:
+        """A macro's Steps in a program of one thread whose earlier opens named fds up to
+        ``first_fd`` (its own fds are named from there), and how many opens it makes.  Kept: an
+        input's macros recur in the inputs mutated from it, at the same place, and expanding one
+        cost more than looking it up."""
+        key = (m, first_fd)
+        hit = self._parts.get(key)
+        if hit is None:
+            if len(self._parts) >= 1 << 14:
+                self._parts.clear()
+            steps = harness.to_steps([(None, *op) for op in _expand(m, self, 0)], first_fd)
+            hit = self._parts[key] = (steps, sum(st.op.name == "open" for st in steps))
+        return hit
 
 
 def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
-    """(items made in set-up, macros in file order); every input decodes to something."""
-    r = harness.Bytes(data)
-    head = r.u8()
+    """(items made in set-up, macros in file order); every input decodes to something.  Past the
+    input's end every byte reads as zero (as ``harness.Bytes``; here by padding, read by index:
+    a method call per byte cost more than the rest of decoding)."""
+    n = len(data)
+    b = data + bytes(8)  # a macro reads at most 4 bytes, and starts only while input is left
+    head = b[0]
     nthreads = 1 + head % MAX_THREADS
     nitems = 1 + (head >> 2) % 3
-    items = [f"r{i}" for i in range(nitems)]
+    items = ITEMS[:nitems]
     premade = [x for i, x in enumerate(items) if not (head >> 4) & (1 << i)] or ["r0"]
     macros: list[Macro] = []
     per = [0] * nthreads
-    while r.left() and min(per) < MAX_MACROS:
-        c = r.u8()
+    i = 1
+    while i < n and min(per) < MAX_MACROS:
+        c = b[i]
+        i += 1
         th = (c & 3) % nthreads
         if per[th] >= MAX_MACROS:
             continue
         per[th] += 1
-        kind, item = (c >> 2) % 13, items[r.u8() % nitems]
+        kind, item = (c >> 2) % 13, items[b[i] % nitems]
+        i += 1
         k = len(macros)
         if kind == 0:
             macros.append(("mkdir", th, item))
         elif kind == 1:
             macros.append(("rmdir", th, item))
         elif kind in (2, 3):
-            b = r.u8()
-            n = (shape.report_len, shape.report_len, shape.report_len, 1, 31, 32, 63, 65)[b & 7]
-            macros.append(("inblob", th, item, _nonce(th, k, n), (b >> 3) & 3, r.u8() % 72))
+            x = b[i]
+            size = (shape.report_len, shape.report_len, shape.report_len, 1, 31, 32, 63, 65)[x & 7]
+            macros.append(("inblob", th, item, _nonce(th, k, size), (x >> 3) & 3, b[i + 1] % 72))
+            i += 2
         elif kind == 4 and shape.texts:
-            attr, values = shape.texts[r.u8() % len(shape.texts)]
-            b = r.u8()
-            macros.append(("text", th, item, attr, values[b % len(values)], 1 + (b >> 7)))
+            attr, values = shape.texts[b[i] % len(shape.texts)]
+            x = b[i + 1]
+            macros.append(("text", th, item, attr, values[x % len(values)], 1 + (x >> 7)))
+            i += 2
         elif kind in (5, 6):
-            macros.append(("bracket", th, item, 1 + r.u8() % 4))
+            macros.append(("bracket", th, item, 1 + b[i] % 4))
+            i += 1
         elif kind == 7 and shape.reads:
-            macros.append(("read", th, item, shape.reads[r.u8() % len(shape.reads)], (1, 7, 100, 1 << 16)[r.u8() & 3]))
+            macros.append(("read", th, item, shape.reads[b[i] % len(shape.reads)], (1, 7, 100, 1 << 16)[b[i + 1] & 3]))
+            i += 2
         elif kind == 8:
-            macros.append(("churn", th, item, 1 + r.u8() % 6, k))
+            macros.append(("churn", th, item, 1 + b[i] % 6, k))
+            i += 1
         elif kind == 9:
-            macros.append(("misuse", th, item, r.u8() % 9))
+            macros.append(("misuse", th, item, b[i] % 9))
+            i += 1
         elif kind == 10:
             macros.append(("list", th))
         elif kind == 11:
@@ -109,6 +136,9 @@ def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
         else:
             macros.append(("gen", th, item))
     return premade, macros
+
+
+ITEMS = ["r0", "r1", "r2"]  # the item names an input may use
 
 
 @functools.lru_cache(maxsize=4096)  # a few hundred recur in every run: (thread, macro, length)
@@ -119,23 +149,32 @@ def _nonce(th: int, k: int, n: int) -> bytes:
 
 # ----------------------------------------------------------------------------- to a schedule
 def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: Shape) -> list[Any]:
-    """Steps in file order: set-up, the threads' macros round-robin, tear-down.  fd names are
-    placeholders until the file order is fixed, then ``fdN`` by position."""
+    """Steps in file order: set-up, the threads' macros round-robin, tear-down (every item's
+    generation read, the group listed).  fd names are placeholders until the file order is fixed,
+    then ``fdN`` by position."""
+    setup = [("mkdir", None, x) for x in premade]
+    teardown = [("end", None, x) for x in items] + [("list", None)]
+    if len({m[1] for m in macros}) <= 1:  # one program (most inputs): its macros' kept Steps in order
+        steps: list[Any] = []
+        nfd = 0
+        for m in setup + macros + teardown:
+            part, opens = shape.part(m, nfd)
+            steps += part
+            nfd += opens
+        return steps
     progs: dict[int, list[tuple[str, tuple]]] = {}
     for k, m in enumerate(macros):
         progs.setdefault(m[1], []).extend(_expand(m, shape, k))
-    raw: list[tuple[str | None, str, tuple]] = [(None, "mkdir", (x,)) for x in premade]
+    raw: list[tuple[str | None, str, tuple]] = [(None, *op) for m in setup for op in _expand(m, shape, 0)]
     raw += harness.interleave(progs)
-    for x in items:
-        raw += [(None, "open", (f"{x}/generation", "O_RDONLY", f"@end{x}")), (None, "read", (f"@end{x}", 64)),
-                (None, "close", (f"@end{x}",))]
-    raw.append((None, "listdir", (".",)))
+    raw += [(None, *op) for m in teardown for op in _expand(m, shape, f"end{m[2]}" if len(m) > 2 else "end")]
     return harness.to_steps(raw)
 
 
 
 
-def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
+def _expand(m: Macro, shape: Shape, k: int | str) -> list[tuple[str, tuple]]:
+    """A macro's operations; ``k`` makes its fd placeholders (``@k.``) unique in the schedule."""
     kind, th, *a = m
     fd = f"@{k}."
     if kind in ("mkdir", "rmdir"):
@@ -145,6 +184,8 @@ def _expand(m: Macro, shape: Shape, k: int) -> list[tuple[str, tuple]]:
     item = a[0]
     if kind == "gen":
         return _whole(item, "generation", fd + "g")
+    if kind == "end":  # the tear-down's generation read
+        return [("open", (f"{item}/generation", "O_RDONLY", fd)), ("read", (fd, 64)), ("close", (fd,))]
     if kind == "inblob":
         nonce, chunking, off = a[1], a[2], a[3]
         ops: list[tuple[str, tuple]] = [("open", (f"{item}/inblob", "O_WRONLY", fd))]
@@ -222,7 +263,11 @@ class Runner:
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
         self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
-        from tsm_conformance.seq import Pool
+        from tsm_conformance.oracle import check_trace
+        from tsm_conformance.seq import HUNG, Pool, execute_threads
+        # imported here, once (not with this module: a worker imports its target before it
+        # instruments the modules it fuzzes; not per input: an import statement costs a lookup)
+        self._execute, self._check, self._hung = execute_threads, check_trace, HUNG
         self.pool = Pool()  # a real tree's threads for every input's schedule (a new thread each cost more)
         # an emulated tree's threaded schedules run cooperatively (tsm_conformance/coop.py), each
         # execution with the next seed of this generator: the same inputs, the same interleavings
@@ -246,15 +291,13 @@ class Runner:
 
     def run(self, tree: Any, steps: list[Any]) -> tuple[list[Any], list[Any]]:
         """(trace, violations) of one execution of ``steps`` (``observable`` ones)."""
-        from tsm_conformance.oracle import check_trace
-        from tsm_conformance.seq import HUNG, execute_threads
-        done = execute_threads(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
+        done = self._execute(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
                                coop=self.seeds.getrandbits(32) if self.seeds is not None else None,
                                tidy=tree is not self._spare)  # the spare is rebooted before its next input
-        if tree is self._spare and HUNG in [d.result for d in done]:
+        if tree is self._spare and self._hung in [d.result for d in done]:
             self._spare = None  # a thread may still be inside it: never reboot it under that thread
         f = self.facts
-        return done, check_trace(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
+        return done, self._check(self.profile, done, self.attrs, f.privlevel_floor, f.provider)
 
     def fresh(self) -> Any:
         """A fresh tree: an emulated one as newly booted, one per process rebooted in place for
