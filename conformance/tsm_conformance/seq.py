@@ -367,13 +367,13 @@ class Executor:
         # measurements/NAME: (group directory, refresh counter, may extend on a live tree)
         self.mr_where = mr or (None, None, False)
         self._mr: Any = None
-        self.mr_fds: set[str] = set()  # fd names opened on the measurement group
         self.annotate = annotate  # append the new item's generation to mkdir results
         self.aliases = aliases
-        self.fds: dict[str, int] = {}
+        # fd name -> (the files that opened it: the tree or its measurement group, the fd); threads
+        # of a schedule open and close fds at once: each change is one dict operation (atomic)
+        self.fds: dict[str, tuple[Any, int]] = {}
         self.nfd = 0
         self.items: set[str] = set()
-        self._lock = threading.Lock()  # fds may be opened and closed by several threads
         self._real: dict[str, str] = {}
         self._inv: dict[str, str] = {}  # real item name -> the sequence's name, for listdir of the group
 
@@ -485,8 +485,6 @@ class Executor:
                 raise OSError(errno.ENOENT, "no measurement group")
         return self._mr
 
-    def _fd_tree(self, name: str) -> Any:
-        return self._mr if name in self.mr_fds else self.tree
     def _param(self, a: tuple, fd_name: str | None) -> object:
         ctl = getattr(self.tree, "control", None)  # a provider module parameter (tsm_test; emulated or VM)
         if ctl is None:
@@ -505,57 +503,49 @@ class Executor:
             if flags & os.O_ACCMODE != os.O_RDONLY and self.tree.kind == "live" and not self.mr_where[2]:
                 raise ValueError(f"open({a[0]}, {a[1]}): extending a live machine's registers changes what they "
                                  "attest to until reboot; only a test provider's (header mr-extend: yes) are written")
-            opened = self.group().open(mr, flags)
-            with self._lock:
-                self.fds[fd_name] = opened
-                self.mr_fds.add(fd_name)
+            group = self.group()
+            self.fds[fd_name] = (group, group.open(mr, flags))
             return fd_name
-        opened = self.tree.open(self.real(a[0]), flags)
-        with self._lock:
-            self.fds[fd_name] = opened
-            self.mr_fds.discard(fd_name)
+        self.fds[fd_name] = (self.tree, self.tree.open(self.real(a[0]), flags))
         return fd_name
 
     def _close(self, a: tuple, fd_name: str | None) -> object:
-        name = str(a[0])
-        with self._lock:
-            fd = self.fds.pop(name, None)
-        if fd is None:
+        hit = self.fds.pop(str(a[0]), None)
+        if hit is None:
             return "EBADF"
-        self._fd_tree(name).close(fd)
+        hit[0].close(hit[1])
         return 0
 
     def _read(self, a: tuple, fd_name: str | None) -> object:
-        fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self._fd_tree(str(a[0])).read(fd, int(a[1]))
+        hit = self.fds.get(str(a[0]))
+        return "EBADF" if hit is None else hit[0].read(hit[1], int(a[1]))
 
     def _pread(self, a: tuple, fd_name: str | None) -> object:
-        fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self._fd_tree(str(a[0])).pread(fd, int(a[1]), int(a[2]))
+        hit = self.fds.get(str(a[0]))
+        return "EBADF" if hit is None else hit[0].pread(hit[1], int(a[1]), int(a[2]))
 
     def _write(self, a: tuple, fd_name: str | None) -> object:
-        fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self._fd_tree(str(a[0])).write(fd, a[1])
+        hit = self.fds.get(str(a[0]))
+        return "EBADF" if hit is None else hit[0].write(hit[1], a[1])
 
     def _pwrite(self, a: tuple, fd_name: str | None) -> object:
-        fd = self.fds.get(str(a[0]))
-        return "EBADF" if fd is None else self._fd_tree(str(a[0])).pwrite(fd, a[1], int(a[2]))
+        hit = self.fds.get(str(a[0]))
+        return "EBADF" if hit is None else hit[0].pwrite(hit[1], a[1], int(a[2]))
 
     def _lseek(self, a: tuple, fd_name: str | None) -> object:
-        fd = self.fds.get(str(a[0]))
-        if fd is None:
+        hit = self.fds.get(str(a[0]))
+        if hit is None:
             return "EBADF"
         whence = a[2] if isinstance(a[2], int) else WHENCE[str(a[2])]
-        return self._fd_tree(str(a[0])).lseek(fd, int(a[1]), whence)
+        return hit[0].lseek(hit[1], int(a[1]), whence)
 
     def finish(self) -> None:
-        for name, fd in self.fds.items():
+        for files, fd in self.fds.values():
             try:
-                self._fd_tree(name).close(fd)
+                files.close(fd)
             except OSError:
                 pass
         self.fds.clear()
-        self.mr_fds.clear()
         for name in sorted(self.items):
             try:
                 self.tree.rmdir(name)

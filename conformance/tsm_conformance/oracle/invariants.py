@@ -134,11 +134,10 @@ def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] 
     """Every rule the trace breaks (empty: none)."""
     t = Trace(steps)
     out: list[Violation] = []
-    for d in t.steps:
-        if d.result == HUNG or d.end - d.start > time_bound:
-            took = "still running at the deadline" if d.result == HUNG else f"took {d.end - d.start:.2f} s"
-            out.append(Violation("time.bound", f"{d.op} returns within {time_bound:g} s", profile.path, took,
-                                 d.index))
+    for d in [d for d in t.steps if d.end - d.start > time_bound or d.result == HUNG]:  # (one pass, few found)
+        took = "still running at the deadline" if d.result == HUNG else f"took {d.end - d.start:.2f} s"
+        out.append(Violation("time.bound", f"{d.op} returns within {time_bound:g} s", profile.path, took,
+                             d.index))
     if len(t.threads) <= 1:
         out += _model(profile, t, t.steps, attributes, floor, provider)
     else:
@@ -172,13 +171,14 @@ def _model(profile: Profile, t: Trace, steps: list[Done], attributes: frozenset[
            floor: int | None, provider: str | None) -> list[Violation]:
     m = SpecModel(profile, attributes, floor, provider)
     out = []
+    step, fds, threaded = m.step, t.fd_name.get, len(t.threads) > 1
     for d in steps:
         if d.result == HUNG:
             break
-        if d.op.name == "listdir" and d.thread is not None and len(t.threads) > 1 and \
+        if threaded and d.op.name == "listdir" and d.thread is not None and \
                 (not d.op.args or str(d.op.args[0]) in ("", ".")):
             continue  # other threads' items show up too
-        want, why = m.step(d.op, d.result, t.fd_name.get(d.index))
+        want, why = step(d.op, d.result, fds(d.index))
         if why:
             out.append(Violation(f"model.{d.op.name}", f"{d.op} -> {want.text}",
                                  f"{profile.where(want.keypath)} {want.keypath}".strip(),
@@ -463,24 +463,25 @@ def _lengths(profile: Profile, t: Trace) -> list[Violation]:
     out = []
     seen: set[str] = set()
     for d in t.steps:
-        if d.op.name != "read" or not isinstance(d.result, bytes):
+        data = d.result
+        if d.op.name != "read" or not isinstance(data, bytes):
             continue
         fd = str(d.op.args[0])
         if fd in seen:
             continue
         seen.add(fd)
         path = t.path(d)
-        if not path.endswith("/outblob") or len(d.result) >= int(d.op.args[1]):
+        if not path.endswith("/outblob") or len(data) >= int(d.op.args[1]):
             continue  # only the first, whole read of an outblob fd is one report
-        want = declared_length(profile, d.result)
-        if want is None or want == len(d.result):
+        want = declared_length(profile, data)
+        if want is None or want == len(data):
             continue
         name = path.split("/")[0]
         racing = any(x.thread != d.thread and x.start <= d.end and x.end >= d.start and
                      (x.op.name == "param" or (t.item(x) == name and x.op.name in ("close", "write", "pwrite")))
                      for x in t.steps)
         out.append(Violation("report.length", f"a read of {name}/outblob is one whole {want}-byte report",
-                             f"{profile.where('report')} report", f"{len(d.result)} bytes", d.index,
+                             f"{profile.where('report')} report", f"{len(data)} bytes", d.index,
                              known=SIZE_FILL if racing else None))
     return out
 

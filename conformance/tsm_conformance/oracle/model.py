@@ -81,6 +81,7 @@ def _fmt(v: object) -> str:
 
 
 _ZERO, _EBADF = exact(0), exact("EBADF")
+_ON_FD = frozenset(("close", "read", "pread", "write", "pwrite", "lseek"))  # (seq.FD_OPS)
 
 
 class Blob:
@@ -190,6 +191,31 @@ class SpecModel:
     def predict(self, op: Op, fd_name: str | None = None) -> Expect:
         a = op.args
         name = op.name
+        if name in _ON_FD:  # (first: most operations are on an open file)
+            f = self.fds.get(str(a[0]))
+            if f is None:
+                return _EBADF
+            if name == "close":
+                return _ZERO
+            if name in ("read", "pread"):
+                if not f.rd:
+                    return _EBADF
+                return self._read(f, int(a[1]), f.pos if name == "read" else int(a[2]))
+            if name in ("write", "pwrite"):
+                if not f.wr:
+                    return _EBADF
+                data = bytes(a[1])
+                if f.kind == "text":
+                    return self._text_write(f, data)
+                return self._bin_write(f, data, f.pos if name == "write" else int(a[2]))
+            if f.kind == "binary":  # lseek
+                return self._err("lseek_binary")
+            base = {"SEEK_SET": 0, "SEEK_CUR": f.pos, "SEEK_END": self.page}.get(str(a[2]))
+            if base is None or base + int(a[1]) < 0:
+                return exact("EINVAL")
+            return exact(base + int(a[1]))
+        if name == "open":
+            return self._open(str(a[0]), str(a[1]), fd_name or f"fd{self.nfd}")
         if name == "mkdir":
             head, tail = self._attr(a[0])
             if not tail:
@@ -219,31 +245,6 @@ class SpecModel:
             return self._stat(str(a[0]))
         if name == "param":
             return any_of((0, "EOPNOTSUPP"))
-        if name == "open":
-            return self._open(str(a[0]), str(a[1]), fd_name or f"fd{self.nfd}")
-        f = self.fds.get(str(a[0]))
-        if f is None:
-            return _EBADF
-        if name == "close":
-            return _ZERO
-        if name in ("read", "pread"):
-            if not f.rd:
-                return exact("EBADF")
-            return self._read(f, int(a[1]), f.pos if name == "read" else int(a[2]))
-        if name in ("write", "pwrite"):
-            if not f.wr:
-                return exact("EBADF")
-            data = bytes(a[1])
-            if f.kind == "text":
-                return self._text_write(f, data)
-            return self._bin_write(f, data, f.pos if name == "write" else int(a[2]))
-        if name == "lseek":
-            if f.kind == "binary":
-                return self._err("lseek_binary")
-            base = {"SEEK_SET": 0, "SEEK_CUR": f.pos, "SEEK_END": self.page}.get(str(a[2]))
-            if base is None or base + int(a[1]) < 0:
-                return exact("EINVAL")
-            return exact(base + int(a[1]))
         return ANY
 
     def _stat(self, path: str) -> Expect:
@@ -404,15 +405,32 @@ class SpecModel:
     # ------------------------------------------------------------------ state updates
     def apply(self, op: Op, obs: object, fd_name: str | None = None) -> None:
         a, name = op.args, op.name
-        if name == "mkdir":
-            head, tail = self._attr(a[0])
-            if not tail and obs == 0 and head not in self.items:
-                self.items[head] = Item(head, self.p.generation_initial)
-            return
-        if name == "rmdir":
-            head, tail = self._attr(a[0])
-            if not tail and obs == 0 and head in self.items:
-                self.items.pop(head).dead = True
+        if name in _ON_FD:  # (first, as in predict)
+            f = self.fds.get(str(a[0]))
+            if f is None:
+                return
+            if name == "close":
+                del self.fds[str(a[0])]
+                if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (docs/abi.md §3)
+                    self._bump(f.item)
+                    f.item.inblob = bytes(f.buf or b"")
+            elif name in ("read", "pread"):
+                if f.rd:
+                    self._after_read(f, int(a[1]), f.pos if name == "read" else int(a[2]), obs)
+                    if name == "read" and isinstance(obs, bytes):
+                        f.pos += len(obs)
+            elif name in ("write", "pwrite"):
+                if f.wr:
+                    data = bytes(a[1])
+                    pos = f.pos if name == "write" else int(a[2])
+                    if f.kind == "text":
+                        self._after_text_write(f, data, obs)
+                    else:
+                        self._after_bin_write(f, data, pos, obs)
+                    if name == "write" and isinstance(obs, int) and not isinstance(obs, bool):
+                        f.pos += obs
+            elif isinstance(obs, int):  # lseek
+                f.pos = obs
             return
         if name == "open":
             fd = fd_name or f"fd{self.nfd}"
@@ -426,32 +444,15 @@ class SpecModel:
                     rd, wr = _access(str(a[1]))
                     self.fds[fd] = Fd(item, tail, attr.kind if attr else "text", rd, wr)
             return
-        f = self.fds.get(str(a[0])) if a else None
-        if f is None:
+        if name == "mkdir":
+            head, tail = self._attr(a[0])
+            if not tail and obs == 0 and head not in self.items:
+                self.items[head] = Item(head, self.p.generation_initial)
             return
-        if name == "close":
-            del self.fds[str(a[0])]
-            if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (docs/abi.md §3)
-                self._bump(f.item)
-                f.item.inblob = bytes(f.buf or b"")
-            return
-        if name in ("read", "pread") and f.rd:
-            self._after_read(f, int(a[1]), f.pos if name == "read" else int(a[2]), obs)
-            if name == "read" and isinstance(obs, bytes):
-                f.pos += len(obs)
-            return
-        if name in ("write", "pwrite") and f.wr:
-            data = bytes(a[1])
-            pos = f.pos if name == "write" else int(a[2])
-            if f.kind == "text":
-                self._after_text_write(f, data, obs)
-            else:
-                self._after_bin_write(f, data, pos, obs)
-            if name == "write" and isinstance(obs, int) and not isinstance(obs, bool):
-                f.pos += obs
-            return
-        if name == "lseek" and isinstance(obs, int):
-            f.pos = obs
+        if name == "rmdir":
+            head, tail = self._attr(a[0])
+            if not tail and obs == 0 and head in self.items:
+                self.items.pop(head).dead = True
 
     def _bump(self, item: Item) -> None:
         item.gen += 1
