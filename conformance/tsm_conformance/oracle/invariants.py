@@ -86,6 +86,11 @@ class Trace:
 
     def path(self, d: Done) -> str:
         """The attribute path an op acts on (through its fd), or the op's own path."""
+        if len(self.threads) > 1:
+            return self._paths[d.index]  # (the multi-threaded rules ask again and again)
+        return self._path(d)
+
+    def _path(self, d: Done) -> str:
         op, args = d.op.name, d.op.args
         if op in _PATH_OPS:
             return str(args[0]) if args else "."
@@ -96,9 +101,15 @@ class Trace:
 
     # What only the rules of multi-threaded traces ask, computed at the first asking.
     @cached_property
+    def _paths(self) -> dict[int, str]:
+        """Step index -> ``path``."""
+        return {d.index: self._path(d) for d in self.steps}
+
+    @cached_property
     def _items(self) -> dict[int, str]:
         """Step index -> the item it acts on ("" for the group and param)."""
-        return {d.index: self.path(d).partition("/")[0] for d in self.steps}
+        paths = self._paths
+        return {i: p.partition("/")[0] for i, p in paths.items()}
 
     @cached_property
     def by_item(self) -> dict[str, list[Done]]:
