@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -354,6 +355,14 @@ def show(res: object) -> str:
     return str(res)
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _r_real(prefix: str, path: str) -> str | None:
+    """``r3/outblob`` -> ``<prefix>3/outblob``; None where the head is no r-name.  Kept: a caller
+    running many sequences under one prefix (a fuzz target's rebooted tree) maps the same paths."""
+    head, sep, tail = path.partition("/")
+    return f"{prefix}{head[1:]}{sep}{tail}" if _RNAME.fullmatch(head) else None
+
+
 class Executor:
     """Runs ops on one tree with fresh item names; every created item is removed by ``close``.
 
@@ -375,25 +384,24 @@ class Executor:
         self.nfd = 0
         self.items: set[str] = set()
         self._real: dict[str, str] = {}
-        self._inv: dict[str, str] = {}  # real item name -> the sequence's name, for listdir of the group
+        self._inv: dict[str, str] = {}  # an alias -> the sequence's name, for listdir of the group
 
     def real(self, path: str) -> str:
-        hit = self._real.get(path)
+        hit = self._real.get(path)  # (paths repeat; mapping one is most of the cost of a cheap op)
         if hit is not None:
             return hit
-        head, sep, tail = str(path).partition("/")
-        if _RNAME.fullmatch(head):
-            mapped = f"{self.prefix}{head[1:]}"
-        elif self.aliases is None or head in (".", ""):
-            self._real[path] = str(path)
-            return str(path)
-        elif head in self.aliases:
-            mapped = self.aliases[head]
-        else:
-            raise ValueError(f"{path}: not an item this sequence makes")
-        self._inv[mapped] = head
-        out = mapped + sep + tail
-        self._real[path] = out  # paths repeat; the regex is most of the cost of a cheap op
+        path = str(path)
+        out = _r_real(self.prefix, path)
+        if out is None:
+            head, sep, tail = path.partition("/")
+            if self.aliases is None or head in (".", ""):
+                out = path
+            elif head in self.aliases:
+                self._inv[self.aliases[head]] = head
+                out = self.aliases[head] + sep + tail
+            else:
+                raise ValueError(f"{path}: not an item this sequence makes")
+        self._real[path] = out
         return out
 
     def _gen(self, path: str) -> str:
@@ -454,8 +462,8 @@ class Executor:
         return sorted(names)
 
     def _seq_name(self, real: str) -> str | None:
-        """The sequence's name of a real item name: one ``real`` made, or an r-name's (prefix and
-        number) even if the sequence never named it (another thread's mkdir of it is racing)."""
+        """The sequence's name of a real item name: an alias ``real`` made, or an r-name's (prefix
+        and number), also one the sequence never named (another thread's mkdir of it is racing)."""
         hit = self._inv.get(real)
         if hit is None and real.startswith(self.prefix) and _RNAME.fullmatch(r := "r" + real[len(self.prefix):]):
             hit = r

@@ -263,6 +263,7 @@ class Runner:
         self.profile, self.facts = ctx.profile, ctx.facts
         self.tree = ctx.tree()
         self._spare: Any = None  # the emulated tree rebooted for each input (fresh())
+        self._spare_prefix = ""  # its item names: fresh ones at each boot, the same after a reboot
         from tsm_conformance.oracle import check_trace
         from tsm_conformance.seq import HUNG, Pool, execute_threads
         # imported here, once (not with this module: a worker imports its target before it
@@ -291,7 +292,8 @@ class Runner:
 
     def run(self, tree: Any, steps: list[Any]) -> tuple[list[Any], list[Any]]:
         """(trace, violations) of one execution of ``steps`` (``observable`` ones)."""
-        done = self._execute(tree, steps, harness.fresh_prefix(self.ctx), pool=self.pool,
+        prefix = self._spare_prefix if tree is self._spare else harness.fresh_prefix(self.ctx)
+        done = self._execute(tree, steps, prefix, pool=self.pool,
                                coop=self.seeds.getrandbits(32) if self.seeds is not None else None,
                                tidy=tree is not self._spare)  # the spare is rebooted before its next input
         if tree is self._spare and self._hung in [d.result for d in done]:
@@ -307,6 +309,7 @@ class Runner:
             return self.ctx.tree()
         if self._spare is None:
             self._spare = self.ctx.tree()
+            self._spare_prefix = harness.fresh_prefix(self.ctx)  # (a reboot leaves no item behind)
         else:
             self._spare.reboot()
         return self._spare
