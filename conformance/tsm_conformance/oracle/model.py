@@ -85,7 +85,7 @@ _ON_FD = frozenset(("close", "read", "pread", "write", "pwrite", "lseek"))  # (s
 
 
 class Blob:
-    """What is known about one blob (a report at one generation, or a text snapshot): fragments by
+    """What is known about one blob (a report at one generation): fragments by
     offset, and bounds on its length.  Every observation must agree with all earlier ones."""
 
     def __init__(self) -> None:
@@ -152,8 +152,10 @@ class Fd:
     pos: int = 0
     buf: bytearray | None = None  # pending inblob bytes
     wip: bool = False  # write_in_progress: close commits
-    snap: Blob | None = None  # the per-fd read snapshot, once filled
+    snap: Blob | None = None  # a binary attribute's per-fd read snapshot, once filled
     snap_gen: int = -1
+    filled: bool = False  # a text attribute's page was filled by a read: later reads show ``page``
+    page: bytes | None = None  # (None: what the attribute shows is not modelled)
 
 
 class SpecModel:
@@ -313,9 +315,9 @@ class SpecModel:
     def _read(self, f: Fd, n: int, pos: int) -> Expect:
         item = f.item
         if f.kind == "text":
-            if f.snap is None and item.dead:
+            if not f.filled and item.dead:
                 return self._err("access_after_rmdir")
-            text = f.snap.full() if f.snap is not None else self._show(item, f.attr)
+            text = f.page if f.filled else self._show(item, f.attr)
             if text is None:
                 return ANY
             return exact(text[pos:pos + n], "generation" if f.attr == "generation" else "provider")
@@ -467,11 +469,8 @@ class SpecModel:
         if not isinstance(obs, bytes):
             return
         if f.kind == "text":
-            if f.snap is None:
-                f.snap = Blob()
-                text = self._show(item, f.attr)
-                if text is not None:
-                    f.snap.add(0, len(text) + 1, text)
+            if not f.filled:  # one show per fd, then a snapshot (docs/abi.md §3)
+                f.filled, f.page = True, self._show(item, f.attr)
             return
         if f.snap is None:
             if not obs and pos == 0:  # an empty blob: configfs keeps trying on later reads
