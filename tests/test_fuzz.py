@@ -192,8 +192,18 @@ def test_fuzz_finds_inblob_truncate_and_replay_reproduces(tmp_path: Path) -> Non
 
 
 def test_fuzz_all_passes_on_faithful_emulator(tmp_path: Path) -> None:
-    res = _tsm("fuzz", "all", "--emulate", "sev_guest", "--max-time", "5", "--junit", "all.xml", cwd=tmp_path)
+    """Every target passes; ``measurements`` (sev_guest has no registers) does not fail the run: it
+    is skipped with its reason where the runner hands targets the tree (``targets.unavailable``),
+    or until then runs a function that does nothing, after printing the reason into its log."""
+    res = _tsm("fuzz", "all", "--emulate", "sev_guest", "--max-time", "3", "--junit", "all.xml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    suite = ET.parse(tmp_path / "all.xml").getroot().find("testsuite")
+    root = ET.parse(tmp_path / "all.xml").getroot()
+    suite = root.find("testsuite")
     assert suite is not None and int(suite.get("tests", "0")) == len(targets.names())
     assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    case = root.find(".//testcase[@name='measurements']")
+    assert case is not None
+    skipped, log = case.find("skipped"), tmp_path / "fuzz-artifacts" / "measurements.log"
+    reason = "sev_guest has no measurement registers"
+    assert (skipped is not None and reason in skipped.get("message", "")) or \
+        (log.exists() and reason in log.read_text()), res.stdout[-3000:]
