@@ -27,7 +27,7 @@ from functools import cached_property
 from operator import attrgetter
 
 from ..profile.model import Profile
-from ..seq import HUNG, Done, Op
+from ..seq import HUNG, PATH_OPS, Done, Op
 from .lengths import declared_length
 from .model import SpecModel
 from .rules import inblob_marks, inblob_put, text_store_bumps
@@ -56,9 +56,6 @@ def _shown(v: object) -> str:
     if isinstance(v, bytes):
         return repr(v) if len(v) <= 24 else f"<{len(v)} bytes>"
     return str(v)
-
-
-_PATH_OPS = ("mkdir", "rmdir", "open", "stat", "listdir")  # the operations whose first argument is a path
 
 
 class Trace:
@@ -92,7 +89,7 @@ class Trace:
 
     def _path(self, d: Done) -> str:
         op, args = d.op.name, d.op.args
-        if op in _PATH_OPS:
+        if op in PATH_OPS:
             return str(args[0]) if args else "."
         return "" if op == "param" else self.fd_path.get(str(args[0]), "")
 
@@ -137,7 +134,6 @@ class Trace:
             if d.op.name in ("mkdir", "rmdir") and d.result == 0:
                 out.setdefault(str(d.op.args[0]), []).append(d)
         return out
-
 
 
 def check_trace(profile: Profile, steps: list[Done], attributes: frozenset[str] | set[str],

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..profile.model import Profile
-from ..seq import Op
+from ..seq import FD_OPS, Op
 from .parse import kstrtouint, service_provider_value
 from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_store_bumps
 
@@ -81,7 +81,7 @@ def _fmt(v: object) -> str:
 
 
 _ZERO, _EBADF = exact(0), exact("EBADF")
-_ON_FD = frozenset(("close", "read", "pread", "write", "pwrite", "lseek"))  # (seq.FD_OPS)
+_ON_FD = frozenset(FD_OPS)  # the operations on an open file
 
 
 class Blob:

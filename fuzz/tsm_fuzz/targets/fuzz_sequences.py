@@ -171,8 +171,6 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
     return harness.to_steps(raw)
 
 
-
-
 def _expand(m: Macro, shape: Shape, k: int | str) -> list[tuple[str, tuple]]:
     """A macro's operations; ``k`` makes its fd placeholders (``@k.``) unique in the schedule."""
     kind, th, *a = m
