@@ -1008,26 +1008,16 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     (``coop.Scheduler``: an in-process tree only; a real tree's calls block).  ``tidy=False``
     leaves the open fds and the items made behind, for a tree rebooted before its next use."""
     ex = Executor(tree, prefix, aliases=aliases, mr=mr)
-    done: list[Done | None] = [None] * len(steps)
-    call, clock = ex.call, time.monotonic
     programs: dict[str, list[int]] = {}
     last = -1  # the last labelled step: unlabelled ones after it are the tear-down
     for i, st in enumerate(steps):
         if st.thread is not None:
             programs.setdefault(st.thread, []).append(i)
             last = i
-    if last < 0:  # no threads (most fuzz inputs; this loop is their cost): every step in file
-        # order, the executor naming fds as it opens them (file order), each step ending when the
-        # next one starts
-        try:
-            t0 = clock()
-            for i, st in enumerate(steps):
-                res = call(st.op)
-                done[i] = Done(i, None, st.op, res, t0, t0 := clock())
-        finally:
-            if tidy:
-                ex.finish()
-        return done  # type: ignore[return-value]  # (every step ran)
+    if last < 0:
+        return _in_file_order(ex, steps, tidy)
+    done: list[Done | None] = [None] * len(steps)
+    call, clock = ex.call, time.monotonic
     names = fd_names(steps)
 
     def run(i: int) -> None:
@@ -1058,18 +1048,7 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
                     for i in idx:
                         run(i)
                 return go
-            switch = sys.getswitchinterval()
-            # in-process trees interleave only at GIL switches (5 ms by default): make them
-            # fine-grained while the threads run, or races in an emulator would hardly ever recur
-            sys.setswitchinterval(SWITCH_INTERVAL)
-            own = pool is None
-            use = Pool() if pool is None else pool
-            try:
-                use.run([program(idx) for idx in programs.values()], deadline)
-            finally:
-                sys.setswitchinterval(switch)
-                if own:
-                    use.close()
+            _on_threads([program(idx) for idx in programs.values()], pool, deadline)
         if last >= 0 and all(done[i] is not None for idx in programs.values() for i in idx):
             for i in range(last + 1, len(steps)):
                 run(i)  # (all unlabelled: last is the last labelled step)
@@ -1079,6 +1058,40 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     now = time.monotonic()
     return [d if d is not None else Done(i, steps[i].thread, steps[i].op, HUNG, now - deadline, now)
             for i, d in enumerate(done)]
+
+
+def _in_file_order(ex: Executor, steps: list[Step], tidy: bool) -> list[Done]:
+    """A schedule without threads (most fuzz inputs: this loop is their cost): every step in file
+    order, the executor naming fds as it opens them (so in file order), each step ending when the
+    next one starts."""
+    call, clock = ex.call, time.monotonic
+    done: list[Done] = []
+    add = done.append
+    try:
+        t0 = clock()
+        for i, st in enumerate(steps):
+            res = call(st.op)
+            add(Done(i, None, st.op, res, t0, t0 := clock()))
+    finally:
+        if tidy:
+            ex.finish()
+    return done
+
+
+def _on_threads(programs: list[Callable[[], None]], pool: Pool | None, deadline: float) -> None:
+    """The programs on OS threads: ``pool``'s, or a pool of this call's own."""
+    switch = sys.getswitchinterval()
+    # in-process trees interleave only at GIL switches (5 ms by default): make them fine-grained
+    # while the threads run, or races in an emulator would hardly ever recur
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    own = pool is None
+    use = Pool() if pool is None else pool
+    try:
+        use.run(programs, deadline)
+    finally:
+        sys.setswitchinterval(switch)
+        if own:
+            use.close()
 
 
 # ----------------------------------------------------------------------------- recorded logs

@@ -26,6 +26,8 @@ def generate(seed: int, length: int | None = None, registers: tuple[tuple[str, i
     """``registers``: (file name, size, writable) of the provider's measurement registers
     (6.16+): then about one step in seven acts on them (seq.MR_HEAD), reads, extends and the write
     contract's refusals; without them the sequence for a seed is what it always was."""
+    # One long function on purpose: one random walk, whose order of draws is the sequence a seed
+    # names (the differential's sequences are named by seeds); its branches share the walk's state.
     rnd = random.Random(seed)
     n = length or rnd.randint(6, 30)
     ops: list[Op] = []

@@ -128,6 +128,8 @@ def build_machine(ctx: Ctx, s: int) -> tuple[type, list]:
     """The machine class over this check's tree and profile (Hypothesis builds instances itself,
     so the context goes in through the closure; fixtures cannot be injected into rules), and a
     list that receives the first failing example: (its rule calls, its TsmFailure)."""
+    # One long function on purpose: the rules are methods of a class that closes over this check's
+    # context (Hypothesis makes the instances), so they cannot move out of it.
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 

@@ -60,6 +60,7 @@ def _alts_data(alts: tuple[Alternative, ...], key: str, force_list: bool) -> Any
 
 def _profile_data(p: Profile) -> dict[str, Any]:
     """The resolved profile as profile-language data (keys mirror the YAML keypaths)."""
+    # One long function on purpose: one key after another, as the YAML has them.
     d: dict[str, Any] = {"schema": SCHEMA_VERSION, "name": p.name}
     if p.abstract:
         d["abstract"] = True

@@ -18,6 +18,8 @@ _LIMIT_KEYS = ("inblob_max", "privlevel_max", "text_store_max", "name_max", "out
 
 
 def check_semantics(d: dict[str, Any], marks: Marks) -> None:
+    # One long function on purpose: the profile language's rules in the order a reader meets the
+    # keys, each a test that fails naming its keypath; split, they would be one-rule functions.
     def fail(kp: str, msg: str) -> ProfileError:
         return error_at(marks, kp, msg)
 

@@ -81,6 +81,8 @@ def program(attr: str, chunks: list[bytes]) -> list:  # noqa: ANN201
 
 
 def make(ctx: TargetContext):  # noqa: ANN201
+    # One long function on purpose: the target is closures over one long-lived item, its tree's
+    # bound operations and the last input (a call per input is the target's cost).
     harness.prepare(ctx)
     from tsm_conformance import errnos
     prof, facts = ctx.profile, ctx.facts

@@ -173,6 +173,7 @@ def schedule(items: list[str], premade: list[str], macros: list[Macro], shape: S
 
 def _expand(m: Macro, shape: Shape, k: int | str) -> list[tuple[str, tuple]]:
     """A macro's operations; ``k`` makes its fd placeholders (``@k.``) unique in the schedule."""
+    # One long function on purpose: one case per macro kind, as decode has one per kind.
     kind, th, *a = m
     fd = f"@{k}."
     if kind in ("mkdir", "rmdir"):
