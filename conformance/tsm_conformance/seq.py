@@ -1067,14 +1067,12 @@ def _in_file_order(ex: Executor, steps: list[Step], tidy: bool) -> list[Done]:
     call, clock = ex.call, time.monotonic
     done: list[Done] = []
     add = done.append
-    try:
-        t0 = clock()
-        for i, st in enumerate(steps):
-            res = call(st.op)
-            add(Done(i, None, st.op, res, t0, t0 := clock()))
-    finally:
-        if tidy:
-            ex.finish()
+    t0 = clock()
+    for i, st in enumerate(steps):
+        res = call(st.op)
+        add(Done(i, None, st.op, res, t0, t0 := clock()))
+    if tidy:  # (as execute_threads: only once every step ran)
+        ex.finish()
     return done
 
 

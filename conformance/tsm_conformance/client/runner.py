@@ -154,8 +154,6 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
             continue
 
 
-
-
 def _read_status(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())

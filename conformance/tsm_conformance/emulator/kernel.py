@@ -572,7 +572,7 @@ class Kernel:
                 raise _err(errno.ENOTDIR)
             wants_rd = acc in (os.O_RDONLY, os.O_RDWR)
             wants_wr = acc in (os.O_WRONLY, os.O_RDWR)
-            writable = attr in WRITE_ONLY  # (attr_mode: each attribute is read-only or write-only)
+            writable = attr_mode(attr) & 0o222 != 0
             readable = not writable
             with item.frag_sem.read(self.interrupted):
                 if item.dead:
@@ -585,7 +585,7 @@ class Kernel:
                 raise _err(errno.EACCES)
             if wants_rd and not readable and "wo-readable" not in self.q:
                 raise _err(errno.EACCES)
-            f = OpenFile(item, attr, "binary" if attr in BIN_ATTRS else "text", wants_rd, wants_wr)  # (attr_kind)
+            f = OpenFile(item, attr, attr_kind(attr), wants_rd, wants_wr)
             if attr == "inblob" and wants_wr and "inblob-open-bumps" in self.q:
                 f.write_in_progress = True
         with self._fd_lock:

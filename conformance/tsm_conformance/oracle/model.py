@@ -269,7 +269,7 @@ class SpecModel:
                       else "a different mode or size")
 
     def _open(self, path: str, flags: str, fd: str) -> Expect:
-        head, _, tail = path.partition("/")
+        head, tail = self._attr(path)
         if head not in self.items:
             return exact("ENOENT", "errors.access_after_rmdir")  # the name is gone: the VFS says ENOENT
         if not tail or "/" in tail or tail not in self.visible:
@@ -278,7 +278,7 @@ class SpecModel:
         if attr is None:
             return ANY
         rd, wr = _access(flags)
-        if (rd and not attr.mode & 0o444) or (wr and not attr.mode & 0o222):  # (Attribute.readable, .writable)
+        if (rd and not attr.readable) or (wr and not attr.writable):
             return self._err("open_wrong_direction")
         return exact(fd)
 
@@ -439,7 +439,7 @@ class SpecModel:
             if fd_name is None:
                 self.nfd += 1
             if obs.__class__ is str and obs[:2] == "fd":
-                head, _, tail = str(a[0]).partition("/")
+                head, tail = self._attr(a[0])
                 item = self.items.get(head)
                 if item is not None:
                     attr = self.p.attributes.get(tail)

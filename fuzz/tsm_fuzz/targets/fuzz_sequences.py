@@ -80,55 +80,43 @@ class Shape:
 
 
 def decode(data: bytes, shape: Shape) -> tuple[list[str], list[Macro]]:
-    """(items made in set-up, macros in file order); every input decodes to something.  Past the
-    input's end every byte reads as zero (as ``harness.Bytes``; here by padding, read by index:
-    a method call per byte cost more than the rest of decoding)."""
-    n = len(data)
-    b = data + bytes(8)  # a macro reads at most 4 bytes, and starts only while input is left
-    head = b[0]
+    """(items made in set-up, macros in file order); every input decodes to something."""
+    r = harness.Bytes(data)
+    head = r.u8()
     nthreads = 1 + head % MAX_THREADS
     nitems = 1 + (head >> 2) % 3
     items = ITEMS[:nitems]
     premade = [x for i, x in enumerate(items) if not (head >> 4) & (1 << i)] or ["r0"]
     macros: list[Macro] = []
     per = [0] * nthreads
-    i = 1
-    while i < n and min(per) < MAX_MACROS:
-        c = b[i]
-        i += 1
+    while r.left() and min(per) < MAX_MACROS:
+        c = r.u8()
         th = (c & 3) % nthreads
         if per[th] >= MAX_MACROS:
             continue
         per[th] += 1
-        kind, item = (c >> 2) % 13, items[b[i] % nitems]
-        i += 1
+        kind, item = (c >> 2) % 13, items[r.u8() % nitems]
         k = len(macros)
         if kind == 0:
             macros.append(("mkdir", th, item))
         elif kind == 1:
             macros.append(("rmdir", th, item))
         elif kind in (2, 3):
-            x = b[i]
-            size = (shape.report_len, shape.report_len, shape.report_len, 1, 31, 32, 63, 65)[x & 7]
-            macros.append(("inblob", th, item, _nonce(th, k, size), (x >> 3) & 3, b[i + 1] % 72))
-            i += 2
+            b = r.u8()
+            n = (shape.report_len, shape.report_len, shape.report_len, 1, 31, 32, 63, 65)[b & 7]
+            macros.append(("inblob", th, item, _nonce(th, k, n), (b >> 3) & 3, r.u8() % 72))
         elif kind == 4 and shape.texts:
-            attr, values = shape.texts[b[i] % len(shape.texts)]
-            x = b[i + 1]
-            macros.append(("text", th, item, attr, values[x % len(values)], 1 + (x >> 7)))
-            i += 2
+            attr, values = shape.texts[r.u8() % len(shape.texts)]
+            b = r.u8()
+            macros.append(("text", th, item, attr, values[b % len(values)], 1 + (b >> 7)))
         elif kind in (5, 6):
-            macros.append(("bracket", th, item, 1 + b[i] % 4))
-            i += 1
+            macros.append(("bracket", th, item, 1 + r.u8() % 4))
         elif kind == 7 and shape.reads:
-            macros.append(("read", th, item, shape.reads[b[i] % len(shape.reads)], (1, 7, 100, 1 << 16)[b[i + 1] & 3]))
-            i += 2
+            macros.append(("read", th, item, shape.reads[r.u8() % len(shape.reads)], (1, 7, 100, 1 << 16)[r.u8() & 3]))
         elif kind == 8:
-            macros.append(("churn", th, item, 1 + b[i] % 6, k))
-            i += 1
+            macros.append(("churn", th, item, 1 + r.u8() % 6, k))
         elif kind == 9:
-            macros.append(("misuse", th, item, b[i] % 9))
-            i += 1
+            macros.append(("misuse", th, item, r.u8() % 9))
         elif kind == 10:
             macros.append(("list", th))
         elif kind == 11:
