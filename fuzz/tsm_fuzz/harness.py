@@ -108,12 +108,11 @@ Raw = tuple  # (thread label or None, op name, args): an fd argument is an "@...
 def interleave(progs: dict[int, list[tuple[str, tuple]]]) -> list[Raw]:
     """The threads' programs in file order: one program unlabelled; several round-robin (the k-th
     op of every thread, then the (k+1)-th), labelled T1, T2 ..."""
-    from itertools import zip_longest
     threads = sorted(progs)
     if len(threads) == 1:
         return [(None, name, args) for name, args in progs[threads[0]]]
     labels = [f"T{t + 1}" for t in threads]
-    return [(th, *op) for row in zip_longest(*(progs[t] for t in threads))
+    return [(th, op[0], op[1]) for row in itertools.zip_longest(*(progs[t] for t in threads))
             for th, op in zip(labels, row) if op is not None]
 
 

@@ -20,7 +20,7 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import kstrtox
 from .era import Era
@@ -53,17 +53,19 @@ class Gen:
     read: int = 0
 
 
-@dataclass(slots=True)
 class ReportItem:
-    name: str
-    visible: tuple[str, ...]
-    gen: Gen
-    desc: Desc = field(default_factory=Desc)
-    blobs: Blobs | None = None
-    dead: bool = False
-    frag_sem: RWLock = field(default_factory=RWLock)
-    subdirs: set[str] = field(default_factory=set)
-    report_lock: threading.Lock = field(default_factory=threading.Lock)  # quirk per-item-lock
+    """One tsm_report_state (a plain class: a dataclass's default factories cost most of a mkdir)."""
+
+    __slots__ = ("name", "visible", "gen", "desc", "blobs", "dead", "frag_sem", "subdirs", "report_lock")
+
+    def __init__(self, name: str, visible: tuple[str, ...], gen: Gen) -> None:
+        self.name, self.visible, self.gen = name, visible, gen
+        self.desc = Desc()
+        self.blobs: Blobs | None = None
+        self.dead = False
+        self.frag_sem = RWLock()
+        self.subdirs: set[str] = set()
+        self.report_lock = threading.Lock()  # quirk per-item-lock
 
 
 class OpenFile:
@@ -124,6 +126,7 @@ class Kernel:
         of its own (report counters, parameters changed at run time)."""
         self.tsm_rwsem = RWLock()
         self.provider: Provider | None = None
+        self._visible: tuple[Provider, tuple[str, ...]] | None = None  # _visible_set's answer
         self.provider_count = 0  # 6.16+ atomic_t provider.count
         self.items: dict[str, ReportItem] = {}
         self.dmesg: list[str] = []
@@ -456,14 +459,18 @@ class Kernel:
         raise _err(errno.ENOENT)
 
     def _visible_set(self, p: Provider) -> tuple[str, ...]:
+        """The attributes populate_attrs gives a new item.  The kernel asks is_visible at every
+        mkdir; a provider's answers depend only on its load-time parameters and the quirks it was
+        registered with, so they are asked once per registered provider."""
+        hit = self._visible
+        if hit is not None and hit[0] is p:
+            return hit[1]
         if not self.era.visibility_hooks:
-            return EXTRA_TYPE if p.extra_type else DEFAULT_TYPE
-        out = []
-        for a in TEXT_ATTRS + BIN_ATTRS:
-            v = p.attr_visible(a)
-            if v is None or v:
-                out.append(a)
-        return tuple(out)
+            out = EXTRA_TYPE if p.extra_type else DEFAULT_TYPE
+        else:
+            out = tuple(a for a in TEXT_ATTRS + BIN_ATTRS if (v := p.attr_visible(a)) is None or v)
+        self._visible = (p, out)
+        return out
 
     def _make_item(self, name: str) -> None:
         with self.tsm_rwsem.read(self.interrupted):  # tsm_report_make_item + populate_attrs' is_visible

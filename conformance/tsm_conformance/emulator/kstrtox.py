@@ -21,13 +21,7 @@ def _cstr(buf: bytes) -> bytes:
     return buf if i < 0 else buf[:i]
 
 
-def _digit(c: int) -> int:
-    if 48 <= c <= 57:
-        return c - 48
-    c |= 0x20
-    if 97 <= c <= 102:
-        return c - 87
-    return 99
+_DIGITS = {8: b"01234567", 10: b"0123456789", 16: _HEX}  # the characters _parse_integer takes per base
 
 
 def kstrtoull(buf: bytes, base: int = 0) -> int:
@@ -44,20 +38,16 @@ def kstrtoull(buf: bytes, base: int = 0) -> int:
             base = 10
     elif base == 16 and s[:2] in (b"0x", b"0X"):
         s = s[2:]
-    val = consumed = 0
-    overflow = False
-    for c in s:
-        d = _digit(c)
-        if d >= base:
-            break
-        val = val * base + d
-        if val > U64_MAX:
-            overflow = True
-        consumed += 1
-    if overflow:
-        raise OSError(errno.ERANGE, "Numerical result out of range")
+    # _parse_integer: digits of the base until the first other character.  The C loop flags
+    # overflow when the running value passes U64_MAX; the value only grows as digits are added, so
+    # that is the whole run's value passing it (a 4095-digit store is parsed without a loop here).
+    consumed = len(s) - len(s.lstrip(_DIGITS[base]))
     if consumed == 0:
         raise OSError(errno.EINVAL, "Invalid argument")
+    digits = s[:consumed].lstrip(b"0")
+    # (more than 64 digits of any base pass U64_MAX; int() refuses over 4300 decimal ones)
+    if len(digits) > 64 or (val := int(digits or b"0", base)) > U64_MAX:
+        raise OSError(errno.ERANGE, "Numerical result out of range")
     rest = s[consumed:]
     if rest[:1] == b"\n":
         rest = rest[1:]

@@ -30,6 +30,7 @@ from .parse import kstrtouint, service_provider_value
 from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_store_bumps
 
 Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
+_Opening = tuple  # SpecModel._opening's (item name, attribute name, profile Attribute | None, reads, writes)
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass costs several times as much to make)
@@ -195,29 +196,9 @@ class SpecModel:
         name = op.name
         if name in _ON_FD:  # (first: most operations are on an open file)
             f = self.fds.get(str(a[0]))
-            if f is None:
-                return _EBADF
-            if name == "close":
-                return _ZERO
-            if name in ("read", "pread"):
-                if not f.rd:
-                    return _EBADF
-                return self._read(f, int(a[1]), f.pos if name == "read" else int(a[2]))
-            if name in ("write", "pwrite"):
-                if not f.wr:
-                    return _EBADF
-                data = bytes(a[1])
-                if f.kind == "text":
-                    return self._text_write(f, data)
-                return self._bin_write(f, data, f.pos if name == "write" else int(a[2]))
-            if f.kind == "binary":  # lseek
-                return self._err("lseek_binary")
-            base = {"SEEK_SET": 0, "SEEK_CUR": f.pos, "SEEK_END": self.page}.get(str(a[2]))
-            if base is None or base + int(a[1]) < 0:
-                return exact("EINVAL")
-            return exact(base + int(a[1]))
+            return _EBADF if f is None else self._predict_fd(f, name, a)
         if name == "open":
-            return self._open(str(a[0]), str(a[1]), fd_name or f"fd{self.nfd}")
+            return self._open(self._opening(a), fd_name or f"fd{self.nfd}")
         if name == "mkdir":
             head, tail = self._attr(a[0])
             if not tail:
@@ -249,6 +230,28 @@ class SpecModel:
             return any_of((0, "EOPNOTSUPP"))
         return ANY
 
+    def _predict_fd(self, f: Fd, name: str, a: tuple) -> Expect:
+        """An operation on open file ``f``."""
+        if name == "close":
+            return _ZERO
+        if name in ("read", "pread"):
+            if not f.rd:
+                return _EBADF
+            return self._read(f, int(a[1]), f.pos if name == "read" else int(a[2]))
+        if name in ("write", "pwrite"):
+            if not f.wr:
+                return _EBADF
+            data = bytes(a[1])
+            if f.kind == "text":
+                return self._text_write(f, data)
+            return self._bin_write(f, data, f.pos if name == "write" else int(a[2]))
+        if f.kind == "binary":  # lseek
+            return self._err("lseek_binary")
+        base = {"SEEK_SET": 0, "SEEK_CUR": f.pos, "SEEK_END": self.page}.get(str(a[2]))
+        if base is None or base + int(a[1]) < 0:
+            return exact("EINVAL")
+        return exact(base + int(a[1]))
+
     def _stat(self, path: str) -> Expect:
         head, tail = self._attr(path)
         if head not in self.items:
@@ -268,16 +271,20 @@ class SpecModel:
                       judge=lambda o: None if (getattr(o, "mode", None), getattr(o, "size", None)) == (mode, size)
                       else "a different mode or size")
 
-    def _open(self, path: str, flags: str, fd: str) -> Expect:
-        head, tail = self._attr(path)
+    def _opening(self, a: tuple) -> _Opening:
+        """An open's (item name, attribute name, the profile's attribute, reads, writes)."""
+        head, tail = self._attr(a[0])
+        rd, wr = _access(str(a[1]))
+        return head, tail, self.p.attributes.get(tail), rd, wr
+
+    def _open(self, o: _Opening, fd: str) -> Expect:
+        head, tail, attr, rd, wr = o
         if head not in self.items:
             return exact("ENOENT", "errors.access_after_rmdir")  # the name is gone: the VFS says ENOENT
         if not tail or "/" in tail or tail not in self.visible:
             return exact("ENOENT") if tail and "/" not in tail else ANY
-        attr = self.p.attributes.get(tail)
         if attr is None:
             return ANY
-        rd, wr = _access(flags)
         if (rd and not attr.readable) or (wr and not attr.writable):
             return self._err("open_wrong_direction")
         return exact(fd)
@@ -409,42 +416,11 @@ class SpecModel:
         a, name = op.args, op.name
         if name in _ON_FD:  # (first, as in predict)
             f = self.fds.get(str(a[0]))
-            if f is None:
-                return
-            if name == "close":
-                del self.fds[str(a[0])]
-                if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (docs/abi.md §3)
-                    self._bump(f.item)
-                    f.item.inblob = bytes(f.buf or b"")
-            elif name in ("read", "pread"):
-                if f.rd:
-                    self._after_read(f, int(a[1]), f.pos if name == "read" else int(a[2]), obs)
-                    if name == "read" and isinstance(obs, bytes):
-                        f.pos += len(obs)
-            elif name in ("write", "pwrite"):
-                if f.wr:
-                    data = bytes(a[1])
-                    pos = f.pos if name == "write" else int(a[2])
-                    if f.kind == "text":
-                        self._after_text_write(f, data, obs)
-                    else:
-                        self._after_bin_write(f, data, pos, obs)
-                    if name == "write" and isinstance(obs, int) and not isinstance(obs, bool):
-                        f.pos += obs
-            elif isinstance(obs, int):  # lseek
-                f.pos = obs
+            if f is not None:
+                self._apply_fd(f, name, a, obs)
             return
         if name == "open":
-            fd = fd_name or f"fd{self.nfd}"
-            if fd_name is None:
-                self.nfd += 1
-            if obs.__class__ is str and obs[:2] == "fd":
-                head, tail = self._attr(a[0])
-                item = self.items.get(head)
-                if item is not None:
-                    attr = self.p.attributes.get(tail)
-                    rd, wr = _access(str(a[1]))
-                    self.fds[fd] = Fd(item, tail, attr.kind if attr else "text", rd, wr)
+            self._opened(self._opening(a), obs, fd_name or f"fd{self.nfd}", fd_name is None)
             return
         if name == "mkdir":
             head, tail = self._attr(a[0])
@@ -455,6 +431,42 @@ class SpecModel:
             head, tail = self._attr(a[0])
             if not tail and obs == 0 and head in self.items:
                 self.items.pop(head).dead = True
+
+    def _apply_fd(self, f: Fd, name: str, a: tuple, obs: object) -> None:
+        """What an operation on open file ``f`` that returned ``obs`` changed."""
+        if name == "close":
+            del self.fds[str(a[0])]
+            if f.kind == "binary" and f.wip and not f.item.dead:  # the inblob commit (docs/abi.md §3)
+                self._bump(f.item)
+                f.item.inblob = bytes(f.buf or b"")
+        elif name in ("read", "pread"):
+            if f.rd:
+                self._after_read(f, int(a[1]), f.pos if name == "read" else int(a[2]), obs)
+                if name == "read" and isinstance(obs, bytes):
+                    f.pos += len(obs)
+        elif name in ("write", "pwrite"):
+            if f.wr:
+                data = bytes(a[1])
+                pos = f.pos if name == "write" else int(a[2])
+                if f.kind == "text":
+                    self._after_text_write(f, data, obs)
+                else:
+                    self._after_bin_write(f, data, pos, obs)
+                if name == "write" and isinstance(obs, int) and not isinstance(obs, bool):
+                    f.pos += obs
+        elif isinstance(obs, int):  # lseek
+            f.pos = obs
+
+    def _opened(self, o: _Opening, obs: object, fd: str, numbered: bool) -> None:
+        """An open that returned ``obs``: a new ``fd`` on success (``numbered``: its name is the
+        next ``fdN``, counted even when the open fails, as the executor names them)."""
+        if numbered:
+            self.nfd += 1
+        if obs.__class__ is str and obs[:2] == "fd":
+            head, tail, attr, rd, wr = o
+            item = self.items.get(head)
+            if item is not None:
+                self.fds[fd] = Fd(item, tail, attr.kind if attr else "text", rd, wr)
 
     def _bump(self, item: Item) -> None:
         item.gen += 1
@@ -506,6 +518,23 @@ class SpecModel:
     # ------------------------------------------------------------------ both
     def step(self, op: Op, obs: object, fd_name: str | None = None) -> tuple[Expect, str | None]:
         """Predict, judge the observation, advance: (expectation, why it is wrong or None)."""
+        name = op.name
+        if name in _ON_FD:  # the file looked up once for both halves (most operations)
+            a = op.args
+            f = self.fds.get(str(a[0]))
+            if f is None:
+                return _EBADF, _EBADF.wrong(obs)
+            want = self._predict_fd(f, name, a)
+            why = want.wrong(obs)
+            self._apply_fd(f, name, a, obs)
+            return want, why
+        if name == "open":  # the path and flags parsed once for both halves
+            o = self._opening(op.args)
+            fd = fd_name or f"fd{self.nfd}"
+            want = self._open(o, fd)
+            why = want.wrong(obs)
+            self._opened(o, obs, fd, fd_name is None)
+            return want, why
         want = self.predict(op, fd_name)
         why = want.wrong(obs)
         self.apply(op, obs, fd_name)
