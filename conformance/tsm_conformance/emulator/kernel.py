@@ -465,6 +465,7 @@ class Kernel:
         hit = self._visible
         if hit is not None and hit[0] is p:
             return hit[1]
+        out: tuple[str, ...]
         if not self.era.visibility_hooks:
             out = EXTRA_TYPE if p.extra_type else DEFAULT_TYPE
         else:
