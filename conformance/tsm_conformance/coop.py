@@ -68,6 +68,8 @@ class Scheduler:
         self.sleeping: dict[Any, float] = {}  # task -> monotonic time it wakes
         self.held: dict[Any, int] = {}  # a task in a window -> progress the others make before it runs on
         self.main: Any = None
+        self.running: Any = None  # the program switched to last (the loop learns from it who finished)
+        self.end = 0.0  # the deadline, in time.monotonic()
 
     def run(self, programs: list[Callable[[], None]], deadline: float) -> bool:
         """Run every program to its end, interleaved; False when the schedule ended before (a
@@ -79,17 +81,21 @@ class Scheduler:
         self.main = getcurrent()
         self.tasks = [greenlet(p) for p in programs]
         self.live = list(self.tasks)
-        end = time.monotonic() + deadline
+        self.end = time.monotonic() + deadline
         ACTIVE = self
         try:
+            # Programs switch to one another directly (``_switch``); this loop runs again when one
+            # finishes (a greenlet returns to its parent, this one) or when none can run.
             while True:
-                t = self._next(end)
+                t = self._next(self.end)
                 if t is None:
                     break
+                self.running = t
                 try:
                     t.switch()
                 except Exception:  # as an uncaught exception in a thread: printed, its steps unfinished
                     traceback.print_exc(file=sys.stderr)
+                t = self.running
                 if t.dead:
                     self.progress += 1
                     self.live.remove(t)
@@ -141,13 +147,25 @@ class Scheduler:
     def point(self) -> None:
         self.progress += 1
         if self._random() < SWITCH:
+            self._switch()
+
+    def _switch(self) -> None:
+        """Run the next program drawn, straight from the calling one (one greenlet switch, not
+        two through the loop; the same draws in the same order); nothing to do when the draw is
+        the caller.  None can run (a deadlock, the deadline): back to the loop, which ends the
+        schedule without resuming the caller."""
+        t = self._next(self.end)
+        if t is None:
             self.main.switch()
+        elif t is not self.running:
+            self.running = t
+            t.switch()
 
     def wait(self) -> None:
         """The caller's lock is taken: run the others; back when one of them got on."""
         from greenlet import getcurrent
         self.waiting[getcurrent()] = self.progress
-        self.main.switch()
+        self._switch()
 
     def window(self, until: Callable[[], bool] | None = None) -> None:
         """A preemption window: the others run, each time for 1 to ``WINDOW_POINTS`` of their
@@ -160,10 +178,10 @@ class Scheduler:
                 return
             self.progress += 1
             self.held[me] = self.progress + int(self._random() * WINDOW_POINTS)
-            self.main.switch()
+            self._switch()
 
     def sleep(self, seconds: float) -> None:
         """A kernel sleep of ``seconds``: the others run meanwhile."""
         from greenlet import getcurrent
         self.sleeping[getcurrent()] = time.monotonic() + seconds
-        self.main.switch()
+        self._switch()

@@ -37,6 +37,8 @@ PREEMPT_WINDOW = 0.0002  # seconds between sizing and filling a binary read, whe
 HANG_SECONDS = 3600.0  # quirk report-hangs: far past any operation deadline
 RO_TEXT = ("generation", "provider", "privlevel_floor")
 S_IFDIR, S_IFREG = 0o040000, 0o100000
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = os.O_ACCMODE, os.O_RDONLY, os.O_WRONLY, os.O_RDWR  # (names read per open)
+READS, WRITES = frozenset((O_RDONLY, O_RDWR)), frozenset((O_WRONLY, O_RDWR))  # access modes that read, write
 
 
 class KernelOops(Exception):
@@ -400,7 +402,7 @@ class Kernel:
         self._callers.add(threading.get_ident())
         if "mkdir-race" in self.q:
             return self._mkdir(path)
-        with locked(self._dir_lock, self.interrupted):
+        with mutex(self._dir_lock, self.interrupted):
             return self._mkdir(path)
 
     def _race_window(self, name: str) -> None:
@@ -494,7 +496,7 @@ class Kernel:
 
     def rmdir(self, path: str) -> None:
         self._callers.add(threading.get_ident())
-        with locked(self._dir_lock, self.interrupted):
+        with mutex(self._dir_lock, self.interrupted):
             return self._rmdir(path)
 
     def _rmdir(self, path: str) -> None:
@@ -564,10 +566,10 @@ class Kernel:
         parts = self._split(path)
         if "rmdir-read-eio" in self.q and len(parts) == 2 and parts[0] in self._removed:
             raise _err(errno.EIO)  # the quirk: a removed item's files fail EIO, not ENOENT
-        acc = flags & os.O_ACCMODE
+        acc = flags & O_ACCMODE
         item = self._item(parts[0]) if parts else None  # (ENOENT for an item that is not there)
         if item is None or len(parts) == 1 or (len(parts) == 2 and parts[1] in item.subdirs):
-            if acc != os.O_RDONLY:  # the group, an item, a nested directory (quirk nested-mkdir-allowed)
+            if acc != O_RDONLY:  # the group, an item, a nested directory (quirk nested-mkdir-allowed)
                 raise _err(errno.EISDIR)
             f = OpenFile(None, "", "dir", True, False)
         else:
@@ -578,8 +580,7 @@ class Kernel:
                 raise _err(errno.EACCES if flags & os.O_CREAT else errno.ENOENT)
             if flags & os.O_DIRECTORY:
                 raise _err(errno.ENOTDIR)
-            wants_rd = acc in (os.O_RDONLY, os.O_RDWR)
-            wants_wr = acc in (os.O_WRONLY, os.O_RDWR)
+            wants_rd, wants_wr = acc in READS, acc in WRITES
             writable = attr_mode(attr) & 0o222 != 0
             readable = not writable
             with item.frag_sem.read(self.interrupted):
@@ -587,7 +588,7 @@ class Kernel:
                     raise _err(errno.ENOENT)
             # __configfs_open_file: each TSM attribute has one direction; the other is EACCES,
             # whatever the caller's privileges (O_RDWR included).
-            if "rdwr-allowed" in self.q and acc == os.O_RDWR:
+            if "rdwr-allowed" in self.q and acc == O_RDWR:
                 wants_rd, wants_wr = readable, writable
             if wants_wr and not writable and "ro-writable" not in self.q:
                 raise _err(errno.EACCES)
