@@ -402,7 +402,7 @@ class Kernel:
         self._callers.add(threading.get_ident())
         if "mkdir-race" in self.q:
             return self._mkdir(path)
-        with mutex(self._dir_lock, self.interrupted):
+        with locked(self._dir_lock, self.interrupted):
             return self._mkdir(path)
 
     def _race_window(self, name: str) -> None:
@@ -496,7 +496,7 @@ class Kernel:
 
     def rmdir(self, path: str) -> None:
         self._callers.add(threading.get_ident())
-        with mutex(self._dir_lock, self.interrupted):
+        with locked(self._dir_lock, self.interrupted):
             return self._rmdir(path)
 
     def _rmdir(self, path: str) -> None:

@@ -140,11 +140,10 @@ class _Held:
                 lk._cond.notify_all()
 
 
-def mutex(lock: threading.Lock, intr: Interrupted = None) -> Any:
-    """``with mutex(lock, intr):`` for a lock held across switch points: the plain lock (the
-    cheapest ``with``) when no wait has to fail EINTR and no cooperative schedule runs, else a
-    ``locked`` (whose wait polls ``intr``, or lets a cooperative holder run)."""
-    return locked(lock, intr) if intr is not None or coop.ACTIVE is not None else lock
+def mutex(lock: threading.Lock) -> Any:
+    """``with mutex(lock):`` for a lock held across switch points: the plain lock (the cheapest
+    ``with``) outside a cooperative schedule, inside one a ``locked`` whose wait lets the holder run."""
+    return locked(lock) if coop.ACTIVE is not None else lock
 
 
 class locked:  # noqa: N801  (used like the function it replaces: ``with locked(lock, intr):``)
