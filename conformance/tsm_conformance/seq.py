@@ -363,6 +363,14 @@ def _r_real(prefix: str, path: str) -> str | None:
     return f"{prefix}{head[1:]}{sep}{tail}" if _RNAME.fullmatch(head) else None
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _r_name(prefix: str, real: str) -> str | None:
+    """``<prefix>3`` -> ``r3`` (``_r_real``'s inverse for an item name); None for other names.
+    Kept, as ``_r_real``: a fuzz target lists the same few items input after input."""
+    r = "r" + real[len(prefix):] if real.startswith(prefix) else ""
+    return r if _RNAME.fullmatch(r) else None
+
+
 class Executor:
     """Runs ops on one tree with fresh item names; every created item is removed by ``close``.
 
@@ -465,9 +473,7 @@ class Executor:
         """The sequence's name of a real item name: an alias ``real`` made, or an r-name's (prefix
         and number), also one the sequence never named (another thread's mkdir of it is racing)."""
         hit = self._inv.get(real)
-        if hit is None and real.startswith(self.prefix) and _RNAME.fullmatch(r := "r" + real[len(self.prefix):]):
-            hit = r
-        return hit
+        return hit if hit is not None else _r_name(self.prefix, real)
 
     def _stat(self, a: tuple, fd_name: str | None) -> object:
         mr = self._mr_path(a[0])

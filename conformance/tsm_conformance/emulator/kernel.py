@@ -112,6 +112,7 @@ class Kernel:
         self.gen_mask = (1 << gen_bits) - 1
         self.gen_bits = gen_bits
         self.init_on_alloc = init_on_alloc
+        self._visible_of: dict[tuple[type, frozenset[tuple[str, str]]], tuple[str, ...]] = {}  # _visible_set's
         self.reset(None)
         # Set by a frontend that learns when the caller gave up (FUSE: fuse_interrupted()); long
         # waits poll it and fail EINTR, as the TDX driver's interruptible quote wait does, and so
@@ -462,16 +463,20 @@ class Kernel:
 
     def _visible_set(self, p: Provider) -> tuple[str, ...]:
         """The attributes populate_attrs gives a new item.  The kernel asks is_visible at every
-        mkdir; a provider's answers depend only on its load-time parameters and the quirks it was
-        registered with, so they are asked once per registered provider."""
+        mkdir; a provider's answers depend only on its class, its load-time parameters and the
+        quirks it was registered with (this kernel's), so they are asked once per configuration,
+        also across ``reset`` (a rebooted fuzz tree registers a provider configured alike)."""
         hit = self._visible
         if hit is not None and hit[0] is p:
             return hit[1]
-        out: tuple[str, ...]
-        if not self.era.visibility_hooks:
-            out = EXTRA_TYPE if p.extra_type else DEFAULT_TYPE
-        else:
-            out = tuple(a for a in TEXT_ATTRS + BIN_ATTRS if (v := p.attr_visible(a)) is None or v)
+        key = (type(p), frozenset(p.params.items()))
+        out = self._visible_of.get(key)
+        if out is None:
+            if not self.era.visibility_hooks:
+                out = EXTRA_TYPE if p.extra_type else DEFAULT_TYPE
+            else:
+                out = tuple(a for a in TEXT_ATTRS + BIN_ATTRS if (v := p.attr_visible(a)) is None or v)
+            self._visible_of[key] = out
         self._visible = (p, out)
         return out
 

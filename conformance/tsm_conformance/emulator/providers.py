@@ -79,7 +79,8 @@ class Provider:
         (tests/unit/test_quirk_matrix.py).  ``fixed`` are the configuration's own parameters."""
         return [dict(fixed)]
 
-    # 6.11+ visibility hooks; None means "no hook" (everything visible)
+    # 6.11+ visibility hooks; None means "no hook" (everything visible).  The answers may depend
+    # only on the class, ``params`` and ``quirks``: the kernel keeps them per configuration.
     def attr_visible(self, attr: str) -> bool | None:
         return None
 

@@ -129,7 +129,7 @@ class Blob:
         return bytes(out) if have >= self.hi else None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Item:
     """One report item instance (a mkdir; a later mkdir of the same name is a new one)."""
 
