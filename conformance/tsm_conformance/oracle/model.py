@@ -30,7 +30,7 @@ from .parse import kstrtouint, service_provider_value
 from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_store_bumps
 
 Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
-_Opening = tuple  # SpecModel._opening's (item name, attribute name, profile Attribute | None, reads, writes)
+_Opening = tuple  # SpecModel._opening's (item, attribute name, profile Attribute | None, reads, writes, refused)
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass costs several times as much to make)
@@ -272,20 +272,31 @@ class SpecModel:
                       else "a different mode or size")
 
     def _opening(self, a: tuple) -> _Opening:
-        """An open's (item name, attribute name, the profile's attribute, reads, writes)."""
+        """An open's (item name, attribute name, the profile's attribute, reads, writes, whether
+        the profile refuses that direction), kept per profile, path and flags (``_OPENINGS``)."""
+        key = (id(self.p), a[0], a[1])
+        hit = _OPENINGS.get(key)
+        if hit is not None and hit[0] is self.p:
+            return hit[1]
         head, tail = self._attr(a[0])
         rd, wr = _access(str(a[1]))
-        return head, tail, self.p.attributes.get(tail), rd, wr
+        attr = self.p.attributes.get(tail)
+        refused = attr is not None and ((rd and not attr.readable) or (wr and not attr.writable))
+        o = (head, tail, attr, rd, wr, refused)
+        if len(_OPENINGS) >= 4096:
+            _OPENINGS.clear()
+        _OPENINGS[key] = (self.p, o)
+        return o
 
     def _open(self, o: _Opening, fd: str) -> Expect:
-        head, tail, attr, rd, wr = o
+        head, tail, attr, rd, wr, refused = o
         if head not in self.items:
             return exact("ENOENT", "errors.access_after_rmdir")  # the name is gone: the VFS says ENOENT
         if not tail or "/" in tail or tail not in self.visible:
             return exact("ENOENT") if tail and "/" not in tail else ANY
         if attr is None:
             return ANY
-        if (rd and not attr.readable) or (wr and not attr.writable):
+        if refused:
             return self._err("open_wrong_direction")
         return exact(fd)
 
@@ -463,7 +474,7 @@ class SpecModel:
         if numbered:
             self.nfd += 1
         if obs.__class__ is str and obs[:2] == "fd":
-            head, tail, attr, rd, wr = o
+            head, tail, attr, rd, wr, _ = o
             item = self.items.get(head)
             if item is not None:
                 self.fds[fd] = Fd(item, tail, attr.kind if attr else "text", rd, wr)
@@ -539,6 +550,11 @@ class SpecModel:
         why = want.wrong(obs)
         self.apply(op, obs, fd_name)
         return want, why
+
+
+#: (id of the profile, path, flags) -> (the profile, SpecModel._opening's answer): the same few
+#: opens recur in every trace of a run (the profile is kept, so its id is not reused meanwhile)
+_OPENINGS: dict[tuple[int, object, object], tuple[Profile, _Opening]] = {}
 
 
 @functools.lru_cache(maxsize=64)
