@@ -1041,11 +1041,13 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
         elif programs and coop is not None:
             sched = _coop.Scheduler(coop)
 
+            point = sched.point
+
             def task(idx: list[int]) -> Callable[[], None]:
                 def go() -> None:
                     for i in idx:
                         run(i)
-                        sched.point()
+                        point()
                 return go
             sched.run([task(idx) for idx in programs.values()], deadline)
         elif programs:

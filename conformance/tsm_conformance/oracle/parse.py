@@ -9,6 +9,7 @@ emulator has its own ``kstrtox``; this module must not share code with it).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -23,6 +24,7 @@ def c_string(buf: bytes) -> bytes:
     return buf.split(b"\0", 1)[0]
 
 
+@functools.lru_cache(maxsize=1024)  # a fuzz target stores the same few texts again and again
 def kstrtouint(buf: bytes) -> int | Literal["EINVAL", "ERANGE"]:
     """The value, or the errno name the kernel returns (``"EINVAL"`` / ``"ERANGE"``).
 
