@@ -26,7 +26,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import coop as _coop
 from . import errnos
@@ -1023,6 +1023,7 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
     if last < 0:
         return _in_file_order(ex, steps, tidy)
     done: list[Done | None] = [None] * len(steps)
+    complete = False
     call, clock = ex.call, time.monotonic
     names = fd_names(steps)
 
@@ -1057,12 +1058,17 @@ def execute_threads(tree: Tree, steps: list[Step], prefix: str, deadline: float 
                         run(i)
                 return go
             _on_threads([program(idx) for idx in programs.values()], pool, deadline)
-        if last >= 0 and all(done[i] is not None for idx in programs.values() for i in idx):
+        # every program ran to its end: then the tear-down runs, and every step has run (the
+        # set-up and the tear-down run here, where a failure raises)
+        complete = all(done[i] is not None for idx in programs.values() for i in idx)
+        if complete:
             for i in range(last + 1, len(steps)):
                 run(i)  # (all unlabelled: last is the last labelled step)
     finally:
         if tidy and all(d is not None for d in done):
             ex.finish()
+    if complete:
+        return cast("list[Done]", done)
     now = time.monotonic()
     return [d if d is not None else Done(i, steps[i].thread, steps[i].op, HUNG, now - deadline, now)
             for i, d in enumerate(done)]
