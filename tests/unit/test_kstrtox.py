@@ -52,3 +52,15 @@ def test_kstrtoll_negates_and_bounds() -> None:
     for bad in (b"-+1", b"1_0", b" 5", b"0o7", b"", b"-"):
         with pytest.raises(OSError):
             kstrtoll(bad)
+
+
+def test_long_texts() -> None:
+    """A whole page of digits (the text-write-unsplit quirk passes even more): leading zeros do not
+    count, and thousands of significant digits are ERANGE (judged before any junk after them),
+    also past the 4,300 decimal digits Python's int() refuses to convert."""
+    assert kstrtouint(b"0" * 4094 + b"3") == 3
+    assert kstrtouint(b"0x" + b"0" * 4000 + b"1f\n") == 31
+    for text in (b"9" * 4095, b"1" + b"0" * 4094 + b"x", b"9" * 5000):
+        with pytest.raises(OSError) as e:
+            kstrtouint(text)
+        assert e.value.errno == errno.ERANGE

@@ -24,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..profile.model import Profile
+from ..profile.model import Attribute, Profile
 from ..seq import FD_OPS, Op
 from .parse import kstrtouint, service_provider_value
 from .rules import inblob_marks, inblob_put, inblob_write, text_store, text_store_bumps
 
 Judge = Callable[[object], "str | None"]  # why an observation is wrong, or None
-_Opening = tuple  # SpecModel._opening's (item, attribute name, profile Attribute | None, reads, writes, refused)
+#: SpecModel._opening's (item name, attribute name, the profile's Attribute, reads, writes, refused)
+_Opening = tuple[str, str, "Attribute | None", bool, bool, bool]
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass costs several times as much to make)
@@ -538,13 +539,6 @@ class SpecModel:
             want = self._predict_fd(f, name, a)
             why = want.wrong(obs)
             self._apply_fd(f, name, a, obs)
-            return want, why
-        if name == "open":  # the path and flags parsed once for both halves
-            o = self._opening(op.args)
-            fd = fd_name or f"fd{self.nfd}"
-            want = self._open(o, fd)
-            why = want.wrong(obs)
-            self._opened(o, obs, fd, fd_name is None)
             return want, why
         want = self.predict(op, fd_name)
         why = want.wrong(obs)
