@@ -298,6 +298,10 @@ class Runner:
     # ------------------------------------------------------------------ running
     def _reader(self, job: Job) -> None:
         assert job.proc is not None and job.proc.stdout is not None
+        # Ctrl-C and SIGTERM are for the main thread: delivered to this one, they would be raised
+        # in the main thread at once, even inside bundle.Tee.write, whose mask holds them only
+        # for the thread that writes (a line on the terminal the summary lacks)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         # line-buffered: the log shows the worker's progress while it runs
         with open(job.log, "w", buffering=1) as log:
             for line in job.proc.stdout:
